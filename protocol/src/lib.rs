@@ -1,0 +1,168 @@
+//! The messages that nsbox's processes exchange, and their framing.
+//!
+//! One message is one datagram on a `SOCK_SEQPACKET` socket, encoded with
+//! bincode; file descriptors travel beside it with `SCM_RIGHTS`. The first
+//! message on every connection is a `Hello` carrying [`PROTOCOL_VERSION`], so
+//! that a runtime and a shim of different builds fail clearly instead of
+//! misparsing each other.
+//!
+//! Everything a shim reads from tiny-init comes from inside the container and
+//! is untrusted: datagrams are bounded by [`MAX_MESSAGE`], decoding errors are
+//! errors, and channels are typed per role so that an unexpected message is
+//! reported as such.
+
+mod channel;
+mod messages;
+
+pub use channel::{seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_MESSAGE};
+pub use messages::*;
+
+/// Bumped whenever a message changes shape.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// runtime's end of a connection to a shim.
+pub type RuntimeChannel = Channel<RuntimeToShim, ShimToRuntime>;
+/// shim's end of a connection from a runtime.
+pub type ShimRuntimeChannel = Channel<ShimToRuntime, RuntimeToShim>;
+/// shim's end of its socketpair with tiny-init.
+pub type ShimInitChannel = Channel<ShimToInit, InitToShim>;
+/// tiny-init's end of its socketpair with the shim.
+pub type InitChannel = Channel<InitToShim, ShimToInit>;
+
+fn unexpected<T: std::fmt::Debug>(expected: &'static str, got: &T) -> ChannelError {
+    ChannelError::Unexpected {
+        expected,
+        got: variant_name(got),
+    }
+}
+
+/// The variant's name alone: a message's payload may be large or hostile.
+fn variant_name<T: std::fmt::Debug>(msg: &T) -> String {
+    let full = format!("{msg:?}");
+    full.split([' ', '(', '{'])
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(64)
+        .collect()
+}
+
+impl RuntimeChannel {
+    pub fn send_hello(&self) -> Result<(), ChannelError> {
+        self.send(
+            &RuntimeToShim::Hello {
+                version: PROTOCOL_VERSION,
+            },
+            &[],
+        )
+    }
+
+    /// The reply to `Create`: the container is created, or why not.
+    pub fn wait_for_created(&self) -> Result<Created, ChannelError> {
+        match self.recv()?.0 {
+            ShimToRuntime::Created(c) => Ok(c),
+            ShimToRuntime::Error(f) => Err(ChannelError::Failed(f)),
+            other => Err(unexpected("Created", &other)),
+        }
+    }
+
+    pub fn wait_for_started(&self) -> Result<i32, ChannelError> {
+        match self.recv()?.0 {
+            ShimToRuntime::Started { pid } => Ok(pid),
+            ShimToRuntime::Error(f) => Err(ChannelError::Failed(f)),
+            other => Err(unexpected("Started", &other)),
+        }
+    }
+
+    pub fn wait_for_exit(&self) -> Result<i32, ChannelError> {
+        match self.recv()?.0 {
+            ShimToRuntime::Exited { code } => Ok(code),
+            ShimToRuntime::Error(f) => Err(ChannelError::Failed(f)),
+            other => Err(unexpected("Exited", &other)),
+        }
+    }
+}
+
+impl ShimRuntimeChannel {
+    /// The first message of a connection, checked for our version.
+    pub fn wait_for_hello(&self) -> Result<(), ChannelError> {
+        match self.recv()?.0 {
+            RuntimeToShim::Hello { version } => check_version(version),
+            other => Err(unexpected("Hello", &other)),
+        }
+    }
+
+    pub fn wait_for_create(&self) -> Result<Box<CreateRequest>, ChannelError> {
+        match self.recv()?.0 {
+            RuntimeToShim::Create(c) => Ok(c),
+            other => Err(unexpected("Create", &other)),
+        }
+    }
+
+    pub fn send_error(&self, failure: Failure) -> Result<(), ChannelError> {
+        self.send(&ShimToRuntime::Error(failure), &[])
+    }
+}
+
+impl ShimInitChannel {
+    pub fn wait_for_hello(&self) -> Result<(), ChannelError> {
+        match self.recv()?.0 {
+            InitToShim::Hello { version } => check_version(version),
+            other => Err(unexpected("Hello", &other)),
+        }
+    }
+
+    /// tiny-init has built the container's inside and waits for `Start`.
+    pub fn wait_for_ready(&self) -> Result<(), ChannelError> {
+        match self.recv()?.0 {
+            InitToShim::Ready => Ok(()),
+            InitToShim::Failed(f) => Err(ChannelError::Failed(f)),
+            other => Err(unexpected("Ready", &other)),
+        }
+    }
+
+    pub fn wait_for_started(&self) -> Result<i32, ChannelError> {
+        match self.recv()?.0 {
+            InitToShim::Started { pid } => Ok(pid),
+            InitToShim::Failed(f) => Err(ChannelError::Failed(f)),
+            other => Err(unexpected("Started", &other)),
+        }
+    }
+}
+
+impl InitChannel {
+    pub fn wait_for_hello(&self) -> Result<(), ChannelError> {
+        match self.recv()?.0 {
+            ShimToInit::Hello { version } => check_version(version),
+            other => Err(unexpected("Hello", &other)),
+        }
+    }
+
+    pub fn wait_for_config(&self) -> Result<Box<InitConfig>, ChannelError> {
+        match self.recv()?.0 {
+            ShimToInit::Config(c) => Ok(c),
+            other => Err(unexpected("Config", &other)),
+        }
+    }
+
+    pub fn wait_for_start(&self) -> Result<(), ChannelError> {
+        match self.recv()?.0 {
+            ShimToInit::Start => Ok(()),
+            other => Err(unexpected("Start", &other)),
+        }
+    }
+}
+
+fn check_version(version: u32) -> Result<(), ChannelError> {
+    if version == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(ChannelError::Version {
+            ours: PROTOCOL_VERSION,
+            theirs: version,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+//! The message enums, one per direction and role, and the plain data they
+//! carry. tiny-init learns everything it does from [`InitConfig`]: it never
+//! reads config.json, so the container's inside does not depend on how the
+//! host parsed it.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a step failed, carried across processes so that `runtime` prints the
+/// real cause instead of "child exited 1".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// What was being done: "mount /proc", "exec /bin/foo".
+    pub step: String,
+    /// The cause, as a person reads it: "No such file or directory".
+    pub message: String,
+    /// The exit code the runtime should end with: 127 for a command that is
+    /// not found, 126 for one that cannot be executed, 1 otherwise.
+    pub exit_code: i32,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.message)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NamespaceKind {
+    Pid,
+    Mount,
+    Ipc,
+    Uts,
+    Network,
+    User,
+    Cgroup,
+}
+
+/// A namespace to create (no path) or to join (path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    pub kind: NamespaceKind,
+    pub path: Option<String>,
+}
+
+/// What `runtime create` hands to the shim. The runtime has validated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    pub id: String,
+    /// The container's directory under the state root; state.json is there.
+    pub state_dir: String,
+    /// The tiny-init binary, copied into a sealed memfd before it runs.
+    pub tiny_init: String,
+    pub namespaces: Vec<Namespace>,
+    pub init: InitConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlay {
+    pub lower: String,
+    pub upper: String,
+    pub work: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitConfig {
+    /// Host path of the directory that becomes `/`; with `overlay`, the
+    /// (empty) directory the overlay is mounted on.
+    pub rootfs: String,
+    pub overlay: Option<Overlay>,
+    pub readonly_root: bool,
+    /// Propagation flags applied to `/` before anything is mounted.
+    pub rootfs_propagation: u64,
+    pub mounts: Vec<Mount>,
+    pub devices: Vec<Device>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    /// A new network namespace: bring `lo` up.
+    pub loopback_up: bool,
+    pub process: Process,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub fstype: String,
+    pub source: String,
+    /// MS_* flags to set (MS_BIND, MS_REC, MS_RDONLY, ...).
+    pub flags: u64,
+    /// MS_PRIVATE/MS_SLAVE/... (with MS_REC), applied after the mount.
+    pub propagation: u64,
+    /// Options the filesystem interprets itself ("mode=755,size=65536k").
+    pub data: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub path: String,
+    /// 'c', 'b' or 'p'.
+    pub kind: char,
+    pub major: i64,
+    pub minor: i64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Capability sets as capability numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub bounding: Vec<u8>,
+    pub effective: Vec<u8>,
+    pub permitted: Vec<u8>,
+    pub inheritable: Vec<u8>,
+    pub ambient: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub rlimits: Vec<Rlimit>,
+    /// None: keep every capability tiny-init has.
+    pub capabilities: Option<Capabilities>,
+    pub no_new_privileges: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    pub init_pid: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuntimeToShim {
+    Hello {
+        version: u32,
+    },
+    Create(Box<CreateRequest>),
+    Start,
+    /// Reply with `Exited` when the container has stopped.
+    Wait,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShimToRuntime {
+    Created(Created),
+    Started { pid: i32 },
+    Exited { code: i32 },
+    Error(Failure),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShimToInit {
+    Hello { version: u32 },
+    Config(Box<InitConfig>),
+    Start,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitToShim {
+    Hello {
+        version: u32,
+    },
+    /// The inside is built; waiting for `Start`.
+    Ready,
+    /// The workload runs, with this pid in the container's PID namespace.
+    Started {
+        pid: i32,
+    },
+    /// The workload ended; tiny-init exits with the same code.
+    Exited {
+        code: i32,
+    },
+    Failed(Failure),
+}
