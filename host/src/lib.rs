@@ -1,1 +1,7 @@
+//! Host-side helpers that both `runtime` and `shim` need: the state
+//! directory and its `state.json`, the identity of host processes (pid plus
+//! start time), and logging to `--log` files.
 
+pub mod logger;
+pub mod proc;
+pub mod state;

@@ -1,1 +1,468 @@
-fn main() {}
+//! shim: one per container, the container's host side.
+//!
+//! `runtime create` forks and execs it with a SEQPACKET socket on fd 3 and
+//! the container's stdio on 0, 1 and 2, in a session of its own. The shim
+//! then, still single-threaded:
+//!
+//! 1. receives the validated `CreateRequest`;
+//! 2. clones tiny-init into the new namespaces, from a sealed memfd copy;
+//! 3. forwards tiny-init its `InitConfig` and waits for `Ready`;
+//! 4. records the init's pid and start time in state.json, listens on
+//!    `shim.sock` in the state directory, and answers `Created`;
+//! 5. serves `start` and `wait` requests until the container stops, records
+//!    the exit status durably, answers every waiter, and exits.
+//!
+//! The shim watches tiny-init through a pidfd, and takes the exit code from
+//! tiny-init's `Exited` message when it cannot reap it itself, so that the
+//! caller's-shim mode (where tiny-init is not our child) fits the same loop.
+
+mod spawn;
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    accept4, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+};
+use nsbox_host::proc::{pidfd_send_signal, ProcessId};
+use nsbox_host::state::{ContainerDir, State, Status};
+use protocol::{
+    ChannelError, Created, Failure, InitToShim, RuntimeToShim, ShimInitChannel, ShimRuntimeChannel,
+    ShimToInit, ShimToRuntime, PROTOCOL_VERSION,
+};
+
+/// fd the runtime hands us our end of the create socketpair on.
+const RUNTIME_FD: i32 = 3;
+/// How long tiny-init may take to answer `Start`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Args {
+    state_dir: PathBuf,
+    log: Option<PathBuf>,
+    log_format: nsbox_host::logger::Format,
+    debug: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mut out = Args {
+        state_dir: PathBuf::new(),
+        log: None,
+        log_format: nsbox_host::logger::Format::Text,
+        debug: false,
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--state-dir" => out.state_dir = args.next().ok_or("--state-dir needs a value")?.into(),
+            "--log" => out.log = Some(args.next().ok_or("--log needs a value")?.into()),
+            "--log-format" => {
+                out.log_format = args.next().ok_or("--log-format needs a value")?.parse()?
+            }
+            "--debug" => out.debug = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if out.state_dir.as_os_str().is_empty() {
+        return Err("--state-dir is required (the shim is started by `runtime create`)".into());
+    }
+    Ok(out)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("shim: {e}");
+            std::process::exit(2);
+        }
+    };
+    let dir = ContainerDir {
+        path: args.state_dir.clone(),
+    };
+    let log_file = args.log.clone().unwrap_or_else(|| dir.shim_log());
+    let _ = nsbox_host::logger::init("shim", Some(&log_file), args.log_format, args.debug);
+    // Processes that `exec` puts in the container and that outlive their
+    // parent come back to us, not to the host's init.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+
+    // SAFETY: fd 3 is ours by contract with `runtime create`.
+    let runtime = ShimRuntimeChannel::new(unsafe { OwnedFd::from_raw_fd(RUNTIME_FD) });
+    let request = match runtime
+        .wait_for_hello()
+        .and_then(|_| runtime.wait_for_create())
+    {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("receive create request: {e}");
+            let _ = runtime.send_error(failure("receive create request", e.to_string()));
+            std::process::exit(1);
+        }
+    };
+    let id = request.id.clone();
+    match create(&dir, &request) {
+        Ok(mut container) => {
+            if let Err(e) = runtime.send(
+                &ShimToRuntime::Created(Created {
+                    init_pid: container.init.pid,
+                }),
+                &[],
+            ) {
+                // The runtime died before it heard us: nobody knows of this
+                // container but its state directory, which `delete` cleans.
+                log::error!("{id}: tell runtime the container is created: {e}");
+                container.kill_init();
+                std::process::exit(1);
+            }
+            detach_stdio();
+            container.serve(Some(runtime));
+        }
+        Err(f) => {
+            log::error!("{id}: {f}");
+            let _ = runtime.send_error(f);
+            std::process::exit(1);
+        }
+    }
+}
+
+fn failure(step: &str, message: String) -> Failure {
+    Failure {
+        step: step.into(),
+        message,
+        exit_code: 1,
+    }
+}
+
+/// The container's stdio belongs to tiny-init now; the shim keeps none of
+/// it, so that a reader of the container's output sees EOF when the
+/// container ends.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto stdio.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
+struct Container {
+    dir: ContainerDir,
+    state: State,
+    init: spawn::Child,
+    init_channel: Option<ShimInitChannel>,
+    listener: OwnedFd,
+    /// The exit code tiny-init reported, for when we cannot reap it.
+    reported_exit: Option<i32>,
+}
+
+fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container, Failure> {
+    let mut state = dir
+        .load()
+        .map_err(|e| failure("read state", e.to_string()))?;
+    let exe = spawn::sealed_copy(&req.tiny_init).map_err(|m| failure("prepare tiny-init", m))?;
+    let (ours, theirs) =
+        protocol::seqpacket_pair().map_err(|e| failure("socketpair", e.desc().into()))?;
+    let argv = [
+        CString::new("tiny-init").unwrap(),
+        CString::new(req.state_dir.as_str()).map_err(|_| failure("state dir", "NUL".into()))?,
+    ];
+    let init = spawn::clone_init(&req.namespaces, &theirs, &exe, &argv)
+        .map_err(|m| failure("start tiny-init", m))?;
+    drop(theirs);
+    drop(exe);
+    let mut channel = ShimInitChannel::new(ours);
+    let handshake = (|| {
+        channel.send(
+            &ShimToInit::Hello {
+                version: PROTOCOL_VERSION,
+            },
+            &[],
+        )?;
+        channel.wait_for_hello()?;
+        channel.send(&ShimToInit::Config(Box::new(req.init.clone())), &[])?;
+        channel.wait_for_ready()
+    })();
+    if let Err(e) = handshake {
+        let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
+        let code = spawn::reap(&init.pidfd, true);
+        return Err(match e {
+            ChannelError::Failed(f) => f,
+            ChannelError::Closed => failure(
+                "start tiny-init",
+                format!(
+                    "tiny-init {} (exit status {})",
+                    spawn::describe_early_exit(code.unwrap_or(-1)),
+                    code.unwrap_or(-1)
+                ),
+            ),
+            other => failure("set up the container", other.to_string()),
+        });
+    }
+    let _ = channel.set_timeout(Some(START_TIMEOUT));
+    let listener = listen_on(&dir.socket()).map_err(|e| failure("listen on shim.sock", e))?;
+    let init_id = ProcessId::of(init.pid)
+        .ok_or_else(|| failure("read tiny-init's start time", "it has ended".into()))?;
+    state.status = Status::Created;
+    state.init = Some(init_id);
+    let mut container = Container {
+        dir: dir.clone(),
+        state,
+        init,
+        init_channel: Some(channel),
+        listener,
+        reported_exit: None,
+    };
+    if let Err(e) = container.dir.save(&container.state) {
+        container.kill_init();
+        return Err(failure("write state", e.to_string()));
+    }
+    Ok(container)
+}
+
+/// A listening SEQPACKET socket at `path`. Paths longer than sun_path
+/// allows are reached through /proc/self/fd/N of their directory.
+fn listen_on(path: &std::path::Path) -> Result<OwnedFd, String> {
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(|e| e.desc().to_string())?;
+    let _dir_fd;
+    let addr = match UnixAddr::new(path) {
+        Ok(a) => a,
+        Err(_) => {
+            let parent = path.parent().unwrap_or(std::path::Path::new("/"));
+            let f = std::fs::File::open(parent).map_err(|e| e.to_string())?;
+            let short = format!(
+                "/proc/self/fd/{}/{}",
+                f.as_raw_fd(),
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            _dir_fd = f;
+            UnixAddr::new(short.as_str()).map_err(|e| e.desc().to_string())?
+        }
+    };
+    bind(sock.as_raw_fd(), &addr).map_err(|e| e.desc().to_string())?;
+    listen(&sock, Backlog::new(16).unwrap_or(Backlog::MAXCONN))
+        .map_err(|e| e.desc().to_string())?;
+    Ok(sock)
+}
+
+struct Client {
+    channel: ShimRuntimeChannel,
+    greeted: bool,
+}
+
+enum Action {
+    Keep,
+    Park,
+    Drop,
+}
+
+impl Container {
+    fn kill_init(&mut self) {
+        let _ = pidfd_send_signal(&self.init.pidfd, libc::SIGKILL);
+        let _ = spawn::reap(&self.init.pidfd, true);
+    }
+
+    /// The event loop, until the container stops.
+    fn serve(mut self, creator: Option<ShimRuntimeChannel>) -> ! {
+        // The `runtime run` that created us keeps its connection for start
+        // and wait; it has already said hello.
+        let mut clients: Vec<Client> = creator
+            .into_iter()
+            .map(|channel| Client {
+                channel,
+                greeted: true,
+            })
+            .collect();
+        let mut waiters: Vec<ShimRuntimeChannel> = Vec::new();
+        loop {
+            let (init_ready, pidfd_ready, listener_ready, client_ready) = {
+                let mut fds = vec![
+                    PollFd::new(self.init.pidfd.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+                ];
+                if let Some(ch) = &self.init_channel {
+                    fds.push(PollFd::new(ch.as_fd(), PollFlags::POLLIN));
+                }
+                let first_client = fds.len();
+                for c in &clients {
+                    fds.push(PollFd::new(c.channel.as_fd(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => {
+                        log::error!("poll: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+                let ready = |f: &PollFd| f.any().unwrap_or(false);
+                (
+                    self.init_channel.is_some() && ready(&fds[2]),
+                    ready(&fds[0]),
+                    ready(&fds[1]),
+                    fds[first_client..].iter().map(ready).collect::<Vec<_>>(),
+                )
+            };
+            if init_ready {
+                self.read_init();
+            }
+            if listener_ready {
+                while let Ok(fd) = accept4(self.listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+                    clients.push(Client {
+                        // SAFETY: accept4 returned a new fd.
+                        channel: ShimRuntimeChannel::new(unsafe { OwnedFd::from_raw_fd(fd) }),
+                        greeted: false,
+                    });
+                }
+            }
+            // Serve clients that have spoken; newest accepted have no entry yet.
+            let mut keep = Vec::with_capacity(clients.len());
+            for (i, mut c) in clients.into_iter().enumerate() {
+                if !client_ready.get(i).copied().unwrap_or(false) {
+                    keep.push(c);
+                    continue;
+                }
+                match self.handle(&mut c) {
+                    Action::Keep => keep.push(c),
+                    Action::Park => waiters.push(c.channel),
+                    Action::Drop => {}
+                }
+            }
+            clients = keep;
+            if pidfd_ready {
+                self.stopped(waiters);
+            }
+        }
+    }
+
+    fn read_init(&mut self) {
+        let Some(ch) = &self.init_channel else { return };
+        match ch.recv() {
+            Ok((InitToShim::Exited { code }, _)) => self.reported_exit = Some(code),
+            Ok((InitToShim::Failed(f), _)) => {
+                self.reported_exit = Some(f.exit_code);
+                log::warn!("{}: {f}", self.state.id);
+            }
+            Ok((other, _)) => log::warn!("{}: unexpected from tiny-init: {other:?}", self.state.id),
+            // Closed: tiny-init is ending; the pidfd tells when.
+            Err(_) => self.init_channel = None,
+        }
+    }
+
+    fn handle(&mut self, c: &mut Client) -> Action {
+        let msg = match c.channel.recv() {
+            Ok((m, _)) => m,
+            Err(ChannelError::Closed) => return Action::Drop,
+            Err(e) => {
+                let _ = c.channel.send_error(failure("read request", e.to_string()));
+                return Action::Drop;
+            }
+        };
+        if !c.greeted {
+            return match msg {
+                RuntimeToShim::Hello {
+                    version: PROTOCOL_VERSION,
+                } => {
+                    c.greeted = true;
+                    Action::Keep
+                }
+                other => {
+                    let _ = c.channel.send_error(failure(
+                        "handshake",
+                        format!("expected Hello with protocol version {PROTOCOL_VERSION}, got {other:?}"),
+                    ));
+                    Action::Drop
+                }
+            };
+        }
+        match msg {
+            RuntimeToShim::Start => {
+                let reply = match self.start() {
+                    Ok(pid) => ShimToRuntime::Started { pid },
+                    Err(f) => ShimToRuntime::Error(f),
+                };
+                let _ = c.channel.send(&reply, &[]);
+                Action::Keep
+            }
+            RuntimeToShim::Wait => Action::Park,
+            other => {
+                let _ = c.channel.send_error(failure(
+                    "request",
+                    format!("{other:?} is not a request a running shim takes"),
+                ));
+                Action::Drop
+            }
+        }
+    }
+
+    fn start(&mut self) -> Result<i32, Failure> {
+        if self.state.status != Status::Created {
+            return Err(failure(
+                "start",
+                format!("the container is {}, not created", self.state.status),
+            ));
+        }
+        let Some(ch) = &self.init_channel else {
+            return Err(failure("start", "tiny-init has gone".into()));
+        };
+        ch.send(&ShimToInit::Start, &[])
+            .map_err(|e| failure("start", format!("tell tiny-init: {e}")))?;
+        match ch.recv() {
+            Ok((InitToShim::Started { pid }, _)) => {
+                self.state.status = Status::Running;
+                if let Err(e) = self.dir.save(&self.state) {
+                    log::error!("{}: record running: {e}", self.state.id);
+                }
+                Ok(pid)
+            }
+            Ok((InitToShim::Failed(f), _)) => {
+                self.reported_exit = Some(f.exit_code);
+                Err(f)
+            }
+            Ok((InitToShim::Exited { code }, _)) => {
+                self.reported_exit = Some(code);
+                Err(failure(
+                    "start",
+                    format!("the container exited with {code} before it started"),
+                ))
+            }
+            Ok((other, _)) => Err(failure("start", format!("expected Started, got {other:?}"))),
+            Err(e) => Err(failure("start", format!("tiny-init: {e}"))),
+        }
+    }
+
+    /// tiny-init has ended: record the exit status durably, then tell every
+    /// waiter, then go.
+    fn stopped(mut self, waiters: Vec<ShimRuntimeChannel>) -> ! {
+        // Drain a last `Exited` that may sit unread beside the pidfd event.
+        while self.init_channel.is_some() {
+            self.read_init();
+        }
+        let code = spawn::reap(&self.init.pidfd, false)
+            .or(self.reported_exit)
+            .unwrap_or(255);
+        self.state.status = Status::Stopped;
+        self.state.exit_code = Some(code);
+        if let Err(e) = self.dir.save(&self.state) {
+            log::error!("{}: record exit status {code}: {e}", self.state.id);
+        }
+        let _ = std::fs::remove_file(self.dir.socket());
+        for w in waiters {
+            let _ = w.send(&ShimToRuntime::Exited { code }, &[]);
+        }
+        log::debug!("{}: stopped with {code}", self.state.id);
+        std::process::exit(0)
+    }
+}

@@ -1,1 +1,200 @@
-fn main() {}
+//! tiny-init: PID 1 of an nsbox container.
+//!
+//! The shim clones it into the container's new namespaces and execs it from
+//! a sealed memfd (so that `/proc/1/exe` leads to no host file, CVE-2019-5736).
+//! fd 3 is its socketpair with the shim. It then:
+//!
+//! 1. learns everything from the shim (`Config`): it never reads config.json;
+//! 2. builds the inside: mounts, pivot_root, /dev, masked paths, hostname;
+//! 3. reports `Ready` and waits for `Start` (or a signal, or the shim's end);
+//! 4. forks and execs the workload, forwards every signal it can catch to it,
+//!    and reaps every zombie in the PID namespace;
+//! 5. when the workload ends, reports `Exited` and exits with the same code.
+//!
+//! Once the workload runs, tiny-init never exits early: a shim that goes
+//! away is logged, not fatal, because the container is the user's.
+
+mod mounts;
+mod signals;
+mod workload;
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use protocol::{Failure, InitChannel, InitToShim, ShimToInit, PROTOCOL_VERSION};
+
+/// Where the shim puts our end of the socketpair.
+const SHIM_FD: i32 = 3;
+
+fn main() {
+    set_name(c"tiny-init");
+    // SAFETY: fd 3 is ours by contract with the shim, and nothing else owns it.
+    let channel = InitChannel::new(unsafe { OwnedFd::from_raw_fd(SHIM_FD) });
+    // Block first, so that no signal sent during set-up is lost: blocked
+    // signals stay pending even for a PID namespace's init, which the kernel
+    // otherwise shields from every signal it has no handler for.
+    let signals = match signals::Signals::block_all() {
+        Ok(s) => s,
+        Err(e) => fail(&channel, "block signals", e, 1),
+    };
+    if let Err(e) = channel.send(
+        &InitToShim::Hello {
+            version: PROTOCOL_VERSION,
+        },
+        &[],
+    ) {
+        die(&format!("send hello: {e}"));
+    }
+    let config = match channel
+        .wait_for_hello()
+        .and_then(|_| channel.wait_for_config())
+    {
+        Ok(c) => c,
+        Err(e) => die(&format!("receive config: {e}")),
+    };
+    if let Err(f) = mounts::build_rootfs(&config) {
+        report_failure(&channel, f);
+        std::process::exit(1);
+    }
+    let prepared = match workload::Prepared::new(&config.process) {
+        Ok(p) => p,
+        Err(f) => {
+            let code = f.exit_code;
+            report_failure(&channel, f);
+            std::process::exit(code);
+        }
+    };
+    // Nothing in the container may read our memory or open our fds through
+    // /proc/1 (the shim's socket in particular).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if channel.send(&InitToShim::Ready, &[]).is_err() {
+        std::process::exit(1);
+    }
+    let workload = wait_for_start(&channel, &signals, prepared);
+    supervise(channel, signals, workload)
+}
+
+/// The created state: wait for `Start`. A terminating signal ends the
+/// container as it would end a started one; the shim's end closing means
+/// nobody will ever start us.
+fn wait_for_start(
+    channel: &InitChannel,
+    signals: &signals::Signals,
+    prepared: workload::Prepared,
+) -> i32 {
+    loop {
+        match signals::wait_readable(channel, signals) {
+            signals::Ready::Channel => match channel.recv() {
+                Ok((ShimToInit::Start, _)) => match prepared.spawn(signals) {
+                    Ok(pid) => {
+                        let _ = channel.send(&InitToShim::Started { pid }, &[]);
+                        return pid;
+                    }
+                    Err(f) => {
+                        let code = f.exit_code;
+                        report_failure(channel, f);
+                        std::process::exit(code);
+                    }
+                },
+                Ok((other, _)) => {
+                    let _ = channel.send(
+                        &InitToShim::Failed(Failure {
+                            step: "wait for start".into(),
+                            message: format!("expected Start, got {other:?}"),
+                            exit_code: 1,
+                        }),
+                        &[],
+                    );
+                }
+                Err(_) => std::process::exit(1),
+            },
+            signals::Ready::Signal => {
+                for sig in signals.drain() {
+                    if signals::terminates(sig) {
+                        let code = 128 + sig;
+                        let _ = channel.send(&InitToShim::Exited { code }, &[]);
+                        std::process::exit(code);
+                    }
+                    // SIGCHLD before start: nothing of ours to reap yet, but
+                    // reap anyway so that nothing lingers.
+                    signals::reap_all(|_, _| ());
+                }
+            }
+        }
+    }
+}
+
+/// The running state: forward signals, reap zombies, report the exit.
+fn supervise(channel: InitChannel, signals: signals::Signals, workload: i32) -> ! {
+    let mut channel = Some(channel);
+    loop {
+        let ready = match &channel {
+            Some(ch) => signals::wait_readable(ch, &signals),
+            None => signals::Ready::Signal,
+        };
+        match ready {
+            signals::Ready::Channel => {
+                // Nothing is expected from the shim once the workload runs;
+                // a closed channel means the shim is gone, and the container
+                // carries on without it.
+                if let Some(ch) = &channel {
+                    if ch.recv().is_err() {
+                        channel = None;
+                    }
+                }
+            }
+            signals::Ready::Signal => {
+                let mut exit = None;
+                for sig in signals.wait_and_drain() {
+                    if sig == libc::SIGCHLD {
+                        signals::reap_all(|pid, code| {
+                            if pid == workload {
+                                exit = Some(code);
+                            }
+                        });
+                    } else {
+                        // SAFETY: kill with a pid we forked and still own (it
+                        // is not reaped while this loop runs).
+                        unsafe { libc::kill(workload, sig) };
+                    }
+                }
+                if let Some(code) = exit {
+                    if let Some(ch) = &channel {
+                        let _ = ch.send(&InitToShim::Exited { code }, &[]);
+                    }
+                    // Our exit ends the PID namespace: the kernel kills
+                    // whatever is left in it, as Docker does.
+                    std::process::exit(code);
+                }
+            }
+        }
+    }
+}
+
+fn report_failure(channel: &InitChannel, f: Failure) {
+    if channel.send(&InitToShim::Failed(f.clone()), &[]).is_err() {
+        eprintln!("tiny-init: {f}");
+    }
+}
+
+fn fail(channel: &InitChannel, step: &str, e: nix::Error, code: i32) -> ! {
+    report_failure(
+        channel,
+        Failure {
+            step: step.into(),
+            message: e.desc().into(),
+            exit_code: code,
+        },
+    );
+    std::process::exit(code)
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("tiny-init: {msg}");
+    std::process::exit(1)
+}
+
+fn set_name(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+}

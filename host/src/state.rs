@@ -1,0 +1,329 @@
+//! The state directory: one directory per container under the root, holding
+//! `state.json` (written to a temporary file and renamed, so a reader sees
+//! the old or the new state, never half of one), the shim's socket, and the
+//! overlay directories of a copy-on-write root.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::proc::ProcessId;
+
+pub const DEFAULT_ROOT: &str = "/run/nsbox";
+pub const OCI_VERSION: &str = "1.0.2";
+/// Longer IDs would make the shim's socket path hard to reach.
+pub const MAX_ID_LEN: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What `state.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    pub bundle: String,
+    pub rootfs: String,
+    /// RFC 3339.
+    pub created: String,
+    /// As last recorded; see [`State::status`] for what is true now.
+    pub status: Status,
+    pub shim: Option<ProcessId>,
+    pub init: Option<ProcessId>,
+    pub exit_code: Option<i32>,
+    pub annotations: BTreeMap<String, String>,
+    pub command: Vec<String>,
+    pub owner: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("container does not exist")]
+    NotFound,
+    #[error("container already exists")]
+    Exists,
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state.json is damaged: {0}")]
+    Damaged(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StateError {
+    let what = what.into();
+    move |source| StateError::Io { what, source }
+}
+
+/// An ID names a directory and appears in socket paths: keep it to the
+/// characters runc allows, and short.
+pub fn validate_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("container ID is empty".into());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!(
+            "container ID is {} characters long, at most {MAX_ID_LEN}",
+            id.len()
+        ));
+    }
+    if id == "." || id == ".." {
+        return Err(format!("container ID {id:?} is not a name"));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+')))
+    {
+        return Err(format!(
+            "container ID has {c:?}: only letters, digits, '_', '-', '.' and '+' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// A container's directory under the state root.
+#[derive(Debug, Clone)]
+pub struct ContainerDir {
+    pub path: PathBuf,
+}
+
+impl ContainerDir {
+    pub fn new(root: &Path, id: &str) -> ContainerDir {
+        ContainerDir {
+            path: root.join(id),
+        }
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.path.join("state.json")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.path.join("shim.sock")
+    }
+
+    pub fn shim_log(&self) -> PathBuf {
+        self.path.join("shim.log")
+    }
+
+    /// Overlay directories of a copy-on-write root.
+    pub fn upper(&self) -> PathBuf {
+        self.path.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.path.join("work")
+    }
+    pub fn merged(&self) -> PathBuf {
+        self.path.join("merged")
+    }
+
+    /// Make the directory; exactly one of several concurrent callers wins
+    /// (mkdir is atomic), the others get `Exists`.
+    pub fn create(&self) -> Result<(), StateError> {
+        if let Some(root) = self.path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o711)
+                .create(root)
+                .map_err(io(format!("state root {}", root.display())))?;
+        }
+        match std::fs::DirBuilder::new().mode(0o711).create(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(StateError::Exists),
+            Err(e) => Err(io(format!("state directory {}", self.path.display()))(e)),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.is_dir()
+    }
+
+    pub fn load(&self) -> Result<State, StateError> {
+        let text = match std::fs::read(self.state_file()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(if self.exists() {
+                    StateError::Damaged("state.json is missing".into())
+                } else {
+                    StateError::NotFound
+                })
+            }
+            Err(e) => return Err(io("read state.json")(e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| StateError::Damaged(e.to_string()))
+    }
+
+    /// Write state.json atomically and durably: a temporary file, fsync, rename.
+    pub fn save(&self, state: &State) -> Result<(), StateError> {
+        let tmp = self.path.join(".state.json.tmp");
+        let data = serde_json::to_vec(state).map_err(|e| StateError::Damaged(e.to_string()))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)
+            .map_err(io("write state.json"))?;
+        f.write_all(&data).map_err(io("write state.json"))?;
+        f.sync_all().map_err(io("sync state.json"))?;
+        std::fs::rename(&tmp, self.state_file()).map_err(io("rename state.json"))
+    }
+
+    /// Remove the directory and everything in it (the overlay's upper layer
+    /// included). Nothing may still be mounted below it.
+    pub fn remove(&self) -> Result<(), StateError> {
+        match std::fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(format!("remove {}", self.path.display()))(e)),
+        }
+    }
+}
+
+impl State {
+    /// The status now: the recorded one, corrected by whether the processes
+    /// it names are still alive.
+    pub fn status(&self) -> Status {
+        match self.status {
+            Status::Creating => match self.shim {
+                Some(shim) if shim.is_alive() => Status::Creating,
+                _ => Status::Stopped,
+            },
+            Status::Created | Status::Running | Status::Paused => match self.init {
+                Some(init) if init.is_alive() => self.status,
+                _ => Status::Stopped,
+            },
+            Status::Stopped => Status::Stopped,
+        }
+    }
+
+    /// The OCI state document (runtime-spec "State"), with runc's extras.
+    pub fn oci_state(&self) -> serde_json::Value {
+        let status = self.status();
+        let pid = match (status, self.init) {
+            (Status::Created | Status::Running | Status::Paused, Some(init)) => init.pid,
+            _ => 0,
+        };
+        let mut v = serde_json::json!({
+            "ociVersion": OCI_VERSION,
+            "id": self.id,
+            "status": status.to_string(),
+            "pid": pid,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "owner": "",
+            "annotations": self.annotations,
+        });
+        if let (Status::Stopped, Some(code)) = (status, self.exit_code) {
+            v["exitCode"] = code.into();
+        }
+        v
+    }
+}
+
+/// Every container directory under `root`, by ID.
+pub fn list(root: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|id| validate_id(id).is_ok())
+        .collect();
+    ids.sort();
+    ids
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("web1").is_ok());
+        assert!(validate_id("a.b_c-d+e").is_ok());
+        assert!(validate_id("").is_err());
+        assert!(validate_id("..").is_err());
+        assert!(validate_id("a/b").is_err());
+        assert!(validate_id(&"x".repeat(MAX_ID_LEN + 1)).is_err());
+        assert!(validate_id(&"x".repeat(MAX_ID_LEN)).is_ok());
+    }
+
+    #[test]
+    fn save_load_and_exclusive_create() {
+        let root = std::env::temp_dir().join(format!("nsbox-state-test-{}", std::process::id()));
+        let dir = ContainerDir::new(&root, "c1");
+        dir.create().unwrap();
+        assert!(matches!(dir.create(), Err(StateError::Exists)));
+        let st = State {
+            id: "c1".into(),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: now_rfc3339(),
+            status: Status::Stopped,
+            shim: None,
+            init: None,
+            exit_code: Some(3),
+            annotations: BTreeMap::new(),
+            command: vec!["sh".into()],
+            owner: 0,
+        };
+        dir.save(&st).unwrap();
+        assert_eq!(dir.load().unwrap(), st);
+        assert_eq!(st.oci_state()["pid"], 0);
+        assert_eq!(st.oci_state()["status"], "stopped");
+        dir.remove().unwrap();
+        assert!(matches!(dir.load(), Err(StateError::NotFound)));
+        std::fs::remove_dir(&root).unwrap();
+    }
+
+    #[test]
+    fn a_dead_init_means_stopped() {
+        let st = State {
+            id: "c1".into(),
+            bundle: String::new(),
+            rootfs: String::new(),
+            created: String::new(),
+            status: Status::Running,
+            shim: None,
+            init: Some(ProcessId {
+                pid: i32::MAX - 1,
+                start_time: 1,
+            }),
+            exit_code: None,
+            annotations: BTreeMap::new(),
+            command: vec![],
+            owner: 0,
+        };
+        assert_eq!(st.status(), Status::Stopped);
+    }
+}

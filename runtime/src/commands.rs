@@ -1,0 +1,279 @@
+//! The verbs that act on an existing container: start, state, kill, delete,
+//! ps, list; and spec, which writes a bundle's config.json.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+use nsbox_host::proc::{self, ProcessId};
+use nsbox_host::state::{self, ContainerDir, State, StateError, Status};
+use protocol::{RuntimeChannel, RuntimeToShim};
+
+use crate::Global;
+
+const START_TIMEOUT: Duration = Duration::from_secs(35);
+
+pub fn load(g: &Global, id: &str) -> Result<(ContainerDir, State)> {
+    let dir = ContainerDir::new(&g.root, id);
+    match dir.load() {
+        Ok(s) => Ok((dir, s)),
+        Err(StateError::NotFound) => Err(anyhow!("container does not exist")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Connect to the shim's socket, through /proc/self/fd when the path is
+/// longer than sun_path allows.
+fn connect_shim(dir: &ContainerDir) -> Result<RuntimeChannel> {
+    let sock: OwnedFd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let path = dir.socket();
+    let _dir_fd;
+    let addr = match UnixAddr::new(&path) {
+        Ok(a) => a,
+        Err(_) => {
+            let f = std::fs::File::open(&dir.path)?;
+            let short = format!("/proc/self/fd/{}/shim.sock", f.as_raw_fd());
+            _dir_fd = f;
+            UnixAddr::new(short.as_str())?
+        }
+    };
+    connect(sock.as_raw_fd(), &addr).map_err(|e| anyhow!("connect to the shim: {}", e.desc()))?;
+    let ch = RuntimeChannel::new(sock);
+    ch.send_hello()?;
+    Ok(ch)
+}
+
+pub fn start(g: &Global, id: &str) -> Result<i32> {
+    let (dir, st) = load(g, id)?;
+    match st.status() {
+        Status::Created => {}
+        other => bail!("cannot start a {other} container"),
+    }
+    let mut ch = connect_shim(&dir)?;
+    ch.set_timeout(Some(START_TIMEOUT))?;
+    ch.send(&RuntimeToShim::Start, &[])?;
+    ch.wait_for_started()
+        .map_err(crate::create::channel_error)?;
+    Ok(0)
+}
+
+pub fn state(g: &Global, id: &str) -> Result<i32> {
+    let (_, st) = load(g, id)?;
+    println!("{}", serde_json::to_string_pretty(&st.oci_state())?);
+    Ok(0)
+}
+
+/// "TERM", "SIGTERM", "sigterm" or "15".
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=libc::SIGRTMAX()).contains(&n) {
+            return Ok(n);
+        }
+        bail!("signal {n} is out of range");
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| anyhow!("unknown signal {s:?}"))
+}
+
+fn running_init(st: &State) -> Result<ProcessId> {
+    match (st.status(), st.init) {
+        (Status::Created | Status::Running | Status::Paused, Some(init)) => Ok(init),
+        (status, _) => bail!("container is {status}, not running"),
+    }
+}
+
+pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<i32> {
+    let sig = parse_signal(signal.unwrap_or("TERM"))?;
+    let (_, st) = load(g, id)?;
+    let init = running_init(&st)?;
+    if all {
+        let ns = proc::namespace_inode(init.pid, "pid")
+            .ok_or_else(|| anyhow!("container is not running"))?;
+        for pid in proc::pids_in_pid_namespace(ns) {
+            if let Some(p) = ProcessId::of(pid) {
+                let _ = proc::signal(&p, sig);
+            }
+        }
+        return Ok(0);
+    }
+    match proc::signal(&init, sig) {
+        Ok(true) => Ok(0),
+        Ok(false) => bail!("container is stopped, not running"),
+        Err(e) => bail!("send signal {sig}: {}", e.desc()),
+    }
+}
+
+pub fn delete(g: &Global, id: &str, force: bool) -> Result<i32> {
+    let dir = ContainerDir::new(&g.root, id);
+    let st = match dir.load() {
+        Ok(st) => Some(st),
+        // A container that is already gone is what `delete --force` wants.
+        Err(StateError::NotFound) if force => return Ok(0),
+        Err(StateError::NotFound) => bail!("container does not exist"),
+        // Half-created (a create killed before it wrote state.json): only
+        // --force may clear what is there.
+        Err(e) if force => {
+            log::warn!("{id}: {e}; removing what is left");
+            None
+        }
+        Err(e) => bail!("{e} (use --force to remove it)"),
+    };
+    if let Some(st) = &st {
+        let status = st.status();
+        if !force && matches!(status, Status::Running | Status::Paused | Status::Creating) {
+            bail!("cannot delete a {status} container (stop it first, or use --force)");
+        }
+        if let Some(init) = st.init {
+            if !proc::kill_and_wait(&init, Duration::from_secs(10)) {
+                bail!("tiny-init (pid {}) did not die after SIGKILL", init.pid);
+            }
+        }
+        if let Some(shim) = st.shim {
+            // A shim ends by itself once its container has stopped; give it
+            // the moment it needs to record the exit, then insist.
+            if let Some(fd) = shim.pidfd() {
+                if !proc::wait_pidfd(&fd, Duration::from_secs(5)) {
+                    proc::kill_and_wait(&shim, Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    dir.remove()?;
+    Ok(0)
+}
+
+fn container_pids(g: &Global, id: &str) -> Result<Vec<i32>> {
+    let (_, st) = load(g, id)?;
+    let init = running_init(&st)?;
+    let ns = proc::namespace_inode(init.pid, "pid")
+        .ok_or_else(|| anyhow!("container is not running"))?;
+    Ok(proc::pids_in_pid_namespace(ns))
+}
+
+pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<i32> {
+    let pids = container_pids(g, id)?;
+    match format {
+        "json" => {
+            println!("{}", serde_json::to_string(&pids)?);
+            Ok(0)
+        }
+        "table" => {
+            let args: Vec<String> = if ps_args.is_empty() {
+                vec!["-ef".into()]
+            } else {
+                ps_args.to_vec()
+            };
+            let out = std::process::Command::new("ps")
+                .args(&args)
+                .output()
+                .context("run ps")?;
+            if !out.status.success() {
+                bail!(
+                    "ps {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or_default();
+            let col = header
+                .split_whitespace()
+                .position(|h| h == "PID")
+                .ok_or_else(|| anyhow!("ps output has no PID column"))?;
+            println!("{header}");
+            for line in lines {
+                let pid = line
+                    .split_whitespace()
+                    .nth(col)
+                    .and_then(|p| p.parse().ok());
+                if pid.is_some_and(|p| pids.contains(&p)) {
+                    println!("{line}");
+                }
+            }
+            Ok(0)
+        }
+        other => bail!("unknown format {other:?} (table or json)"),
+    }
+}
+
+pub fn list(g: &Global, format: &str, quiet: bool) -> Result<i32> {
+    let states: Vec<State> = state::list(&g.root)
+        .iter()
+        .filter_map(|id| ContainerDir::new(&g.root, id).load().ok())
+        .collect();
+    if quiet {
+        for s in &states {
+            println!("{}", s.id);
+        }
+        return Ok(0);
+    }
+    match format {
+        "json" => {
+            let v: Vec<serde_json::Value> = states.iter().map(State::oci_state).collect();
+            println!("{}", serde_json::to_string(&v)?);
+        }
+        "table" => {
+            let rows: Vec<[String; 6]> = states
+                .iter()
+                .map(|s| {
+                    let o = s.oci_state();
+                    [
+                        s.id.clone(),
+                        o["pid"].to_string(),
+                        o["status"].as_str().unwrap_or_default().to_string(),
+                        s.bundle.clone(),
+                        s.created.clone(),
+                        s.command.join(" "),
+                    ]
+                })
+                .collect();
+            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "COMMAND"].map(String::from);
+            let widths: Vec<usize> = (0..6)
+                .map(|i| {
+                    rows.iter()
+                        .chain([&header])
+                        .map(|r| r[i].len())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            for r in std::iter::once(&header).chain(rows.iter()) {
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                println!("{}", line.join("  ").trim_end());
+            }
+        }
+        other => bail!("unknown format {other:?} (table or json)"),
+    }
+    Ok(0)
+}
+
+pub fn spec(bundle: &Path, opts: crate::spec::SpecOptions) -> Result<i32> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        bail!("{} already exists; remove it first", path.display());
+    }
+    std::fs::create_dir_all(bundle).with_context(|| format!("make {}", bundle.display()))?;
+    let v = crate::spec::default_spec(&opts);
+    std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(0)
+}

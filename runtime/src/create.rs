@@ -1,0 +1,319 @@
+//! `create` and `run`: validate, make the state directory, start the shim,
+//! and wait for it to report the container created. Any failure undoes what
+//! was made: the shim and tiny-init are gone and the directory removed
+//! before the error is printed.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::{fork, ForkResult, Pid};
+use nsbox_host::proc::{pidfd_open, pidfd_send_signal, ProcessId};
+use nsbox_host::state::{now_rfc3339, ContainerDir, State, StateError, Status};
+use protocol::{ChannelError, RuntimeChannel, RuntimeToShim};
+
+use crate::{Coded, Global};
+
+/// How long the shim may take to build a container. Mounts over a slow
+/// filesystem can take a while; a shim that dies answers at once (EOF).
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+const START_TIMEOUT: Duration = Duration::from_secs(35);
+
+pub struct Created {
+    pub channel: RuntimeChannel,
+    pub dir: ContainerDir,
+    pub shim: Pid,
+    pub init: ProcessId,
+}
+
+/// The shim and tiny-init live next to the runtime binary.
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("find the runtime's own path")?;
+    let p = exe.with_file_name(name);
+    if !p.exists() {
+        return Err(anyhow!(
+            "{name} not found at {} (install the runtime, shim and tiny-init together)",
+            p.display()
+        ));
+    }
+    Ok(p)
+}
+
+/// Turns a protocol error into the error the user sees, keeping the exit
+/// code that tiny-init chose (127: command not found, 126: not executable).
+pub fn channel_error(e: ChannelError) -> anyhow::Error {
+    match e {
+        ChannelError::Failed(f) => Coded(f.exit_code, f.to_string()).into(),
+        other => anyhow!(other),
+    }
+}
+
+pub fn create(g: &Global, id: &str, bundle: &Path, pid_file: Option<&Path>) -> Result<Created> {
+    let bundle =
+        std::fs::canonicalize(bundle).map_err(|e| anyhow!("bundle {}: {e}", bundle.display()))?;
+    let spec = crate::spec::load(&bundle)?;
+    let dir = ContainerDir::new(&g.root, id);
+    let mut plan = crate::spec::plan(&spec, &bundle, &dir, id)?;
+    plan.request.tiny_init = sibling("tiny-init")?.to_string_lossy().into_owned();
+    let shim_path = sibling("shim")?;
+
+    match dir.create() {
+        Ok(()) => {}
+        Err(StateError::Exists) => return Err(anyhow!("container already exists")),
+        Err(e) => return Err(e.into()),
+    }
+    // From here on, a failure removes what was made.
+    let mut undo = Undo {
+        dir: dir.clone(),
+        shim: None,
+    };
+    if plan.request.init.overlay.is_some() {
+        for d in [dir.upper(), dir.work(), dir.merged()] {
+            std::fs::create_dir(&d).with_context(|| format!("make {}", d.display()))?;
+        }
+    }
+    let (ours, theirs) = protocol::seqpacket_pair().context("socketpair")?;
+    let shim = spawn_shim(g, &shim_path, &dir, &theirs)?;
+    undo.shim = Some(shim);
+    drop(theirs);
+
+    let state = State {
+        id: id.to_string(),
+        bundle: bundle.to_string_lossy().into_owned(),
+        rootfs: plan.rootfs.clone(),
+        created: now_rfc3339(),
+        status: Status::Creating,
+        shim: ProcessId::of(shim.as_raw()),
+        init: None,
+        exit_code: None,
+        annotations: plan.annotations.clone(),
+        command: plan.command.clone(),
+        owner: nix::unistd::getuid().as_raw(),
+    };
+    dir.save(&state).context("write state")?;
+
+    let mut channel = RuntimeChannel::new(ours);
+    channel.set_timeout(Some(CREATE_TIMEOUT))?;
+    channel.send_hello().context("talk to shim")?;
+    channel
+        .send(&RuntimeToShim::Create(Box::new(plan.request)), &[])
+        .map_err(|e| match e {
+            ChannelError::TooLarge(n) => anyhow!("config.json is too large ({n} bytes encoded)"),
+            other => anyhow!("send config to shim: {other}"),
+        })?;
+    let created = channel.wait_for_created().map_err(|e| match e {
+        ChannelError::Closed => anyhow!(
+            "the shim exited before it answered (see {})",
+            dir.shim_log().display()
+        ),
+        other => channel_error(other),
+    })?;
+    let init = ProcessId::of(created.init_pid)
+        .ok_or_else(|| anyhow!("tiny-init (pid {}) ended during create", created.init_pid))?;
+    if let Some(p) = pid_file {
+        write_pid_file(p, created.init_pid)?;
+    }
+    undo.disarm();
+    Ok(Created {
+        channel,
+        dir,
+        shim,
+        init,
+    })
+}
+
+struct Undo {
+    dir: ContainerDir,
+    shim: Option<Pid>,
+}
+
+impl Undo {
+    fn disarm(&mut self) {
+        self.shim = None;
+        self.dir.path = PathBuf::new();
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(shim) = self.shim {
+            // The shim kills its tiny-init before it reports a failure; one
+            // that has not reported is killed here, and reaped: it is our child.
+            let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(shim, None);
+        }
+        if !self.dir.path.as_os_str().is_empty() {
+            let _ = self.dir.remove();
+        }
+    }
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| anyhow!("write pid file {}: {e}", path.display()))
+}
+
+/// Fork and exec the shim in a session of its own, with `socket` as fd 3
+/// and our stdio as the container's.
+fn spawn_shim(g: &Global, shim: &Path, dir: &ContainerDir, socket: &OwnedFd) -> Result<Pid> {
+    let mut args = vec![
+        "shim".to_string(),
+        "--state-dir".into(),
+        dir.path.to_string_lossy().into_owned(),
+    ];
+    if let Some(log) = &g.log {
+        args.push("--log".into());
+        args.push(log.to_string_lossy().into_owned());
+        args.push("--log-format".into());
+        args.push(g.log_format.clone());
+    }
+    if g.debug {
+        args.push("--debug".into());
+    }
+    let argv: Vec<CString> = args
+        .into_iter()
+        .map(CString::new)
+        .collect::<Result<_, _>>()
+        .context("shim arguments")?;
+    let path = CString::new(shim.as_os_str().as_encoded_bytes()).context("shim path")?;
+    let sock = socket.as_raw_fd();
+    // SAFETY: the runtime is single-threaded; the child only makes syscalls
+    // before it execs.
+    match unsafe { fork() }.context("fork shim")? {
+        ForkResult::Child => unsafe {
+            libc::setsid();
+            if libc::dup2(sock, 3) < 0 {
+                libc::_exit(127);
+            }
+            // containerd, for one, leaves a stray socket on our fd 3 and
+            // others above it: none of them is the shim's business.
+            libc::close_range(4, u32::MAX, 0);
+            let ptrs: Vec<*const libc::c_char> = argv
+                .iter()
+                .map(|a| a.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect();
+            libc::execv(path.as_ptr(), ptrs.as_ptr());
+            libc::_exit(127);
+        },
+        ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+/// Signals a foreground `run` passes on to the container, as runc's signal
+/// proxy does.
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+pub fn run(
+    g: &Global,
+    id: &str,
+    bundle: &Path,
+    pid_file: Option<&Path>,
+    detach: bool,
+) -> Result<i32> {
+    // Blocked before the container exists, so that none is lost in between.
+    let mut set = SigSet::empty();
+    if !detach {
+        for s in FORWARDED {
+            set.add(s);
+        }
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    }
+    let mut c = create(g, id, bundle, pid_file)?;
+    c.channel.set_timeout(Some(START_TIMEOUT))?;
+    let started = c
+        .channel
+        .send(&RuntimeToShim::Start, &[])
+        .map_err(anyhow::Error::from)
+        .and_then(|_| c.channel.wait_for_started().map_err(channel_error));
+    if let Err(e) = started {
+        remove(&c);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    c.channel.send(&RuntimeToShim::Wait, &[])?;
+    c.channel.set_timeout(None)?;
+    let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    let init_fd = pidfd_open(c.init.pid).ok();
+    let code = loop {
+        let mut fds = [
+            PollFd::new(c.channel.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if fds[1].any().unwrap_or(false) {
+            while let Ok(Some(info)) = sigfd.read_signal() {
+                if let Some(fd) = &init_fd {
+                    let _ = pidfd_send_signal(fd, info.ssi_signo as i32);
+                }
+            }
+        }
+        if fds[0].any().unwrap_or(false) {
+            match c.channel.wait_for_exit() {
+                Ok(code) => break code,
+                Err(_) => {
+                    // The shim is gone without a word: take the truth from
+                    // the state it left, after the container is gone too.
+                    if let Some(fd) = &init_fd {
+                        let _ = pidfd_send_signal(fd, libc::SIGKILL);
+                        nsbox_host::proc::wait_pidfd(fd, Duration::from_secs(10));
+                    }
+                    break c.dir.load().ok().and_then(|s| s.exit_code).unwrap_or(255);
+                }
+            }
+        }
+    };
+    remove(&c);
+    Ok(code)
+}
+
+/// After a foreground run: the shim is ending (reap it, it is our child),
+/// then the state directory goes.
+fn remove(c: &Created) {
+    if let Some(fd) = c.init.pidfd() {
+        let _ = pidfd_send_signal(&fd, libc::SIGKILL);
+        nsbox_host::proc::wait_pidfd(&fd, Duration::from_secs(10));
+    }
+    if !wait_child(c.shim, Duration::from_secs(5)) {
+        let _ = nix::sys::signal::kill(c.shim, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(c.shim, None);
+    }
+    if let Err(e) = c.dir.remove() {
+        log::warn!("remove {}: {e}", c.dir.path.display());
+    }
+}
+
+fn wait_child(pid: Pid, timeout: Duration) -> bool {
+    match pidfd_open(pid.as_raw()) {
+        Ok(fd) => {
+            let done = nsbox_host::proc::wait_pidfd(&fd, timeout);
+            if done {
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+            done
+        }
+        Err(_) => true,
+    }
+}

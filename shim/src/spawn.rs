@@ -1,0 +1,177 @@
+//! Cloning tiny-init into the container's namespaces. The only module of the
+//! shim that forks: between clone and exec the child makes raw syscalls only.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use protocol::{Namespace, NamespaceKind};
+
+/// fd numbers tiny-init finds its socket and its own binary at.
+const INIT_SOCKET_FD: RawFd = 3;
+const INIT_EXE_FD: RawFd = 4;
+
+/// Copy tiny-init into a sealed memfd. Executing that, rather than the file
+/// on the host, means that a container which writes to /proc/1/exe writes
+/// to nothing the host will ever run again (CVE-2019-5736).
+pub fn sealed_copy(path: &str) -> Result<OwnedFd, String> {
+    let mut src = std::fs::File::open(path).map_err(|e| format!("open {path}: {e}"))?;
+    // SAFETY: memfd_create with a literal name; the fd is ours.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"tiny-init".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", Errno::last().desc()));
+    }
+    let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut dst = std::fs::File::from(memfd);
+    // std::io::copy uses copy_file_range/sendfile where it can.
+    std::io::copy(&mut src, &mut dst).map_err(|e| format!("copy {path}: {e}"))?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on our own fd.
+    if unsafe { libc::fcntl(dst.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(format!("seal tiny-init: {}", Errno::last().desc()));
+    }
+    Ok(OwnedFd::from(dst))
+}
+
+fn clone_flag(kind: NamespaceKind) -> libc::c_int {
+    match kind {
+        NamespaceKind::Pid => libc::CLONE_NEWPID,
+        NamespaceKind::Mount => libc::CLONE_NEWNS,
+        NamespaceKind::Ipc => libc::CLONE_NEWIPC,
+        NamespaceKind::Uts => libc::CLONE_NEWUTS,
+        NamespaceKind::Network => libc::CLONE_NEWNET,
+        NamespaceKind::User => libc::CLONE_NEWUSER,
+        NamespaceKind::Cgroup => libc::CLONE_NEWCGROUP,
+    }
+}
+
+pub struct Child {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+}
+
+/// Clone tiny-init into new namespaces (and join those given by path), with
+/// `socket` as its fd 3, and exec it from `exe`. Returns at once: whether
+/// tiny-init got going is learnt from its `Hello`.
+pub fn clone_init(
+    namespaces: &[Namespace],
+    socket: &OwnedFd,
+    exe: &OwnedFd,
+    argv: &[CString],
+) -> Result<Child, String> {
+    let mut flags = libc::CLONE_PIDFD | libc::SIGCHLD;
+    let mut join: Vec<(OwnedFd, libc::c_int)> = Vec::new();
+    for ns in namespaces {
+        match &ns.path {
+            None => flags |= clone_flag(ns.kind),
+            Some(p) => {
+                let f = std::fs::File::open(p).map_err(|e| format!("open namespace {p}: {e}"))?;
+                join.push((OwnedFd::from(f), clone_flag(ns.kind)));
+            }
+        }
+    }
+    let argv_ptrs: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let join_raw: Vec<(RawFd, libc::c_int)> =
+        join.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
+    let sock = socket.as_raw_fd();
+    let exe_fd = exe.as_raw_fd();
+    let mut pidfd: libc::c_int = -1;
+
+    // SAFETY: clone without CLONE_VM behaves as fork; the shim is
+    // single-threaded here, and the child below makes raw syscalls only
+    // (no allocation, no locks) until it execs or exits.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            &mut pidfd as *mut libc::c_int,
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    if pid < 0 {
+        return Err(format!("clone: {}", Errno::last().desc()));
+    }
+    if pid == 0 {
+        unsafe {
+            // Move the exe out of the way first: it may sit on fd 3.
+            if libc::dup2(exe_fd, 100) < 0
+                || libc::dup2(sock, INIT_SOCKET_FD) < 0
+                || libc::dup2(100, INIT_EXE_FD) < 0
+            {
+                libc::_exit(120);
+            }
+            for &(fd, nstype) in &join_raw {
+                if libc::setns(fd, nstype) < 0 {
+                    libc::_exit(121);
+                }
+            }
+            // Nothing of the shim's beyond stdio and these two.
+            libc::close_range(5, u32::MAX, 0);
+            libc::fcntl(INIT_EXE_FD, libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::syscall(
+                libc::SYS_execveat,
+                INIT_EXE_FD,
+                c"".as_ptr(),
+                argv_ptrs.as_ptr(),
+                envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
+            libc::_exit(122);
+        }
+    }
+    Ok(Child {
+        pid: pid as i32,
+        // SAFETY: the kernel filled in a pidfd for the child.
+        pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+    })
+}
+
+/// Why a child that never said hello died: the codes of `clone_init`.
+pub fn describe_early_exit(code: i32) -> &'static str {
+    match code {
+        120 => "could not set up its descriptors",
+        121 => "could not join a namespace given by path",
+        122 => "could not be executed",
+        _ => "died during set-up",
+    }
+}
+
+/// waitid on a pidfd: the exit code, 128+N for a signal. None if it has not
+/// ended (or is not our child).
+pub fn reap(pidfd: &OwnedFd, block: bool) -> Option<i32> {
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
+    // SAFETY: waitid writes into `info`.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            flags,
+        )
+    };
+    if r < 0 {
+        return None;
+    }
+    // SAFETY: waitid filled in a SIGCHLD siginfo (or left pid 0 with WNOHANG).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return None;
+    }
+    Some(match info.si_code {
+        libc::CLD_EXITED => status,
+        _ => 128 + status,
+    })
+}

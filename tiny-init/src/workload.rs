@@ -1,0 +1,386 @@
+//! The workload: resolved and checked at create time (so that a command
+//! missing from the image fails `create`, as with runc), then forked and
+//! exec'd on `start` with the user, capabilities, rlimits and
+//! no_new_privileges of config.json.
+
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+
+use nix::errno::Errno;
+use protocol::{Capabilities, Failure, Process};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const DEFAULT_UMASK: u32 = 0o022;
+
+/// Steps of the child's set-up, reported to the parent over a pipe.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Step {
+    Setsid = 1,
+    Rlimit,
+    Bounding,
+    Groups,
+    Gid,
+    Uid,
+    Caps,
+    Ambient,
+    NoNewPrivs,
+    Chdir,
+    Exec,
+}
+
+impl Step {
+    fn from(b: u8) -> Option<Step> {
+        use Step::*;
+        [
+            Setsid, Rlimit, Bounding, Groups, Gid, Uid, Caps, Ambient, NoNewPrivs, Chdir, Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u8 == b)
+    }
+}
+
+pub struct Prepared {
+    process: Process,
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    last_cap: u8,
+}
+
+fn nul_free(what: &str, s: &str) -> Result<CString, Failure> {
+    CString::new(s).map_err(|_| Failure {
+        step: what.into(),
+        message: "contains a NUL byte".into(),
+        exit_code: 1,
+    })
+}
+
+impl Prepared {
+    pub fn new(process: &Process) -> Result<Prepared, Failure> {
+        let arg0 = process.args.first().cloned().unwrap_or_default();
+        let path = resolve(&arg0, &process.env, &process.cwd)?;
+        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(40);
+        Ok(Prepared {
+            path: nul_free("exec", &path)?,
+            argv: process
+                .args
+                .iter()
+                .map(|a| nul_free("args", a))
+                .collect::<Result<_, _>>()?,
+            envp: process
+                .env
+                .iter()
+                .map(|a| nul_free("env", a))
+                .collect::<Result<_, _>>()?,
+            cwd: nul_free("cwd", &process.cwd)?,
+            process: process.clone(),
+            last_cap,
+        })
+    }
+
+    /// Fork and exec. Returns the workload's pid once exec has succeeded, or
+    /// the step that failed and why.
+    pub fn spawn(&self, _signals: &crate::signals::Signals) -> Result<i32, Failure> {
+        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| fail("create exec pipe", e, 1))?;
+        // SAFETY: tiny-init is single-threaded, so the child may run any code.
+        match unsafe { nix::unistd::fork() } {
+            Err(e) => Err(fail("fork workload", e, 1)),
+            Ok(nix::unistd::ForkResult::Child) => {
+                drop(rd);
+                let (step, err) = self.child();
+                let mut msg = [0u8; 5];
+                msg[0] = step as u8;
+                msg[1..].copy_from_slice(&(err as i32).to_ne_bytes());
+                let _ = nix::unistd::write(&wr, &msg);
+                let code = match (step, err) {
+                    (Step::Exec, Errno::ENOENT | Errno::ENOTDIR) => 127,
+                    (Step::Exec, _) => 126,
+                    _ => 1,
+                };
+                // SAFETY: leave without running destructors or atexit handlers
+                // of the parent's state.
+                unsafe { libc::_exit(code) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                drop(wr);
+                let mut msg = [0u8; 5];
+                let n = read_full(&rd, &mut msg);
+                if n < msg.len() {
+                    // EOF: exec closed the CLOEXEC pipe, the workload runs.
+                    return Ok(child.as_raw());
+                }
+                let mut status = 0;
+                // SAFETY: reap the child that just failed.
+                unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
+                let err = Errno::from_raw(i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]));
+                let step = Step::from(msg[0]).unwrap_or(Step::Exec);
+                let arg0 = self.process.args.first().map(String::as_str).unwrap_or("");
+                let (what, code) = match step {
+                    Step::Setsid => ("setsid".to_string(), 1),
+                    Step::Rlimit => ("set rlimits".into(), 1),
+                    Step::Bounding => ("drop bounding capabilities".into(), 1),
+                    Step::Groups => ("set additional groups".into(), 1),
+                    Step::Gid => (format!("set gid {}", self.process.gid), 1),
+                    Step::Uid => (format!("set uid {}", self.process.uid), 1),
+                    Step::Caps => ("set capabilities".into(), 1),
+                    Step::Ambient => ("set ambient capabilities".into(), 1),
+                    Step::NoNewPrivs => ("set no_new_privs".into(), 1),
+                    Step::Chdir => (format!("chdir to {}", self.process.cwd), 1),
+                    Step::Exec => (
+                        format!("exec {arg0}"),
+                        if matches!(err, Errno::ENOENT | Errno::ENOTDIR) {
+                            127
+                        } else {
+                            126
+                        },
+                    ),
+                };
+                Err(fail(&what, err, code))
+            }
+        }
+    }
+
+    /// In the forked child: returns only on failure.
+    fn child(&self) -> (Step, Errno) {
+        let p = &self.process;
+        crate::signals::restore_default_mask();
+        reset_dispositions();
+        macro_rules! check {
+            ($step:expr, $r:expr) => {
+                if let Err(e) = $r {
+                    return ($step, e);
+                }
+            };
+        }
+        // A session of its own, as a shell started by a terminal would have.
+        check!(Step::Setsid, nix::unistd::setsid());
+        for r in &p.rlimits {
+            let lim = libc::rlimit {
+                rlim_cur: r.soft,
+                rlim_max: r.hard,
+            };
+            // SAFETY: setrlimit reads `lim`.
+            check!(
+                Step::Rlimit,
+                Errno::result(unsafe { libc::setrlimit(r.resource as _, &lim) })
+            );
+        }
+        if let Some(caps) = &p.capabilities {
+            for cap in 0..=self.last_cap {
+                if !caps.bounding.contains(&cap) {
+                    // SAFETY: prctl with integer arguments.
+                    let r = unsafe {
+                        libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
+                    };
+                    if r < 0 && Errno::last() != Errno::EINVAL {
+                        return (Step::Bounding, Errno::last());
+                    }
+                }
+            }
+        }
+        // Keep the permitted set across the uid change; capset below then
+        // chooses exactly what the workload has.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+        let groups: Vec<libc::gid_t> = p.additional_gids.clone();
+        // SAFETY: setgroups reads `groups`.
+        check!(
+            Step::Groups,
+            Errno::result(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })
+        );
+        // SAFETY: plain syscalls.
+        check!(
+            Step::Gid,
+            Errno::result(unsafe { libc::setresgid(p.gid, p.gid, p.gid) })
+        );
+        check!(
+            Step::Uid,
+            Errno::result(unsafe { libc::setresuid(p.uid, p.uid, p.uid) })
+        );
+        if let Some(caps) = &p.capabilities {
+            check!(Step::Caps, capset(caps));
+            // SAFETY: prctl with integer arguments.
+            unsafe {
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                )
+            };
+            for &cap in &caps.ambient {
+                let r = unsafe {
+                    libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                        cap as libc::c_ulong,
+                        0,
+                        0,
+                    )
+                };
+                check!(Step::Ambient, Errno::result(r));
+            }
+        }
+        if p.no_new_privileges {
+            // SAFETY: prctl with integer arguments.
+            let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            check!(Step::NoNewPrivs, Errno::result(r));
+        }
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(p.umask.unwrap_or(DEFAULT_UMASK) as libc::mode_t) };
+        check!(Step::Chdir, nix::unistd::chdir(self.cwd.as_c_str()));
+        // No descriptor of ours, nor any the host passed down, beyond 0, 1
+        // and 2 (CVE-2024-21626): mark them all close-on-exec.
+        // SAFETY: close_range with CLOEXEC only sets flags.
+        unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+        let argv: Vec<*const libc::c_char> = self
+            .argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let envp: Vec<*const libc::c_char> = self
+            .envp
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        // SAFETY: NULL-terminated arrays of NUL-terminated strings.
+        unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        (Step::Exec, Errno::last())
+    }
+}
+
+fn read_full(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(fd), &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+/// Rust's runtime ignores SIGPIPE, and ignored signals survive exec: give
+/// the workload every default back.
+fn reset_dispositions() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: restoring the default disposition.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
+fn capset(caps: &Capabilities) -> Result<(), Errno> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut data = [Data::default(); 2];
+    let set = |list: &[u8], pick: fn(&mut Data) -> &mut u32, data: &mut [Data; 2]| {
+        for &c in list {
+            if let Some(d) = data.get_mut(c as usize / 32) {
+                *pick(d) |= 1 << (c % 32);
+            }
+        }
+    };
+    set(&caps.effective, |d| &mut d.effective, &mut data);
+    set(&caps.permitted, |d| &mut d.permitted, &mut data);
+    set(&caps.inheritable, |d| &mut d.inheritable, &mut data);
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: capset reads a v3 header and two data structs.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
+    Errno::result(r).map(drop)
+}
+
+fn fail(step: &str, e: Errno, exit_code: i32) -> Failure {
+    Failure {
+        step: step.into(),
+        message: e.desc().into(),
+        exit_code,
+    }
+}
+
+/// Find the command as execvp would, with the container's PATH, and check
+/// that it can be executed: 127 when it is missing, 126 when it cannot run.
+fn resolve(arg0: &str, env: &[String], cwd: &str) -> Result<String, Failure> {
+    let not_found = |message: &str| Failure {
+        step: format!("exec {arg0}"),
+        message: message.into(),
+        exit_code: 127,
+    };
+    if arg0.is_empty() {
+        return Err(not_found("empty command"));
+    }
+    let check = |path: &str| -> Result<(), Failure> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(not_found("No such file or directory"))
+            }
+            Err(e) => Err(Failure {
+                step: format!("exec {arg0}"),
+                message: e.to_string(),
+                exit_code: 126,
+            }),
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+            Ok(m) => Err(Failure {
+                step: format!("exec {arg0}"),
+                message: if m.is_dir() {
+                    "Is a directory".into()
+                } else {
+                    "Permission denied".into()
+                },
+                exit_code: 126,
+            }),
+        }
+    };
+    if arg0.contains('/') {
+        let path = if arg0.starts_with('/') {
+            arg0.to_string()
+        } else {
+            format!("{}/{}", cwd.trim_end_matches('/'), arg0)
+        };
+        check(&path)?;
+        return Ok(path);
+    }
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let mut denied = None;
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = format!("{}/{}", dir.trim_end_matches('/'), arg0);
+        match check(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(f) if f.exit_code == 126 => denied = denied.or(Some(f)),
+            Err(_) => {}
+        }
+    }
+    Err(denied.unwrap_or_else(|| not_found("executable file not found in $PATH")))
+}
