@@ -4,6 +4,9 @@
 //! truth. Every error is one line, `runtime: VERB ID: STEP: CAUSE`, on
 //! stderr and (with `--log`) in the log, and a non-zero exit.
 
+// MS_* and friends are c_ulong: u64 here, but u32 on 32-bit targets.
+#![allow(clippy::unnecessary_cast)]
+
 mod commands;
 mod create;
 mod spec;
@@ -183,9 +186,10 @@ fn main() {
                 Some(i) => format!("{verb} {:?}", i.chars().take(40).collect::<String>()),
                 None => verb.to_string(),
             };
-            let line = format!("runtime: {who}: {e:#}");
+            let cause = without_os_error(&format!("{e:#}"));
+            let line = format!("runtime: {who}: {cause}");
             if nsbox_host::logger::has_file() {
-                log::error!("{who}: {e:#}");
+                log::error!("{who}: {cause}");
             }
             eprintln!("{line}");
             let code = e
@@ -195,6 +199,25 @@ fn main() {
             std::process::exit(if code == 0 { 1 } else { code });
         }
     }
+}
+
+/// std's io errors end in " (os error N)": noise to a person reading the line.
+fn without_os_error(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(" (os error ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " (os error ".len()..];
+        match tail.find(')') {
+            Some(j) if tail[..j].chars().all(|c| c.is_ascii_digit()) => rest = &tail[j + 1..],
+            _ => {
+                out.push_str(" (os error ");
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {

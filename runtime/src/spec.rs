@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use nsbox_host::state::ContainerDir;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use protocol::{
@@ -74,8 +74,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     // Root filesystem: the bundle's rootfs, or an overlay over an image.
     let (rootfs, overlay) = match annotations.get(IMAGE_ANNOTATION) {
         Some(image) => {
-            let image =
-                resolve_dir(bundle, Path::new(image)).with_context(|| format!("image {image}"))?;
+            let image = resolve_dir("image", bundle, Path::new(image))?;
             let lower = overlay_safe("image", &image)?;
             let upper = overlay_safe("state directory", &dir.upper())?;
             let work = overlay_safe("state directory", &dir.work())?;
@@ -90,7 +89,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
                 .as_ref()
                 .ok_or_else(|| anyhow!("config.json has no root"))?;
             let p = root.path();
-            let abs = resolve_dir(bundle, p).with_context(|| format!("rootfs {}", p.display()))?;
+            let abs = resolve_dir("rootfs", bundle, p)?;
             (
                 abs.to_str()
                     .ok_or_else(|| anyhow!("rootfs is not UTF-8"))?
@@ -295,15 +294,15 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     })
 }
 
-fn resolve_dir(bundle: &Path, p: &Path) -> Result<PathBuf> {
+fn resolve_dir(what: &str, bundle: &Path, p: &Path) -> Result<PathBuf> {
     let abs = if p.is_absolute() {
         p.to_path_buf()
     } else {
         bundle.join(p)
     };
-    let abs = std::fs::canonicalize(&abs).map_err(|e| anyhow!("{}: {e}", abs.display()))?;
+    let abs = std::fs::canonicalize(&abs).map_err(|e| anyhow!("{what} {}: {e}", abs.display()))?;
     if !abs.is_dir() {
-        bail!("{}: not a directory", abs.display());
+        bail!("{what} {}: not a directory", abs.display());
     }
     Ok(abs)
 }

@@ -14,6 +14,9 @@
 //! Once the workload runs, tiny-init never exits early: a shim that goes
 //! away is logged, not fatal, because the container is the user's.
 
+// MS_* and friends are c_ulong: u64 here, but u32 on 32-bit targets.
+#![allow(clippy::unnecessary_cast)]
+
 mod mounts;
 mod signals;
 mod workload;
