@@ -85,6 +85,8 @@ fn main() {
     };
     let log_file = args.log.clone().unwrap_or_else(|| dir.shim_log());
     let _ = nsbox_host::logger::init("shim", Some(&log_file), args.log_format, args.debug);
+    // The caller's working directory may be a mount it wants to unmount.
+    let _ = std::env::set_current_dir("/");
     // Processes that `exec` puts in the container and that outlive their
     // parent come back to us, not to the host's init.
     // SAFETY: prctl with integer arguments.
