@@ -250,11 +250,30 @@ pub fn run(
     if detach {
         return Ok(0);
     }
-    c.channel.send(&RuntimeToShim::Wait, &[])?;
+    let code = wait_forwarding_signals(&mut c, &set).unwrap_or_else(|e| {
+        // The shim is gone without a word: take the truth from the state it
+        // left, after the container is gone too.
+        log::warn!("{id}: wait for the exit: {e:#}");
+        if let Some(fd) = c.init.pidfd() {
+            let _ = pidfd_send_signal(&fd, libc::SIGKILL);
+            nsbox_host::proc::wait_pidfd(&fd, Duration::from_secs(10));
+        }
+        c.dir.load().ok().and_then(|s| s.exit_code).unwrap_or(255)
+    });
+    remove(&c);
+    Ok(code)
+}
+
+/// Wait for the shim's `Exited`, passing on the signals `run` receives.
+fn wait_forwarding_signals(c: &mut Created, set: &SigSet) -> Result<i32> {
+    // The shim may have ended already (the exit went out before this Wait
+    // arrived): its `Exited` is then waiting in the socket, or the state
+    // file has it.
+    let _ = c.channel.send(&RuntimeToShim::Wait, &[]);
     c.channel.set_timeout(None)?;
-    let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    let sigfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
     let init_fd = pidfd_open(c.init.pid).ok();
-    let code = loop {
+    loop {
         let mut fds = [
             PollFd::new(c.channel.as_fd(), PollFlags::POLLIN),
             PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
@@ -271,22 +290,9 @@ pub fn run(
             }
         }
         if fds[0].any().unwrap_or(false) {
-            match c.channel.wait_for_exit() {
-                Ok(code) => break code,
-                Err(_) => {
-                    // The shim is gone without a word: take the truth from
-                    // the state it left, after the container is gone too.
-                    if let Some(fd) = &init_fd {
-                        let _ = pidfd_send_signal(fd, libc::SIGKILL);
-                        nsbox_host::proc::wait_pidfd(fd, Duration::from_secs(10));
-                    }
-                    break c.dir.load().ok().and_then(|s| s.exit_code).unwrap_or(255);
-                }
-            }
+            return Ok(c.channel.wait_for_exit()?);
         }
-    };
-    remove(&c);
-    Ok(code)
+    }
 }
 
 /// After a foreground run: the shim is ending (reap it, it is our child),

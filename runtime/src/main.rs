@@ -183,7 +183,7 @@ fn main() {
         Err(e) => {
             let who = match id {
                 Some(i) if validate_id(i).is_ok() => format!("{verb} {i}"),
-                Some(i) => format!("{verb} {:?}", i.chars().take(40).collect::<String>()),
+                Some(i) => format!("{verb} {i:?}"),
                 None => verb.to_string(),
             };
             let cause = without_os_error(&format!("{e:#}"));

@@ -344,6 +344,10 @@ impl Container {
             }
             clients = keep;
             if pidfd_ready {
+                // Everyone still connected hears the exit, not only those
+                // whose `Wait` has arrived: a fast workload can end between
+                // a `run`'s `Start` and its `Wait`.
+                waiters.extend(clients.into_iter().filter(|c| c.greeted).map(|c| c.channel));
                 self.stopped(waiters);
             }
         }

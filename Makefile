@@ -1,0 +1,93 @@
+# nsbox: `make help` lists the targets. On a fresh Debian 12 machine, as root:
+#   make demo    # install what is missing, build, and watch the namespaces work
+#   make test    # lint, build and run every test (real containers need root)
+
+SHELL        := /bin/bash
+.SHELLFLAGS  := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO        ?= cargo
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+# .cargo/config.toml sets build.target, so cargo puts binaries under the
+# target triple's directory.
+TARGET       := x86_64-unknown-linux-gnu
+RELEASE_DIR  := target/$(TARGET)/release
+BINARIES     := runtime shim tiny-init
+
+ROOTFS       := demo/rootfs
+ROOTFS_STAMP := demo/.rootfs.stamp
+
+# Debian packages the project needs (busybox for the rootfs, pstree, ip, ps).
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev
+
+.PHONY: help deps build rootfs demo lint test install clean
+
+help: ## list the targets
+	@echo "nsbox: a Linux container runtime in Rust"
+	@echo
+	@echo "usage: make TARGET   (PREFIX=$(PREFIX) for install)"
+	@echo
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages nsbox needs (as root; no apt-get when all are there)
+	@missing=""; \
+	for pkg in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' \
+			|| missing="$$missing $$pkg"; \
+	done; \
+	for cmd in busybox pstree ip ps; do \
+		command -v "$$cmd" >/dev/null 2>&1 || missing="$$missing (command $$cmd)"; \
+	done; \
+	if [ -z "$$missing" ]; then \
+		echo "deps: all present: $(DEB_PACKAGES)"; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+		echo "deps: missing:$$missing" >&2; \
+		echo "deps: must run as root to install them (sudo make deps)" >&2; \
+		exit 1; \
+	else \
+		echo "deps: installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update; \
+		apt-get install -y $(DEB_PACKAGES) </dev/null; \
+	fi; \
+	if ! command -v $(CARGO) >/dev/null 2>&1; then \
+		echo "deps: $(CARGO) not found: install Rust >= 1.80 with rustup (https://rustup.rs)" >&2; \
+		exit 1; \
+	fi
+
+build: ## build the release binaries (runtime, shim, tiny-init) into target/x86_64-unknown-linux-gnu/release
+	$(CARGO) build --release --workspace
+
+rootfs: ## build the busybox root filesystem demo/rootfs (once; again after mkrootfs.sh changes)
+	@if [ -f $(ROOTFS_STAMP) ] && [ -x $(ROOTFS)/bin/busybox ] && \
+	    [ ! scripts/mkrootfs.sh -nt $(ROOTFS_STAMP) ]; then \
+		echo "rootfs: $(ROOTFS) is up to date"; \
+	else \
+		echo "scripts/mkrootfs.sh $(ROOTFS)"; \
+		scripts/mkrootfs.sh $(ROOTFS); \
+		touch $(ROOTFS_STAMP); \
+	fi
+
+demo: deps build rootfs ## run the narrated demo: each namespace, host view beside container view (root)
+	scripts/demo.sh
+
+lint: ## check formatting and run clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: deps lint ## lint, build and run all tests (tests that start containers need root)
+	$(CARGO) build --workspace
+	$(CARGO) test --workspace
+
+install: ## install runtime, shim and tiny-init into PREFIX/bin (PREFIX=/usr/local; run `make build` first)
+	@for bin in $(BINARIES); do \
+		[ -x "$(RELEASE_DIR)/$$bin" ] || { echo "install: $(RELEASE_DIR)/$$bin missing; run 'make build' first" >&2; exit 1; }; \
+	done
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(addprefix $(RELEASE_DIR)/,$(BINARIES)) $(DESTDIR)$(BINDIR)/
+
+clean: ## remove build output and the generated demo/ directory
+	$(CARGO) clean
+	rm -rf demo
