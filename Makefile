@@ -79,7 +79,11 @@ lint: ## check formatting and run clippy with warnings as errors
 
 test: deps lint ## lint, build and run all tests (tests that start containers need root)
 	$(CARGO) build --workspace
-	$(CARGO) test --workspace
+	@mkdir -p target
+	$(CARGO) test --workspace 2>&1 | tee target/test.log
+	@# cargo ends with the doc-tests' "0 passed": sum every binary's counts
+	@# into one closing line, so the total is what a reader (or CI) sees last.
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "summary: %d passed, %d failed\n", p, f }' target/test.log
 
 install: ## install runtime, shim and tiny-init into PREFIX/bin (PREFIX=/usr/local; run `make build` first)
 	@for bin in $(BINARIES); do \
