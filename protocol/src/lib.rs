@@ -11,6 +11,8 @@
 //! errors, and channels are typed per role so that an unexpected message is
 //! reported as such.
 
+use std::os::fd::OwnedFd;
+
 mod channel;
 mod messages;
 
@@ -138,10 +140,12 @@ impl InitChannel {
         }
     }
 
-    pub fn wait_for_config(&self) -> Result<Box<InitConfig>, ChannelError> {
-        match self.recv()?.0 {
-            ShimToInit::Config(c) => Ok(c),
-            other => Err(unexpected("Config", &other)),
+    /// The config, and the descriptors that came with it (an idmapped
+    /// root mount, when `idmapped` is set).
+    pub fn wait_for_config(&self) -> Result<(Box<InitConfig>, Vec<OwnedFd>), ChannelError> {
+        match self.recv()? {
+            (ShimToInit::Config(c), fds) => Ok((c, fds)),
+            (other, _) => Err(unexpected("Config", &other)),
         }
     }
 

@@ -42,6 +42,15 @@ pub struct Namespace {
     pub path: Option<String>,
 }
 
+/// One line of a uid_map or gid_map: `size` ids from `container` up map to
+/// `host` up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    pub container: u32,
+    pub host: u32,
+    pub size: u32,
+}
+
 /// What `runtime create` hands to the shim. The runtime has validated it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateRequest {
@@ -51,6 +60,14 @@ pub struct CreateRequest {
     /// The tiny-init binary, copied into a sealed memfd before it runs.
     pub tiny_init: String,
     pub namespaces: Vec<Namespace>,
+    /// With a new user namespace: the maps the shim writes before tiny-init
+    /// goes on.
+    pub uid_mappings: Vec<IdMap>,
+    pub gid_mappings: Vec<IdMap>,
+    /// With a new user namespace: the directory the shim presents to the
+    /// container through an idmapped mount (the rootfs, or the image under
+    /// an overlay), so that the image needs no chown.
+    pub idmap_source: Option<String>,
     pub init: InitConfig,
 }
 
@@ -67,6 +84,9 @@ pub struct InitConfig {
     /// (empty) directory the overlay is mounted on.
     pub rootfs: String,
     pub overlay: Option<Overlay>,
+    /// The `Config` message carries an idmapped mount (a detached mount fd)
+    /// to put at `rootfs`, or at the overlay's lower directory.
+    pub idmapped: bool,
     pub readonly_root: bool,
     /// Propagation flags applied to `/` before anything is mounted.
     pub rootfs_propagation: u64,

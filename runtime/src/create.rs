@@ -76,6 +76,16 @@ pub fn create(g: &Global, id: &str, bundle: &Path, pid_file: Option<&Path>) -> R
         for d in [dir.upper(), dir.work(), dir.merged()] {
             std::fs::create_dir(&d).with_context(|| format!("make {}", d.display()))?;
         }
+        if plan.request.init.idmapped {
+            std::fs::create_dir(dir.path.join("lower")).context("make lower")?;
+            // The container's root writes the upper layer: it must own it.
+            let uid = crate::spec::map_id(&plan.request.uid_mappings, 0);
+            let gid = crate::spec::map_id(&plan.request.gid_mappings, 0);
+            for d in [dir.upper(), dir.work()] {
+                std::os::unix::fs::chown(&d, uid, gid)
+                    .with_context(|| format!("chown {}", d.display()))?;
+            }
+        }
     }
     let (ours, theirs) = protocol::seqpacket_pair().context("socketpair")?;
     let shim = spawn_shim(g, &shim_path, &dir, &theirs)?;

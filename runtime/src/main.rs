@@ -112,6 +112,10 @@ enum Cmd {
         image: Option<PathBuf>,
         #[arg(long, default_value = "nsbox")]
         hostname: String,
+        /// Run in a new user namespace: CONTAINER:HOST:SIZE (uids and gids),
+        /// e.g. 0:100000:65536 makes the container's root host uid 100000.
+        #[arg(long, value_name = "MAP")]
+        userns: Option<String>,
         /// The command to run (default: sh).
         #[arg(last = true)]
         args: Vec<String>,
@@ -248,8 +252,10 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
             rootfs,
             image,
             hostname,
+            userns,
             args,
         } => {
+            let userns = userns.as_deref().map(spec::parse_userns).transpose()?;
             let image = match image {
                 Some(i) => Some(
                     std::fs::canonicalize(&i)
@@ -262,6 +268,7 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
             commands::spec(
                 &bundle,
                 spec::SpecOptions {
+                    userns,
                     rootfs,
                     image,
                     hostname,

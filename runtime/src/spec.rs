@@ -11,8 +11,8 @@ use anyhow::{anyhow, bail, Result};
 use nsbox_host::state::ContainerDir;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use protocol::{
-    Capabilities, CreateRequest, Device, InitConfig, Mount, Namespace, NamespaceKind, Overlay,
-    Process, Rlimit,
+    Capabilities, CreateRequest, Device, IdMap, InitConfig, Mount, Namespace, NamespaceKind,
+    Overlay, Process, Rlimit,
 };
 
 /// The annotation that gives a container a copy-on-write root over an image.
@@ -118,7 +118,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
             LinuxNamespaceType::Uts => NamespaceKind::Uts,
             LinuxNamespaceType::Network => NamespaceKind::Network,
             LinuxNamespaceType::Cgroup => NamespaceKind::Cgroup,
-            LinuxNamespaceType::User => bail!("user namespaces are not supported yet"),
+            LinuxNamespaceType::User => NamespaceKind::User,
             LinuxNamespaceType::Time => bail!("time namespaces are not supported"),
         };
         if namespaces.iter().any(|n: &Namespace| n.kind == kind) {
@@ -127,7 +127,10 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
         let path = match ns.path() {
             None => None,
             Some(p) => {
-                if matches!(kind, NamespaceKind::Pid | NamespaceKind::Mount) {
+                if matches!(
+                    kind,
+                    NamespaceKind::Pid | NamespaceKind::Mount | NamespaceKind::User
+                ) {
                     bail!(
                         "joining an existing {} namespace by path is not supported",
                         ns.typ()
@@ -176,8 +179,13 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
             bail!("hooks are not supported yet");
         }
     }
-    if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
-        bail!("uid/gid mappings (user namespaces) are not supported yet");
+    let uid_mappings = id_maps("uidMappings", linux.uid_mappings())?;
+    let gid_mappings = id_maps("gidMappings", linux.gid_mappings())?;
+    let userns = new(NamespaceKind::User);
+    match (userns, uid_mappings.is_empty(), gid_mappings.is_empty()) {
+        (true, false, false) | (false, true, true) => {}
+        (true, _, _) => bail!("a new user namespace needs both linux.uidMappings and linux.gidMappings"),
+        (false, _, _) => bail!("linux.uidMappings/gidMappings are set, but there is no new user namespace (add {{\"type\": \"user\"}} to linux.namespaces)"),
     }
     if linux.resources().is_some() || linux.cgroups_path().is_some() {
         log::warn!("{id}: linux.resources and cgroupsPath are not applied yet (no cgroups)");
@@ -265,6 +273,36 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
 
     let loopback_up = new(NamespaceKind::Network);
     let process = process(spec)?;
+    if userns {
+        for (what, id, maps) in [
+            ("uid", process.uid, &uid_mappings),
+            ("gid", process.gid, &gid_mappings),
+        ] {
+            if map_id(maps, id).is_none() {
+                bail!("process {what} {id} is not mapped by linux.{what}Mappings");
+            }
+        }
+        for &g in &process.additional_gids {
+            if map_id(&gid_mappings, g).is_none() {
+                bail!("additional gid {g} is not mapped by linux.gidMappings");
+            }
+        }
+    }
+    // With a user namespace, the rootfs (or the image under the overlay)
+    // is presented through an idmapped mount that the shim makes; the
+    // overlay then takes it from a directory of its own.
+    let idmap_source = match (&overlay, userns) {
+        (_, false) => None,
+        (Some(o), true) => Some(o.lower.clone()),
+        (None, true) => Some(rootfs.clone()),
+    };
+    let overlay = match (overlay, userns) {
+        (Some(o), true) => Some(Overlay {
+            lower: overlay_safe("state directory", &dir.path.join("lower"))?,
+            ..o
+        }),
+        (o, _) => o,
+    };
     let command = process.args.clone();
 
     Ok(Plan {
@@ -272,9 +310,13 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
             id: id.to_string(),
             state_dir: dir.path.to_string_lossy().into_owned(),
             tiny_init: String::new(),
+            uid_mappings,
+            gid_mappings,
+            idmap_source,
             init: InitConfig {
                 rootfs: rootfs.clone(),
                 overlay,
+                idmapped: userns,
                 readonly_root,
                 rootfs_propagation,
                 mounts,
@@ -292,6 +334,68 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
         annotations,
         command,
     })
+}
+
+/// The host id that container id `id` maps to.
+pub fn map_id(maps: &[IdMap], id: u32) -> Option<u32> {
+    maps.iter()
+        .find(|m| id >= m.container && (id - m.container) < m.size)
+        .map(|m| m.host + (id - m.container))
+}
+
+/// Mappings as the kernel will take them: non-empty ranges that fit in 32
+/// bits and overlap neither on the container side nor on the host side.
+fn id_maps(
+    what: &str,
+    maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>,
+) -> Result<Vec<IdMap>> {
+    let maps: Vec<IdMap> = maps
+        .iter()
+        .flatten()
+        .map(|m| IdMap {
+            container: m.container_id(),
+            host: m.host_id(),
+            size: m.size(),
+        })
+        .collect();
+    if maps.len() > 340 {
+        bail!(
+            "linux.{what} has {} ranges, the kernel takes at most 340",
+            maps.len()
+        );
+    }
+    for m in &maps {
+        if m.size == 0 {
+            bail!("linux.{what}: range at {} has size 0", m.container);
+        }
+        if m.container as u64 + m.size as u64 > 1 << 32 || m.host as u64 + m.size as u64 > 1 << 32 {
+            bail!(
+                "linux.{what}: range {}:{}:{} goes past 2^32",
+                m.container,
+                m.host,
+                m.size
+            );
+        }
+    }
+    for side in ["container", "host"] {
+        let start = |m: &IdMap| if side == "container" { m.container } else { m.host } as u64;
+        let mut sorted = maps.clone();
+        sorted.sort_by_key(start);
+        for w in sorted.windows(2) {
+            if start(&w[0]) + w[0].size as u64 > start(&w[1]) {
+                bail!(
+                    "linux.{what}: ranges {}:{}:{} and {}:{}:{} overlap on the {side} side",
+                    w[0].container,
+                    w[0].host,
+                    w[0].size,
+                    w[1].container,
+                    w[1].host,
+                    w[1].size
+                );
+            }
+        }
+    }
+    Ok(maps)
 }
 
 fn resolve_dir(what: &str, bundle: &Path, p: &Path) -> Result<PathBuf> {
@@ -492,6 +596,8 @@ const DEFAULT_CAPS: [&str; 14] = [
 ];
 
 pub struct SpecOptions {
+    /// CONTAINER:HOST:SIZE for both uids and gids.
+    pub userns: Option<IdMap>,
     pub rootfs: String,
     pub image: Option<String>,
     pub hostname: String,
@@ -565,6 +671,15 @@ pub fn default_spec(o: &SpecOptions) -> serde_json::Value {
     if let Some(image) = &o.image {
         spec["annotations"] = serde_json::json!({ IMAGE_ANNOTATION: image });
     }
+    if let Some(m) = o.userns {
+        let map =
+            serde_json::json!([{ "containerID": m.container, "hostID": m.host, "size": m.size }]);
+        spec["linux"]["uidMappings"] = map.clone();
+        spec["linux"]["gidMappings"] = map;
+        if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+            ns.push(serde_json::json!({ "type": "user" }));
+        }
+    }
     spec
 }
 
@@ -593,6 +708,7 @@ mod tests {
         let tmp = std::env::temp_dir().join(format!("nsbox-spec-{}", std::process::id()));
         std::fs::create_dir_all(tmp.join("rootfs")).unwrap();
         let v = default_spec(&SpecOptions {
+            userns: None,
             rootfs: "rootfs".into(),
             image: None,
             hostname: "h".into(),
@@ -619,5 +735,73 @@ mod tests {
         assert!(absolute_in_container("mount destination", Path::new("/a/../../etc")).is_err());
         assert!(absolute_in_container("mount destination", Path::new("relative")).is_err());
         assert!(absolute_in_container("mount destination", Path::new("/a/b")).is_ok());
+    }
+}
+
+/// `--userns 0:100000:65536`.
+pub fn parse_userns(s: &str) -> Result<IdMap> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [c, h, n] = parts[..] else {
+        bail!("--userns {s:?}: expected CONTAINER:HOST:SIZE, e.g. 0:100000:65536");
+    };
+    let num = |x: &str| {
+        x.parse::<u32>()
+            .map_err(|_| anyhow!("--userns {s:?}: {x:?} is not a number"))
+    };
+    Ok(IdMap {
+        container: num(c)?,
+        host: num(h)?,
+        size: num(n)?,
+    })
+}
+
+#[cfg(test)]
+mod idmap_tests {
+    use super::*;
+
+    fn m(c: u32, h: u32, n: u32) -> oci_spec::runtime::LinuxIdMapping {
+        oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(c)
+            .host_id(h)
+            .size(n)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn overlapping_and_empty_ranges_are_refused() {
+        assert!(id_maps("uidMappings", &Some(vec![m(0, 100000, 65536)])).is_ok());
+        let e = id_maps(
+            "uidMappings",
+            &Some(vec![m(0, 100000, 10), m(5, 200000, 10)]),
+        );
+        assert!(e.unwrap_err().to_string().contains("container side"));
+        let e = id_maps(
+            "uidMappings",
+            &Some(vec![m(0, 100000, 10), m(20, 100005, 10)]),
+        );
+        assert!(e.unwrap_err().to_string().contains("host side"));
+        assert!(id_maps("uidMappings", &Some(vec![m(0, 1, 0)])).is_err());
+        assert!(id_maps("uidMappings", &Some(vec![m(0, u32::MAX, 2)])).is_err());
+    }
+
+    #[test]
+    fn map_id_finds_the_host_id() {
+        let maps = id_maps(
+            "uidMappings",
+            &Some(vec![m(0, 100000, 1000), m(1000, 300000, 10)]),
+        )
+        .unwrap();
+        assert_eq!(map_id(&maps, 0), Some(100000));
+        assert_eq!(map_id(&maps, 1005), Some(300005));
+        assert_eq!(map_id(&maps, 1010), None);
+    }
+
+    #[test]
+    fn userns_option() {
+        let m = parse_userns("0:100000:65536").unwrap();
+        assert_eq!((m.container, m.host, m.size), (0, 100000, 65536));
+        assert!(parse_userns("0:100000").is_err());
+        assert!(parse_userns("a:b:c").is_err());
     }
 }

@@ -176,12 +176,46 @@ fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container
         CString::new("tiny-init").unwrap(),
         CString::new(req.state_dir.as_str()).map_err(|_| failure("state dir", "NUL".into()))?,
     ];
-    let init = spawn::clone_init(&req.namespaces, &theirs, &exe, &argv)
-        .map_err(|m| failure("start tiny-init", m))?;
+    let userns = req
+        .namespaces
+        .iter()
+        .any(|n| n.kind == protocol::NamespaceKind::User && n.path.is_none());
+    let sync = if userns {
+        Some(
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| failure("pipe", e.desc().into()))?,
+        )
+    } else {
+        None
+    };
+    let init = spawn::clone_init(
+        &req.namespaces,
+        &theirs,
+        &exe,
+        &argv,
+        sync.as_ref().map(|(r, _)| r),
+    )
+    .map_err(|m| failure("start tiny-init", m))?;
     drop(theirs);
     drop(exe);
     let mut channel = ShimInitChannel::new(ours);
+    let mut root_fd = None;
     let handshake = (|| {
+        if let Some((rd, wr)) = sync {
+            drop(rd);
+            let maps = spawn::write_map(init.pid, "uid_map", &req.uid_mappings)
+                .and_then(|_| spawn::write_map(init.pid, "gid_map", &req.gid_mappings));
+            if let Err(m) = maps {
+                return Err(ChannelError::Failed(failure("write the id maps", m)));
+            }
+            if let Some(src) = &req.idmap_source {
+                root_fd = Some(
+                    spawn::idmapped_tree(src, init.pid)
+                        .map_err(|m| ChannelError::Failed(failure("idmapped root", m)))?,
+                );
+            }
+            nix::unistd::write(&wr, &[1u8])?;
+        }
         channel.send(
             &ShimToInit::Hello {
                 version: PROTOCOL_VERSION,
@@ -189,9 +223,11 @@ fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container
             &[],
         )?;
         channel.wait_for_hello()?;
-        channel.send(&ShimToInit::Config(Box::new(req.init.clone())), &[])?;
+        let fds: Vec<i32> = root_fd.iter().map(|f| f.as_raw_fd()).collect();
+        channel.send(&ShimToInit::Config(Box::new(req.init.clone())), &fds)?;
         channel.wait_for_ready()
     })();
+    drop(root_fd);
     if let Err(e) = handshake {
         let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
         let code = spawn::reap(&init.pidfd, true);

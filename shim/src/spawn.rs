@@ -63,6 +63,7 @@ pub fn clone_init(
     socket: &OwnedFd,
     exe: &OwnedFd,
     argv: &[CString],
+    userns_sync: Option<&OwnedFd>,
 ) -> Result<Child, String> {
     let mut flags = libc::CLONE_PIDFD | libc::SIGCHLD;
     let mut join: Vec<(OwnedFd, libc::c_int)> = Vec::new();
@@ -85,6 +86,7 @@ pub fn clone_init(
         join.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
     let sock = socket.as_raw_fd();
     let exe_fd = exe.as_raw_fd();
+    let sync = userns_sync.map(|f| f.as_raw_fd());
     let mut pidfd: libc::c_int = -1;
 
     // SAFETY: clone without CLONE_VM behaves as fork; the shim is
@@ -111,6 +113,19 @@ pub fn clone_init(
                 || libc::dup2(100, INIT_EXE_FD) < 0
             {
                 libc::_exit(120);
+            }
+            if let Some(sync) = sync {
+                // In a new user namespace we are nobody until the shim has
+                // written our maps; exec now and tiny-init would lose every
+                // capability. Wait, then become the namespace's root.
+                let mut b = 0u8;
+                if libc::read(sync, (&mut b as *mut u8).cast(), 1) != 1
+                    || libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0
+                    || libc::syscall(libc::SYS_setresgid, 0, 0, 0) < 0
+                    || libc::syscall(libc::SYS_setresuid, 0, 0, 0) < 0
+                {
+                    libc::_exit(123);
+                }
             }
             for &(fd, nstype) in &join_raw {
                 if libc::setns(fd, nstype) < 0 {
@@ -144,6 +159,7 @@ pub fn describe_early_exit(code: i32) -> &'static str {
         120 => "could not set up its descriptors",
         121 => "could not join a namespace given by path",
         122 => "could not be executed",
+        123 => "could not become root in its user namespace",
         _ => "died during set-up",
     }
 }
@@ -174,4 +190,74 @@ pub fn reap(pidfd: &OwnedFd, block: bool) -> Option<i32> {
         libc::CLD_EXITED => status,
         _ => 128 + status,
     })
+}
+
+/// Write a uid_map or gid_map of a child in a new user namespace. One write:
+/// the kernel takes a map whole or not at all.
+pub fn write_map(pid: i32, file: &str, maps: &[protocol::IdMap]) -> Result<(), String> {
+    let text: String = maps
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
+        .collect();
+    std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|e| format!("write {file}: {e}"))
+}
+
+/// A detached, recursive copy of the mount tree at `path`, idmapped with the
+/// user namespace of `pid`: files owned by host uid H appear owned by the
+/// container uid that H maps to, without a chown of the image.
+pub fn idmapped_tree(path: &str, pid: i32) -> Result<OwnedFd, String> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let cpath = CString::new(path).map_err(|_| format!("{path}: NUL in path"))?;
+    // SAFETY: open_tree with a NUL-terminated path; the result is a new fd.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(format!("open_tree {path}: {}", Errno::last().desc()));
+    }
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+        .map_err(|e| format!("open tiny-init's user namespace: {e}"))?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr reads `attr` of the size given.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        let e = Errno::last();
+        return Err(match e {
+            Errno::EINVAL | Errno::EOPNOTSUPP => format!(
+                "idmapped mount of {path}: {} (the filesystem or kernel does not support idmapped mounts)",
+                e.desc()
+            ),
+            e => format!("idmapped mount of {path}: {}", e.desc()),
+        });
+    }
+    Ok(tree)
 }

@@ -27,7 +27,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: nsbox-multitool exit N | kill-self SIG | print-ns [NAME...] | pids \
-| wait-signal SIG... [--then-exit N] | orphans N | fds | sleep SECS | status FIELD... | try-write PATH";
+| wait-signal SIG... [--then-exit N] | orphans N | fds | sleep SECS | status FIELD... | try-write PATH \
+| try-init-module";
 
 const SIGNALS: &[(&str, libc::c_int)] = &[
     ("HUP", libc::SIGHUP),
@@ -100,6 +101,7 @@ fn run(args: &[String]) -> Result<i32, String> {
         }
         "status" => status(rest),
         "try-write" => try_write(one(rest)?),
+        "try-init-module" => try_init_module(),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
 }
@@ -474,5 +476,24 @@ fn try_write(path: &str) -> Result<i32, String> {
         return Ok(1);
     }
     say("ok");
+    Ok(0)
+}
+
+/// finit_module(-1, "", 0): the kernel checks CAP_SYS_MODULE (in the initial
+/// user namespace) before it looks at the fd, so EPERM means "not allowed"
+/// and EBADF means "allowed, but no module given". Prints the errno's name.
+fn try_init_module() -> Result<i32, String> {
+    // SAFETY: a syscall with an invalid fd; it loads nothing.
+    let r = unsafe { libc::syscall(libc::SYS_finit_module, -1, c"".as_ptr(), 0) };
+    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    let name = match (r, errno) {
+        (0, _) => "loaded",
+        (_, libc::EPERM) => "EPERM",
+        (_, libc::EBADF) => "EBADF",
+        // A kernel built without modules refuses everyone alike.
+        (_, libc::ENOSYS) => "ENOSYS",
+        _ => "other",
+    };
+    say(name);
     Ok(0)
 }

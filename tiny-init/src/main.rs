@@ -47,14 +47,14 @@ fn main() {
     ) {
         die(&format!("send hello: {e}"));
     }
-    let config = match channel
+    let (config, fds) = match channel
         .wait_for_hello()
         .and_then(|_| channel.wait_for_config())
     {
         Ok(c) => c,
         Err(e) => die(&format!("receive config: {e}")),
     };
-    if let Err(f) = mounts::build_rootfs(&config) {
+    if let Err(f) = mounts::build_rootfs(&config, fds.into_iter().next()) {
         report_failure(&channel, f);
         std::process::exit(1);
     }

@@ -157,7 +157,24 @@ fn make_in_root(root: &OwnedFd, path: &str, kind: Kind) -> Result<OwnedFd, Errno
     Ok(parent)
 }
 
-pub fn build_rootfs(config: &InitConfig) -> Result<(), Failure> {
+/// Attach a detached mount (from open_tree, idmapped by the shim) at `target`.
+fn move_mount(from: &OwnedFd, target: &CStr) -> Result<(), Errno> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    // SAFETY: move_mount with a mount fd we hold and NUL-terminated paths.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+pub fn build_rootfs(config: &InitConfig, idmapped: Option<OwnedFd>) -> Result<(), Failure> {
     // So that mode arguments below mean what they say.
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
@@ -166,6 +183,15 @@ pub fn build_rootfs(config: &InitConfig) -> Result<(), Failure> {
         .map_err(|e| failure("make / a slave mount", e))?;
 
     let rootfs = cstr(&config.rootfs);
+    let idmapped = match (config.idmapped, idmapped) {
+        (true, Some(fd)) => Some(fd),
+        (true, None) => return Err(failure("receive the idmapped root", Errno::EBADF)),
+        (false, _) => None,
+    };
+    if let (Some(fd), Some(o)) = (&idmapped, &config.overlay) {
+        move_mount(fd, &cstr(&o.lower))
+            .map_err(|e| failure(format!("attach the idmapped image at {}", o.lower), e))?;
+    }
     match &config.overlay {
         Some(o) => {
             let data = cstr(&format!(
@@ -174,6 +200,16 @@ pub fn build_rootfs(config: &InitConfig) -> Result<(), Failure> {
             ));
             sys_mount(Some(c"overlay"), &rootfs, Some(c"overlay"), 0, Some(&data))
                 .map_err(|e| failure(format!("mount overlay on {}", config.rootfs), e))?;
+        }
+        None if idmapped.is_some() => {
+            if let Some(fd) = &idmapped {
+                move_mount(fd, &rootfs).map_err(|e| {
+                    failure(
+                        format!("attach the idmapped rootfs at {}", config.rootfs),
+                        e,
+                    )
+                })?;
+            }
         }
         None => {
             // pivot_root needs the new root to be a mount point.
