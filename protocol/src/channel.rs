@@ -105,6 +105,10 @@ impl<S: Serialize, R: DeserializeOwned> Channel<S, R> {
     pub fn recv(&self) -> Result<(R, Vec<OwnedFd>), ChannelError> {
         let mut buf = vec![0u8; MAX_MESSAGE + 1];
         let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS]);
+        // A peer that closes with our earlier message still unread in its
+        // queue leaves us ECONNRESET, reported *before* the messages it sent
+        // us first: those are still there, so read on once.
+        let mut reset_seen = false;
         let (len, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
@@ -133,6 +137,7 @@ impl<S: Serialize, R: DeserializeOwned> Channel<S, R> {
                 Err(Errno::EAGAIN) => {
                     return Err(ChannelError::Timeout(self.timeout.unwrap_or_default()))
                 }
+                Err(Errno::ECONNRESET) if !reset_seen => reset_seen = true,
                 Err(Errno::ECONNRESET) => return Err(ChannelError::Closed),
                 Err(e) => return Err(e.into()),
             }
