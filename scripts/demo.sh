@@ -328,6 +328,34 @@ fi
 ok "  no such file: the write stayed in cow-a's own layer"
 rt delete -f demo-cow-a >/dev/null
 
+# ---------------------------------------------------------- user namespace --
+
+section "User namespace: root inside, nobody outside"
+say "With --userns 0:100000:65536, root in the container is host uid 100000. The image needs no chown: the shim presents the rootfs through an idmapped mount, so files owned by host root look owned by the container's root."
+bundle user --rootfs "$ROOTFS" --hostname "$HOSTNAME_IN" --userns 0:100000:65536 -- \
+    sh -c 'id; stat -c %u /bin/busybox; tr -s " " </proc/self/uid_map; while :; do sleep 1000; done'
+cmd "runtime spec --bundle demo/bundle-user --rootfs \"\$PWD/demo/rootfs\" --userns 0:100000:65536 -- sh -c 'id; ...'"
+CONTAINERS+=(demo-user)
+cmd "runtime run -d -b demo/bundle-user demo-user"
+rt run -d -b "$DEMO/bundle-user" demo-user </dev/null >"$OUT/demo-user" 2>"$OUT/demo-user.err" ||
+    die "runtime run -d demo-user failed: $(cat "$OUT/demo-user.err")"
+user_pid=$(field demo-user pid)
+is_pid "$user_pid" || die "runtime state demo-user: no pid"
+wait_for 10 sh -c "[ \$(wc -l <'$OUT/demo-user') -ge 3 ]" || die "demo-user printed nothing"
+user_sh=$(pgrep -P "$user_pid" | head -1)
+is_pid "$user_sh" || die "demo-user's shell is not running"
+say "The container's view: id, the owner of /bin/busybox, and its uid_map:"
+sed 's/^/    container:  /' "$OUT/demo-user"
+say "The host's view of the same processes, tiny-init and sh:"
+cmd "ps -o user,pid,comm -p $user_pid,$user_sh"
+ps -o user,pid,comm -p "$user_pid,$user_sh" | sed 's/^/    /'
+cmd "cat /proc/$user_sh/uid_map"
+tr -s ' ' <"/proc/$user_sh/uid_map" | sed 's/^/    /'
+cmd "stat -c %u demo/rootfs/bin/busybox"
+printf '    %s\n' "$(stat -c %u "$ROOTFS/bin/busybox")"
+ok "  root in the container, uid 100000 on the host; the image still belongs to host root"
+rt delete -f demo-user >/dev/null
+
 # ---------------------------------------------------------- process tree ----
 
 section "The process tree: shim, tiny-init, workload"
