@@ -13,6 +13,20 @@ use serde::{Deserialize, Serialize};
 use crate::proc::ProcessId;
 
 pub const DEFAULT_ROOT: &str = "/run/nsbox";
+
+/// The state root when `--root` is not given: /run/nsbox for root; for an
+/// unprivileged user $XDG_RUNTIME_DIR/nsbox, or /tmp/nsbox-UID where no
+/// XDG_RUNTIME_DIR is set (as runc does for rootless containers).
+pub fn default_root() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from(DEFAULT_ROOT);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if Path::new(&d).is_dir() => Path::new(&d).join("nsbox"),
+        _ => PathBuf::from(format!("/tmp/nsbox-{uid}")),
+    }
+}
 pub const OCI_VERSION: &str = "1.0.2";
 /// Longer IDs would make the shim's socket path hard to reach.
 pub const MAX_ID_LEN: usize = 128;

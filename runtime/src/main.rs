@@ -14,7 +14,7 @@ mod spec;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use nsbox_host::state::{validate_id, DEFAULT_ROOT};
+use nsbox_host::state::validate_id;
 
 #[derive(Parser)]
 #[command(
@@ -23,9 +23,10 @@ use nsbox_host::state::{validate_id, DEFAULT_ROOT};
     about = "nsbox: a Linux container runtime (OCI runtime commands)"
 )]
 struct Cli {
-    /// Directory holding the containers' state.
-    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
-    root: PathBuf,
+    /// Directory holding the containers' state [default: /run/nsbox; for
+    /// an unprivileged user $XDG_RUNTIME_DIR/nsbox or /tmp/nsbox-UID].
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Append log lines to FILE.
     #[arg(long, global = true, value_name = "FILE")]
     log: Option<PathBuf>,
@@ -114,8 +115,12 @@ enum Cmd {
         hostname: String,
         /// Run in a new user namespace: CONTAINER:HOST:SIZE (uids and gids),
         /// e.g. 0:100000:65536 makes the container's root host uid 100000.
-        #[arg(long, value_name = "MAP")]
+        #[arg(long, value_name = "MAP", conflicts_with = "rootless")]
         userns: Option<String>,
+        /// For an unprivileged user: the container's root is you, and the
+        /// ids above it come from your ranges in /etc/subuid and /etc/subgid.
+        #[arg(long)]
+        rootless: bool,
         /// The command to run (default: sh).
         #[arg(last = true)]
         args: Vec<String>,
@@ -161,7 +166,7 @@ fn main() {
         std::process::exit(1);
     }
     let g = Global {
-        root: cli.root,
+        root: cli.root.unwrap_or_else(nsbox_host::state::default_root),
         log: cli.log,
         log_format: cli.log_format,
         debug: cli.debug,
@@ -253,9 +258,11 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
             image,
             hostname,
             userns,
+            rootless,
             args,
         } => {
             let userns = userns.as_deref().map(spec::parse_userns).transpose()?;
+            let rootless = rootless.then(spec::rootless_maps).transpose()?;
             let image = match image {
                 Some(i) => Some(
                     std::fs::canonicalize(&i)
@@ -269,6 +276,7 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
                 &bundle,
                 spec::SpecOptions {
                     userns,
+                    rootless,
                     rootfs,
                     image,
                     hostname,

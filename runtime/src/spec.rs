@@ -291,12 +291,33 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     // With a user namespace, the rootfs (or the image under the overlay)
     // is presented through an idmapped mount that the shim makes; the
     // overlay then takes it from a directory of its own.
-    let idmap_source = match (&overlay, userns) {
+    // Idmapped mounts need host privilege: a rootless container's files are
+    // the user's own, and the user is the container's root.
+    let rootless = !nix::unistd::geteuid().is_root();
+    if rootless {
+        if !userns {
+            bail!("an unprivileged user needs a user namespace (write one with `runtime spec --rootless`)");
+        }
+        check_subordinate(
+            "uid",
+            &uid_mappings,
+            nix::unistd::getuid().as_raw(),
+            "/etc/subuid",
+        )?;
+        check_subordinate(
+            "gid",
+            &gid_mappings,
+            nix::unistd::getgid().as_raw(),
+            "/etc/subgid",
+        )?;
+    }
+    let idmapped = userns && !rootless;
+    let idmap_source = match (&overlay, idmapped) {
         (_, false) => None,
         (Some(o), true) => Some(o.lower.clone()),
         (None, true) => Some(rootfs.clone()),
     };
-    let overlay = match (overlay, userns) {
+    let overlay = match (overlay, idmapped) {
         (Some(o), true) => Some(Overlay {
             lower: overlay_safe("state directory", &dir.path.join("lower"))?,
             ..o
@@ -316,7 +337,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
             init: InitConfig {
                 rootfs: rootfs.clone(),
                 overlay,
-                idmapped: userns,
+                idmapped,
                 readonly_root,
                 rootfs_propagation,
                 mounts,
@@ -598,6 +619,8 @@ const DEFAULT_CAPS: [&str; 14] = [
 pub struct SpecOptions {
     /// CONTAINER:HOST:SIZE for both uids and gids.
     pub userns: Option<IdMap>,
+    /// (uid maps, gid maps) for a rootless container.
+    pub rootless: Option<(Vec<IdMap>, Vec<IdMap>)>,
     pub rootfs: String,
     pub image: Option<String>,
     pub hostname: String,
@@ -671,13 +694,31 @@ pub fn default_spec(o: &SpecOptions) -> serde_json::Value {
     if let Some(image) = &o.image {
         spec["annotations"] = serde_json::json!({ IMAGE_ANNOTATION: image });
     }
-    if let Some(m) = o.userns {
-        let map =
-            serde_json::json!([{ "containerID": m.container, "hostID": m.host, "size": m.size }]);
-        spec["linux"]["uidMappings"] = map.clone();
-        spec["linux"]["gidMappings"] = map;
+    let maps = match (&o.userns, &o.rootless) {
+        (Some(m), _) => Some((vec![*m], vec![*m])),
+        (None, Some((u, g))) => Some((u.clone(), g.clone())),
+        (None, None) => None,
+    };
+    if let Some((uids, gids)) = maps {
+        let json = |maps: &[IdMap]| -> serde_json::Value {
+            maps.iter()
+                .map(|m| serde_json::json!({ "containerID": m.container, "hostID": m.host, "size": m.size }))
+                .collect()
+        };
+        spec["linux"]["uidMappings"] = json(&uids);
+        spec["linux"]["gidMappings"] = json(&gids);
         if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
             ns.push(serde_json::json!({ "type": "user" }));
+        }
+        // devpts' gid=5 (tty) must exist in the container's map.
+        if map_id(&gids, 5).is_none() {
+            if let Some(mounts) = spec["mounts"].as_array_mut() {
+                for m in mounts {
+                    if let Some(opts) = m["options"].as_array_mut() {
+                        opts.retain(|o| o != "gid=5");
+                    }
+                }
+            }
         }
     }
     spec
@@ -709,6 +750,7 @@ mod tests {
         std::fs::create_dir_all(tmp.join("rootfs")).unwrap();
         let v = default_spec(&SpecOptions {
             userns: None,
+            rootless: None,
             rootfs: "rootfs".into(),
             image: None,
             hostname: "h".into(),
@@ -804,4 +846,83 @@ mod idmap_tests {
         assert!(parse_userns("0:100000").is_err());
         assert!(parse_userns("a:b:c").is_err());
     }
+}
+
+/// The caller's entries in /etc/subuid or /etc/subgid ("name:start:count",
+/// or "uid:start:count"), as (start, count).
+pub fn subordinate_ranges(file: &str, id: u32, name: Option<&str>) -> Vec<(u32, u32)> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.trim().split(':');
+            let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+            let mine = who == id.to_string() || Some(who) == name;
+            if !mine {
+                return None;
+            }
+            Some((start.parse().ok()?, count.parse().ok()?))
+        })
+        .collect()
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+/// newuidmap/newgidmap let a user map their own id and the ranges that
+/// /etc/subuid and /etc/subgid give them, nothing else: refuse anything
+/// beyond that here, where the error can say why.
+fn check_subordinate(what: &str, maps: &[IdMap], own: u32, file: &str) -> Result<()> {
+    let uid = nix::unistd::getuid().as_raw();
+    let name = user_name(uid);
+    let ranges = subordinate_ranges(file, uid, name.as_deref());
+    for m in maps {
+        if m.host == own && m.size == 1 {
+            continue;
+        }
+        let inside = ranges.iter().any(|&(start, count)| {
+            m.host >= start && m.host as u64 + m.size as u64 <= start as u64 + count as u64
+        });
+        if !inside {
+            let have: Vec<String> = ranges
+                .iter()
+                .map(|(s, c)| format!("{s}-{}", *s as u64 + *c as u64 - 1))
+                .collect();
+            bail!(
+                "{what} mapping {}:{}:{} is beyond your own {what} {own} and your subordinate {what}s in {file} ({})",
+                m.container,
+                m.host,
+                m.size,
+                if have.is_empty() { "none".to_string() } else { have.join(", ") }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `runtime spec --rootless`: container 0 is the caller; 1 and up are the
+/// caller's first subordinate range, where there is one.
+pub fn rootless_maps() -> Result<(Vec<IdMap>, Vec<IdMap>)> {
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    let name = user_name(uid);
+    let build = |own: u32, file: &str| {
+        let mut maps = vec![IdMap {
+            container: 0,
+            host: own,
+            size: 1,
+        }];
+        if let Some(&(start, count)) = subordinate_ranges(file, uid, name.as_deref()).first() {
+            maps.push(IdMap {
+                container: 1,
+                host: start,
+                size: count.min(u32::MAX - 1),
+            });
+        }
+        maps
+    };
+    Ok((build(uid, "/etc/subuid"), build(gid, "/etc/subgid")))
 }

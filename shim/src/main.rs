@@ -203,8 +203,7 @@ fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container
     let handshake = (|| {
         if let Some((rd, wr)) = sync {
             drop(rd);
-            let maps = spawn::write_map(init.pid, "uid_map", &req.uid_mappings)
-                .and_then(|_| spawn::write_map(init.pid, "gid_map", &req.gid_mappings));
+            let maps = spawn::write_maps(init.pid, &req.uid_mappings, &req.gid_mappings);
             if let Err(m) = maps {
                 return Err(ChannelError::Failed(failure("write the id maps", m)));
             }

@@ -119,9 +119,13 @@ pub fn clone_init(
                 // written our maps; exec now and tiny-init would lose every
                 // capability. Wait, then become the namespace's root.
                 let mut b = 0u8;
-                if libc::read(sync, (&mut b as *mut u8).cast(), 1) != 1
-                    || libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0
-                    || libc::syscall(libc::SYS_setresgid, 0, 0, 0) < 0
+                if libc::read(sync, (&mut b as *mut u8).cast(), 1) != 1 {
+                    libc::_exit(123);
+                }
+                // Fails where newgidmap has denied setgroups (rootless):
+                // then there are no host groups to drop anyway.
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
+                if libc::syscall(libc::SYS_setresgid, 0, 0, 0) < 0
                     || libc::syscall(libc::SYS_setresuid, 0, 0, 0) < 0
                 {
                     libc::_exit(123);
@@ -192,9 +196,45 @@ pub fn reap(pidfd: &OwnedFd, block: bool) -> Option<i32> {
     })
 }
 
+/// The uid and gid maps of a child in a new user namespace: written
+/// directly by root, through the setuid newuidmap/newgidmap (which check
+/// /etc/subuid and /etc/subgid) for an unprivileged user.
+pub fn write_maps(
+    pid: i32,
+    uids: &[protocol::IdMap],
+    gids: &[protocol::IdMap],
+) -> Result<(), String> {
+    if nix::unistd::geteuid().is_root() {
+        write_map(pid, "uid_map", uids)?;
+        return write_map(pid, "gid_map", gids);
+    }
+    for (tool, maps) in [("newuidmap", uids), ("newgidmap", gids)] {
+        let mut cmd = std::process::Command::new(tool);
+        cmd.arg(pid.to_string());
+        for m in maps {
+            cmd.args([
+                m.container.to_string(),
+                m.host.to_string(),
+                m.size.to_string(),
+            ]);
+        }
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("run {tool} (Debian's uidmap package): {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{tool}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Write a uid_map or gid_map of a child in a new user namespace. One write:
 /// the kernel takes a map whole or not at all.
-pub fn write_map(pid: i32, file: &str, maps: &[protocol::IdMap]) -> Result<(), String> {
+fn write_map(pid: i32, file: &str, maps: &[protocol::IdMap]) -> Result<(), String> {
     let text: String = maps
         .iter()
         .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
