@@ -76,6 +76,14 @@ impl RuntimeChannel {
         }
     }
 
+    pub fn wait_for_exec_started(&self) -> Result<i32, ChannelError> {
+        match self.recv()?.0 {
+            ShimToRuntime::ExecStarted { pid } => Ok(pid),
+            ShimToRuntime::Error(f) => Err(ChannelError::Failed(f)),
+            other => Err(unexpected("ExecStarted", &other)),
+        }
+    }
+
     pub fn wait_for_exit(&self) -> Result<i32, ChannelError> {
         match self.recv()?.0 {
             ShimToRuntime::Exited { code } => Ok(code),

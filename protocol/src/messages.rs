@@ -173,21 +173,41 @@ pub enum RuntimeToShim {
     Start,
     /// Reply with `Exited` when the container has stopped.
     Wait,
+    /// Run a process in the running container, with the descriptors that
+    /// come with the message as its stdin, stdout and stderr. Replied to
+    /// with `ExecStarted`, then (if `wait`) `Exited` when it ends.
+    Exec {
+        process: Box<Process>,
+        wait: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShimToRuntime {
     Created(Created),
-    Started { pid: i32 },
-    Exited { code: i32 },
+    Started {
+        pid: i32,
+    },
+    Exited {
+        code: i32,
+    },
+    /// The exec'd process runs, with this host pid.
+    ExecStarted {
+        pid: i32,
+    },
     Error(Failure),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShimToInit {
-    Hello { version: u32 },
+    Hello {
+        version: u32,
+    },
     Config(Box<InitConfig>),
     Start,
+    /// Fork and exec a process beside the workload; its stdio comes with
+    /// the message.
+    Exec(Box<Process>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +223,15 @@ pub enum InitToShim {
     },
     /// The workload ended; tiny-init exits with the same code.
     Exited {
+        code: i32,
+    },
+    /// An exec'd process runs, with this pid in the container.
+    ExecStarted {
+        pid: i32,
+    },
+    /// An exec'd process ended.
+    ExecExited {
+        pid: i32,
         code: i32,
     },
     Failed(Failure),

@@ -26,7 +26,7 @@ pub fn load(g: &Global, id: &str) -> Result<(ContainerDir, State)> {
 
 /// Connect to the shim's socket, through /proc/self/fd when the path is
 /// longer than sun_path allows.
-fn connect_shim(dir: &ContainerDir) -> Result<RuntimeChannel> {
+pub fn connect_shim(dir: &ContainerDir) -> Result<RuntimeChannel> {
     let sock: OwnedFd = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,

@@ -163,7 +163,7 @@ impl Drop for Undo {
     }
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
         path.file_name().unwrap_or_default().to_string_lossy()
@@ -222,7 +222,7 @@ fn spawn_shim(g: &Global, shim: &Path, dir: &ContainerDir, socket: &OwnedFd) -> 
 
 /// Signals a foreground `run` passes on to the container, as runc's signal
 /// proxy does.
-const FORWARDED: [Signal; 6] = [
+pub const FORWARDED: [Signal; 6] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -280,12 +280,21 @@ fn wait_forwarding_signals(c: &mut Created, set: &SigSet) -> Result<i32> {
     // arrived): its `Exited` is then waiting in the socket, or the state
     // file has it.
     let _ = c.channel.send(&RuntimeToShim::Wait, &[]);
-    c.channel.set_timeout(None)?;
+    wait_for_exit_forwarding(&mut c.channel, set, c.init.pid)
+}
+
+/// Wait for `Exited` on `channel`, passing the signals in `set` on to `pid`.
+pub fn wait_for_exit_forwarding(
+    channel: &mut RuntimeChannel,
+    set: &SigSet,
+    pid: i32,
+) -> Result<i32> {
+    channel.set_timeout(None)?;
     let sigfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-    let init_fd = pidfd_open(c.init.pid).ok();
+    let init_fd = pidfd_open(pid).ok();
     loop {
         let mut fds = [
-            PollFd::new(c.channel.as_fd(), PollFlags::POLLIN),
+            PollFd::new(channel.as_fd(), PollFlags::POLLIN),
             PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
         ];
         match poll(&mut fds, PollTimeout::NONE) {
@@ -300,7 +309,7 @@ fn wait_forwarding_signals(c: &mut Created, set: &SigSet) -> Result<i32> {
             }
         }
         if fds[0].any().unwrap_or(false) {
-            return Ok(c.channel.wait_for_exit()?);
+            return Ok(channel.wait_for_exit()?);
         }
     }
 }

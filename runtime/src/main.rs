@@ -9,6 +9,7 @@
 
 mod commands;
 mod create;
+mod exec;
 mod spec;
 
 use std::path::PathBuf;
@@ -64,6 +65,8 @@ enum Cmd {
         detach: bool,
         id: String,
     },
+    /// Run a process in a running container.
+    Exec(exec::ExecArgs),
     /// Print the OCI state of a container as JSON.
     State { id: String },
     /// List containers.
@@ -176,6 +179,7 @@ fn main() {
         Cmd::Start { id } => ("start", Some(id.clone())),
         Cmd::Run { id, .. } => ("run", Some(id.clone())),
         Cmd::State { id } => ("state", Some(id.clone())),
+        Cmd::Exec(a) => ("exec", Some(a.id.clone())),
         Cmd::List { .. } => ("list", None),
         Cmd::Ps { id, .. } => ("ps", Some(id.clone())),
         Cmd::Kill { id, .. } => ("kill", Some(id.clone())),
@@ -244,6 +248,7 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
             id,
         } => create::run(g, &id, &bundle, pid_file.as_deref(), detach),
         Cmd::State { id } => commands::state(g, &id),
+        Cmd::Exec(a) => exec::exec(g, &a),
         Cmd::List { format, quiet } => commands::list(g, &format, quiet),
         Cmd::Ps {
             format,

@@ -541,6 +541,12 @@ fn process(spec: &Spec) -> Result<Process> {
         .process()
         .as_ref()
         .ok_or_else(|| anyhow!("config.json has no process"))?;
+    convert_process(p)
+}
+
+/// An OCI process (config.json's, or an exec's process.json) as tiny-init
+/// takes it.
+pub fn convert_process(p: &oci_spec::runtime::Process) -> Result<Process> {
     let args = p.args().clone().unwrap_or_default();
     if args.is_empty() || args[0].is_empty() {
         bail!("process.args is empty: nothing to run");

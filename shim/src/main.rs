@@ -163,6 +163,8 @@ struct Container {
     listener: OwnedFd,
     /// The exit code tiny-init reported, for when we cannot reap it.
     reported_exit: Option<i32>,
+    /// Runtimes waiting for an exec'd process (by its pid in the container).
+    exec_waiters: Vec<(i32, ShimRuntimeChannel)>,
 }
 
 fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container, Failure> {
@@ -256,6 +258,7 @@ fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container
         init_channel: Some(channel),
         listener,
         reported_exit: None,
+        exec_waiters: Vec::new(),
     };
     if let Err(e) = container.dir.save(&container.state) {
         container.kill_init();
@@ -302,7 +305,10 @@ struct Client {
 
 enum Action {
     Keep,
+    /// Waits for the container to stop.
     Park,
+    /// Waits for the exec'd process with this pid (in the container) to end.
+    ParkExec(i32),
     Drop,
 }
 
@@ -374,6 +380,7 @@ impl Container {
                 match self.handle(&mut c) {
                     Action::Keep => keep.push(c),
                     Action::Park => waiters.push(c.channel),
+                    Action::ParkExec(pid) => self.exec_waiters.push((pid, c.channel)),
                     Action::Drop => {}
                 }
             }
@@ -391,20 +398,106 @@ impl Container {
     fn read_init(&mut self) {
         let Some(ch) = &self.init_channel else { return };
         match ch.recv() {
-            Ok((InitToShim::Exited { code }, _)) => self.reported_exit = Some(code),
-            Ok((InitToShim::Failed(f), _)) => {
-                self.reported_exit = Some(f.exit_code);
-                log::warn!("{}: {f}", self.state.id);
-            }
-            Ok((other, _)) => log::warn!("{}: unexpected from tiny-init: {other:?}", self.state.id),
+            Ok((msg, _)) => self.init_event(msg),
             // Closed: tiny-init is ending; the pidfd tells when.
             Err(_) => self.init_channel = None,
         }
     }
 
+    /// What tiny-init says unasked: the workload's or an exec's end.
+    fn init_event(&mut self, msg: InitToShim) {
+        match msg {
+            InitToShim::Exited { code } => self.reported_exit = Some(code),
+            InitToShim::ExecExited { pid, code } => {
+                let (done, rest) = std::mem::take(&mut self.exec_waiters)
+                    .into_iter()
+                    .partition(|(p, _)| *p == pid);
+                self.exec_waiters = rest;
+                for (_, w) in done {
+                    let _ = w.send(&ShimToRuntime::Exited { code }, &[]);
+                }
+            }
+            InitToShim::Failed(f) => {
+                self.reported_exit = Some(f.exit_code);
+                log::warn!("{}: {f}", self.state.id);
+            }
+            other => log::warn!("{}: unexpected from tiny-init: {other:?}", self.state.id),
+        }
+    }
+
+    /// Ask tiny-init to run `process`; (its pid in the container, on the host).
+    fn exec(
+        &mut self,
+        process: Box<protocol::Process>,
+        stdio: Vec<OwnedFd>,
+    ) -> Result<(i32, i32), Failure> {
+        if self.state.status != Status::Running {
+            return Err(failure(
+                "exec",
+                format!("the container is {}, not running", self.state.status),
+            ));
+        }
+        if stdio.len() != 3 {
+            return Err(failure(
+                "exec",
+                format!("expected 3 stdio descriptors, got {}", stdio.len()),
+            ));
+        }
+        let Some(ch) = &self.init_channel else {
+            return Err(failure("exec", "tiny-init has gone".into()));
+        };
+        let fds: Vec<i32> = stdio.iter().map(|f| f.as_raw_fd()).collect();
+        ch.send(&ShimToInit::Exec(process), &fds)
+            .map_err(|e| failure("exec", format!("tell tiny-init: {e}")))?;
+        drop(stdio);
+        loop {
+            let Some(ch) = &self.init_channel else {
+                return Err(failure("exec", "tiny-init has gone".into()));
+            };
+            match ch.recv() {
+                Ok((InitToShim::ExecStarted { pid }, _)) => {
+                    let host = self.host_pid_of(pid).ok_or_else(|| {
+                        failure(
+                            "exec",
+                            format!("the process (pid {pid} in the container) ended at once"),
+                        )
+                    })?;
+                    return Ok((pid, host));
+                }
+                Ok((InitToShim::Failed(f), _)) => return Err(f),
+                Ok((other, _)) => self.init_event(other),
+                Err(e) => {
+                    self.init_channel = None;
+                    return Err(failure("exec", format!("tiny-init: {e}")));
+                }
+            }
+        }
+    }
+
+    /// The host pid of tiny-init's child with pid `pid` in the container.
+    fn host_pid_of(&self, pid: i32) -> Option<i32> {
+        let init = self.init.pid;
+        let children =
+            std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).ok()?;
+        children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+            .find(|host| {
+                std::fs::read_to_string(format!("/proc/{host}/status"))
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find(|l| l.starts_with("NSpid:"))
+                            .and_then(|l| l.split_whitespace().last())
+                            .and_then(|p| p.parse::<i32>().ok())
+                    })
+                    == Some(pid)
+            })
+    }
+
     fn handle(&mut self, c: &mut Client) -> Action {
-        let msg = match c.channel.recv() {
-            Ok((m, _)) => m,
+        let (msg, fds) = match c.channel.recv() {
+            Ok(m) => m,
             Err(ChannelError::Closed) => return Action::Drop,
             Err(e) => {
                 let _ = c.channel.send_error(failure("read request", e.to_string()));
@@ -438,6 +531,22 @@ impl Container {
                 Action::Keep
             }
             RuntimeToShim::Wait => Action::Park,
+            RuntimeToShim::Exec { process, wait } => match self.exec(process, fds) {
+                Ok((container_pid, host_pid)) => {
+                    let _ = c
+                        .channel
+                        .send(&ShimToRuntime::ExecStarted { pid: host_pid }, &[]);
+                    if wait {
+                        Action::ParkExec(container_pid)
+                    } else {
+                        Action::Drop
+                    }
+                }
+                Err(f) => {
+                    let _ = c.channel.send_error(f);
+                    Action::Drop
+                }
+            },
             other => {
                 let _ = c.channel.send_error(failure(
                     "request",
@@ -502,6 +611,16 @@ impl Container {
         let _ = std::fs::remove_file(self.dir.socket());
         for w in waiters {
             let _ = w.send(&ShimToRuntime::Exited { code }, &[]);
+        }
+        // Exec'd processes still running died with the PID namespace, by
+        // SIGKILL.
+        for (_, w) in std::mem::take(&mut self.exec_waiters) {
+            let _ = w.send(
+                &ShimToRuntime::Exited {
+                    code: 128 + libc::SIGKILL,
+                },
+                &[],
+            );
         }
         log::debug!("{}: stopped with {code}", self.state.id);
         std::process::exit(0)

@@ -88,7 +88,7 @@ fn wait_for_start(
     loop {
         match signals::wait_readable(channel, signals) {
             signals::Ready::Channel => match channel.recv() {
-                Ok((ShimToInit::Start, _)) => match prepared.spawn(signals) {
+                Ok((ShimToInit::Start, _)) => match prepared.spawn(None) {
                     Ok(pid) => {
                         let _ = channel.send(&InitToShim::Started { pid }, &[]);
                         return pid;
@@ -130,6 +130,8 @@ fn wait_for_start(
 /// The running state: forward signals, reap zombies, report the exit.
 fn supervise(channel: InitChannel, signals: signals::Signals, workload: i32) -> ! {
     let mut channel = Some(channel);
+    // Exec'd processes, whose ends the shim wants to hear of.
+    let mut execs: Vec<i32> = Vec::new();
     loop {
         let ready = match &channel {
             Some(ch) => signals::wait_readable(ch, &signals),
@@ -137,12 +139,25 @@ fn supervise(channel: InitChannel, signals: signals::Signals, workload: i32) -> 
         };
         match ready {
             signals::Ready::Channel => {
-                // Nothing is expected from the shim once the workload runs;
-                // a closed channel means the shim is gone, and the container
+                // Once the workload runs the shim only asks for execs; a
+                // closed channel means the shim is gone, and the container
                 // carries on without it.
                 if let Some(ch) = &channel {
-                    if ch.recv().is_err() {
-                        channel = None;
+                    match ch.recv() {
+                        Ok((ShimToInit::Exec(process), fds)) => {
+                            let reply = match workload::Prepared::new(&process)
+                                .and_then(|p| p.spawn(Some(&fds)))
+                            {
+                                Ok(pid) => {
+                                    execs.push(pid);
+                                    InitToShim::ExecStarted { pid }
+                                }
+                                Err(f) => InitToShim::Failed(f),
+                            };
+                            let _ = ch.send(&reply, &[]);
+                        }
+                        Ok(_) => {}
+                        Err(_) => channel = None,
                     }
                 }
             }
@@ -153,6 +168,11 @@ fn supervise(channel: InitChannel, signals: signals::Signals, workload: i32) -> 
                         signals::reap_all(|pid, code| {
                             if pid == workload {
                                 exit = Some(code);
+                            } else if let Some(i) = execs.iter().position(|&p| p == pid) {
+                                execs.swap_remove(i);
+                                if let Some(ch) = &channel {
+                                    let _ = ch.send(&InitToShim::ExecExited { pid, code }, &[]);
+                                }
                             }
                         });
                     } else {

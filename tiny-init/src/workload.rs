@@ -4,6 +4,7 @@
 //! no_new_privileges of config.json.
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 
 use nix::errno::Errno;
@@ -85,7 +86,9 @@ impl Prepared {
 
     /// Fork and exec. Returns the workload's pid once exec has succeeded, or
     /// the step that failed and why.
-    pub fn spawn(&self, _signals: &crate::signals::Signals) -> Result<i32, Failure> {
+    /// With `stdio`, the child gets those as its 0, 1 and 2 (an exec'd
+    /// process); without, it keeps tiny-init's (the workload).
+    pub fn spawn(&self, stdio: Option<&[OwnedFd]>) -> Result<i32, Failure> {
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| fail("create exec pipe", e, 1))?;
         // SAFETY: tiny-init is single-threaded, so the child may run any code.
@@ -93,6 +96,12 @@ impl Prepared {
             Err(e) => Err(fail("fork workload", e, 1)),
             Ok(nix::unistd::ForkResult::Child) => {
                 drop(rd);
+                if let Some(fds) = stdio {
+                    for (target, fd) in fds.iter().take(3).enumerate() {
+                        // SAFETY: dup2 onto our own stdio in the child.
+                        unsafe { libc::dup2(fd.as_raw_fd(), target as i32) };
+                    }
+                }
                 let (step, err) = self.child();
                 let mut msg = [0u8; 5];
                 msg[0] = step as u8;

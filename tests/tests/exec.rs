@@ -1,0 +1,116 @@
+//! `runtime exec`: a process beside the workload, in all its namespaces.
+
+mod common;
+
+use common::*;
+use std::fs;
+
+fn running(t: &Test) -> Bundle {
+    let b = t.bundle("b", &["sh", "-c", "echo ready; exec sleep 60"]);
+    t.run_detached(&b, "c").ok();
+    wait_for_text(&t.ctr_stdout("c"), "ready");
+    b
+}
+
+#[test]
+fn exec_runs_in_the_container_and_passes_the_exit_code() {
+    let Some(t) = Test::new("exec_code") else {
+        return;
+    };
+    running(&t);
+    let out = t.rt(&[
+        "exec",
+        "c",
+        "sh",
+        "-c",
+        "hostname; cat /proc/1/comm; exit 42",
+    ]);
+    out.code_is(42);
+    assert_eq!(out.stdout_lines(), ["nsbox-test", "tiny-init"], "{out:?}");
+    // Its namespaces are the workload's.
+    let pid = t.state("c")["pid"].as_i64().unwrap() as i32;
+    let out = t.rt(&[
+        "exec", "c", MT, "print-ns", "mnt", "pid", "uts", "ipc", "net",
+    ]);
+    out.ok();
+    for line in out.stdout_lines() {
+        let mut f = line.split_whitespace();
+        let (name, inode) = (f.next().unwrap(), f.next().unwrap());
+        let init = fs::read_link(format!("/proc/{pid}/ns/{name}")).unwrap();
+        assert!(
+            init.to_string_lossy().contains(inode),
+            "{name}: exec's {inode} vs tiny-init's {}",
+            init.display()
+        );
+    }
+    t.rt(&["delete", "-f", "c"]).ok();
+}
+
+#[test]
+fn exec_detached_is_a_child_of_tiny_init_and_its_pid_file_names_it() {
+    let Some(t) = Test::new("exec_detach") else {
+        return;
+    };
+    running(&t);
+    let pid_file = t.work.join("exec.pid");
+    t.rt(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "c",
+        "sleep",
+        "50",
+    ])
+    .ok();
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let init = t.state("c")["pid"].as_i64().unwrap() as i32;
+    assert_eq!(comm(pid).as_deref(), Some("sleep"));
+    assert_eq!(
+        ppid(pid),
+        Some(init),
+        "the exec'd process hangs off tiny-init"
+    );
+    t.rt(&["delete", "-f", "c"]).ok();
+    wait_for("the exec'd process to end", TIMEOUT, || {
+        (!alive_pid(pid)).then_some(())
+    });
+}
+
+fn alive_pid(pid: i32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _, _)| state != "Z")
+}
+
+#[test]
+fn exec_with_a_process_json_and_its_errors() {
+    let Some(t) = Test::new("exec_process") else {
+        return;
+    };
+    running(&t);
+    let p = t.work.join("process.json");
+    fs::write(
+        &p,
+        serde_json::json!({
+            "args": ["sh", "-c", "id -u; echo $FOO; pwd"],
+            "env": ["PATH=/bin", "FOO=bar"],
+            "cwd": "/etc",
+            "user": { "uid": 1000, "gid": 1000 }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = t.rt(&["exec", "--process", p.to_str().unwrap(), "c"]);
+    out.ok();
+    assert_eq!(out.stdout_lines(), ["1000", "bar", "/etc"], "{out:?}");
+
+    t.rt(&["exec", "c", "/nope"]).fails_with("c", &["/nope"]);
+    t.rt(&["exec", "c", "/nope"]).code_is(127);
+    t.rt(&["exec", "c", "/etc/passwd"]).code_is(126);
+    t.rt(&["exec", "nosuch", "true"])
+        .fails_with("nosuch", &["does not exist"]);
+    t.rt(&["delete", "-f", "c"]).ok();
+    let b = t.bundle("stopped", &["true"]);
+    t.create(&b, "s").ok();
+    t.rt(&["exec", "s", "true"]).fails_with("s", &["created"]);
+    t.rt(&["delete", "s"]).ok();
+}
