@@ -68,6 +68,9 @@ pub struct CreateRequest {
     /// container through an idmapped mount (the rootfs, or the image under
     /// an overlay), so that the image needs no chown.
     pub idmap_source: Option<String>,
+    /// The caller's-shim mode: tiny-init is cloned as the caller's child
+    /// (CLONE_PARENT) so that the caller reaps it.
+    pub caller_reaps: bool,
     pub init: InitConfig,
 }
 

@@ -60,6 +60,7 @@ pub fn create(g: &Global, id: &str, bundle: &Path, pid_file: Option<&Path>) -> R
     let dir = ContainerDir::new(&g.root, id);
     let mut plan = crate::spec::plan(&spec, &bundle, &dir, id)?;
     plan.request.tiny_init = sibling("tiny-init")?.to_string_lossy().into_owned();
+    plan.request.caller_reaps = g.caller_reaps;
     let shim_path = sibling("shim")?;
 
     match dir.create() {

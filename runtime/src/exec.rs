@@ -111,6 +111,12 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     if status != nsbox_host::state::Status::Running {
         bail!("cannot exec in a {status} container");
     }
+    if g.caller_reaps {
+        let init = st
+            .init
+            .ok_or_else(|| anyhow!("the container has no init"))?;
+        return exec_as_our_child(init.pid, &process, a.detach, a.pid_file.as_deref(), &set);
+    }
     let mut ch = crate::commands::connect_shim(&dir)?;
     ch.set_timeout(Some(Duration::from_secs(35)))?;
     let stdio = [
@@ -136,4 +142,125 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         return Ok(0);
     }
     crate::create::wait_for_exit_forwarding(&mut ch, &set, pid)
+}
+
+/// The caller's-shim mode: the process must be the caller's to reap, so the
+/// runtime itself joins the container's namespaces and forks it; once the
+/// runtime exits, it is the caller's child (conmon and containerd's shim
+/// are subreapers).
+pub fn exec_as_our_child(
+    init_pid: i32,
+    process: &protocol::Process,
+    detach: bool,
+    pid_file: Option<&std::path::Path>,
+    set: &SigSet,
+) -> Result<i32> {
+    use std::io::Read;
+    use std::os::fd::OwnedFd;
+    // The user namespace first: joining it gives the capabilities that
+    // joining the others then needs.
+    const KINDS: [(&str, libc::c_int); 7] = [
+        ("user", libc::CLONE_NEWUSER),
+        ("cgroup", libc::CLONE_NEWCGROUP),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("net", libc::CLONE_NEWNET),
+        ("pid", libc::CLONE_NEWPID),
+        ("mnt", libc::CLONE_NEWNS),
+    ];
+    let mut join: Vec<(OwnedFd, libc::c_int, &str)> = Vec::new();
+    for (name, kind) in KINDS {
+        let theirs = nsbox_host::proc::namespace_inode(init_pid, name);
+        if theirs.is_none()
+            || theirs == nsbox_host::proc::namespace_inode(std::process::id() as i32, name)
+        {
+            continue;
+        }
+        let f = std::fs::File::open(format!("/proc/{init_pid}/ns/{name}"))
+            .map_err(|e| anyhow!("open the container's {name} namespace: {e}"))?;
+        join.push((OwnedFd::from(f), kind, name));
+    }
+    // Our own PID namespace stays; our children are born in theirs.
+    if let Some((fd, _, _)) = join.iter().find(|(_, k, _)| *k == libc::CLONE_NEWPID) {
+        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWPID)
+            .map_err(|e| anyhow!("join the container's pid namespace: {}", e.desc()))?;
+    }
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: the runtime is single-threaded.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            drop(rd);
+            let report = |code: i32, msg: String| -> ! {
+                let _ = nix::unistd::write(&wr, format!("{code}\n{msg}").as_bytes());
+                // SAFETY: leave without running the parent's destructors.
+                unsafe { libc::_exit(code) }
+            };
+            for (fd, kind, name) in &join {
+                if *kind == libc::CLONE_NEWPID {
+                    continue;
+                }
+                if let Err(e) =
+                    nix::sched::setns(fd, nix::sched::CloneFlags::from_bits_retain(*kind))
+                {
+                    report(
+                        1,
+                        format!("join the container's {name} namespace: {}", e.desc()),
+                    );
+                }
+            }
+            let f = match nsbox_process::Prepared::new(process) {
+                Ok(p) => p.exec_in_place(),
+                Err(f) => f,
+            };
+            report(f.exit_code, f.to_string())
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(wr);
+            // EOF without a word: exec succeeded (the pipe was CLOEXEC).
+            let mut text = String::new();
+            let _ = std::fs::File::from(rd).read_to_string(&mut text);
+            if let Some((code, msg)) = text.split_once('\n') {
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(crate::Coded(code.parse().unwrap_or(1), msg.to_string()).into());
+            }
+            if let Some(f) = pid_file {
+                crate::create::write_pid_file(f, child.as_raw())?;
+            }
+            if detach {
+                return Ok(0);
+            }
+            wait_child_forwarding(child, set)
+        }
+    }
+}
+
+/// Wait for our child, passing on the signals in `set`.
+fn wait_child_forwarding(child: nix::unistd::Pid, set: &SigSet) -> Result<i32> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use std::os::fd::AsFd;
+    let sigfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    let pidfd = nsbox_host::proc::pidfd_open(child.as_raw())?;
+    loop {
+        let mut fds = [
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if fds[1].any().unwrap_or(false) {
+            while let Ok(Some(info)) = sigfd.read_signal() {
+                let _ = nsbox_host::proc::pidfd_send_signal(&pidfd, info.ssi_signo as i32);
+            }
+        }
+        if fds[0].any().unwrap_or(false) {
+            return Ok(match nix::sys::wait::waitpid(child, None)? {
+                nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                nix::sys::wait::WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+                _ => 255,
+            });
+        }
+    }
 }

@@ -37,6 +37,14 @@ struct Cli {
     /// Log debug lines too.
     #[arg(long, global = true)]
     debug: bool,
+    /// Who reaps the container's processes: `own` (nsbox's shim is
+    /// tiny-init's parent, pstree shows shim───tiny-init───workload),
+    /// `caller` (tiny-init and `exec -d` processes become the caller's
+    /// children, for conmon and containerd's shim, which reap them), or
+    /// `auto`: `caller` when the runtime runs with a parent-death signal, as
+    /// orchestrators run it and shells never do.
+    #[arg(long = "shim-mode", global = true, default_value = "auto", value_parser = ["auto", "own", "caller"])]
+    shim_mode: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -132,6 +140,8 @@ enum Cmd {
 
 pub struct Global {
     pub root: PathBuf,
+    /// The caller's-shim mode: the caller reaps tiny-init and exec'd processes.
+    pub caller_reaps: bool,
     pub log: Option<PathBuf>,
     pub log_format: String,
     pub debug: bool,
@@ -170,6 +180,11 @@ fn main() {
     }
     let g = Global {
         root: cli.root.unwrap_or_else(nsbox_host::state::default_root),
+        caller_reaps: match cli.shim_mode.as_str() {
+            "own" => false,
+            "caller" => true,
+            _ => has_parent_death_signal(),
+        },
         log: cli.log,
         log_format: cli.log_format,
         debug: cli.debug,
@@ -211,6 +226,23 @@ fn main() {
                 .map_or(1, |c| c.0);
             std::process::exit(if code == 0 { 1 } else { code });
         }
+    }
+}
+
+/// conmon and containerd's shim run the runtime with PR_SET_PDEATHSIG set;
+/// a person's shell never does.
+fn has_parent_death_signal() -> bool {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: PR_GET_PDEATHSIG writes one int.
+    unsafe {
+        libc::prctl(
+            libc::PR_GET_PDEATHSIG,
+            &mut sig as *mut libc::c_int,
+            0,
+            0,
+            0,
+        ) == 0
+            && sig != 0
     }
 }
 

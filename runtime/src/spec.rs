@@ -334,6 +334,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
             uid_mappings,
             gid_mappings,
             idmap_source,
+            caller_reaps: false,
             init: InitConfig {
                 rootfs: rootfs.clone(),
                 overlay,

@@ -191,6 +191,7 @@ fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container
         None
     };
     let init = spawn::clone_init(
+        req.caller_reaps,
         &req.namespaces,
         &theirs,
         &exe,
@@ -600,9 +601,11 @@ impl Container {
         while self.init_channel.is_some() {
             self.read_init();
         }
+        // Our own child we reap; the caller's we cannot, and tiny-init told
+        // us its code unless it was killed before it could: by SIGKILL then.
         let code = spawn::reap(&self.init.pidfd, false)
             .or(self.reported_exit)
-            .unwrap_or(255);
+            .unwrap_or(128 + libc::SIGKILL);
         self.state.status = Status::Stopped;
         self.state.exit_code = Some(code);
         if let Err(e) = self.dir.save(&self.state) {

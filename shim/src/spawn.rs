@@ -59,6 +59,7 @@ pub struct Child {
 /// `socket` as its fd 3, and exec it from `exe`. Returns at once: whether
 /// tiny-init got going is learnt from its `Hello`.
 pub fn clone_init(
+    caller_reaps: bool,
     namespaces: &[Namespace],
     socket: &OwnedFd,
     exe: &OwnedFd,
@@ -66,6 +67,11 @@ pub fn clone_init(
     userns_sync: Option<&OwnedFd>,
 ) -> Result<Child, String> {
     let mut flags = libc::CLONE_PIDFD | libc::SIGCHLD;
+    if caller_reaps {
+        // The runtime that started us is our parent; tiny-init becomes its
+        // child, and the caller's once the runtime exits.
+        flags |= libc::CLONE_PARENT;
+    }
     let mut join: Vec<(OwnedFd, libc::c_int)> = Vec::new();
     for ns in namespaces {
         match &ns.path {

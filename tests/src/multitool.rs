@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: nsbox-multitool exit N | kill-self SIG | print-ns [NAME...] | pids \
 | wait-signal SIG... [--then-exit N] | orphans N | fds | sleep SECS | status FIELD... | try-write PATH \
-| try-init-module";
+| try-init-module | reaper PIDFILE -- CMD...";
 
 const SIGNALS: &[(&str, libc::c_int)] = &[
     ("HUP", libc::SIGHUP),
@@ -102,6 +102,7 @@ fn run(args: &[String]) -> Result<i32, String> {
         "status" => status(rest),
         "try-write" => try_write(one(rest)?),
         "try-init-module" => try_init_module(),
+        "reaper" => reaper(rest),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
 }
@@ -496,4 +497,67 @@ fn try_init_module() -> Result<i32, String> {
     };
     say(name);
     Ok(0)
+}
+
+/// A stand-in for conmon on the host: a child subreaper that runs CMD with a
+/// parent-death signal (as conmon runs the runtime), then reaps every
+/// orphan until the process named in PIDFILE has ended, and prints
+/// `reaped PID CODE` (128+N for a signal) for it.
+fn reaper(rest: &[String]) -> Result<i32, String> {
+    let (pid_file, cmd) = match rest {
+        [f, dash, cmd @ ..] if dash == "--" && !cmd.is_empty() => (f, cmd),
+        _ => return Err("usage: reaper PIDFILE -- CMD...".into()),
+    };
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let mut command = std::process::Command::new(&cmd[0]);
+    command.args(&cmd[1..]);
+    // SAFETY: prctl in the child before exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+    let status = command
+        .status()
+        .map_err(|e| format!("run {}: {e}", cmd[0]))?;
+    if !status.success() {
+        say(&format!("command failed: {status}"));
+        return Ok(1);
+    }
+    let target: i32 = std::fs::read_to_string(pid_file)
+        .map_err(|e| format!("read {pid_file}: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("pid file: {e}"))?;
+    say(&format!("parent of {target} is {}", parent_of(target)));
+    loop {
+        let mut st = 0;
+        // SAFETY: wait4 writes into `st`.
+        let pid = unsafe { libc::wait4(-1, &mut st, 0, std::ptr::null_mut()) };
+        if pid < 0 {
+            say(&format!("lost {target}: {}", errno_text()));
+            return Ok(1);
+        }
+        if pid == target {
+            let code = if libc::WIFEXITED(st) {
+                libc::WEXITSTATUS(st)
+            } else {
+                128 + libc::WTERMSIG(st)
+            };
+            say(&format!("reaped {pid} {code}"));
+            return Ok(0);
+        }
+    }
+}
+
+fn parent_of(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            rest.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }

@@ -19,10 +19,10 @@
 
 mod mounts;
 mod signals;
-mod workload;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
+use nsbox_process as workload;
 use protocol::{Failure, InitChannel, InitToShim, ShimToInit, PROTOCOL_VERSION};
 
 /// Where the shim puts our end of the socketpair.

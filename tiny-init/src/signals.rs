@@ -62,11 +62,6 @@ impl Signals {
     }
 }
 
-/// The child's signal state before exec: nothing blocked, as a shell expects.
-pub fn restore_default_mask() {
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-}
-
 /// Wait until the channel or the signalfd has something.
 pub fn wait_readable(channel: &impl AsFd, signals: &Signals) -> Ready {
     loop {

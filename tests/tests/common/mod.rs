@@ -931,7 +931,7 @@ impl Test {
         }
     }
 
-    fn track_state(&self, id: &str) {
+    pub fn track_state(&self, id: &str) {
         let out = self.rt(&["state", id]);
         if out.success() {
             if let Ok(v) = serde_json::from_str::<Value>(&out.stdout) {

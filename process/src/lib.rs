@@ -1,7 +1,9 @@
-//! The workload: resolved and checked at create time (so that a command
-//! missing from the image fails `create`, as with runc), then forked and
-//! exec'd on `start` with the user, capabilities, rlimits and
-//! no_new_privileges of config.json.
+//! Starting a container's process: resolved and checked first (so that a
+//! command missing from the image fails `create`, as with runc), then
+//! forked and exec'd with the user, capabilities, rlimits and
+//! no_new_privileges of its OCI process. tiny-init starts the workload and
+//! exec'd processes with it; `runtime exec` in the caller's-shim mode
+//! starts its process with it after joining the container's namespaces.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -129,36 +131,48 @@ impl Prepared {
                 unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
                 let err = Errno::from_raw(i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]));
                 let step = Step::from(msg[0]).unwrap_or(Step::Exec);
-                let arg0 = self.process.args.first().map(String::as_str).unwrap_or("");
-                let (what, code) = match step {
-                    Step::Setsid => ("setsid".to_string(), 1),
-                    Step::Rlimit => ("set rlimits".into(), 1),
-                    Step::Bounding => ("drop bounding capabilities".into(), 1),
-                    Step::Groups => ("set additional groups".into(), 1),
-                    Step::Gid => (format!("set gid {}", self.process.gid), 1),
-                    Step::Uid => (format!("set uid {}", self.process.uid), 1),
-                    Step::Caps => ("set capabilities".into(), 1),
-                    Step::Ambient => ("set ambient capabilities".into(), 1),
-                    Step::NoNewPrivs => ("set no_new_privs".into(), 1),
-                    Step::Chdir => (format!("chdir to {}", self.process.cwd), 1),
-                    Step::Exec => (
-                        format!("exec {arg0}"),
-                        if matches!(err, Errno::ENOENT | Errno::ENOTDIR) {
-                            127
-                        } else {
-                            126
-                        },
-                    ),
-                };
-                Err(fail(&what, err, code))
+                Err(self.describe(step, err))
             }
         }
+    }
+
+    /// Set this process up as the process and exec it, in the calling
+    /// process (already in the container's namespaces). Returns only on
+    /// failure.
+    pub fn exec_in_place(&self) -> Failure {
+        let (step, err) = self.child();
+        self.describe(step, err)
+    }
+
+    fn describe(&self, step: Step, err: Errno) -> Failure {
+        let arg0 = self.process.args.first().map(String::as_str).unwrap_or("");
+        let (what, code) = match step {
+            Step::Setsid => ("setsid".to_string(), 1),
+            Step::Rlimit => ("set rlimits".into(), 1),
+            Step::Bounding => ("drop bounding capabilities".into(), 1),
+            Step::Groups => ("set additional groups".into(), 1),
+            Step::Gid => (format!("set gid {}", self.process.gid), 1),
+            Step::Uid => (format!("set uid {}", self.process.uid), 1),
+            Step::Caps => ("set capabilities".into(), 1),
+            Step::Ambient => ("set ambient capabilities".into(), 1),
+            Step::NoNewPrivs => ("set no_new_privs".into(), 1),
+            Step::Chdir => (format!("chdir to {}", self.process.cwd), 1),
+            Step::Exec => (
+                format!("exec {arg0}"),
+                if matches!(err, Errno::ENOENT | Errno::ENOTDIR) {
+                    127
+                } else {
+                    126
+                },
+            ),
+        };
+        fail(&what, err, code)
     }
 
     /// In the forked child: returns only on failure.
     fn child(&self) -> (Step, Errno) {
         let p = &self.process;
-        crate::signals::restore_default_mask();
+        restore_default_mask();
         reset_dispositions();
         macro_rules! check {
             ($step:expr, $r:expr) => {
@@ -267,6 +281,15 @@ impl Prepared {
         unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         (Step::Exec, Errno::last())
     }
+}
+
+/// The child's signal state before exec: nothing blocked, as a shell expects.
+fn restore_default_mask() {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
 }
 
 fn read_full(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> usize {
