@@ -87,10 +87,9 @@ impl Prepared {
     }
 
     /// Fork and exec. Returns the workload's pid once exec has succeeded, or
-    /// the step that failed and why.
-    /// With `stdio`, the child gets those as its 0, 1 and 2 (an exec'd
-    /// process); without, it keeps tiny-init's (the workload).
-    pub fn spawn(&self, stdio: Option<&[OwnedFd]>) -> Result<i32, Failure> {
+    /// the step that failed and why. `preserved` become its fds 3 and up
+    /// (`--preserve-fds`); nothing else of ours reaches it.
+    pub fn spawn(&self, stdio: Stdio, preserved: &[OwnedFd]) -> Result<i32, Failure> {
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| fail("create exec pipe", e, 1))?;
         // SAFETY: tiny-init is single-threaded, so the child may run any code.
@@ -98,13 +97,8 @@ impl Prepared {
             Err(e) => Err(fail("fork workload", e, 1)),
             Ok(nix::unistd::ForkResult::Child) => {
                 drop(rd);
-                if let Some(fds) = stdio {
-                    for (target, fd) in fds.iter().take(3).enumerate() {
-                        // SAFETY: dup2 onto our own stdio in the child.
-                        unsafe { libc::dup2(fd.as_raw_fd(), target as i32) };
-                    }
-                }
-                let (step, err) = self.child();
+                let terminal = place_fds(&stdio, preserved);
+                let (step, err) = self.child(terminal, preserved.len() as u32);
                 let mut msg = [0u8; 5];
                 msg[0] = step as u8;
                 msg[1..].copy_from_slice(&(err as i32).to_ne_bytes());
@@ -139,8 +133,11 @@ impl Prepared {
     /// Set this process up as the process and exec it, in the calling
     /// process (already in the container's namespaces). Returns only on
     /// failure.
-    pub fn exec_in_place(&self) -> Failure {
-        let (step, err) = self.child();
+    ///
+    /// With `terminal`, fd 0 is a terminal that becomes the controlling one;
+    /// fds 3 to 3+`keep`-1 stay open across exec.
+    pub fn exec_in_place(&self, terminal: bool, keep: u32) -> Failure {
+        let (step, err) = self.child(terminal, keep);
         self.describe(step, err)
     }
 
@@ -170,7 +167,7 @@ impl Prepared {
     }
 
     /// In the forked child: returns only on failure.
-    fn child(&self) -> (Step, Errno) {
+    fn child(&self, terminal: bool, keep: u32) -> (Step, Errno) {
         let p = &self.process;
         restore_default_mask();
         reset_dispositions();
@@ -183,6 +180,12 @@ impl Prepared {
         }
         // A session of its own, as a shell started by a terminal would have.
         check!(Step::Setsid, nix::unistd::setsid());
+        if terminal {
+            // The new session's controlling terminal, as a shell expects.
+            // SAFETY: an ioctl on our own stdin.
+            let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+            check!(Step::Setsid, Errno::result(r));
+        }
         for r in &p.rlimits {
             let lim = libc::rlimit {
                 rlim_cur: r.soft,
@@ -264,7 +267,7 @@ impl Prepared {
         // No descriptor of ours, nor any the host passed down, beyond 0, 1
         // and 2 (CVE-2024-21626): mark them all close-on-exec.
         // SAFETY: close_range with CLOEXEC only sets flags.
-        unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+        unsafe { libc::close_range(3 + keep, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
         let argv: Vec<*const libc::c_char> = self
             .argv
             .iter()
@@ -290,6 +293,82 @@ fn restore_default_mask() {
         Some(&nix::sys::signal::SigSet::empty()),
         None,
     );
+}
+
+/// Where the process's stdin, stdout and stderr come from.
+pub enum Stdio<'a> {
+    /// Ours: the workload gets the container's stdio that tiny-init holds.
+    Inherit,
+    /// These three (an exec'd process gets its caller's).
+    Fds(&'a [OwnedFd]),
+    /// A terminal: the pty's other end, as all three and the controlling tty.
+    Terminal(&'a OwnedFd),
+}
+
+/// In the forked child: stdio to 0-2, `preserved` to 3 and up. True when
+/// stdio is a terminal.
+fn place_fds(stdio: &Stdio, preserved: &[OwnedFd]) -> bool {
+    // Out of the way first: a source may sit on a target number.
+    let high: Vec<i32> = preserved
+        .iter()
+        // SAFETY: fcntl duplicates an fd we hold.
+        .map(|f| unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 1000) })
+        .collect();
+    let terminal = match stdio {
+        Stdio::Inherit => false,
+        Stdio::Fds(fds) => {
+            for (target, fd) in fds.iter().take(3).enumerate() {
+                // SAFETY: dup2 onto our own stdio in the child.
+                unsafe { libc::dup2(fd.as_raw_fd(), target as i32) };
+            }
+            false
+        }
+        Stdio::Terminal(pty) => {
+            for target in 0..3 {
+                // SAFETY: dup2 onto our own stdio in the child.
+                unsafe { libc::dup2(pty.as_raw_fd(), target) };
+            }
+            true
+        }
+    };
+    for (i, fd) in high.into_iter().enumerate() {
+        // SAFETY: dup2 clears close-on-exec on the target.
+        unsafe { libc::dup2(fd, 3 + i as i32) };
+    }
+    terminal
+}
+
+/// A new pseudo-terminal of the devpts mounted at /dev/pts (the
+/// container's, once we are inside it): (master, slave).
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Failure> {
+    use std::os::fd::FromRawFd;
+    let err = |what: &str| fail(what, Errno::last(), 1);
+    // SAFETY: open, ioctls and open again, on fds we own.
+    unsafe {
+        let m = libc::open(
+            c"/dev/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if m < 0 {
+            return Err(err("open /dev/ptmx"));
+        }
+        let master = OwnedFd::from_raw_fd(m);
+        let mut unlock: libc::c_int = 0;
+        if libc::ioctl(m, libc::TIOCSPTLCK, &mut unlock) < 0 {
+            return Err(err("unlock the pty"));
+        }
+        // TIOCGPTPEER opens the slave through the master's own devpts,
+        // with no path to race on.
+        let s = libc::ioctl(
+            m,
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if s < 0 {
+            return Err(err("open the pty's slave"));
+        }
+        Ok((master, OwnedFd::from_raw_fd(s)))
+    }
 }
 
 fn read_full(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> usize {

@@ -18,7 +18,7 @@ use crate::messages::Failure;
 /// by the runtime before anything is made.
 pub const MAX_MESSAGE: usize = 192 * 1024;
 /// The most file descriptors one message may carry.
-pub const MAX_FDS: usize = 8;
+pub const MAX_FDS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {

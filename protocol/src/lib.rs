@@ -59,12 +59,13 @@ impl RuntimeChannel {
         )
     }
 
-    /// The reply to `Create`: the container is created, or why not.
-    pub fn wait_for_created(&self) -> Result<Created, ChannelError> {
-        match self.recv()?.0 {
-            ShimToRuntime::Created(c) => Ok(c),
-            ShimToRuntime::Error(f) => Err(ChannelError::Failed(f)),
-            other => Err(unexpected("Created", &other)),
+    /// The reply to `Create`: the container is created (with the pty
+    /// master, for a terminal), or why not.
+    pub fn wait_for_created(&self) -> Result<(Created, Vec<OwnedFd>), ChannelError> {
+        match self.recv()? {
+            (ShimToRuntime::Created(c), fds) => Ok((c, fds)),
+            (ShimToRuntime::Error(f), _) => Err(ChannelError::Failed(f)),
+            (other, _) => Err(unexpected("Created", &other)),
         }
     }
 
@@ -76,11 +77,11 @@ impl RuntimeChannel {
         }
     }
 
-    pub fn wait_for_exec_started(&self) -> Result<i32, ChannelError> {
-        match self.recv()?.0 {
-            ShimToRuntime::ExecStarted { pid } => Ok(pid),
-            ShimToRuntime::Error(f) => Err(ChannelError::Failed(f)),
-            other => Err(unexpected("ExecStarted", &other)),
+    pub fn wait_for_exec_started(&self) -> Result<(i32, Vec<OwnedFd>), ChannelError> {
+        match self.recv()? {
+            (ShimToRuntime::ExecStarted { pid }, fds) => Ok((pid, fds)),
+            (ShimToRuntime::Error(f), _) => Err(ChannelError::Failed(f)),
+            (other, _) => Err(unexpected("ExecStarted", &other)),
         }
     }
 
@@ -102,10 +103,11 @@ impl ShimRuntimeChannel {
         }
     }
 
-    pub fn wait_for_create(&self) -> Result<Box<CreateRequest>, ChannelError> {
-        match self.recv()?.0 {
-            RuntimeToShim::Create(c) => Ok(c),
-            other => Err(unexpected("Create", &other)),
+    /// The request, with the descriptors to preserve for the workload.
+    pub fn wait_for_create(&self) -> Result<(Box<CreateRequest>, Vec<OwnedFd>), ChannelError> {
+        match self.recv()? {
+            (RuntimeToShim::Create(c), fds) => Ok((c, fds)),
+            (other, _) => Err(unexpected("Create", &other)),
         }
     }
 
@@ -122,12 +124,13 @@ impl ShimInitChannel {
         }
     }
 
-    /// tiny-init has built the container's inside and waits for `Start`.
-    pub fn wait_for_ready(&self) -> Result<(), ChannelError> {
-        match self.recv()?.0 {
-            InitToShim::Ready => Ok(()),
-            InitToShim::Failed(f) => Err(ChannelError::Failed(f)),
-            other => Err(unexpected("Ready", &other)),
+    /// tiny-init has built the container's inside and waits for `Start`;
+    /// with a terminal, the pty master comes along.
+    pub fn wait_for_ready(&self) -> Result<Vec<OwnedFd>, ChannelError> {
+        match self.recv()? {
+            (InitToShim::Ready, fds) => Ok(fds),
+            (InitToShim::Failed(f), _) => Err(ChannelError::Failed(f)),
+            (other, _) => Err(unexpected("Ready", &other)),
         }
     }
 

@@ -101,6 +101,9 @@ pub struct InitConfig {
     pub domainname: Option<String>,
     /// A new network namespace: bring `lo` up.
     pub loopback_up: bool,
+    /// How many descriptors (after the idmapped root, if any) the `Config`
+    /// message carries for the workload's fds 3 and up (`--preserve-fds`).
+    pub preserve_fds: u32,
     pub process: Process,
 }
 
@@ -160,6 +163,9 @@ pub struct Process {
     /// None: keep every capability tiny-init has.
     pub capabilities: Option<Capabilities>,
     pub no_new_privileges: bool,
+    /// A pseudo-terminal made inside the container as its stdio; the master
+    /// goes back to the caller (`--console-socket`).
+    pub terminal: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -53,14 +53,36 @@ pub fn channel_error(e: ChannelError) -> anyhow::Error {
     }
 }
 
-pub fn create(g: &Global, id: &str, bundle: &Path, pid_file: Option<&Path>) -> Result<Created> {
-    let bundle =
-        std::fs::canonicalize(bundle).map_err(|e| anyhow!("bundle {}: {e}", bundle.display()))?;
+/// What `create` and `run` are told besides the ID.
+pub struct CreateOpts {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    /// Where to send the terminal's master (process.terminal).
+    pub console_socket: Option<PathBuf>,
+    /// Pass our fds 3..3+N to the workload.
+    pub preserve_fds: u32,
+}
+
+pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
+    let bundle = std::fs::canonicalize(&o.bundle)
+        .map_err(|e| anyhow!("bundle {}: {e}", o.bundle.display()))?;
     let spec = crate::spec::load(&bundle)?;
     let dir = ContainerDir::new(&g.root, id);
     let mut plan = crate::spec::plan(&spec, &bundle, &dir, id)?;
     plan.request.tiny_init = sibling("tiny-init")?.to_string_lossy().into_owned();
     plan.request.caller_reaps = g.caller_reaps;
+    plan.request.init.preserve_fds = o.preserve_fds;
+    if plan.request.init.process.terminal && o.console_socket.is_none() {
+        bail!(
+            "process.terminal is true: give --console-socket, where the terminal's master is sent"
+        );
+    }
+    let console = o
+        .console_socket
+        .as_deref()
+        .filter(|_| plan.request.init.process.terminal)
+        .map(connect_console)
+        .transpose()?;
     let shim_path = sibling("shim")?;
 
     match dir.create() {
@@ -111,13 +133,19 @@ pub fn create(g: &Global, id: &str, bundle: &Path, pid_file: Option<&Path>) -> R
     let mut channel = RuntimeChannel::new(ours);
     channel.set_timeout(Some(CREATE_TIMEOUT))?;
     channel.send_hello().context("talk to shim")?;
+    let preserved: Vec<i32> = (3..3 + o.preserve_fds as i32).collect();
+    for &fd in &preserved {
+        if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+            bail!("--preserve-fds {}: fd {fd} is not open", o.preserve_fds);
+        }
+    }
     channel
-        .send(&RuntimeToShim::Create(Box::new(plan.request)), &[])
+        .send(&RuntimeToShim::Create(Box::new(plan.request)), &preserved)
         .map_err(|e| match e {
             ChannelError::TooLarge(n) => anyhow!("config.json is too large ({n} bytes encoded)"),
             other => anyhow!("send config to shim: {other}"),
         })?;
-    let created = channel.wait_for_created().map_err(|e| match e {
+    let (created, pty) = channel.wait_for_created().map_err(|e| match e {
         ChannelError::Closed => anyhow!(
             "the shim exited before it answered (see {})",
             dir.shim_log().display()
@@ -126,7 +154,11 @@ pub fn create(g: &Global, id: &str, bundle: &Path, pid_file: Option<&Path>) -> R
     })?;
     let init = ProcessId::of(created.init_pid)
         .ok_or_else(|| anyhow!("tiny-init (pid {}) ended during create", created.init_pid))?;
-    if let Some(p) = pid_file {
+    if let (Some(sock), Some(master)) = (&console, pty.first()) {
+        send_console(sock, master)?;
+    }
+    drop(pty);
+    if let Some(p) = &o.pid_file {
         write_pid_file(p, created.init_pid)?;
     }
     undo.disarm();
@@ -162,6 +194,30 @@ impl Drop for Undo {
             let _ = self.dir.remove();
         }
     }
+}
+
+/// Connect to the caller's console socket (before anything is made, so that
+/// a wrong path fails early).
+pub fn connect_console(path: &Path) -> Result<std::os::unix::net::UnixStream> {
+    std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| anyhow!("console socket {}: {e}", path.display()))
+}
+
+/// Hand the terminal's master to the caller, as runc does: one message
+/// naming the terminal, the fd in SCM_RIGHTS.
+pub fn send_console(sock: &std::os::unix::net::UnixStream, master: &OwnedFd) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [master.as_raw_fd()];
+    let name = b"/dev/ptmx";
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[std::io::IoSlice::new(name)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| anyhow!("send the terminal to the console socket: {}", e.desc()))?;
+    Ok(())
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
@@ -232,13 +288,7 @@ pub const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR2,
 ];
 
-pub fn run(
-    g: &Global,
-    id: &str,
-    bundle: &Path,
-    pid_file: Option<&Path>,
-    detach: bool,
-) -> Result<i32> {
+pub fn run(g: &Global, id: &str, o: &CreateOpts, detach: bool) -> Result<i32> {
     // Blocked before the container exists, so that none is lost in between.
     let mut set = SigSet::empty();
     if !detach {
@@ -247,7 +297,7 @@ pub fn run(
         }
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
     }
-    let mut c = create(g, id, bundle, pid_file)?;
+    let mut c = create(g, id, o)?;
     c.channel.set_timeout(Some(START_TIMEOUT))?;
     let started = c
         .channel

@@ -34,9 +34,16 @@ pub struct ExecArgs {
     /// UID[:GID] to run as.
     #[arg(short, long)]
     pub user: Option<String>,
-    /// Allocate a terminal (not supported yet).
+    /// Run it on a new terminal made in the container (its master goes to
+    /// --console-socket).
     #[arg(short, long)]
     pub tty: bool,
+    /// Where to send the terminal's master.
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Pass fds 3 to 3+N-1 on to the process.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub preserve_fds: u32,
     pub id: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -95,10 +102,13 @@ fn process(g: &Global, a: &ExecArgs) -> Result<protocol::Process> {
 }
 
 pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
-    if a.tty {
-        bail!("--tty: terminals are not supported yet");
-    }
-    let process = process(g, a)?;
+    let mut process = process(g, a)?;
+    process.terminal |= a.tty;
+    let console = match (&a.console_socket, process.terminal) {
+        (Some(p), true) => Some(crate::create::connect_console(p)?),
+        (None, true) => bail!("a terminal needs --console-socket, where its master is sent"),
+        (_, false) => None,
+    };
     let mut set = SigSet::empty();
     if !a.detach {
         for s in crate::create::FORWARDED {
@@ -115,7 +125,10 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         let init = st
             .init
             .ok_or_else(|| anyhow!("the container has no init"))?;
-        return exec_as_our_child(init.pid, &process, a.detach, a.pid_file.as_deref(), &set);
+        return exec_as_our_child(init.pid, &process, a, console.as_ref(), &set);
+    }
+    if a.preserve_fds > 0 {
+        bail!("--preserve-fds is supported in the caller's-shim mode only (--shim-mode caller)");
     }
     let mut ch = crate::commands::connect_shim(&dir)?;
     ch.set_timeout(Some(Duration::from_secs(35)))?;
@@ -132,9 +145,13 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         &stdio,
     )
     .context("send the exec request to the shim")?;
-    let pid = ch
+    let (pid, pty) = ch
         .wait_for_exec_started()
         .map_err(crate::create::channel_error)?;
+    if let (Some(sock), Some(master)) = (&console, pty.first()) {
+        crate::create::send_console(sock, master)?;
+    }
+    drop(pty);
     if let Some(f) = &a.pid_file {
         crate::create::write_pid_file(f, pid)?;
     }
@@ -151,10 +168,11 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
 pub fn exec_as_our_child(
     init_pid: i32,
     process: &protocol::Process,
-    detach: bool,
-    pid_file: Option<&std::path::Path>,
+    a: &ExecArgs,
+    console: Option<&std::os::unix::net::UnixStream>,
     set: &SigSet,
 ) -> Result<i32> {
+    let (detach, pid_file) = (a.detach, a.pid_file.as_deref());
     use std::io::Read;
     use std::os::fd::OwnedFd;
     // The user namespace first: joining it gives the capabilities that
@@ -186,6 +204,9 @@ pub fn exec_as_our_child(
             .map_err(|e| anyhow!("join the container's pid namespace: {}", e.desc()))?;
     }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // The terminal is made by the child, inside; its master comes back here.
+    let (pty_ours, pty_theirs) = protocol::seqpacket_pair()?;
+    let pty_ours: protocol::Channel<u8, u8> = protocol::Channel::new(pty_ours);
     // SAFETY: the runtime is single-threaded.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
@@ -208,14 +229,35 @@ pub fn exec_as_our_child(
                     );
                 }
             }
+            if process.terminal {
+                match nsbox_process::open_pty() {
+                    Ok((master, slave)) => {
+                        let theirs: protocol::Channel<u8, u8> = protocol::Channel::new(pty_theirs);
+                        let _ = theirs.send(&1, &[master.as_raw_fd()]);
+                        for fd in 0..3 {
+                            // SAFETY: dup2 onto our own stdio.
+                            unsafe { libc::dup2(slave.as_raw_fd(), fd) };
+                        }
+                    }
+                    Err(f) => report(1, f.to_string()),
+                }
+            }
             let f = match nsbox_process::Prepared::new(process) {
-                Ok(p) => p.exec_in_place(),
+                Ok(p) => p.exec_in_place(process.terminal, a.preserve_fds),
                 Err(f) => f,
             };
             report(f.exit_code, f.to_string())
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(wr);
+            drop(pty_theirs);
+            if process.terminal {
+                if let (Ok((_, fds)), Some(sock)) = (pty_ours.recv(), console) {
+                    if let Some(master) = fds.first() {
+                        crate::create::send_console(sock, master)?;
+                    }
+                }
+            }
             // EOF without a word: exec succeeded (the pipe was CLOEXEC).
             let mut text = String::new();
             let _ = std::fs::File::from(rd).read_to_string(&mut text);

@@ -10,6 +10,7 @@
 mod commands;
 mod create;
 mod exec;
+mod features;
 mod spec;
 
 use std::path::PathBuf;
@@ -53,21 +54,16 @@ struct Cli {
 enum Cmd {
     /// Create a container from a bundle; it waits for `start`.
     Create {
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-        /// Write the container's init pid (on the host) to FILE.
-        #[arg(long, value_name = "FILE")]
-        pid_file: Option<PathBuf>,
+        #[command(flatten)]
+        opts: CreateArgs,
         id: String,
     },
     /// Start the workload of a created container.
     Start { id: String },
     /// Create, start and wait; the exit code is the workload's.
     Run {
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-        #[arg(long, value_name = "FILE")]
-        pid_file: Option<PathBuf>,
+        #[command(flatten)]
+        opts: CreateArgs,
         /// Return once the workload has started.
         #[arg(short, long)]
         detach: bool,
@@ -111,6 +107,8 @@ enum Cmd {
         force: bool,
         id: String,
     },
+    /// Print what this runtime supports (the OCI features document).
+    Features,
     /// Write a config.json for a busybox-like rootfs.
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -136,6 +134,32 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Write the container's init pid (on the host) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// With process.terminal: send the terminal's master to this unix socket.
+    #[arg(long, value_name = "PATH")]
+    console_socket: Option<PathBuf>,
+    /// Pass fds 3 to 3+N-1 on to the workload.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    preserve_fds: u32,
+}
+
+impl CreateArgs {
+    fn opts(self) -> create::CreateOpts {
+        create::CreateOpts {
+            bundle: self.bundle,
+            pid_file: self.pid_file,
+            console_socket: self.console_socket,
+            preserve_fds: self.preserve_fds,
+        }
+    }
 }
 
 pub struct Global {
@@ -200,6 +224,7 @@ fn main() {
         Cmd::Kill { id, .. } => ("kill", Some(id.clone())),
         Cmd::Delete { id, .. } => ("delete", Some(id.clone())),
         Cmd::Spec { .. } => ("spec", None),
+        Cmd::Features => ("features", None),
     };
     let id = id.as_deref();
     let result = match id.map(validate_id) {
@@ -267,18 +292,9 @@ fn without_os_error(s: &str) -> String {
 
 fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
     match cmd {
-        Cmd::Create {
-            bundle,
-            pid_file,
-            id,
-        } => create::create(g, &id, &bundle, pid_file.as_deref()).map(|_| 0),
+        Cmd::Create { opts, id } => create::create(g, &id, &opts.opts()).map(|_| 0),
         Cmd::Start { id } => commands::start(g, &id),
-        Cmd::Run {
-            bundle,
-            pid_file,
-            detach,
-            id,
-        } => create::run(g, &id, &bundle, pid_file.as_deref(), detach),
+        Cmd::Run { opts, detach, id } => create::run(g, &id, &opts.opts(), detach),
         Cmd::State { id } => commands::state(g, &id),
         Cmd::Exec(a) => exec::exec(g, &a),
         Cmd::List { format, quiet } => commands::list(g, &format, quiet),
@@ -289,6 +305,10 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
         } => commands::ps(g, &id, &format, &ps_args),
         Cmd::Kill { all, id, signal } => commands::kill(g, &id, signal.as_deref(), all),
         Cmd::Delete { force, id } => commands::delete(g, &id, force),
+        Cmd::Features => {
+            println!("{}", serde_json::to_string_pretty(&features::features())?);
+            Ok(0)
+        }
         Cmd::Spec {
             bundle,
             rootfs,

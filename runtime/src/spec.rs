@@ -348,6 +348,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
                 hostname: spec.hostname().clone(),
                 domainname: spec.domainname().clone(),
                 loopback_up,
+                preserve_fds: 0,
                 process,
             },
             namespaces,
@@ -552,9 +553,6 @@ pub fn convert_process(p: &oci_spec::runtime::Process) -> Result<Process> {
     if args.is_empty() || args[0].is_empty() {
         bail!("process.args is empty: nothing to run");
     }
-    if p.terminal().unwrap_or(false) {
-        bail!("process.terminal is true, and terminals are not supported yet");
-    }
     let cwd = p.cwd().to_string_lossy().into_owned();
     if !cwd.starts_with('/') {
         bail!("process.cwd {cwd:?} must be an absolute path");
@@ -601,6 +599,7 @@ pub fn convert_process(p: &oci_spec::runtime::Process) -> Result<Process> {
         rlimits,
         capabilities,
         no_new_privileges: p.no_new_privileges().unwrap_or(false),
+        terminal: p.terminal().unwrap_or(false),
     })
 }
 

@@ -94,7 +94,7 @@ fn main() {
 
     // SAFETY: fd 3 is ours by contract with `runtime create`.
     let runtime = ShimRuntimeChannel::new(unsafe { OwnedFd::from_raw_fd(RUNTIME_FD) });
-    let request = match runtime
+    let (request, preserved) = match runtime
         .wait_for_hello()
         .and_then(|_| runtime.wait_for_create())
     {
@@ -106,13 +106,14 @@ fn main() {
         }
     };
     let id = request.id.clone();
-    match create(&dir, &request) {
-        Ok(mut container) => {
+    match create(&dir, &request, preserved) {
+        Ok((mut container, pty)) => {
+            let pty: Vec<i32> = pty.iter().map(|f| f.as_raw_fd()).collect();
             if let Err(e) = runtime.send(
                 &ShimToRuntime::Created(Created {
                     init_pid: container.init.pid,
                 }),
-                &[],
+                &pty,
             ) {
                 // The runtime died before it heard us: nobody knows of this
                 // container but its state directory, which `delete` cleans.
@@ -167,7 +168,22 @@ struct Container {
     exec_waiters: Vec<(i32, ShimRuntimeChannel)>,
 }
 
-fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container, Failure> {
+/// The container, and its terminal's master when it has one.
+fn create(
+    dir: &ContainerDir,
+    req: &protocol::CreateRequest,
+    preserved: Vec<OwnedFd>,
+) -> Result<(Container, Option<OwnedFd>), Failure> {
+    if preserved.len() != req.init.preserve_fds as usize {
+        return Err(failure(
+            "receive preserved fds",
+            format!(
+                "expected {}, got {}",
+                req.init.preserve_fds,
+                preserved.len()
+            ),
+        ));
+    }
     let mut state = dir
         .load()
         .map_err(|e| failure("read state", e.to_string()))?;
@@ -225,27 +241,35 @@ fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container
             &[],
         )?;
         channel.wait_for_hello()?;
-        let fds: Vec<i32> = root_fd.iter().map(|f| f.as_raw_fd()).collect();
+        let fds: Vec<i32> = root_fd
+            .iter()
+            .chain(preserved.iter())
+            .map(|f| f.as_raw_fd())
+            .collect();
         channel.send(&ShimToInit::Config(Box::new(req.init.clone())), &fds)?;
         channel.wait_for_ready()
     })();
     drop(root_fd);
-    if let Err(e) = handshake {
-        let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
-        let code = spawn::reap(&init.pidfd, true);
-        return Err(match e {
-            ChannelError::Failed(f) => f,
-            ChannelError::Closed => failure(
-                "start tiny-init",
-                format!(
-                    "tiny-init {} (exit status {})",
-                    spawn::describe_early_exit(code.unwrap_or(-1)),
-                    code.unwrap_or(-1)
+    drop(preserved);
+    let pty = match handshake {
+        Ok(fds) => fds.into_iter().next(),
+        Err(e) => {
+            let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
+            let code = spawn::reap(&init.pidfd, true);
+            return Err(match e {
+                ChannelError::Failed(f) => f,
+                ChannelError::Closed => failure(
+                    "start tiny-init",
+                    format!(
+                        "tiny-init {} (exit status {})",
+                        spawn::describe_early_exit(code.unwrap_or(-1)),
+                        code.unwrap_or(-1)
+                    ),
                 ),
-            ),
-            other => failure("set up the container", other.to_string()),
-        });
-    }
+                other => failure("set up the container", other.to_string()),
+            });
+        }
+    };
     let _ = channel.set_timeout(Some(START_TIMEOUT));
     let listener = listen_on(&dir.socket()).map_err(|e| failure("listen on shim.sock", e))?;
     let init_id = ProcessId::of(init.pid)
@@ -265,7 +289,7 @@ fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container
         container.kill_init();
         return Err(failure("write state", e.to_string()));
     }
-    Ok(container)
+    Ok((container, pty))
 }
 
 /// A listening SEQPACKET socket at `path`. Paths longer than sun_path
@@ -431,7 +455,7 @@ impl Container {
         &mut self,
         process: Box<protocol::Process>,
         stdio: Vec<OwnedFd>,
-    ) -> Result<(i32, i32), Failure> {
+    ) -> Result<(i32, i32, Option<OwnedFd>), Failure> {
         if self.state.status != Status::Running {
             return Err(failure(
                 "exec",
@@ -456,14 +480,14 @@ impl Container {
                 return Err(failure("exec", "tiny-init has gone".into()));
             };
             match ch.recv() {
-                Ok((InitToShim::ExecStarted { pid }, _)) => {
+                Ok((InitToShim::ExecStarted { pid }, pty)) => {
                     let host = self.host_pid_of(pid).ok_or_else(|| {
                         failure(
                             "exec",
                             format!("the process (pid {pid} in the container) ended at once"),
                         )
                     })?;
-                    return Ok((pid, host));
+                    return Ok((pid, host, pty.into_iter().next()));
                 }
                 Ok((InitToShim::Failed(f), _)) => return Err(f),
                 Ok((other, _)) => self.init_event(other),
@@ -533,10 +557,11 @@ impl Container {
             }
             RuntimeToShim::Wait => Action::Park,
             RuntimeToShim::Exec { process, wait } => match self.exec(process, fds) {
-                Ok((container_pid, host_pid)) => {
+                Ok((container_pid, host_pid, pty)) => {
+                    let pty: Vec<i32> = pty.iter().map(|f| f.as_raw_fd()).collect();
                     let _ = c
                         .channel
-                        .send(&ShimToRuntime::ExecStarted { pid: host_pid }, &[]);
+                        .send(&ShimToRuntime::ExecStarted { pid: host_pid }, &pty);
                     if wait {
                         Action::ParkExec(container_pid)
                     } else {

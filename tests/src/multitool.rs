@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: nsbox-multitool exit N | kill-self SIG | print-ns [NAME...] | pids \
 | wait-signal SIG... [--then-exit N] | orphans N | fds | sleep SECS | status FIELD... | try-write PATH \
-| try-init-module | reaper PIDFILE -- CMD...";
+| try-init-module | reaper PIDFILE -- CMD... | console SOCKET [INPUT]";
 
 const SIGNALS: &[(&str, libc::c_int)] = &[
     ("HUP", libc::SIGHUP),
@@ -103,6 +103,7 @@ fn run(args: &[String]) -> Result<i32, String> {
         "try-write" => try_write(one(rest)?),
         "try-init-module" => try_init_module(),
         "reaper" => reaper(rest),
+        "console" => console(rest),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
 }
@@ -560,4 +561,63 @@ fn parent_of(pid: i32) -> i32 {
             rest.split_whitespace().nth(1)?.parse().ok()
         })
         .unwrap_or(0)
+}
+
+/// A stand-in for a console-socket listener (what conmon or containerd
+/// give `--console-socket`): listens on SOCKET, takes one terminal master
+/// passed with SCM_RIGHTS, writes INPUT to it, and copies what the
+/// terminal prints to stdout until it hangs up.
+fn console(rest: &[String]) -> Result<i32, String> {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (path, input) = match rest {
+        [p] => (p, None),
+        [p, i] => (p, Some(i)),
+        _ => return Err("usage: console SOCKET [INPUT]".into()),
+    };
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).map_err(|e| format!("bind {path}: {e}"))?;
+    say("listening");
+    let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    let mut buf = [0u8; 64];
+    let mut cmsg = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed msghdr pointing at our buffers.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = cmsg.len();
+    // SAFETY: recvmsg into the buffers above.
+    if unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) } < 0 {
+        return Err(format!("recvmsg: {}", errno_text()));
+    }
+    // SAFETY: walking the control message the kernel wrote.
+    let fd = unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+            return Err("no descriptor came".into());
+        }
+        std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32)
+    };
+    // SAFETY: the kernel installed this fd for us.
+    let mut master = unsafe { std::fs::File::from_raw_fd(fd) };
+    if let Some(text) = input {
+        let _ = master.write_all(format!("{text}\n").as_bytes());
+    }
+    let mut out = std::io::stdout();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match master.read(&mut chunk) {
+            Ok(0) | Err(_) => break, // EIO: the last holder of the slave is gone
+            Ok(n) => {
+                let _ = out.write_all(&chunk[..n]);
+                let _ = out.flush();
+            }
+        }
+    }
+    Ok(0)
 }

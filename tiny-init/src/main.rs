@@ -20,7 +20,7 @@
 mod mounts;
 mod signals;
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nsbox_process as workload;
 use protocol::{Failure, InitChannel, InitToShim, ShimToInit, PROTOCOL_VERSION};
@@ -54,10 +54,25 @@ fn main() {
         Ok(c) => c,
         Err(e) => die(&format!("receive config: {e}")),
     };
-    if let Err(f) = mounts::build_rootfs(&config, fds.into_iter().next()) {
+    let mut fds = fds.into_iter();
+    let root = if config.idmapped { fds.next() } else { None };
+    let preserved: Vec<std::os::fd::OwnedFd> = fds.take(config.preserve_fds as usize).collect();
+    if let Err(f) = mounts::build_rootfs(&config, root) {
         report_failure(&channel, f);
         std::process::exit(1);
     }
+    // A terminal is made inside, from the container's own devpts.
+    let pty = if config.process.terminal {
+        match workload::open_pty() {
+            Ok(p) => Some(p),
+            Err(f) => {
+                report_failure(&channel, f);
+                std::process::exit(1);
+            }
+        }
+    } else {
+        None
+    };
     let prepared = match workload::Prepared::new(&config.process) {
         Ok(p) => p,
         Err(f) => {
@@ -70,10 +85,19 @@ fn main() {
     // /proc/1 (the shim's socket in particular).
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    if channel.send(&InitToShim::Ready, &[]).is_err() {
+    let master: Vec<i32> = pty.iter().map(|(m, _)| m.as_raw_fd()).collect();
+    if channel.send(&InitToShim::Ready, &master).is_err() {
         std::process::exit(1);
     }
-    let workload = wait_for_start(&channel, &signals, prepared);
+    let slave = pty.map(|(_, s)| s);
+    let stdio = match &slave {
+        Some(s) => workload::Stdio::Terminal(s),
+        None => workload::Stdio::Inherit,
+    };
+    let workload = wait_for_start(&channel, &signals, prepared, stdio, preserved);
+    // The workload holds its terminal; our copy would keep it from hanging
+    // up when the workload's session ends.
+    drop(slave);
     supervise(channel, signals, workload)
 }
 
@@ -84,11 +108,13 @@ fn wait_for_start(
     channel: &InitChannel,
     signals: &signals::Signals,
     prepared: workload::Prepared,
+    stdio: workload::Stdio,
+    preserved: Vec<std::os::fd::OwnedFd>,
 ) -> i32 {
     loop {
         match signals::wait_readable(channel, signals) {
             signals::Ready::Channel => match channel.recv() {
-                Ok((ShimToInit::Start, _)) => match prepared.spawn(None) {
+                Ok((ShimToInit::Start, _)) => match prepared.spawn(stdio, &preserved) {
                     Ok(pid) => {
                         let _ = channel.send(&InitToShim::Started { pid }, &[]);
                         return pid;
@@ -145,16 +171,12 @@ fn supervise(channel: InitChannel, signals: signals::Signals, workload: i32) -> 
                 if let Some(ch) = &channel {
                     match ch.recv() {
                         Ok((ShimToInit::Exec(process), fds)) => {
-                            let reply = match workload::Prepared::new(&process)
-                                .and_then(|p| p.spawn(Some(&fds)))
-                            {
-                                Ok(pid) => {
-                                    execs.push(pid);
-                                    InitToShim::ExecStarted { pid }
-                                }
-                                Err(f) => InitToShim::Failed(f),
-                            };
-                            let _ = ch.send(&reply, &[]);
+                            let (reply, master) = exec(&process, &fds);
+                            if let InitToShim::ExecStarted { pid } = reply {
+                                execs.push(pid);
+                            }
+                            let master: Vec<i32> = master.iter().map(|m| m.as_raw_fd()).collect();
+                            let _ = ch.send(&reply, &master);
                         }
                         Ok(_) => {}
                         Err(_) => channel = None,
@@ -190,6 +212,33 @@ fn supervise(channel: InitChannel, signals: signals::Signals, workload: i32) -> 
                     std::process::exit(code);
                 }
             }
+        }
+    }
+}
+
+/// Fork an exec'd process: with the caller's stdio, or with a new terminal
+/// whose master goes back with the reply.
+fn exec(
+    process: &protocol::Process,
+    stdio: &[std::os::fd::OwnedFd],
+) -> (InitToShim, Option<std::os::fd::OwnedFd>) {
+    let prepared = match workload::Prepared::new(process) {
+        Ok(p) => p,
+        Err(f) => return (InitToShim::Failed(f), None),
+    };
+    if process.terminal {
+        let (master, slave) = match workload::open_pty() {
+            Ok(p) => p,
+            Err(f) => return (InitToShim::Failed(f), None),
+        };
+        match prepared.spawn(workload::Stdio::Terminal(&slave), &[]) {
+            Ok(pid) => (InitToShim::ExecStarted { pid }, Some(master)),
+            Err(f) => (InitToShim::Failed(f), None),
+        }
+    } else {
+        match prepared.spawn(workload::Stdio::Fds(stdio), &[]) {
+            Ok(pid) => (InitToShim::ExecStarted { pid }, None),
+            Err(f) => (InitToShim::Failed(f), None),
         }
     }
 }
