@@ -19,7 +19,7 @@ ROOTFS       := demo/rootfs
 ROOTFS_STAMP := demo/.rootfs.stamp
 
 # Debian packages the project needs (busybox for the rootfs, pstree, ip, ps).
-DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev uidmap
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev uidmap containerd runc
 
 .PHONY: help deps build rootfs demo lint test install clean
 

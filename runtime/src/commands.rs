@@ -92,7 +92,9 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 fn running_init(st: &State) -> Result<ProcessId> {
     match (st.status(), st.init) {
         (Status::Created | Status::Running | Status::Paused, Some(init)) => Ok(init),
-        (status, _) => bail!("container is {status}, not running"),
+        // containerd recognises runc's words for this and treats the kill as
+        // done: keep them.
+        (status, _) => bail!("container not running (it is {status})"),
     }
 }
 
@@ -112,7 +114,7 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<i32
     }
     match proc::signal(&init, sig) {
         Ok(true) => Ok(0),
-        Ok(false) => bail!("container is stopped, not running"),
+        Ok(false) => bail!("container not running (it is stopped)"),
         Err(e) => bail!("send signal {sig}: {}", e.desc()),
     }
 }
