@@ -287,6 +287,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
                 process,
             },
             namespaces,
+            network: None,
         },
         rootfs,
         annotations,
