@@ -8,11 +8,12 @@ use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Result};
+use nsbox_host::network::{self, config as netcfg, Mode};
 use nsbox_host::state::ContainerDir;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use protocol::{
-    Capabilities, CreateRequest, Device, InitConfig, Mount, Namespace, NamespaceKind, Overlay,
-    Process, Rlimit,
+    BridgeNetwork, Capabilities, CreateRequest, Device, InitConfig, Mount, Namespace,
+    NamespaceKind, Overlay, Process, Rlimit,
 };
 
 /// The annotation that gives a container a copy-on-write root over an image.
@@ -267,6 +268,11 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     let process = process(spec)?;
     let command = process.args.clone();
 
+    let network = bridge_network(spec, &annotations, &namespaces, dir, id)?;
+    if network.is_some() {
+        etc_mounts(&mut mounts, &rootfs, overlay.is_some(), dir);
+    }
+
     Ok(Plan {
         request: CreateRequest {
             id: id.to_string(),
@@ -287,12 +293,101 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
                 process,
             },
             namespaces,
-            network: None,
+            network,
         },
         rootfs,
         annotations,
         command,
     })
+}
+
+/// The network mode: `nsbox.network` if given (and consistent with
+/// linux.namespaces), else what linux.namespaces says (a new namespace:
+/// none; one by path: path; no entry: host). For bridge mode, the settings
+/// the shim needs.
+fn bridge_network(
+    spec: &Spec,
+    annotations: &BTreeMap<String, String>,
+    namespaces: &[Namespace],
+    dir: &ContainerDir,
+    id: &str,
+) -> Result<Option<BridgeNetwork>> {
+    let derived = match namespaces.iter().find(|n| n.kind == NamespaceKind::Network) {
+        None => Mode::Host,
+        Some(n) if n.path.is_some() => Mode::Path,
+        Some(_) => Mode::None,
+    };
+    let key = netcfg::NETWORK_ANNOTATION;
+    let mode = match annotations.get(key) {
+        None => derived,
+        Some(m) => {
+            let m: Mode = m.parse().map_err(|e| anyhow!("annotation {key}: {e}"))?;
+            match (m, derived) {
+                (Mode::Bridge | Mode::None, Mode::None) | (Mode::Host, Mode::Host) => m,
+                (Mode::Host, _) => bail!(
+                    "annotation {key} is host, but linux.namespaces has a network namespace"
+                ),
+                (_, Mode::Host) => bail!(
+                    "annotation {key} is {m}, but linux.namespaces has no network namespace"
+                ),
+                (_, _) => bail!(
+                    "annotation {key} is {m}, but linux.namespaces joins a network namespace by path"
+                ),
+            }
+        }
+    };
+    let Some(settings) = netcfg::bridge_settings(mode, annotations).map_err(|e| anyhow!(e))? else {
+        return Ok(None);
+    };
+    let hostname = spec.hostname().clone().unwrap_or_else(|| id.to_string());
+    netcfg::validate_hostname(&hostname).map_err(|e| anyhow!(e))?;
+    // The shim works from / and names the root in the bridge's alias: an
+    // absolute path, the same whoever asks.
+    let root = dir
+        .path
+        .parent()
+        .ok_or_else(|| anyhow!("state directory {} has no parent", dir.path.display()))?;
+    let root =
+        std::path::absolute(root).map_err(|e| anyhow!("state root {}: {e}", root.display()))?;
+    Ok(Some(BridgeNetwork {
+        root: root.to_string_lossy().into_owned(),
+        bridge: settings.bridge,
+        subnet: settings.subnet,
+        ports: settings.ports,
+        hostname,
+    }))
+}
+
+/// Bind mounts of the /etc files the shim writes into the state directory,
+/// as Podman adds them: not over a mount config.json makes itself, and not
+/// where the image has no such file (the mount point would have to be made
+/// in the image, which nsbox never writes; an overlay's upper layer is the
+/// container's own).
+fn etc_mounts(mounts: &mut Vec<Mount>, rootfs: &str, overlay: bool, dir: &ContainerDir) {
+    for (name, destination) in network::FILES {
+        if mounts.iter().any(|m| m.destination == destination) {
+            continue;
+        }
+        let in_image = Path::new(rootfs).join(destination.trim_start_matches('/'));
+        let is_file = std::fs::symlink_metadata(&in_image)
+            .map(|m| m.is_file())
+            .unwrap_or(false);
+        if !overlay && !is_file {
+            log::debug!(
+                "{destination}: not a file in the image, so not mounted over ({})",
+                in_image.display()
+            );
+            continue;
+        }
+        mounts.push(Mount {
+            destination: destination.to_string(),
+            fstype: "bind".into(),
+            source: dir.etc_file(name).to_string_lossy().into_owned(),
+            flags: libc::MS_BIND as u64,
+            propagation: 0,
+            data: String::new(),
+        });
+    }
 }
 
 fn resolve_dir(what: &str, bundle: &Path, p: &Path) -> Result<PathBuf> {
@@ -497,6 +592,34 @@ pub struct SpecOptions {
     pub image: Option<String>,
     pub hostname: String,
     pub args: Vec<String>,
+    pub net: Mode,
+    pub publish: Vec<String>,
+    pub bridge: Option<String>,
+    pub subnet: Option<String>,
+}
+
+/// Check `runtime spec`'s network options as `create` will, so that a
+/// mistake shows before a bundle is written.
+pub fn check_spec_options(o: &SpecOptions) -> Result<()> {
+    if o.net != Mode::Bridge {
+        if !o.publish.is_empty() {
+            bail!("--publish needs --net bridge");
+        }
+        if o.bridge.is_some() || o.subnet.is_some() {
+            bail!("--bridge and --subnet need --net bridge");
+        }
+    }
+    netcfg::parse_ports(&o.publish.join(",")).map_err(|e| anyhow!(e))?;
+    if let Some(b) = &o.bridge {
+        netcfg::validate_bridge(b).map_err(|e| anyhow!(e))?;
+    }
+    if let Some(s) = &o.subnet {
+        netcfg::parse_subnet(s).map_err(|e| anyhow!(e))?;
+    }
+    if o.net == Mode::Bridge {
+        netcfg::validate_hostname(&o.hostname).map_err(|e| anyhow!(e))?;
+    }
+    Ok(())
 }
 
 /// The config.json `runtime spec` writes: runc's defaults, with Docker's
@@ -563,8 +686,34 @@ pub fn default_spec(o: &SpecOptions) -> serde_json::Value {
             ]
         }
     });
+    let mut annotations = serde_json::Map::new();
     if let Some(image) = &o.image {
-        spec["annotations"] = serde_json::json!({ IMAGE_ANNOTATION: image });
+        annotations.insert(IMAGE_ANNOTATION.into(), image.clone().into());
+    }
+    match o.net {
+        // Today's default: a namespace of its own with lo only.
+        Mode::None | Mode::Path => {}
+        Mode::Host => {
+            if let Some(list) = spec["linux"]["namespaces"].as_array_mut() {
+                list.retain(|n| n["type"] != "network");
+            }
+            annotations.insert(netcfg::NETWORK_ANNOTATION.into(), "host".into());
+        }
+        Mode::Bridge => {
+            annotations.insert(netcfg::NETWORK_ANNOTATION.into(), "bridge".into());
+            if !o.publish.is_empty() {
+                annotations.insert(netcfg::PORTS_ANNOTATION.into(), o.publish.join(",").into());
+            }
+            if let Some(b) = &o.bridge {
+                annotations.insert(netcfg::BRIDGE_ANNOTATION.into(), b.clone().into());
+            }
+            if let Some(s) = &o.subnet {
+                annotations.insert(netcfg::SUBNET_ANNOTATION.into(), s.clone().into());
+            }
+        }
+    }
+    if !annotations.is_empty() {
+        spec["annotations"] = annotations.into();
     }
     spec
 }
@@ -598,6 +747,10 @@ mod tests {
             image: None,
             hostname: "h".into(),
             args: vec![],
+            net: Mode::None,
+            publish: vec![],
+            bridge: None,
+            subnet: None,
         });
         std::fs::write(tmp.join("config.json"), v.to_string()).unwrap();
         let spec = load(&tmp).unwrap();

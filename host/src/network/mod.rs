@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-use protocol::{PortMapping, PortProtocol, Subnet};
+use protocol::{BridgeNetwork, PortMapping, PortProtocol, Subnet};
 use serde::{Deserialize, Serialize};
 
 pub use config::{BridgeSettings, Mode};
@@ -266,9 +266,8 @@ fn hold_port(p: &PortMapping) -> Result<OwnedFd, NetworkError> {
 /// subnet overlaps nothing the host has. Returns the sockets that hold
 /// the ports when `hold` is set.
 fn check(
-    root: &Path,
+    s: &BridgeNetwork,
     id: &str,
-    s: &BridgeSettings,
     existing: &[Endpoint],
     hold: bool,
 ) -> Result<Vec<OwnedFd>, NetworkError> {
@@ -308,16 +307,21 @@ fn check(
         holds.clear();
     }
     let mut nl = Netlink::open().map_err(io_err("open rtnetlink"))?;
-    check_bridge(&mut nl, root, s)?;
+    check_bridge(&mut nl, Path::new(&s.root), &s.bridge, &s.subnet)?;
     Ok(holds)
 }
 
 /// The bridge, if it exists, is one of ours for this root; if it does not,
 /// no address of the host lies in the subnet.
-fn check_bridge(nl: &mut Netlink, root: &Path, s: &BridgeSettings) -> Result<(), NetworkError> {
+fn check_bridge(
+    nl: &mut Netlink,
+    root: &Path,
+    bridge: &str,
+    subnet: &Subnet,
+) -> Result<(), NetworkError> {
     let link = nl
-        .link(&s.bridge)
-        .map_err(io_err(format!("look up bridge {}", s.bridge)))?;
+        .link(bridge)
+        .map_err(io_err(format!("look up bridge {bridge}")))?;
     let addrs = nl
         .addresses()
         .map_err(io_err("list the host's addresses"))?;
@@ -331,15 +335,14 @@ fn check_bridge(nl: &mut Netlink, root: &Path, s: &BridgeSettings) -> Result<(),
                     _ => "something other than nsbox".to_string(),
                 };
                 return Err(NetworkError::Refused(format!(
-                    "bridge {} belongs to {whose}: choose another with nsbox.bridge and nsbox.subnet",
-                    s.bridge
+                    "bridge {bridge} belongs to {whose}: choose another with nsbox.bridge and nsbox.subnet"
                 )));
             }
-            let gw = config::gateway(&s.subnet);
+            let gw = config::gateway(subnet);
             if let Some(a) = addrs.iter().find(|a| a.index == l.index && a.addr != gw) {
                 return Err(NetworkError::Refused(format!(
-                    "bridge {} has address {}/{}, not the subnet {} asked for",
-                    s.bridge, a.addr, a.prefix, s.subnet
+                    "bridge {bridge} has address {}/{}, not the subnet {subnet} asked for",
+                    a.addr, a.prefix
                 )));
             }
             Ok(())
@@ -351,15 +354,15 @@ fn check_bridge(nl: &mut Netlink, root: &Path, s: &BridgeSettings) -> Result<(),
                     addr: Ipv4Addr::from(u32::from(a.addr) & config::mask(a.prefix)),
                     prefix: a.prefix,
                 };
-                if config::overlaps(&net, &s.subnet) {
+                if config::overlaps(&net, subnet) {
                     let name = links
                         .iter()
                         .find(|l| l.index == a.index)
                         .map(|l| l.name.clone())
                         .unwrap_or_else(|| format!("interface {}", a.index));
                     return Err(NetworkError::Refused(format!(
-                        "subnet {} overlaps {}/{} on {name}",
-                        s.subnet, a.addr, a.prefix
+                        "subnet {subnet} overlaps {}/{} on {name}",
+                        a.addr, a.prefix
                     )));
                 }
             }
@@ -370,8 +373,8 @@ fn check_bridge(nl: &mut Netlink, root: &Path, s: &BridgeSettings) -> Result<(),
 
 /// For `runtime create`, before anything is made: whether `reserve` would
 /// succeed now. The shim checks again under the lock.
-pub fn precheck(root: &Path, id: &str, s: &BridgeSettings) -> Result<(), NetworkError> {
-    check(root, id, s, &reservations(root), false).map(drop)
+pub fn precheck(s: &BridgeNetwork, id: &str) -> Result<(), NetworkError> {
+    check(s, id, &reservations(Path::new(&s.root)), false).map(drop)
 }
 
 // ---------------------------------------------------------------------------
@@ -380,30 +383,20 @@ pub fn precheck(root: &Path, id: &str, s: &BridgeSettings) -> Result<(), Network
 /// Reserve an address on the bridge and hold the host ports; write the
 /// container's /etc files into `files_dir`. Nothing is configured in the
 /// kernel yet: the shim calls this before it clones tiny-init.
-pub fn reserve(
-    root: &Path,
-    id: &str,
-    s: &BridgeSettings,
-    hostname: &str,
-    files_dir: &Path,
-) -> Result<Reserved, NetworkError> {
+pub fn reserve(s: &BridgeNetwork, id: &str, files_dir: &Path) -> Result<Reserved, NetworkError> {
+    let root = Path::new(&s.root);
     let _lock = lock(root, true)?;
-    let made = reserve_locked(root, id, s, hostname, files_dir);
+    let made = reserve_locked(s, id, files_dir);
     if made.is_err() {
         tidy(root);
     }
     made
 }
 
-fn reserve_locked(
-    root: &Path,
-    id: &str,
-    s: &BridgeSettings,
-    hostname: &str,
-    files_dir: &Path,
-) -> Result<Reserved, NetworkError> {
+fn reserve_locked(s: &BridgeNetwork, id: &str, files_dir: &Path) -> Result<Reserved, NetworkError> {
+    let root = Path::new(&s.root);
     let existing = reservations(root);
-    let port_holds = check(root, id, s, &existing, true)?;
+    let port_holds = check(s, id, &existing, true)?;
     let dir = net_dir(root).join(&s.bridge);
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -441,7 +434,7 @@ fn reserve_locked(
             let _ = std::fs::remove_file(&path);
             return Err(io_err(format!("write {}", path.display()))(e));
         }
-        if let Err(e) = files::write(files_dir, hostname, ip) {
+        if let Err(e) = files::write(files_dir, &s.hostname, ip) {
             let _ = std::fs::remove_file(&path);
             return Err(io_err(format!(
                 "write /etc/hosts, /etc/hostname and /etc/resolv.conf into {}",
@@ -504,12 +497,7 @@ pub fn attach(root: &Path, e: &Endpoint, netns: BorrowedFd<'_>) -> Result<(), Ne
 /// The bridge's index, after making it if it is missing: its address, its
 /// alias naming the root, up, and the sysctls it needs.
 fn ensure_bridge(nl: &mut Netlink, root: &Path, e: &Endpoint) -> Result<u32, NetworkError> {
-    let settings = BridgeSettings {
-        bridge: e.bridge.clone(),
-        subnet: e.subnet,
-        ports: Vec::new(),
-    };
-    check_bridge(nl, root, &settings)?;
+    check_bridge(nl, root, &e.bridge, &e.subnet)?;
     let what = |step: &str| format!("{step} bridge {}", e.bridge);
     let link = match nl.link(&e.bridge).map_err(io_err(what("look up")))? {
         Some(l) => l,
@@ -529,7 +517,7 @@ fn ensure_bridge(nl: &mut Netlink, root: &Path, e: &Endpoint) -> Result<u32, Net
                 nl.set_alias(l.index, &owner_alias(root))
                     .map_err(io_err(what("label")))?;
             }
-            check_bridge(nl, root, &settings)?;
+            check_bridge(nl, root, &e.bridge, &e.subnet)?;
             l
         }
     };
@@ -594,6 +582,9 @@ fn sync_bridge(root: &Path, nl: &mut Netlink, bridge: &str) -> Result<(), Networ
 /// and ports), and with the bridge's last container, the bridge and its
 /// table. Idempotent; a no-op for a container without a network.
 pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
+    // The bridge's alias names the root as an absolute path.
+    let root =
+        &std::path::absolute(root).map_err(io_err(format!("state root {}", root.display())))?;
     let Some(_lock) = lock(root, false)? else {
         return Ok(());
     };

@@ -165,6 +165,10 @@ pub fn build_rootfs(dest: &Path) {
             "root:x:0:\nstaff:x:50:\nusers:x:100:\nnobody:x:65534:\napp:x:1000:\n",
         ),
         ("etc/issue", "nsbox test rootfs\n"),
+        // Mount points for a bridged container's own copies.
+        ("etc/hosts", "127.0.0.1\tlocalhost\n"),
+        ("etc/hostname", "nsbox-test\n"),
+        ("etc/resolv.conf", ""),
     ];
     for (path, text) in files {
         fs::write(dest.join(path), text).unwrap_or_else(|e| panic!("write {path}: {e}"));
