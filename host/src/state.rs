@@ -248,7 +248,9 @@ impl State {
             "owner": "",
             "annotations": self.annotations,
         });
-        if let Some(n) = &self.network {
+        // A stopped container's network is gone, or going: the shim
+        // releases it right after it records the exit.
+        if let (Some(n), false) = (&self.network, status == Status::Stopped) {
             let a = &mut v["annotations"];
             a[netcfg::IP_ANNOTATION] = n.ip.to_string().into();
             a[netcfg::GATEWAY_ANNOTATION] = n.gateway.to_string().into();

@@ -307,36 +307,45 @@ fn check(
         holds.clear();
     }
     let mut nl = Netlink::open().map_err(io_err("open rtnetlink"))?;
-    check_bridge(&mut nl, Path::new(&s.root), &s.bridge, &s.subnet)?;
+    check_bridge(&mut nl, Path::new(&s.root), &s.bridge, &s.subnet, hold)?;
     Ok(holds)
 }
 
 /// The bridge, if it exists, is one of ours for this root; if it does not,
-/// no address of the host lies in the subnet.
+/// no address of the host lies in the subnet. Without the lock (`strict`
+/// false, for `runtime create`'s early check) a bridge may be caught being
+/// made by a shim of this root, before its alias or address are set: that
+/// passes, and the shim checks again under the lock.
 fn check_bridge(
     nl: &mut Netlink,
     root: &Path,
     bridge: &str,
     subnet: &Subnet,
+    strict: bool,
 ) -> Result<(), NetworkError> {
-    let link = nl
-        .link(bridge)
-        .map_err(io_err(format!("look up bridge {bridge}")))?;
+    // Addresses first: a link that had one then is in the later dump of
+    // links, unless it was deleted in between (and then it does not count).
     let addrs = nl
         .addresses()
         .map_err(io_err("list the host's addresses"))?;
-    match link {
+    let links = nl.links().map_err(io_err("list the host's links"))?;
+    match links.iter().find(|l| l.name == bridge) {
         Some(l) => {
-            if l.alias.as_deref() != Some(owner_alias(root).as_str()) {
-                let whose = match l.alias.as_deref() {
-                    Some(a) if a.starts_with("nsbox root ") => {
-                        format!("the nsbox state root {}", &a["nsbox root ".len()..])
-                    }
-                    _ => "something other than nsbox".to_string(),
-                };
-                return Err(NetworkError::Refused(format!(
-                    "bridge {bridge} belongs to {whose}: choose another with nsbox.bridge and nsbox.subnet"
-                )));
+            let ours = owner_alias(root);
+            match l.alias.as_deref() {
+                Some(a) if a == ours => {}
+                None if !strict => {}
+                alias => {
+                    let whose = match alias {
+                        Some(a) if a.starts_with("nsbox root ") => {
+                            format!("the nsbox state root {}", &a["nsbox root ".len()..])
+                        }
+                        _ => "something other than nsbox".to_string(),
+                    };
+                    return Err(NetworkError::Refused(format!(
+                        "bridge {bridge} belongs to {whose}: choose another with nsbox.bridge and nsbox.subnet"
+                    )));
+                }
             }
             let gw = config::gateway(subnet);
             if let Some(a) = addrs.iter().find(|a| a.index == l.index && a.addr != gw) {
@@ -348,18 +357,15 @@ fn check_bridge(
             Ok(())
         }
         None => {
-            let links = nl.links().unwrap_or_default();
             for a in &addrs {
+                let Some(name) = links.iter().find(|l| l.index == a.index).map(|l| &l.name) else {
+                    continue;
+                };
                 let net = Subnet {
                     addr: Ipv4Addr::from(u32::from(a.addr) & config::mask(a.prefix)),
                     prefix: a.prefix,
                 };
                 if config::overlaps(&net, subnet) {
-                    let name = links
-                        .iter()
-                        .find(|l| l.index == a.index)
-                        .map(|l| l.name.clone())
-                        .unwrap_or_else(|| format!("interface {}", a.index));
                     return Err(NetworkError::Refused(format!(
                         "subnet {subnet} overlaps {}/{} on {name}",
                         a.addr, a.prefix
@@ -497,7 +503,7 @@ pub fn attach(root: &Path, e: &Endpoint, netns: BorrowedFd<'_>) -> Result<(), Ne
 /// The bridge's index, after making it if it is missing: its address, its
 /// alias naming the root, up, and the sysctls it needs.
 fn ensure_bridge(nl: &mut Netlink, root: &Path, e: &Endpoint) -> Result<u32, NetworkError> {
-    check_bridge(nl, root, &e.bridge, &e.subnet)?;
+    check_bridge(nl, root, &e.bridge, &e.subnet, true)?;
     let what = |step: &str| format!("{step} bridge {}", e.bridge);
     let link = match nl.link(&e.bridge).map_err(io_err(what("look up")))? {
         Some(l) => l,
@@ -517,7 +523,7 @@ fn ensure_bridge(nl: &mut Netlink, root: &Path, e: &Endpoint) -> Result<u32, Net
                 nl.set_alias(l.index, &owner_alias(root))
                     .map_err(io_err(what("label")))?;
             }
-            check_bridge(nl, root, &e.bridge, &e.subnet)?;
+            check_bridge(nl, root, &e.bridge, &e.subnet, true)?;
             l
         }
     };
