@@ -1095,7 +1095,7 @@ impl Test {
             .iter()
             .any(|l| l.starts_with("nftables"))
         {
-            let _ = Command::new("nft")
+            let _ = Command::new(nft())
                 .args(["delete", "table", "ip", &format!("nsbox-{}", self.bridge())])
                 .stderr(Stdio::null())
                 .status();
@@ -1201,10 +1201,18 @@ pub fn links() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// nft lives in /usr/sbin, which a PATH may lack.
+pub fn nft() -> &'static str {
+    ["/usr/sbin/nft", "/sbin/nft"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or("nft")
+}
+
 /// The names of the host's nftables tables (`nft -j list tables`); none
 /// when nft is not installed.
 pub fn nft_tables() -> Vec<String> {
-    let Ok(out) = Command::new("nft").args(["-j", "list", "tables"]).output() else {
+    let Ok(out) = Command::new(nft()).args(["-j", "list", "tables"]).output() else {
         return Vec::new();
     };
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
