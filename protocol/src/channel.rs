@@ -133,7 +133,12 @@ impl<S: Serialize, R: DeserializeOwned> Channel<S, R> {
                 Err(Errno::EAGAIN) => {
                     return Err(ChannelError::Timeout(self.timeout.unwrap_or_default()))
                 }
-                Err(Errno::ECONNRESET) => return Err(ChannelError::Closed),
+                // The peer closed with messages of ours unread. The kernel
+                // reports that before the messages the peer sent us, which
+                // are still queued (the shim's `Exited` to a `run` whose
+                // `Wait` it never read): the error is consumed by this call,
+                // so read on; EOF follows the last of them.
+                Err(Errno::ECONNRESET) => continue,
                 Err(e) => return Err(e.into()),
             }
         };

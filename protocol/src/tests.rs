@@ -125,3 +125,15 @@ fn fds_travel_with_the_message() {
     assert_eq!(msg, RuntimeToShim::Start);
     assert_eq!(fds.len(), 1);
 }
+
+#[test]
+fn messages_sent_before_a_close_with_unread_data_still_arrive() {
+    let (rt, shim): (RuntimeChannel, ShimRuntimeChannel) = pair();
+    rt.send(&RuntimeToShim::Wait, &[]).unwrap();
+    shim.send(&ShimToRuntime::Exited { code: 7 }, &[]).unwrap();
+    // The shim goes without reading the Wait: the runtime's socket gets
+    // ECONNRESET ahead of the Exited.
+    drop(shim);
+    assert_eq!(rt.wait_for_exit().unwrap(), 7);
+    assert!(matches!(rt.recv().unwrap_err(), ChannelError::Closed));
+}
