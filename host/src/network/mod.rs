@@ -12,6 +12,7 @@
 //! ```text
 //! ROOT/@network/lock               flock(2): one change at a time per root
 //! ROOT/@network/BRIDGE/10.88.0.2   one reservation per container (JSON)
+//! ROOT/@network/BRIDGE/table.json  the bridge's table as last applied
 //! ```
 //!
 //! (`@` cannot start a container ID, so the directory never clashes with
@@ -56,6 +57,8 @@ use netlink::Netlink;
 pub const NETWORK_DIR: &str = "@network";
 /// The container's end of its veth pair.
 pub const CONTAINER_IFNAME: &str = "eth0";
+/// In a bridge's directory: the nft transaction last applied for it.
+const TABLE_COPY: &str = "table.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -183,6 +186,14 @@ fn reservations(root: &Path) -> Vec<Endpoint> {
             continue;
         }
         for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            // Reservations are named for their address; TABLE_COPY is not one.
+            let named = f
+                .file_name()
+                .to_str()
+                .map(|n| n.parse::<Ipv4Addr>().is_ok());
+            if named != Some(true) {
+                continue;
+            }
             match std::fs::read(f.path())
                 .ok()
                 .and_then(|t| serde_json::from_slice::<Endpoint>(&t).ok())
@@ -557,6 +568,7 @@ fn sync_bridge(root: &Path, nl: &mut Netlink, bridge: &str) -> Result<(), Networ
         .into_iter()
         .filter(|e| e.bridge == bridge)
         .collect();
+    let copy = net_dir(root).join(bridge).join(TABLE_COPY);
     if let Some(first) = mine.first() {
         let published: Vec<nft::Published> = mine
             .iter()
@@ -567,10 +579,23 @@ fn sync_bridge(root: &Path, nl: &mut Netlink, bridge: &str) -> Result<(), Networ
                 })
             })
             .collect();
-        return nft::apply(&nft::replacement(bridge, &first.subnet, &published))
-            .map_err(NetworkError::Nft);
+        let doc = nft::replacement(bridge, &first.subnet, &published);
+        let text = serde_json::to_vec(&doc).map_err(|e| NetworkError::Nft(e.to_string()))?;
+        // A container without ports changes nothing in the table: no nft
+        // run on its start path. (A table someone else deleted meanwhile
+        // comes back with the next change, as Docker's iptables rules do.)
+        if std::fs::read(&copy).ok().as_deref() == Some(&text[..]) {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(&copy);
+        nft::apply(&doc).map_err(NetworkError::Nft)?;
+        if let Err(e) = std::fs::write(&copy, &text) {
+            log::warn!("write {}: {e}", copy.display());
+        }
+        return Ok(());
     }
     nft::apply(&nft::removal(bridge)).map_err(NetworkError::Nft)?;
+    let _ = std::fs::remove_file(&copy);
     // Only a bridge this root made: never one that merely has the name.
     if let Ok(Some(l)) = nl.link(bridge) {
         if l.alias.as_deref() == Some(owner_alias(root).as_str()) {
