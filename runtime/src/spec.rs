@@ -19,6 +19,7 @@ use protocol::{
 /// The annotation that gives a container a copy-on-write root over an image.
 pub const IMAGE_ANNOTATION: &str = "nsbox.image";
 
+#[derive(Debug)]
 pub struct Plan {
     pub request: CreateRequest,
     /// What `state` shows as the rootfs.
@@ -766,6 +767,99 @@ mod tests {
             .bounding
             .contains(&caps::Capability::CAP_NET_RAW.index()));
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    fn spec_with(
+        net: Mode,
+        publish: &[&str],
+        tweak: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<Plan> {
+        let tmp = std::env::temp_dir().join(format!(
+            "nsbox-spec-net-{}-{net}-{}",
+            std::process::id(),
+            publish.len()
+        ));
+        std::fs::create_dir_all(tmp.join("rootfs/etc")).unwrap();
+        std::fs::write(tmp.join("rootfs/etc/hosts"), "").unwrap();
+        let o = SpecOptions {
+            rootfs: "rootfs".into(),
+            image: None,
+            hostname: "web".into(),
+            args: vec![],
+            net,
+            publish: publish.iter().map(|p| p.to_string()).collect(),
+            bridge: None,
+            subnet: None,
+        };
+        check_spec_options(&o)?;
+        let mut v = default_spec(&o);
+        tweak(&mut v);
+        std::fs::write(tmp.join("config.json"), v.to_string()).unwrap();
+        let spec = load(&tmp).unwrap();
+        let dir = ContainerDir::new(Path::new("/run/nsbox-unit"), "c");
+        let plan = plan(&spec, &tmp, &dir, "c");
+        std::fs::remove_dir_all(&tmp).unwrap();
+        plan
+    }
+
+    #[test]
+    fn network_modes_plan_as_asked() {
+        let p = spec_with(Mode::Bridge, &["8080:80", "127.0.0.1:53:53/udp"], |_| {}).unwrap();
+        let net = p.request.network.unwrap();
+        assert_eq!(net.bridge, netcfg::DEFAULT_BRIDGE);
+        assert_eq!(net.subnet, netcfg::DEFAULT_SUBNET);
+        assert_eq!(net.ports.len(), 2);
+        assert_eq!(net.root, "/run/nsbox-unit");
+        assert_eq!(net.hostname, "web");
+        // Only /etc/hosts is in that image: only it is mounted over.
+        let etc: Vec<&str> = p
+            .request
+            .init
+            .mounts
+            .iter()
+            .filter(|m| m.destination.starts_with("/etc/"))
+            .map(|m| m.destination.as_str())
+            .collect();
+        assert_eq!(etc, ["/etc/hosts"]);
+        assert!(p
+            .request
+            .init
+            .mounts
+            .last()
+            .unwrap()
+            .source
+            .ends_with("/c/hosts"));
+
+        let p = spec_with(Mode::Host, &[], |_| {}).unwrap();
+        assert!(p.request.network.is_none());
+        assert!(!p.request.init.loopback_up);
+        assert!(!p
+            .request
+            .namespaces
+            .iter()
+            .any(|n| n.kind == NamespaceKind::Network));
+
+        let p = spec_with(Mode::None, &[], |_| {}).unwrap();
+        assert!(p.request.network.is_none());
+        assert!(p.request.init.loopback_up);
+
+        assert!(spec_with(Mode::None, &["80:80"], |_| {})
+            .unwrap_err()
+            .to_string()
+            .contains("--publish needs --net bridge"));
+        let e = spec_with(Mode::Bridge, &[], |v| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "network");
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("no network namespace"), "{e}");
+        let e = spec_with(Mode::None, &[], |v| {
+            v["annotations"] = serde_json::json!({ "nsbox.network": "bridged" });
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("\"bridged\" is unknown"), "{e}");
     }
 
     #[test]

@@ -179,7 +179,7 @@ struct Network {
 }
 
 fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container, Failure> {
-    let mut state = dir
+    let state = dir
         .load()
         .map_err(|e| failure("read state", e.to_string()))?;
     // Before the clone: tiny-init bind-mounts the /etc files this writes.
@@ -197,7 +197,7 @@ fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container
             }
         }
     };
-    match clone_and_attach(dir, req, &mut state, reserved) {
+    match clone_and_attach(dir, req, state, reserved) {
         Ok(c) => Ok(c),
         Err(f) => {
             release(&f.step);
@@ -209,7 +209,7 @@ fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container
 fn clone_and_attach(
     dir: &ContainerDir,
     req: &protocol::CreateRequest,
-    state: &mut State,
+    mut state: State,
     reserved: Option<nsbox_host::network::Reserved>,
 ) -> Result<Container, Failure> {
     let exe = spawn::sealed_copy(&req.tiny_init).map_err(|m| failure("prepare tiny-init", m))?;
@@ -290,7 +290,7 @@ fn clone_and_attach(
     state.init = Some(init_id);
     let mut container = Container {
         dir: dir.clone(),
-        state: state.clone(),
+        state,
         init,
         init_channel: Some(channel),
         listener,
