@@ -340,8 +340,15 @@ fn bridge_network(
     let Some(settings) = netcfg::bridge_settings(mode, annotations).map_err(|e| anyhow!(e))? else {
         return Ok(None);
     };
-    let hostname = spec.hostname().clone().unwrap_or_else(|| id.to_string());
-    netcfg::validate_hostname(&hostname).map_err(|e| anyhow!(e))?;
+    // A hostname config.json sets must fit /etc/hosts; without one, the
+    // container's ID stands in, made fit.
+    let hostname = match spec.hostname() {
+        Some(h) => {
+            netcfg::validate_hostname(h).map_err(|e| anyhow!(e))?;
+            h.clone()
+        }
+        None => netcfg::hostname_from_id(id),
+    };
     // The shim works from / and names the root in the bridge's alias: an
     // absolute path, the same whoever asks.
     let root = dir
@@ -692,8 +699,10 @@ pub fn default_spec(o: &SpecOptions) -> serde_json::Value {
         annotations.insert(IMAGE_ANNOTATION.into(), image.clone().into());
     }
     match o.net {
-        // Today's default: a namespace of its own with lo only.
-        Mode::None | Mode::Path => {}
+        // A namespace of its own with lo only: the namespace list has it.
+        Mode::None | Mode::Path => {
+            annotations.insert(netcfg::NETWORK_ANNOTATION.into(), "none".into());
+        }
         Mode::Host => {
             if let Some(list) = spec["linux"]["namespaces"].as_array_mut() {
                 list.retain(|n| n["type"] != "network");

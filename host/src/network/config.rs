@@ -260,6 +260,32 @@ pub fn validate_hostname(name: &str) -> Result<(), String> {
     }
 }
 
+/// A hostname made of a container ID (which may hold '_' and '+'): the
+/// characters a hostname cannot have become '-'.
+pub fn hostname_from_id(id: &str) -> String {
+    let mapped: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    let name: Vec<&str> = mapped
+        .split('.')
+        .map(|l| l.trim_matches('-'))
+        .filter(|l| !l.is_empty())
+        .collect();
+    if name.is_empty() {
+        "nsbox".to_string()
+    } else {
+        name.join(".")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +346,11 @@ mod tests {
         assert!(validate_hostname("web-1.example").is_ok());
         assert!(validate_hostname("bad name").is_err());
         assert!(validate_hostname("evil\n10.0.0.1 bank").is_err());
+        for id in ["web1", "my_ctr+2", "..a..", "_", "-x-.y"] {
+            let h = hostname_from_id(id);
+            assert!(validate_hostname(&h).is_ok(), "{id} -> {h}");
+        }
+        assert_eq!(hostname_from_id("my_ctr"), "my-ctr");
     }
 
     #[test]
