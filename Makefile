@@ -18,8 +18,10 @@ BINARIES     := runtime shim tiny-init
 ROOTFS       := demo/rootfs
 ROOTFS_STAMP := demo/.rootfs.stamp
 
-# Debian packages the project needs (busybox for the rootfs, pstree, ip, ps).
-DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev uidmap containerd runc
+# Debian packages the project needs (busybox for the rootfs, pstree, ip, ps,
+# nft, which bridge networking runs to apply its nftables rules, newuidmap
+# for rootless containers, and containerd and runc for the end-to-end tests).
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev nftables uidmap containerd runc
 
 .PHONY: help deps build rootfs demo lint test install clean
 
@@ -37,7 +39,7 @@ deps: ## install the Debian packages nsbox needs (as root; no apt-get when all a
 		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' \
 			|| missing="$$missing $$pkg"; \
 	done; \
-	for cmd in busybox pstree ip ps newuidmap; do \
+	for cmd in busybox pstree ip ps nft newuidmap; do \
 		command -v "$$cmd" >/dev/null 2>&1 || missing="$$missing (command $$cmd)"; \
 	done; \
 	if [ -z "$$missing" ]; then \

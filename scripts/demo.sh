@@ -18,6 +18,13 @@ DEMO=$REPO/demo
 ROOTFS=$DEMO/rootfs
 HOSTNAME_IN=nsbox-demo
 TIMEOUT=60 # seconds any one runtime call may take
+# Bridge networking: the host ports the web servers get (BASE+1..BASE+3), and
+# the bridge and subnet (nsbox's defaults unless these are set).
+PORT_BASE=${NSBOX_DEMO_PORT_BASE:-8080}
+BRIDGE=${NSBOX_DEMO_BRIDGE:-nsbox0}
+NET_OPTS=()
+[ -n "${NSBOX_DEMO_BRIDGE:-}" ] && NET_OPTS+=(--bridge "$NSBOX_DEMO_BRIDGE")
+[ -n "${NSBOX_DEMO_SUBNET:-}" ] && NET_OPTS+=(--subnet "$NSBOX_DEMO_SUBNET")
 
 CONTAINERS=() # every container this script created, for cleanup
 SHM_ID=""     # the SysV shared memory segment made for the IPC section
@@ -121,6 +128,9 @@ field() {
         sed -n 's/.*"'"$2"'"[[:space:]]*:[[:space:]]*"\{0,1\}\([^",}]*\).*/\1/p'
 }
 
+# http_get ADDR PORT: the page at http://ADDR:PORT/ (busybox wget, 5 s at most).
+http_get() { timeout 5 busybox wget -q -O- "http://$1:$2/" 2>/dev/null; }
+
 # is_pid TEXT: TEXT is a host pid (not empty, not 0).
 is_pid() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -gt 0 ]; }
 
@@ -190,7 +200,7 @@ on_error() { # LINENO BASH_COMMAND: where the demo stopped, in the script itself
 [ "$(id -u)" -eq 0 ] || die "run me as root (containers need it): sudo make demo"
 [ -x "$RUNTIME" ] || die "$RUNTIME not found: run 'make build' first"
 [ -x "$ROOTFS/bin/busybox" ] || die "$ROOTFS not found: run 'make rootfs' first"
-for tool in pstree ps ipcmk ipcrm findmnt timeout; do
+for tool in pstree ps ipcmk ipcrm findmnt timeout busybox bridge nft; do
     command -v "$tool" >/dev/null || die "$tool not found: run 'make deps' first"
 done
 
@@ -294,11 +304,74 @@ ipcrm -m "$SHM_ID" && SHM_ID=""
 # --------------------------------------------------------------- network ----
 
 section "Network namespace: loopback only"
-say "The container gets a network namespace of its own with just a loopback interface, which tiny-init brings up. The host's interfaces are out of its sight. (Bridged networking with published ports is later work.)"
+say "With --net none (the default of 'runtime spec'), the container gets a network namespace of its own with just a loopback interface, which tiny-init brings up. The host's interfaces are out of its sight."
 bundle net --rootfs "$ROOTFS" --hostname "$HOSTNAME_IN" -- \
     sh -c 'echo "interfaces: $(ip -o link show | cut -d: -f2 | tr -d " " | tr "\n" " ")"'
 run_fg demo-net net
 side "interfaces: $(ip -o link show | cut -d: -f2 | cut -d@ -f1 | tr -d ' ' | tr '\n' ' ')" "$(cat "$OUT/demo-net")"
+
+# ---------------------------------------------------------------- bridge ----
+
+section "Bridge networking: three web servers on three host ports"
+say "With --net bridge, a container gets a veth pair: one end, eth0, inside with an address from the bridge's subnet and a default route; the other end on the host, on the bridge $BRIDGE (made with the first container, removed with the last). --publish HOST:CONTAINER makes a container port answer on the host, 127.0.0.1 included, through nftables rules in a table of nsbox's own."
+cmd "runtime spec --bundle demo/bundle-web1 --rootfs \"\$PWD/demo/rootfs\" --hostname web1 --net bridge --publish $((PORT_BASE + 1)):80 -- sh -c 'echo hello from web1 >/tmp/index.html; exec httpd -f -p 80 -h /tmp'"
+for i in 1 2 3; do
+    bundle "web$i" --rootfs "$ROOTFS" --hostname "web$i" --net bridge "${NET_OPTS[@]}" \
+        --publish "$((PORT_BASE + i)):80" -- \
+        sh -c "ip addr >/tmp/ip-addr.txt; echo 'hello from web$i' >/tmp/index.html; exec httpd -f -p 80 -h /tmp"
+done
+for i in 1 2 3; do
+    run_bg "demo-web$i" "web$i"
+done
+echo
+say "Each answers on its own host port, from 127.0.0.1, with its own page:"
+for i in 1 2 3; do
+    port=$((PORT_BASE + i))
+    wait_for 10 http_get 127.0.0.1 "$port" >/dev/null ||
+        die "nothing answers on 127.0.0.1:$port (see: $RUNTIME --root $ROOT state demo-web$i)"
+    printf '    %s$ busybox wget -q -O- http://127.0.0.1:%s/%s   %s\n' "$DIM" "$port" "$RESET" "$(http_get 127.0.0.1 "$port")"
+done
+echo
+web1_ip=$(field demo-web1 nsbox.ip)
+gateway=$(field demo-web1 nsbox.gateway)
+web1_pid=$(field demo-web1 pid)
+say "'runtime state' shows each container's address, veth and ports among its annotations:"
+cmd "runtime state demo-web1 | grep nsbox."
+rt state demo-web1 | grep '"nsbox\.' | sed 's/^ */    /'
+echo
+say "Inside web1, 'ip addr' (run by the container itself; the host reads it through /proc/PID/root):"
+wait_for 5 test -s "/proc/$web1_pid/root/tmp/ip-addr.txt" || die "web1 did not write /tmp/ip-addr.txt"
+sed 's/^/    /' "/proc/$web1_pid/root/tmp/ip-addr.txt"
+echo
+say "On the host, the bridge and the host ends of the three veth pairs:"
+cmd "bridge link show master $BRIDGE"
+bridge link show master "$BRIDGE" | sed 's/^/    /'
+cmd "ip -br addr show $BRIDGE"
+ip -br addr show "$BRIDGE" | sed 's/^/    /'
+echo
+say "Containers on one bridge reach each other by address, and a published port through the bridge's address:"
+bundle client --rootfs "$ROOTFS" --hostname client --net bridge "${NET_OPTS[@]}" -- \
+    sh -c 'echo "wget http://$1/: $(wget -q -O- "http://$1/")"; echo "wget http://$2:$3/: $(wget -q -O- "http://$2:$3/")"' \
+    sh "$web1_ip" "$gateway" "$((PORT_BASE + 2))"
+run_fg demo-client client
+sed 's/^/    /' "$OUT/demo-client"
+echo
+say "The nftables table: masquerading out of the subnet, the published ports as maps (host port to container address and port), and the loopback guard:"
+cmd "nft list table ip nsbox-$BRIDGE"
+nft list table ip "nsbox-$BRIDGE" | sed 's/^/    /'
+echo
+say "Deleting the containers removes their veths, addresses and rules; with the last one, the bridge and the table go too."
+for i in 1 2 3; do
+    cmd "runtime delete -f demo-web$i"
+    rt delete -f "demo-web$i"
+done
+if ip link show "$BRIDGE" >/dev/null 2>&1; then
+    die "bridge $BRIDGE is still there after the last container was deleted"
+fi
+if nft list table ip "nsbox-$BRIDGE" >/dev/null 2>&1; then
+    die "table ip nsbox-$BRIDGE is still there after the last container was deleted"
+fi
+ok "  gone: no $BRIDGE, no veth, no table ip nsbox-$BRIDGE"
 
 # ---------------------------------------------------------- copy-on-write ---
 
@@ -418,3 +491,4 @@ cmd "R=${RUNTIME#"$REPO"/}"
 cmd "\$R spec --bundle /tmp/mybox --rootfs \"\$PWD/demo/rootfs\" --hostname mybox -- sh"
 cmd "\$R run -b /tmp/mybox mybox"
 say "Then try 'hostname', 'ps' or 'ls /' in there, and 'exit' to leave. '\$R --help' lists every command."
+say "For a network: add --net bridge --publish 8080:80 to 'spec', and the container answers on the host's port 8080."

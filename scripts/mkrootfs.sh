@@ -53,6 +53,10 @@ nogroup:x:65534:
 GROUP
 echo "nsbox demo rootfs (busybox)" >"$dir/etc/issue"
 echo "nsbox" >"$dir/etc/hostname"
+# Mount points for the files a bridged container gets (nsbox never writes
+# into the image, so they must be here to be mounted over).
+printf '127.0.0.1\tlocalhost\n' >"$dir/etc/hosts"
+: >"$dir/etc/resolv.conf"
 
 if [ -n "$extra" ]; then
     install -m 0755 "$extra" "$dir/bin/$(basename "$extra")"

@@ -1,7 +1,8 @@
 //! Host-side helpers that both `runtime` and `shim` need: the state
 //! directory and its `state.json`, the identity of host processes (pid plus
-//! start time), and logging to `--log` files.
+//! start time), logging to `--log` files, and bridge networking.
 
 pub mod logger;
+pub mod network;
 pub mod proc;
 pub mod state;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::{config as netcfg, Endpoint};
 use crate::proc::ProcessId;
 
 pub const DEFAULT_ROOT: &str = "/run/nsbox";
@@ -69,6 +70,9 @@ pub struct State {
     pub annotations: BTreeMap<String, String>,
     pub command: Vec<String>,
     pub owner: u32,
+    /// A bridged container's address, veth and ports, while it has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Endpoint>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +145,12 @@ impl ContainerDir {
 
     pub fn shim_log(&self) -> PathBuf {
         self.path.join("shim.log")
+    }
+
+    /// Where a bridged container's /etc/hosts (or hostname, resolv.conf)
+    /// is written, to be bind-mounted over the image's.
+    pub fn etc_file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
     }
 
     /// Overlay directories of a copy-on-write root.
@@ -252,6 +262,20 @@ impl State {
             "owner": "",
             "annotations": self.annotations,
         });
+        // A stopped container's network is gone, or going: the shim
+        // releases it right after it records the exit.
+        if let (Some(n), false) = (&self.network, status == Status::Stopped) {
+            let a = &mut v["annotations"];
+            a[netcfg::IP_ANNOTATION] = n.ip.to_string().into();
+            a[netcfg::GATEWAY_ANNOTATION] = n.gateway.to_string().into();
+            a[netcfg::BRIDGE_ANNOTATION] = n.bridge.clone().into();
+            a[netcfg::SUBNET_ANNOTATION] = n.subnet.to_string().into();
+            a[netcfg::VETH_ANNOTATION] = n.veth.clone().into();
+            if !n.ports.is_empty() {
+                let ports: Vec<String> = n.ports.iter().map(|p| p.to_string()).collect();
+                a[netcfg::PORTS_ANNOTATION] = ports.join(",").into();
+            }
+        }
         if let (Status::Stopped, Some(code)) = (status, self.exit_code) {
             v["exitCode"] = code.into();
         }
@@ -310,6 +334,7 @@ mod tests {
             annotations: BTreeMap::new(),
             command: vec!["sh".into()],
             owner: 0,
+            network: None,
         };
         dir.save(&st).unwrap();
         assert_eq!(dir.load().unwrap(), st);
@@ -337,6 +362,7 @@ mod tests {
             annotations: BTreeMap::new(),
             command: vec![],
             owner: 0,
+            network: None,
         };
         assert_eq!(st.status(), Status::Stopped);
     }

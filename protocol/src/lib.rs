@@ -20,7 +20,7 @@ pub use channel::{seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_MESSAGE};
 pub use messages::*;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// runtime's end of a connection to a shim.
 pub type RuntimeChannel = Channel<RuntimeToShim, ShimToRuntime>;

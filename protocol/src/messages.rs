@@ -72,6 +72,48 @@ pub struct CreateRequest {
     /// (CLONE_PARENT) so that the caller reaps it.
     pub caller_reaps: bool,
     pub init: InitConfig,
+    /// Bridge networking: the shim reserves an address, writes /etc/hosts,
+    /// /etc/hostname and /etc/resolv.conf into the state directory before it
+    /// clones tiny-init, and plugs the container into the bridge after
+    /// tiny-init is ready. None: whatever `namespaces` says (none, host, or
+    /// a namespace joined by path) and nothing more.
+    pub network: Option<BridgeNetwork>,
+}
+
+/// A container on a Linux bridge, as the runtime validated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeNetwork {
+    /// The runtime's state root: address and port reservations live under it.
+    pub root: String,
+    /// The bridge's name (at most 15 bytes, IFNAMSIZ).
+    pub bridge: String,
+    pub subnet: Subnet,
+    pub ports: Vec<PortMapping>,
+    /// The name /etc/hosts gives the container's address.
+    pub hostname: String,
+}
+
+/// An IPv4 network: the address with its host bits clear, and the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Subnet {
+    pub addr: std::net::Ipv4Addr,
+    pub prefix: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PortProtocol {
+    Tcp,
+    Udp,
+}
+
+/// `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// None: every address of the host (and 127.0.0.1).
+    pub host_ip: Option<std::net::Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: PortProtocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,4 +286,33 @@ pub enum InitToShim {
         code: i32,
     },
     Failed(Failure),
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl std::fmt::Display for PortProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PortProtocol::Tcp => "tcp",
+            PortProtocol::Udp => "udp",
+        })
+    }
+}
+
+/// The form `--publish` takes: `[HOST_IP:]HOST_PORT:CONTAINER_PORT/PROTO`.
+impl std::fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(ip) = self.host_ip {
+            write!(f, "{ip}:")?;
+        }
+        write!(
+            f,
+            "{}:{}/{}",
+            self.host_port, self.container_port, self.protocol
+        )
+    }
 }

@@ -154,6 +154,10 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<i32> {
             }
         }
     }
+    // The shim releases the network when the container stops; after a
+    // shim that was killed, or that never got that far, this does. The
+    // state directory stays until it succeeds, so that a retry can.
+    nsbox_host::network::release(&g.root, id).context("release the network")?;
     dir.remove()?;
     Ok(0)
 }
@@ -269,6 +273,7 @@ pub fn list(g: &Global, format: &str, quiet: bool) -> Result<i32> {
 }
 
 pub fn spec(bundle: &Path, opts: crate::spec::SpecOptions) -> Result<i32> {
+    crate::spec::check_spec_options(&opts)?;
     let path = bundle.join("config.json");
     if path.exists() {
         bail!("{} already exists; remove it first", path.display());

@@ -25,6 +25,7 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 const START_TIMEOUT: Duration = Duration::from_secs(35);
 
 pub struct Created {
+    pub id: String,
     pub channel: RuntimeChannel,
     pub dir: ContainerDir,
     pub shim: Pid,
@@ -84,6 +85,9 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         .map(connect_console)
         .transpose()?;
     let shim_path = sibling("shim")?;
+    if let Some(net) = &plan.request.network {
+        nsbox_host::network::precheck(net, id).context("network")?;
+    }
 
     match dir.create() {
         Ok(()) => {}
@@ -94,6 +98,11 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     let mut undo = Undo {
         dir: dir.clone(),
         shim: None,
+        network: plan
+            .request
+            .network
+            .as_ref()
+            .map(|n| (PathBuf::from(&n.root), id.to_string())),
     };
     if plan.request.init.overlay.is_some() {
         for d in [dir.upper(), dir.work(), dir.merged()] {
@@ -127,6 +136,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         annotations: plan.annotations.clone(),
         command: plan.command.clone(),
         owner: nix::unistd::getuid().as_raw(),
+        network: None,
     };
     dir.save(&state).context("write state")?;
 
@@ -163,6 +173,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     }
     undo.disarm();
     Ok(Created {
+        id: id.to_string(),
         channel,
         dir,
         shim,
@@ -173,11 +184,15 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
 struct Undo {
     dir: ContainerDir,
     shim: Option<Pid>,
+    /// (root, id) of a bridged container: a shim killed here may have left
+    /// its reservation.
+    network: Option<(PathBuf, String)>,
 }
 
 impl Undo {
     fn disarm(&mut self) {
         self.shim = None;
+        self.network = None;
         self.dir.path = PathBuf::new();
     }
 }
@@ -189,6 +204,11 @@ impl Drop for Undo {
             // that has not reported is killed here, and reaped: it is our child.
             let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(shim, None);
+        }
+        if let Some((root, id)) = &self.network {
+            if let Err(e) = nsbox_host::network::release(root, id) {
+                log::warn!("{id}: release the network: {e}");
+            }
         }
         if !self.dir.path.as_os_str().is_empty() {
             let _ = self.dir.remove();
@@ -375,6 +395,13 @@ fn remove(c: &Created) {
     if !wait_child(c.shim, Duration::from_secs(5)) {
         let _ = nix::sys::signal::kill(c.shim, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(c.shim, None);
+    }
+    // The shim released the network as the container stopped; this is for
+    // a shim that could not.
+    if let Some(root) = c.dir.path.parent() {
+        if let Err(e) = nsbox_host::network::release(root, &c.id) {
+            log::warn!("{}: release the network: {e}", c.id);
+        }
     }
     if let Err(e) = c.dir.remove() {
         log::warn!("remove {}: {e}", c.dir.path.display());

@@ -130,6 +130,20 @@ enum Cmd {
         /// ids above it come from your ranges in /etc/subuid and /etc/subgid.
         #[arg(long)]
         rootless: bool,
+        /// Network: none (a namespace with lo only), host (the host's), or
+        /// bridge (a veth on a bridge, with an address and published ports).
+        #[arg(long, default_value = "none", value_name = "MODE")]
+        net: String,
+        /// Publish a container port on the host (bridge only; repeatable):
+        /// [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp].
+        #[arg(short, long, value_name = "PORTS")]
+        publish: Vec<String>,
+        /// The bridge to join (bridge only; default nsbox0).
+        #[arg(long, value_name = "NAME")]
+        bridge: Option<String>,
+        /// The bridge's subnet (bridge only; default 10.88.0.0/16).
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<String>,
         /// The command to run (default: sh).
         #[arg(last = true)]
         args: Vec<String>,
@@ -317,9 +331,14 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
             userns,
             rootless,
             args,
+            net,
+            publish,
+            bridge,
+            subnet,
         } => {
             let userns = userns.as_deref().map(spec::parse_userns).transpose()?;
             let rootless = rootless.then(spec::rootless_maps).transpose()?;
+            let net = net.parse().map_err(|e: String| anyhow::anyhow!(e))?;
             let image = match image {
                 Some(i) => Some(
                     std::fs::canonicalize(&i)
@@ -338,6 +357,10 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
                     image,
                     hostname,
                     args,
+                    net,
+                    publish,
+                    bridge,
+                    subnet,
                 },
             )
         }

@@ -8,16 +8,18 @@ use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Result};
+use nsbox_host::network::{self, config as netcfg, Mode};
 use nsbox_host::state::ContainerDir;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use protocol::{
-    Capabilities, CreateRequest, Device, IdMap, InitConfig, Mount, Namespace, NamespaceKind,
-    Overlay, Process, Rlimit,
+    BridgeNetwork, Capabilities, CreateRequest, Device, IdMap, InitConfig, Mount, Namespace,
+    NamespaceKind, Overlay, Process, Rlimit,
 };
 
 /// The annotation that gives a container a copy-on-write root over an image.
 pub const IMAGE_ANNOTATION: &str = "nsbox.image";
 
+#[derive(Debug)]
 pub struct Plan {
     pub request: CreateRequest,
     /// What `state` shows as the rootfs.
@@ -326,6 +328,14 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     };
     let command = process.args.clone();
 
+    let network = bridge_network(spec, &annotations, &namespaces, dir, id)?;
+    if network.is_some() && rootless {
+        bail!("bridge networking needs root (veths, addresses and nftables rules on the host); a rootless container can have --net none or host");
+    }
+    if network.is_some() {
+        etc_mounts(&mut mounts, &rootfs, overlay.is_some(), dir);
+    }
+
     Ok(Plan {
         request: CreateRequest {
             id: id.to_string(),
@@ -352,6 +362,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
                 process,
             },
             namespaces,
+            network,
         },
         rootfs,
         annotations,
@@ -419,6 +430,102 @@ fn id_maps(
         }
     }
     Ok(maps)
+}
+
+/// The network mode: `nsbox.network` if given (and consistent with
+/// linux.namespaces), else what linux.namespaces says (a new namespace:
+/// none; one by path: path; no entry: host). For bridge mode, the settings
+/// the shim needs.
+fn bridge_network(
+    spec: &Spec,
+    annotations: &BTreeMap<String, String>,
+    namespaces: &[Namespace],
+    dir: &ContainerDir,
+    id: &str,
+) -> Result<Option<BridgeNetwork>> {
+    let derived = match namespaces.iter().find(|n| n.kind == NamespaceKind::Network) {
+        None => Mode::Host,
+        Some(n) if n.path.is_some() => Mode::Path,
+        Some(_) => Mode::None,
+    };
+    let key = netcfg::NETWORK_ANNOTATION;
+    let mode = match annotations.get(key) {
+        None => derived,
+        Some(m) => {
+            let m: Mode = m.parse().map_err(|e| anyhow!("annotation {key}: {e}"))?;
+            match (m, derived) {
+                (Mode::Bridge | Mode::None, Mode::None) | (Mode::Host, Mode::Host) => m,
+                (Mode::Host, _) => bail!(
+                    "annotation {key} is host, but linux.namespaces has a network namespace"
+                ),
+                (_, Mode::Host) => bail!(
+                    "annotation {key} is {m}, but linux.namespaces has no network namespace"
+                ),
+                (_, _) => bail!(
+                    "annotation {key} is {m}, but linux.namespaces joins a network namespace by path"
+                ),
+            }
+        }
+    };
+    let Some(settings) = netcfg::bridge_settings(mode, annotations).map_err(|e| anyhow!(e))? else {
+        return Ok(None);
+    };
+    // A hostname config.json sets must fit /etc/hosts; without one, the
+    // container's ID stands in, made fit.
+    let hostname = match spec.hostname() {
+        Some(h) => {
+            netcfg::validate_hostname(h).map_err(|e| anyhow!(e))?;
+            h.clone()
+        }
+        None => netcfg::hostname_from_id(id),
+    };
+    // The shim works from / and names the root in the bridge's alias: an
+    // absolute path, the same whoever asks.
+    let root = dir
+        .path
+        .parent()
+        .ok_or_else(|| anyhow!("state directory {} has no parent", dir.path.display()))?;
+    let root =
+        std::path::absolute(root).map_err(|e| anyhow!("state root {}: {e}", root.display()))?;
+    Ok(Some(BridgeNetwork {
+        root: root.to_string_lossy().into_owned(),
+        bridge: settings.bridge,
+        subnet: settings.subnet,
+        ports: settings.ports,
+        hostname,
+    }))
+}
+
+/// Bind mounts of the /etc files the shim writes into the state directory,
+/// as Podman adds them: not over a mount config.json makes itself, and not
+/// where the image has no such file (the mount point would have to be made
+/// in the image, which nsbox never writes; an overlay's upper layer is the
+/// container's own).
+fn etc_mounts(mounts: &mut Vec<Mount>, rootfs: &str, overlay: bool, dir: &ContainerDir) {
+    for (name, destination) in network::FILES {
+        if mounts.iter().any(|m| m.destination == destination) {
+            continue;
+        }
+        let in_image = Path::new(rootfs).join(destination.trim_start_matches('/'));
+        let is_file = std::fs::symlink_metadata(&in_image)
+            .map(|m| m.is_file())
+            .unwrap_or(false);
+        if !overlay && !is_file {
+            log::debug!(
+                "{destination}: not a file in the image, so not mounted over ({})",
+                in_image.display()
+            );
+            continue;
+        }
+        mounts.push(Mount {
+            destination: destination.to_string(),
+            fstype: "bind".into(),
+            source: dir.etc_file(name).to_string_lossy().into_owned(),
+            flags: libc::MS_BIND as u64,
+            propagation: 0,
+            data: String::new(),
+        });
+    }
 }
 
 fn resolve_dir(what: &str, bundle: &Path, p: &Path) -> Result<PathBuf> {
@@ -631,6 +738,34 @@ pub struct SpecOptions {
     pub image: Option<String>,
     pub hostname: String,
     pub args: Vec<String>,
+    pub net: Mode,
+    pub publish: Vec<String>,
+    pub bridge: Option<String>,
+    pub subnet: Option<String>,
+}
+
+/// Check `runtime spec`'s network options as `create` will, so that a
+/// mistake shows before a bundle is written.
+pub fn check_spec_options(o: &SpecOptions) -> Result<()> {
+    if o.net != Mode::Bridge {
+        if !o.publish.is_empty() {
+            bail!("--publish needs --net bridge");
+        }
+        if o.bridge.is_some() || o.subnet.is_some() {
+            bail!("--bridge and --subnet need --net bridge");
+        }
+    }
+    netcfg::parse_ports(&o.publish.join(",")).map_err(|e| anyhow!(e))?;
+    if let Some(b) = &o.bridge {
+        netcfg::validate_bridge(b).map_err(|e| anyhow!(e))?;
+    }
+    if let Some(s) = &o.subnet {
+        netcfg::parse_subnet(s).map_err(|e| anyhow!(e))?;
+    }
+    if o.net == Mode::Bridge {
+        netcfg::validate_hostname(&o.hostname).map_err(|e| anyhow!(e))?;
+    }
+    Ok(())
 }
 
 /// The config.json `runtime spec` writes: runc's defaults, with Docker's
@@ -697,8 +832,36 @@ pub fn default_spec(o: &SpecOptions) -> serde_json::Value {
             ]
         }
     });
+    let mut annotations = serde_json::Map::new();
     if let Some(image) = &o.image {
-        spec["annotations"] = serde_json::json!({ IMAGE_ANNOTATION: image });
+        annotations.insert(IMAGE_ANNOTATION.into(), image.clone().into());
+    }
+    match o.net {
+        // A namespace of its own with lo only: the namespace list has it.
+        Mode::None | Mode::Path => {
+            annotations.insert(netcfg::NETWORK_ANNOTATION.into(), "none".into());
+        }
+        Mode::Host => {
+            if let Some(list) = spec["linux"]["namespaces"].as_array_mut() {
+                list.retain(|n| n["type"] != "network");
+            }
+            annotations.insert(netcfg::NETWORK_ANNOTATION.into(), "host".into());
+        }
+        Mode::Bridge => {
+            annotations.insert(netcfg::NETWORK_ANNOTATION.into(), "bridge".into());
+            if !o.publish.is_empty() {
+                annotations.insert(netcfg::PORTS_ANNOTATION.into(), o.publish.join(",").into());
+            }
+            if let Some(b) = &o.bridge {
+                annotations.insert(netcfg::BRIDGE_ANNOTATION.into(), b.clone().into());
+            }
+            if let Some(s) = &o.subnet {
+                annotations.insert(netcfg::SUBNET_ANNOTATION.into(), s.clone().into());
+            }
+        }
+    }
+    if !annotations.is_empty() {
+        spec["annotations"] = annotations.into();
     }
     let maps = match (&o.userns, &o.rootless) {
         (Some(m), _) => Some((vec![*m], vec![*m])),
@@ -761,6 +924,10 @@ mod tests {
             image: None,
             hostname: "h".into(),
             args: vec![],
+            net: Mode::None,
+            publish: vec![],
+            bridge: None,
+            subnet: None,
         });
         std::fs::write(tmp.join("config.json"), v.to_string()).unwrap();
         let spec = load(&tmp).unwrap();
@@ -776,6 +943,101 @@ mod tests {
             .bounding
             .contains(&caps::Capability::CAP_NET_RAW.index()));
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    fn spec_with(
+        net: Mode,
+        publish: &[&str],
+        tweak: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<Plan> {
+        let tmp = std::env::temp_dir().join(format!(
+            "nsbox-spec-net-{}-{net}-{}",
+            std::process::id(),
+            publish.len()
+        ));
+        std::fs::create_dir_all(tmp.join("rootfs/etc")).unwrap();
+        std::fs::write(tmp.join("rootfs/etc/hosts"), "").unwrap();
+        let o = SpecOptions {
+            userns: None,
+            rootless: None,
+            rootfs: "rootfs".into(),
+            image: None,
+            hostname: "web".into(),
+            args: vec![],
+            net,
+            publish: publish.iter().map(|p| p.to_string()).collect(),
+            bridge: None,
+            subnet: None,
+        };
+        check_spec_options(&o)?;
+        let mut v = default_spec(&o);
+        tweak(&mut v);
+        std::fs::write(tmp.join("config.json"), v.to_string()).unwrap();
+        let spec = load(&tmp).unwrap();
+        let dir = ContainerDir::new(Path::new("/run/nsbox-unit"), "c");
+        let plan = plan(&spec, &tmp, &dir, "c");
+        std::fs::remove_dir_all(&tmp).unwrap();
+        plan
+    }
+
+    #[test]
+    fn network_modes_plan_as_asked() {
+        let p = spec_with(Mode::Bridge, &["8080:80", "127.0.0.1:53:53/udp"], |_| {}).unwrap();
+        let net = p.request.network.unwrap();
+        assert_eq!(net.bridge, netcfg::DEFAULT_BRIDGE);
+        assert_eq!(net.subnet, netcfg::DEFAULT_SUBNET);
+        assert_eq!(net.ports.len(), 2);
+        assert_eq!(net.root, "/run/nsbox-unit");
+        assert_eq!(net.hostname, "web");
+        // Only /etc/hosts is in that image: only it is mounted over.
+        let etc: Vec<&str> = p
+            .request
+            .init
+            .mounts
+            .iter()
+            .filter(|m| m.destination.starts_with("/etc/"))
+            .map(|m| m.destination.as_str())
+            .collect();
+        assert_eq!(etc, ["/etc/hosts"]);
+        assert!(p
+            .request
+            .init
+            .mounts
+            .last()
+            .unwrap()
+            .source
+            .ends_with("/c/hosts"));
+
+        let p = spec_with(Mode::Host, &[], |_| {}).unwrap();
+        assert!(p.request.network.is_none());
+        assert!(!p.request.init.loopback_up);
+        assert!(!p
+            .request
+            .namespaces
+            .iter()
+            .any(|n| n.kind == NamespaceKind::Network));
+
+        let p = spec_with(Mode::None, &[], |_| {}).unwrap();
+        assert!(p.request.network.is_none());
+        assert!(p.request.init.loopback_up);
+
+        assert!(spec_with(Mode::None, &["80:80"], |_| {})
+            .unwrap_err()
+            .to_string()
+            .contains("--publish needs --net bridge"));
+        let e = spec_with(Mode::Bridge, &[], |v| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "network");
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("no network namespace"), "{e}");
+        let e = spec_with(Mode::None, &[], |v| {
+            v["annotations"] = serde_json::json!({ "nsbox.network": "bridged" });
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("\"bridged\" is unknown"), "{e}");
     }
 
     #[test]

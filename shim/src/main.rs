@@ -7,10 +7,14 @@
 //! 1. receives the validated `CreateRequest`;
 //! 2. clones tiny-init into the new namespaces, from a sealed memfd copy;
 //! 3. forwards tiny-init its `InitConfig` and waits for `Ready`;
-//! 4. records the init's pid and start time in state.json, listens on
+//! 4. for a bridged container, plugs it into its bridge (the address and
+//!    host ports were reserved, and /etc/hosts and friends written, before
+//!    step 2, so that tiny-init could mount them);
+//! 5. records the init's pid and start time in state.json, listens on
 //!    `shim.sock` in the state directory, and answers `Created`;
-//! 5. serves `start` and `wait` requests until the container stops, records
-//!    the exit status durably, answers every waiter, and exits.
+//! 6. serves `start` and `wait` requests until the container stops, records
+//!    the exit status durably, releases the network, answers every waiter,
+//!    and exits.
 //!
 //! The shim watches tiny-init through a pidfd, and takes the exit code from
 //! tiny-init's `Exited` message when it cannot reap it itself, so that the
@@ -119,6 +123,7 @@ fn main() {
                 // container but its state directory, which `delete` cleans.
                 log::error!("{id}: tell runtime the container is created: {e}");
                 container.kill_init();
+                container.release_network();
                 std::process::exit(1);
             }
             detach_stdio();
@@ -166,6 +171,14 @@ struct Container {
     reported_exit: Option<i32>,
     /// Runtimes waiting for an exec'd process (by its pid in the container).
     exec_waiters: Vec<(i32, ShimRuntimeChannel)>,
+    network: Option<Network>,
+}
+
+/// A bridged container's reservation, and the sockets that hold its host
+/// ports for as long as this shim lives.
+struct Network {
+    root: PathBuf,
+    _port_holds: Vec<OwnedFd>,
 }
 
 /// The container, and its terminal's master when it has one.
@@ -184,9 +197,40 @@ fn create(
             ),
         ));
     }
-    let mut state = dir
+    let state = dir
         .load()
         .map_err(|e| failure("read state", e.to_string()))?;
+    // Before the clone: tiny-init bind-mounts the /etc files this writes.
+    let reserved = match &req.network {
+        Some(net) => Some(
+            nsbox_host::network::reserve(net, &req.id, &dir.path)
+                .map_err(|e| failure("network", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let release = |why: &str| {
+        if let Some(net) = &req.network {
+            if let Err(e) = nsbox_host::network::release(std::path::Path::new(&net.root), &req.id) {
+                log::error!("{}: release the network after {why}: {e}", req.id);
+            }
+        }
+    };
+    match clone_and_attach(dir, req, state, reserved, preserved) {
+        Ok(c) => Ok(c),
+        Err(f) => {
+            release(&f.step);
+            Err(f)
+        }
+    }
+}
+
+fn clone_and_attach(
+    dir: &ContainerDir,
+    req: &protocol::CreateRequest,
+    mut state: State,
+    reserved: Option<nsbox_host::network::Reserved>,
+    preserved: Vec<OwnedFd>,
+) -> Result<(Container, Option<OwnedFd>), Failure> {
     let exe = spawn::sealed_copy(&req.tiny_init).map_err(|m| failure("prepare tiny-init", m))?;
     let (ours, theirs) =
         protocol::seqpacket_pair().map_err(|e| failure("socketpair", e.desc().into()))?;
@@ -270,8 +314,39 @@ fn create(
             });
         }
     };
+    let mut network = None;
+    if let (Some(r), Some(net)) = (reserved, &req.network) {
+        // tiny-init is our unreaped child: its pid names it until we reap.
+        let attached = std::fs::File::open(format!("/proc/{}/ns/net", init.pid))
+            .map_err(|e| e.to_string())
+            .and_then(|ns| {
+                nsbox_host::network::attach(
+                    std::path::Path::new(&net.root),
+                    &r.endpoint,
+                    std::os::fd::AsFd::as_fd(&ns),
+                )
+                .map_err(|e| e.to_string())
+            });
+        if let Err(e) = attached {
+            let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
+            spawn::reap(&init.pidfd, true);
+            return Err(failure("network", e));
+        }
+        state.network = Some(r.endpoint);
+        network = Some(Network {
+            root: PathBuf::from(&net.root),
+            _port_holds: r.port_holds,
+        });
+    }
     let _ = channel.set_timeout(Some(START_TIMEOUT));
-    let listener = listen_on(&dir.socket()).map_err(|e| failure("listen on shim.sock", e))?;
+    let listener = match listen_on(&dir.socket()) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
+            spawn::reap(&init.pidfd, true);
+            return Err(failure("listen on shim.sock", e));
+        }
+    };
     let init_id = ProcessId::of(init.pid)
         .ok_or_else(|| failure("read tiny-init's start time", "it has ended".into()))?;
     state.status = Status::Created;
@@ -284,6 +359,7 @@ fn create(
         listener,
         reported_exit: None,
         exec_waiters: Vec::new(),
+        network,
     };
     if let Err(e) = container.dir.save(&container.state) {
         container.kill_init();
@@ -341,6 +417,16 @@ impl Container {
     fn kill_init(&mut self) {
         let _ = pidfd_send_signal(&self.init.pidfd, libc::SIGKILL);
         let _ = spawn::reap(&self.init.pidfd, true);
+    }
+
+    /// Give back the address, the veth, the rules and the host ports.
+    fn release_network(&mut self) {
+        if let Some(net) = self.network.take() {
+            if let Err(e) = nsbox_host::network::release(&net.root, &self.state.id) {
+                log::error!("{}: release the network: {e}", self.state.id);
+            }
+            self.state.network = None;
+        }
     }
 
     /// The event loop, until the container stops.
@@ -635,6 +721,12 @@ impl Container {
         self.state.exit_code = Some(code);
         if let Err(e) = self.dir.save(&self.state) {
             log::error!("{}: record exit status {code}: {e}", self.state.id);
+        }
+        if self.network.is_some() {
+            self.release_network();
+            if let Err(e) = self.dir.save(&self.state) {
+                log::error!("{}: record the network released: {e}", self.state.id);
+            }
         }
         let _ = std::fs::remove_file(self.dir.socket());
         for w in waiters {

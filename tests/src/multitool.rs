@@ -20,6 +20,10 @@
 //! nsbox-multitool sleep SECS              sleep (fractions allowed)
 //! nsbox-multitool status FIELD...         the lines of /proc/self/status for FIELDs
 //! nsbox-multitool try-write PATH          "ok", or "error: CAUSE (errno N)" and exit 1
+//! nsbox-multitool udp-echo PORT PREFIX    "ready", then answer each datagram on
+//!                                         0.0.0.0:PORT with PREFIX and the datagram
+//! nsbox-multitool udp-ask ADDR:PORT TEXT  send TEXT, print the answer; exit 1 if
+//!                                         none came (5 tries, 400 ms each)
 //! ```
 
 use std::ffi::CString;
@@ -28,7 +32,8 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: nsbox-multitool exit N | kill-self SIG | print-ns [NAME...] | pids \
 | wait-signal SIG... [--then-exit N] | orphans N | fds | sleep SECS | status FIELD... | try-write PATH \
-| try-init-module | reaper PIDFILE -- CMD... | console SOCKET [INPUT]";
+| udp-echo PORT PREFIX | udp-ask ADDR:PORT TEXT | try-init-module \
+| reaper PIDFILE -- CMD... | console SOCKET [INPUT]";
 
 const SIGNALS: &[(&str, libc::c_int)] = &[
     ("HUP", libc::SIGHUP),
@@ -104,6 +109,14 @@ fn run(args: &[String]) -> Result<i32, String> {
         "try-init-module" => try_init_module(),
         "reaper" => reaper(rest),
         "console" => console(rest),
+        "udp-echo" => match rest {
+            [port, prefix] => udp_echo(parse_num(port)?, prefix),
+            _ => Err(format!("udp-echo: expected PORT PREFIX\n{USAGE}")),
+        },
+        "udp-ask" => match rest {
+            [addr, text] => udp_ask(addr, text),
+            _ => Err(format!("udp-ask: expected ADDR:PORT TEXT\n{USAGE}")),
+        },
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
 }
@@ -479,6 +492,42 @@ fn try_write(path: &str) -> Result<i32, String> {
     }
     say("ok");
     Ok(0)
+}
+
+/// A UDP echo with a prefix, so that a test knows which container answered.
+fn udp_echo(port: u16, prefix: &str) -> Result<i32, String> {
+    let sock = std::net::UdpSocket::bind(("0.0.0.0", port))
+        .map_err(|e| format!("udp-echo: bind port {port}: {e}"))?;
+    say("ready");
+    let mut buf = [0u8; 1500];
+    loop {
+        let (n, from) = sock
+            .recv_from(&mut buf)
+            .map_err(|e| format!("udp-echo: receive: {e}"))?;
+        let mut reply = prefix.as_bytes().to_vec();
+        reply.extend_from_slice(&buf[..n]);
+        let _ = sock.send_to(&reply, from);
+    }
+}
+
+/// One question over UDP, retried a few times: a datagram may be lost
+/// while a neighbour entry is resolved.
+fn udp_ask(addr: &str, text: &str) -> Result<i32, String> {
+    let sock = std::net::UdpSocket::bind(("0.0.0.0", 0)).map_err(|e| format!("udp-ask: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_millis(400)))
+        .map_err(|e| format!("udp-ask: {e}"))?;
+    sock.connect(addr)
+        .map_err(|e| format!("udp-ask: connect {addr}: {e}"))?;
+    let mut buf = [0u8; 1500];
+    for _ in 0..5 {
+        let _ = sock.send(text.as_bytes());
+        if let Ok(n) = sock.recv(&mut buf) {
+            say(&String::from_utf8_lossy(&buf[..n]));
+            return Ok(0);
+        }
+    }
+    say(&format!("no answer from {addr}"));
+    Ok(1)
 }
 
 /// finit_module(-1, "", 0): the kernel checks CAP_SYS_MODULE (in the initial

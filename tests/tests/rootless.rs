@@ -185,6 +185,24 @@ fn rootless_container_end_to_end() {
     bundle.write_config(&config);
     let out = as_user(&["create", "-b", bundle.path(), "nouserns"]);
     out.fails_with("nouserns", &["user namespace"]);
+
+    // Bridge networking needs host privilege: refused, clearly.
+    let bridged = t.empty_bundle("bridged");
+    chown_tree(&bridged.dir, user.uid, user.gid);
+    as_user(&[
+        "spec",
+        "-b",
+        bridged.path(),
+        "--rootless",
+        "--net",
+        "bridge",
+        "--rootfs",
+        image.to_str().unwrap(),
+    ])
+    .ok();
+    let out = as_user(&["create", "-b", bridged.path(), "bridged"]);
+    out.fails_with("bridged", &["bridge networking needs root"]);
+    assert!(!t.root.join("bridged").exists());
 }
 
 #[test]

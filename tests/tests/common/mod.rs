@@ -165,6 +165,10 @@ pub fn build_rootfs(dest: &Path) {
             "root:x:0:\nstaff:x:50:\nusers:x:100:\nnobody:x:65534:\napp:x:1000:\n",
         ),
         ("etc/issue", "nsbox test rootfs\n"),
+        // Mount points for a bridged container's own copies.
+        ("etc/hosts", "127.0.0.1\tlocalhost\n"),
+        ("etc/hostname", "nsbox-test\n"),
+        ("etc/resolv.conf", ""),
     ];
     for (path, text) in files {
         fs::write(dest.join(path), text).unwrap_or_else(|e| panic!("write {path}: {e}"));
@@ -1007,6 +1011,7 @@ impl Test {
                 }
             }
         }
+        found.extend(self.network_leaks());
         for line in mountinfo() {
             if mentions(&line, &self.root)
                 || mentions(&line, &self.work)
@@ -1026,6 +1031,10 @@ impl Test {
         };
         for e in dir.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
+            // @network holds reservations, not a container.
+            if id.starts_with('@') {
+                continue;
+            }
             let (o, e) = self.next_files();
             let sp = self.spawn_to(&mut self.command(&["delete", "--force", &id]), &o, &e);
             match sp.try_wait(TIMEOUT) {
@@ -1079,9 +1088,142 @@ impl Test {
                 unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
             }
         }
+        // What the network left in the kernel: the test's table, then its
+        // veths and its bridge.
+        if self
+            .network_leaks()
+            .iter()
+            .any(|l| l.starts_with("nftables"))
+        {
+            let _ = Command::new(nft())
+                .args(["delete", "table", "ip", &format!("nsbox-{}", self.bridge())])
+                .stderr(Stdio::null())
+                .status();
+        }
+        for name in self.leaked_links() {
+            let _ = Command::new("ip")
+                .args(["link", "delete", &name])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = fs::remove_dir_all(&self.root);
         let _ = fs::remove_dir_all(&self.work);
     }
+
+    /// This test's place in the sequence of tests of this process: for
+    /// names and addresses of its own.
+    fn ordinal(&self) -> (u32, u32) {
+        let tag = self
+            .root
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let (pid, n) = tag.split_once('-').unwrap();
+        (pid.parse().unwrap(), n.parse().unwrap())
+    }
+
+    /// A bridge of this test's own (IFNAMSIZ: at most 15 bytes), so that
+    /// tests in parallel, other test runs and the demo's nsbox0 never meet.
+    pub fn bridge(&self) -> String {
+        let (pid, n) = self.ordinal();
+        format!("nsbt{pid}x{n}")
+    }
+
+    /// A /24 of this test's own in 10.192.0.0/11: "10.X.Y." (add the host
+    /// part). The runtime refuses a subnet that overlaps one in use, so a
+    /// clash with another run shows as such, never as crossed wires.
+    pub fn subnet_prefix(&self) -> String {
+        let (pid, n) = self.ordinal();
+        let idx = (pid.wrapping_mul(2654435761) >> 8).wrapping_add(n.wrapping_mul(97)) % 8192;
+        format!("10.{}.{}.", 192 + idx / 256, idx % 256)
+    }
+
+    pub fn subnet(&self) -> String {
+        format!("{}0/24", self.subnet_prefix())
+    }
+
+    pub fn gateway(&self) -> String {
+        format!("{}1", self.subnet_prefix())
+    }
+
+    /// Links of this test's network that exist: its bridge, and veths named
+    /// for an address of its subnet.
+    pub fn leaked_links(&self) -> Vec<String> {
+        let bridge = self.bridge();
+        let prefix = self.subnet_prefix();
+        links()
+            .into_iter()
+            .filter(|name| {
+                *name == bridge
+                    || name
+                        .strip_prefix("nsb")
+                        .filter(|h| h.len() == 8)
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .is_some_and(|ip| {
+                            std::net::Ipv4Addr::from(ip)
+                                .to_string()
+                                .starts_with(&prefix)
+                        })
+            })
+            .collect()
+    }
+
+    /// The test's bridge, veths and nftables table, if any is left.
+    pub fn network_leaks(&self) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .leaked_links()
+            .into_iter()
+            .map(|l| format!("link: {l}"))
+            .collect();
+        let table = format!("nsbox-{}", self.bridge());
+        if nft_tables().contains(&table) {
+            found.push(format!("nftables table: ip {table}"));
+        }
+        found
+    }
+}
+
+/// The names of the host's network links (`ip -j link`: JSON, not the
+/// table people read).
+pub fn links() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-j", "link", "show"])
+        .output()
+        .expect("run ip -j link show");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["ifname"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// nft lives in /usr/sbin, which a PATH may lack.
+pub fn nft() -> &'static str {
+    ["/usr/sbin/nft", "/sbin/nft"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or("nft")
+}
+
+/// The names of the host's nftables tables (`nft -j list tables`); none
+/// when nft is not installed.
+pub fn nft_tables() -> Vec<String> {
+    let Ok(out) = Command::new(nft()).args(["-j", "list", "tables"]).output() else {
+        return Vec::new();
+    };
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["nftables"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| o["table"]["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Drop for Test {
