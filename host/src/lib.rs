@@ -2,6 +2,7 @@
 //! directory and its `state.json`, the identity of host processes (pid plus
 //! start time), and logging to `--log` files.
 
+pub mod cgroups;
 pub mod logger;
 pub mod proc;
 pub mod state;

@@ -18,7 +18,7 @@ pub use channel::{seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_MESSAGE};
 pub use messages::*;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// runtime's end of a connection to a shim.
 pub type RuntimeChannel = Channel<RuntimeToShim, ShimToRuntime>;
@@ -112,6 +112,15 @@ impl ShimInitChannel {
         }
     }
 
+    /// tiny-init has made the mounts and waits for `Continue` before pivot_root.
+    pub fn wait_for_hook_point(&self) -> Result<(), ChannelError> {
+        match self.recv()?.0 {
+            InitToShim::HookPoint => Ok(()),
+            InitToShim::Failed(f) => Err(ChannelError::Failed(f)),
+            other => Err(unexpected("HookPoint", &other)),
+        }
+    }
+
     /// tiny-init has built the container's inside and waits for `Start`.
     pub fn wait_for_ready(&self) -> Result<(), ChannelError> {
         match self.recv()?.0 {
@@ -142,6 +151,13 @@ impl InitChannel {
         match self.recv()?.0 {
             ShimToInit::Config(c) => Ok(c),
             other => Err(unexpected("Config", &other)),
+        }
+    }
+
+    pub fn wait_for_continue(&self) -> Result<(), ChannelError> {
+        match self.recv()?.0 {
+            ShimToInit::Continue => Ok(()),
+            other => Err(unexpected("Continue", &other)),
         }
     }
 

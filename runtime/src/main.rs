@@ -9,6 +9,8 @@
 
 mod commands;
 mod create;
+mod resources;
+mod seccomp;
 mod spec;
 
 use std::path::PathBuf;

@@ -11,8 +11,8 @@ use anyhow::{anyhow, bail, Result};
 use nsbox_host::state::ContainerDir;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use protocol::{
-    Capabilities, CreateRequest, Device, InitConfig, Mount, Namespace, NamespaceKind, Overlay,
-    Process, Rlimit,
+    Capabilities, Cgroup, CreateRequest, Device, Hook, Hooks, InitConfig, IoPriority, Mount,
+    Namespace, NamespaceKind, Overlay, Process, Rlimit,
 };
 
 /// The annotation that gives a container a copy-on-write root over an image.
@@ -157,30 +157,29 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     }
 
     // What this version does not do yet is refused, not silently ignored.
-    if linux.seccomp().is_some() {
-        bail!("seccomp profiles are not supported yet");
-    }
-    if linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()) {
-        bail!("linux.sysctl is not supported yet");
-    }
-    if let Some(h) = spec.hooks() {
-        let any = [
-            h.prestart().is_some(),
-            h.create_runtime().is_some(),
-            h.create_container().is_some(),
-            h.start_container().is_some(),
-            h.poststart().is_some(),
-            h.poststop().is_some(),
-        ];
-        if any.iter().any(|&b| b) {
-            bail!("hooks are not supported yet");
-        }
-    }
     if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
         bail!("uid/gid mappings (user namespaces) are not supported yet");
     }
-    if linux.resources().is_some() || linux.cgroups_path().is_some() {
-        log::warn!("{id}: linux.resources and cgroupsPath are not applied yet (no cgroups)");
+    let sysctl = sysctls(linux.sysctl().as_ref(), &new, &namespaces)?;
+    let hooks = hooks(spec)?;
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(crate::seccomp::compile(s)?),
+        None => None,
+    };
+    let resources = match linux.resources() {
+        Some(r) => crate::resources::from_oci(r)?,
+        None => Default::default(),
+    };
+    let layout = nsbox_host::cgroups::Layout::detect().map_err(|e| anyhow!("cgroups: {e}"))?;
+    let cgroup_paths = layout
+        .paths(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)
+        .map_err(|e| anyhow!("{e}"))?;
+    if linux
+        .cgroups_path()
+        .as_ref()
+        .is_some_and(|p| p.to_str().is_none())
+    {
+        bail!("cgroupsPath is not UTF-8");
     }
 
     let rootfs_propagation = match linux.rootfs_propagation().as_deref() {
@@ -264,8 +263,12 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     let readonly_paths = paths("read-only path", linux.readonly_paths())?;
 
     let loopback_up = new(NamespaceKind::Network);
-    let process = process(spec)?;
+    let mut process = process(spec)?;
+    process.seccomp = seccomp;
     let command = process.args.clone();
+    let hook_pause = !(hooks.prestart.is_empty()
+        && hooks.create_runtime.is_empty()
+        && hooks.create_container.is_empty());
 
     Ok(Plan {
         request: CreateRequest {
@@ -284,9 +287,18 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
                 hostname: spec.hostname().clone(),
                 domainname: spec.domainname().clone(),
                 loopback_up,
+                sysctl,
+                hook_pause,
+                start_hooks: hooks.start_container.clone(),
+                hook_state: String::new(),
                 process,
             },
             namespaces,
+            cgroup: Some(Cgroup {
+                paths: cgroup_paths,
+                resources,
+            }),
+            hooks,
         },
         rootfs,
         annotations,
@@ -457,6 +469,35 @@ fn process(spec: &Spec) -> Result<Process> {
             ambient: cap_numbers(c.ambient())?,
         }),
     };
+    let io_priority = match p.io_priority() {
+        None => None,
+        Some(io) => {
+            let class = match serde_json::to_value(io.class())?
+                .as_str()
+                .unwrap_or_default()
+            {
+                "IOPRIO_CLASS_RT" => 1,
+                "IOPRIO_CLASS_BE" => 2,
+                "IOPRIO_CLASS_IDLE" => 3,
+                other => bail!("process.ioPriority class {other:?} is unknown"),
+            };
+            if !(0..=7).contains(&io.priority()) {
+                bail!(
+                    "process.ioPriority priority {} is not within 0..7",
+                    io.priority()
+                );
+            }
+            Some(IoPriority {
+                class,
+                level: io.priority() as u8,
+            })
+        }
+    };
+    if let Some(adj) = p.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            bail!("process.oomScoreAdj {adj} is not within -1000..1000");
+        }
+    }
     let user = p.user();
     Ok(Process {
         args,
@@ -469,6 +510,103 @@ fn process(spec: &Spec) -> Result<Process> {
         rlimits,
         capabilities,
         no_new_privileges: p.no_new_privileges().unwrap_or(false),
+        oom_score_adj: p.oom_score_adj(),
+        io_priority,
+        seccomp: None,
+    })
+}
+
+/// Sysctls that belong to a namespace the container has of its own, as
+/// runc allows them; any other would change the host, and is refused.
+fn sysctls(
+    map: Option<&std::collections::HashMap<String, String>>,
+    new: &dyn Fn(NamespaceKind) -> bool,
+    namespaces: &[Namespace],
+) -> Result<Vec<(String, String)>> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let has = |k: NamespaceKind| namespaces.iter().any(|n| n.kind == k);
+    let mut out = Vec::new();
+    let mut keys: Vec<(&String, &String)> = map.into_iter().flatten().collect();
+    keys.sort();
+    for (key, value) in keys {
+        let dotted = key.replace('/', ".");
+        let (ns, ok) = if IPC.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
+            ("ipc", new(NamespaceKind::Ipc))
+        } else if dotted.starts_with("net.") {
+            // A network namespace joined by path is the container's too.
+            ("network", has(NamespaceKind::Network))
+        } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
+            ("uts", new(NamespaceKind::Uts))
+        } else {
+            bail!(
+                "sysctl {key:?} is not namespaced: setting it would change the host \
+                 (allowed: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, \
+                 kernel.hostname, kernel.domainname)"
+            );
+        };
+        if !ok {
+            bail!("sysctl {key:?} needs a {ns} namespace of the container's own");
+        }
+        // "net.ipv4.ip_forward" or "net/ipv4/conf/eth0.100/forwarding".
+        let rel = if key.contains('/') {
+            key.clone()
+        } else {
+            key.replace('.', "/")
+        };
+        if rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+            || value.contains('\n')
+        {
+            bail!("sysctl {key:?} = {value:?} is malformed");
+        }
+        out.push((rel, value.clone()));
+    }
+    Ok(out)
+}
+
+fn hook_list(what: &str, list: &Option<Vec<oci_spec::runtime::Hook>>) -> Result<Vec<Hook>> {
+    let mut out = Vec::new();
+    for h in list.iter().flatten() {
+        let path = h.path().to_string_lossy().into_owned();
+        if !path.starts_with('/') {
+            bail!("{what} hook {path:?}: path must be absolute");
+        }
+        let timeout = match h.timeout() {
+            None => None,
+            Some(t) if t > 0 => Some(t.min(u32::MAX as i64) as u32),
+            Some(t) => bail!("{what} hook {path}: timeout {t} must be above 0"),
+        };
+        out.push(Hook {
+            args: h.args().clone().unwrap_or_else(|| vec![path.clone()]),
+            env: h.env().clone().unwrap_or_default(),
+            path,
+            timeout,
+        });
+    }
+    Ok(out)
+}
+
+fn hooks(spec: &Spec) -> Result<Hooks> {
+    let Some(h) = spec.hooks() else {
+        return Ok(Hooks::default());
+    };
+    Ok(Hooks {
+        prestart: hook_list("prestart", h.prestart())?,
+        create_runtime: hook_list("createRuntime", h.create_runtime())?,
+        create_container: hook_list("createContainer", h.create_container())?,
+        start_container: hook_list("startContainer", h.start_container())?,
+        poststart: hook_list("poststart", h.poststart())?,
+        poststop: hook_list("poststop", h.poststop())?,
     })
 }
 

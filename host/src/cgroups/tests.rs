@@ -1,0 +1,458 @@
+//! Path and format logic against fake trees laid out like cgroupfs: the
+//! kernel creates a cgroup's control files on mkdir, so each test makes
+//! them first, and every write is appended, so the files keep what nsbox
+//! wrote in order.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use protocol::{CpuResources, DeviceRule, MemoryResources, Resources};
+
+use super::*;
+
+/// This VM's mountinfo, cut to the cgroup lines and a few others.
+const HYBRID: &str = "\
+23 1 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+38 31 0:35 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+const UNIFIED: &str = "\
+25 1 0:23 / /sys rw - sysfs sysfs rw
+30 25 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+";
+
+#[test]
+fn detects_hybrid_as_v1_with_every_hierarchy() {
+    let l = Layout::from_mountinfo(HYBRID).unwrap();
+    assert_eq!(l.name(), "hybrid");
+    let Layout::V1 { hierarchies, .. } = &l else {
+        panic!("{l:?}")
+    };
+    let names: Vec<&str> = hierarchies.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "cpu",
+            "cpuacct",
+            "cpuset",
+            "memory",
+            "devices",
+            "freezer",
+            "blkio",
+            "pids",
+            "name=systemd"
+        ]
+    );
+    let p = l.paths(None, "web1").unwrap();
+    assert_eq!(p.path, "/nsbox/web1");
+    assert!(!p.unified);
+    assert_eq!(p.owned_parents, ["/nsbox"]);
+    assert!(p
+        .dirs
+        .iter()
+        .any(|d| d.controller == "memory" && d.dir == "/sys/fs/cgroup/memory/nsbox/web1"));
+    assert!(!p.dirs.iter().any(|d| d.dir.contains("unified")));
+}
+
+#[test]
+fn detects_unified_and_joint_v1_hierarchies() {
+    let l = Layout::from_mountinfo(UNIFIED).unwrap();
+    assert_eq!(
+        l,
+        Layout::V2 {
+            root: "/sys/fs/cgroup".into()
+        }
+    );
+    let p = l.paths(Some("/libpod_parent/libpod-abc"), "abc").unwrap();
+    assert!(p.unified);
+    assert!(p.owned_parents.is_empty());
+    assert_eq!(p.dirs[0].dir, "/sys/fs/cgroup/libpod_parent/libpod-abc");
+
+    let joint =
+        "1 0 0:1 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct,clone_children\n\
+                 2 0 0:2 /sub /mnt/x rw - cgroup cgroup rw,memory\n";
+    let l = Layout::from_mountinfo(joint).unwrap();
+    assert_eq!(
+        l,
+        Layout::V1 {
+            hierarchies: vec![("cpu,cpuacct".into(), "/sys/fs/cgroup/cpu,cpuacct".into())],
+            hybrid: false
+        },
+        "a bind of a sub-tree is no hierarchy root"
+    );
+    assert!(Layout::from_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw\n").is_err());
+}
+
+#[test]
+fn cgroups_paths_are_checked() {
+    assert_eq!(validate_path("default/t2").unwrap(), "/default/t2");
+    assert_eq!(validate_path("/a//b/./c").unwrap(), "/a/b/c");
+    assert!(validate_path("/a/../../etc").is_err());
+    assert!(validate_path("/").is_err());
+    let e = validate_path("machine.slice:libpod:abc").unwrap_err();
+    assert!(e.to_string().contains("systemd"), "{e}");
+}
+
+#[test]
+fn mountinfo_escapes() {
+    assert_eq!(unescape("/a\\040b"), "/a b");
+    assert_eq!(unescape("/plain"), "/plain");
+    assert_eq!(unescape("/end\\04"), "/end\\04");
+}
+
+struct Fake(PathBuf);
+
+impl Fake {
+    fn new(tag: &str) -> Fake {
+        let p = std::env::temp_dir().join(format!("nsbox-cg-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        Fake(p)
+    }
+
+    /// A cgroup directory with its (empty, or given) control files.
+    fn cgroup(&self, dir: &str, files: &[(&str, &str)]) -> PathBuf {
+        let d = self.0.join(dir);
+        fs::create_dir_all(&d).unwrap();
+        for (f, v) in files {
+            fs::write(d.join(f), v).unwrap();
+        }
+        d
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn resources() -> Resources {
+    Resources {
+        memory: Some(MemoryResources {
+            limit: Some(64 << 20),
+            reservation: Some(32 << 20),
+            swap: Some(128 << 20),
+            ..Default::default()
+        }),
+        cpu: Some(CpuResources {
+            shares: Some(512),
+            quota: Some(50_000),
+            period: Some(100_000),
+            cpus: Some("0".into()),
+            mems: None,
+        }),
+        pids_limit: Some(64),
+        devices: vec![
+            DeviceRule {
+                allow: false,
+                kind: 'a',
+                major: None,
+                minor: None,
+                access: "rwm".into(),
+            },
+            DeviceRule {
+                allow: true,
+                kind: 'c',
+                major: Some(1),
+                minor: Some(3),
+                access: "rwm".into(),
+            },
+            DeviceRule {
+                allow: true,
+                kind: 'c',
+                major: Some(136),
+                minor: None,
+                access: "rw".into(),
+            },
+        ],
+        unified: vec![],
+    }
+}
+
+#[test]
+fn v1_create_and_apply_write_each_controller() {
+    let f = Fake::new("v1");
+    let controllers = ["memory", "cpu", "cpuset", "pids", "devices", "freezer"];
+    let layout = Layout::V1 {
+        hierarchies: controllers
+            .iter()
+            .map(|c| (c.to_string(), f.0.join(c)))
+            .collect(),
+        hybrid: true,
+    };
+    let paths = layout.paths(None, "c1").unwrap();
+    f.cgroup(
+        "cpuset",
+        &[("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")],
+    );
+    f.cgroup("cpuset/nsbox", &[("cpuset.cpus", ""), ("cpuset.mems", "")]);
+    let cs = f.cgroup(
+        "cpuset/nsbox/c1",
+        &[("cpuset.cpus", ""), ("cpuset.mems", "")],
+    );
+    let mem = f.cgroup(
+        "memory/nsbox/c1",
+        &[
+            ("memory.limit_in_bytes", ""),
+            ("memory.soft_limit_in_bytes", ""),
+            ("memory.memsw.limit_in_bytes", "9223372036854771712\n"),
+            (
+                "memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+            ),
+        ],
+    );
+    let cpu = f.cgroup(
+        "cpu/nsbox/c1",
+        &[
+            ("cpu.shares", ""),
+            ("cpu.cfs_period_us", ""),
+            ("cpu.cfs_quota_us", ""),
+        ],
+    );
+    let pids = f.cgroup("pids/nsbox/c1", &[("pids.max", ""), ("cgroup.procs", "")]);
+    let dev = f.cgroup(
+        "devices/nsbox/c1",
+        &[("devices.allow", ""), ("devices.deny", "")],
+    );
+    let frz = f.cgroup("freezer/nsbox/c1", &[("freezer.state", "THAWED\n")]);
+
+    create(&paths, &resources()).unwrap();
+
+    // cpuset: the parent's CPUs and nodes copied down each level.
+    assert_eq!(read(&f.0.join("cpuset/nsbox/cpuset.cpus")), "0-1");
+    assert_eq!(read(&f.0.join("cpuset/nsbox/cpuset.mems")), "0");
+    assert_eq!(
+        read(&cs.join("cpuset.cpus")),
+        "0-10",
+        "copied, then limited to 0"
+    );
+    // Shrinking: the memory limit before memsw.
+    assert_eq!(read(&mem.join("memory.limit_in_bytes")), "67108864");
+    assert_eq!(
+        read(&mem.join("memory.memsw.limit_in_bytes")),
+        "9223372036854771712\n134217728"
+    );
+    assert_eq!(read(&mem.join("memory.soft_limit_in_bytes")), "33554432");
+    assert_eq!(read(&cpu.join("cpu.shares")), "512");
+    assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
+    assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "50000");
+    assert_eq!(read(&pids.join("pids.max")), "64");
+    assert_eq!(read(&dev.join("devices.deny")), "a *:* rwm");
+    assert_eq!(read(&dev.join("devices.allow")), "c 1:3 rwmc 136:* rw");
+
+    assert_eq!(oom_kills(&paths), Some(2));
+    assert!(!is_frozen(&paths));
+    fs::write(frz.join("freezer.state"), "FROZEN\n").unwrap();
+    assert!(is_frozen(&paths));
+
+    fs::write(pids.join("cgroup.procs"), "12\n7\n").unwrap();
+    assert_eq!(procs(&paths), [7, 12]);
+    let e = create(&paths, &Resources::default()).unwrap_err();
+    assert!(e.to_string().contains("already holds processes"), "{e}");
+
+    // update: growing, memsw first; -1 is unlimited.
+    fs::write(mem.join("memory.memsw.limit_in_bytes"), "134217728\n").unwrap();
+    fs::write(mem.join("memory.limit_in_bytes"), "").unwrap();
+    let grow = Resources {
+        memory: Some(MemoryResources {
+            limit: Some(256 << 20),
+            swap: Some(512 << 20),
+            ..Default::default()
+        }),
+        pids_limit: Some(-1),
+        ..Default::default()
+    };
+    apply(&paths, &grow, false).unwrap();
+    assert_eq!(
+        read(&mem.join("memory.memsw.limit_in_bytes")),
+        "134217728\n536870912"
+    );
+    assert_eq!(read(&mem.join("memory.limit_in_bytes")), "268435456");
+    assert_eq!(read(&pids.join("pids.max")), "64max");
+
+    let e = apply(
+        &paths,
+        &Resources {
+            unified: vec![("memory.high".into(), "1".into())],
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("v2"), "{e}");
+}
+
+#[test]
+fn v1_without_swap_accounting_skips_swap() {
+    let f = Fake::new("v1noswap");
+    let layout = Layout::V1 {
+        hierarchies: vec![("memory".into(), f.0.join("memory"))],
+        hybrid: false,
+    };
+    let paths = layout.paths(Some("/default/t2"), "t2").unwrap();
+    let mem = f.cgroup("memory/default/t2", &[("memory.limit_in_bytes", "")]);
+    let r = Resources {
+        memory: Some(MemoryResources {
+            limit: Some(1 << 20),
+            swap: Some(2 << 20),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    create(&paths, &r).unwrap();
+    assert_eq!(read(&mem.join("memory.limit_in_bytes")), "1048576");
+    assert!(!mem.join("memory.memsw.limit_in_bytes").exists());
+    // A controller the host lacks is a clear error.
+    let e = apply(
+        &paths,
+        &Resources {
+            pids_limit: Some(5),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("pids controller"), "{e}");
+}
+
+#[test]
+fn v2_create_enables_controllers_and_apply_writes_v2_files() {
+    let f = Fake::new("v2");
+    f.cgroup(
+        "",
+        &[
+            (
+                "cgroup.controllers",
+                "cpuset cpu io memory hugetlb pids rdma misc\n",
+            ),
+            ("cgroup.subtree_control", ""),
+        ],
+    );
+    f.cgroup(
+        "libpod_parent",
+        &[
+            ("cgroup.controllers", "cpu memory pids\n"),
+            ("cgroup.subtree_control", "memory\n"),
+        ],
+    );
+    let leaf = f.cgroup(
+        "libpod_parent/libpod-x",
+        &[
+            ("memory.max", ""),
+            ("memory.low", ""),
+            ("memory.swap.max", ""),
+            ("memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            ("cpu.weight", ""),
+            ("cpu.max", ""),
+            ("cpuset.cpus", ""),
+            ("pids.max", ""),
+            ("cgroup.freeze", "0\n"),
+            ("cgroup.procs", ""),
+        ],
+    );
+    let layout = Layout::V2 { root: f.0.clone() };
+    let paths = layout.paths(Some("/libpod_parent/libpod-x"), "x").unwrap();
+    let mut r = resources();
+    r.devices.clear();
+    create(&paths, &r).unwrap();
+    assert_eq!(
+        read(&f.0.join("cgroup.subtree_control")),
+        "+cpu+cpuset+io+memory+pids"
+    );
+    assert_eq!(
+        read(&f.0.join("libpod_parent/cgroup.subtree_control")),
+        "memory\n+cpu+pids",
+        "only what the level has and lacks"
+    );
+    assert_eq!(read(&leaf.join("memory.max")), "67108864");
+    assert_eq!(read(&leaf.join("memory.low")), "33554432");
+    assert_eq!(read(&leaf.join("memory.swap.max")), "67108864");
+    assert_eq!(read(&leaf.join("cpu.weight")), "20");
+    assert_eq!(read(&leaf.join("cpu.max")), "50000 100000");
+    assert_eq!(read(&leaf.join("cpuset.cpus")), "0");
+    assert_eq!(read(&leaf.join("pids.max")), "64");
+    assert_eq!(oom_kills(&paths), Some(1));
+    assert!(!is_frozen(&paths));
+
+    // Device rules that restrict anything need eBPF: refused, clearly.
+    let e = apply(&paths, &resources(), true).unwrap_err();
+    assert!(e.to_string().contains("eBPF"), "{e}");
+    // unified keys: files of this cgroup only.
+    let bad = Resources {
+        unified: vec![("../cgroup.procs".into(), "1".into())],
+        ..Default::default()
+    };
+    assert!(apply(&paths, &bad, false).is_err());
+    let e = apply(
+        &paths,
+        &Resources {
+            memory: Some(MemoryResources {
+                swappiness: Some(10),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("swappiness"), "{e}");
+}
+
+#[test]
+fn weights_follow_runc() {
+    assert_eq!(v2::shares_to_weight(2), 1);
+    assert_eq!(v2::shares_to_weight(1024), 39);
+    assert_eq!(v2::shares_to_weight(262_144), 10_000);
+}
+
+#[test]
+fn destroy_removes_leaf_and_owned_empty_parent_only() {
+    let f = Fake::new("destroy");
+    let layout = Layout::V1 {
+        hierarchies: vec![
+            ("memory".into(), f.0.join("memory")),
+            ("pids".into(), f.0.join("pids")),
+        ],
+        hybrid: false,
+    };
+    let a = layout.paths(None, "a").unwrap();
+    let b = layout.paths(None, "b").unwrap();
+    for p in [&a, &b] {
+        for d in &p.dirs {
+            fs::create_dir_all(Path::new(&d.dir).join("sub")).unwrap();
+        }
+    }
+    destroy(&a, Duration::from_secs(1)).unwrap();
+    assert!(!f.0.join("memory/nsbox/a").exists());
+    assert!(f.0.join("memory/nsbox/b").exists(), "b's parent stays");
+    destroy(&b, Duration::from_secs(1)).unwrap();
+    assert!(
+        !f.0.join("memory/nsbox").exists(),
+        "the last one takes /nsbox"
+    );
+    assert!(f.0.join("memory").exists());
+    // Gone already: fine.
+    destroy(&b, Duration::from_secs(1)).unwrap();
+
+    // A caller's parent is not ours to remove.
+    let c = layout.paths(Some("/libpod_parent/c"), "c").unwrap();
+    fs::create_dir_all(&c.dirs[0].dir).unwrap();
+    destroy(&c, Duration::from_secs(1)).unwrap();
+    assert!(f.0.join("memory/libpod_parent").exists());
+}
