@@ -3,6 +3,7 @@
 //! start time), and logging to `--log` files.
 
 pub mod cgroups;
+pub mod hooks;
 pub mod logger;
 pub mod proc;
 pub mod state;

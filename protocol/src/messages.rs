@@ -134,12 +134,13 @@ pub struct DeviceRule {
 }
 
 /// One OCI hook: `path` executed with `args` (argv[0] included) and
-/// exactly `env`, the container's state JSON on stdin.
+/// exactly `env` (None: the runner's own, as runc does), the container's
+/// state JSON on stdin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hook {
     pub path: String,
     pub args: Vec<String>,
-    pub env: Vec<String>,
+    pub env: Option<Vec<String>>,
     /// Seconds; None waits as long as the hook runs.
     pub timeout: Option<u32>,
 }

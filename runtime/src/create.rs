@@ -71,6 +71,7 @@ pub fn create(g: &Global, id: &str, bundle: &Path, pid_file: Option<&Path>) -> R
     let mut undo = Undo {
         dir: dir.clone(),
         shim: None,
+        cgroup: plan.request.cgroup.as_ref().map(|c| c.paths.clone()),
     };
     if plan.request.init.overlay.is_some() {
         for d in [dir.upper(), dir.work(), dir.merged()] {
@@ -94,6 +95,9 @@ pub fn create(g: &Global, id: &str, bundle: &Path, pid_file: Option<&Path>) -> R
         annotations: plan.annotations.clone(),
         command: plan.command.clone(),
         owner: nix::unistd::getuid().as_raw(),
+        cgroup: plan.request.cgroup.as_ref().map(|c| c.paths.clone()),
+        hooks: plan.request.hooks.clone(),
+        oom_kills: 0,
     };
     dir.save(&state).context("write state")?;
 
@@ -130,11 +134,13 @@ pub fn create(g: &Global, id: &str, bundle: &Path, pid_file: Option<&Path>) -> R
 struct Undo {
     dir: ContainerDir,
     shim: Option<Pid>,
+    cgroup: Option<protocol::CgroupPaths>,
 }
 
 impl Undo {
     fn disarm(&mut self) {
         self.shim = None;
+        self.cgroup = None;
         self.dir.path = PathBuf::new();
     }
 }
@@ -146,6 +152,12 @@ impl Drop for Undo {
             // that has not reported is killed here, and reaped: it is our child.
             let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(shim, None);
+        }
+        // A shim that failed removed its cgroup; one that was killed could not.
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(5)) {
+                log::warn!("remove cgroup {}: {e}", cg.path);
+            }
         }
         if !self.dir.path.as_os_str().is_empty() {
             let _ = self.dir.remove();
@@ -247,18 +259,30 @@ pub fn run(
         remove(&c);
         return Err(e);
     }
+    if let Ok(st) = c.dir.load() {
+        crate::commands::poststart(&st);
+    }
     if detach {
         return Ok(0);
     }
     let code = wait_forwarding_signals(&mut c, &set).unwrap_or_else(|e| {
-        // The shim is gone without a word: take the truth from the state it
-        // left, after the container is gone too.
-        log::warn!("{id}: wait for the exit: {e:#}");
+        // The shim is gone without a word (or its word was lost to the
+        // ECONNRESET of a socket closed with our `Wait` unread): take the
+        // truth from the state it left, after the container is gone too.
         if let Some(fd) = c.init.pidfd() {
             let _ = pidfd_send_signal(&fd, libc::SIGKILL);
             nsbox_host::proc::wait_pidfd(&fd, Duration::from_secs(10));
         }
-        c.dir.load().ok().and_then(|s| s.exit_code).unwrap_or(255)
+        match c.dir.load().ok().and_then(|s| s.exit_code) {
+            Some(code) => {
+                log::debug!("{id}: wait for the exit: {e:#}; state.json has {code}");
+                code
+            }
+            None => {
+                log::warn!("{id}: wait for the exit: {e:#}");
+                255
+            }
+        }
     });
     remove(&c);
     Ok(code)
@@ -306,8 +330,17 @@ fn remove(c: &Created) {
         let _ = nix::sys::signal::kill(c.shim, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(c.shim, None);
     }
+    let st = c.dir.load().ok();
+    if let Some(cg) = st.as_ref().and_then(|s| s.cgroup.as_ref()) {
+        if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(10)) {
+            log::warn!("remove cgroup {}: {e}", cg.path);
+        }
+    }
     if let Err(e) = c.dir.remove() {
         log::warn!("remove {}: {e}", c.dir.path.display());
+    }
+    if let Some(st) = &st {
+        crate::commands::poststop(st);
     }
 }
 

@@ -37,6 +37,10 @@ struct Cli {
     /// Log debug lines too.
     #[arg(long, global = true)]
     debug: bool,
+    /// Manage cgroups through systemd: not supported (nsbox writes
+    /// cgroupfs itself); `create`, `run` and `update` refuse it.
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -99,6 +103,17 @@ enum Cmd {
     Delete {
         #[arg(short, long)]
         force: bool,
+        id: String,
+    },
+    /// Freeze every process of the container (cgroup freezer).
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Apply new linux.resources to a running container.
+    Update {
+        /// JSON of linux.resources ("-": standard input).
+        #[arg(short, long, value_name = "FILE")]
+        resources: PathBuf,
         id: String,
     },
     /// Write a config.json for a busybox-like rootfs.
@@ -173,11 +188,22 @@ fn main() {
         Cmd::Ps { id, .. } => ("ps", Some(id.clone())),
         Cmd::Kill { id, .. } => ("kill", Some(id.clone())),
         Cmd::Delete { id, .. } => ("delete", Some(id.clone())),
+        Cmd::Pause { id } => ("pause", Some(id.clone())),
+        Cmd::Resume { id } => ("resume", Some(id.clone())),
+        Cmd::Update { id, .. } => ("update", Some(id.clone())),
         Cmd::Spec { .. } => ("spec", None),
     };
     let id = id.as_deref();
     let result = match id.map(validate_id) {
         Some(Err(e)) => Err(anyhow::anyhow!(e)),
+        // Podman passes it with its systemd cgroup manager; the other verbs
+        // take it and carry on, so that cleaning up still works.
+        _ if cli.systemd_cgroup && matches!(verb, "create" | "run" | "update") => {
+            Err(anyhow::anyhow!(
+                "--systemd-cgroup: nsbox manages cgroups through cgroupfs only, not through \
+                 systemd (with Podman, use --cgroup-manager cgroupfs)"
+            ))
+        }
         _ => dispatch(&g, cli.cmd),
     };
     match result {
@@ -245,6 +271,9 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
         } => commands::ps(g, &id, &format, &ps_args),
         Cmd::Kill { all, id, signal } => commands::kill(g, &id, signal.as_deref(), all),
         Cmd::Delete { force, id } => commands::delete(g, &id, force),
+        Cmd::Pause { id } => commands::pause(g, &id),
+        Cmd::Resume { id } => commands::resume(g, &id),
+        Cmd::Update { resources, id } => commands::update(g, &id, &resources),
         Cmd::Spec {
             bundle,
             rootfs,

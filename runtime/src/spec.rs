@@ -171,8 +171,14 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
         None => Default::default(),
     };
     let layout = nsbox_host::cgroups::Layout::detect().map_err(|e| anyhow!("cgroups: {e}"))?;
+    let root = dir.path.parent().unwrap_or(Path::new("/"));
+    let scope = (root != Path::new(nsbox_host::state::DEFAULT_ROOT)).then(|| root.to_string_lossy());
     let cgroup_paths = layout
-        .paths(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)
+        .paths(
+            linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+            id,
+            scope.as_deref(),
+        )
         .map_err(|e| anyhow!("{e}"))?;
     if linux
         .cgroups_path()
@@ -588,7 +594,7 @@ fn hook_list(what: &str, list: &Option<Vec<oci_spec::runtime::Hook>>) -> Result<
         };
         out.push(Hook {
             args: h.args().clone().unwrap_or_else(|| vec![path.clone()]),
-            env: h.env().clone().unwrap_or_default(),
+            env: h.env().clone(),
             path,
             timeout,
         });

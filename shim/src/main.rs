@@ -29,16 +29,20 @@ use nix::sys::socket::{
     accept4, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
 use nsbox_host::proc::{pidfd_send_signal, ProcessId};
+use nsbox_host::{cgroups, hooks};
 use nsbox_host::state::{ContainerDir, State, Status};
 use protocol::{
-    ChannelError, Created, Failure, InitToShim, RuntimeToShim, ShimInitChannel, ShimRuntimeChannel,
-    ShimToInit, ShimToRuntime, PROTOCOL_VERSION,
+    ChannelError, Created, Failure, InitToShim, NamespaceKind, RuntimeToShim, ShimInitChannel,
+    ShimRuntimeChannel, ShimToInit, ShimToRuntime, PROTOCOL_VERSION,
 };
 
 /// fd the runtime hands us our end of the create socketpair on.
 const RUNTIME_FD: i32 = 3;
 /// How long tiny-init may take to answer `Start`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the processes of a stopped container may take to leave its
+/// cgroup before rmdir gives up.
+const CGROUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Args {
     state_dir: PathBuf,
@@ -118,6 +122,9 @@ fn main() {
                 // container but its state directory, which `delete` cleans.
                 log::error!("{id}: tell runtime the container is created: {e}");
                 container.kill_init();
+                if let Some(cg) = &container.state.cgroup {
+                    let _ = cgroups::destroy(cg, CGROUP_TIMEOUT);
+                }
                 std::process::exit(1);
             }
             detach_stdio();
@@ -181,32 +188,47 @@ fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container
     drop(theirs);
     drop(exe);
     let mut channel = ShimInitChannel::new(ours);
+    // tiny-init waits for `Config` before it does anything of the
+    // container's, so joining the cgroup here puts all of it inside.
     let handshake = (|| {
-        channel.send(
-            &ShimToInit::Hello {
-                version: PROTOCOL_VERSION,
-            },
-            &[],
-        )?;
-        channel.wait_for_hello()?;
-        channel.send(&ShimToInit::Config(Box::new(req.init.clone())), &[])?;
-        channel.wait_for_ready()
+        if let Some(cg) = &req.cgroup {
+            cgroups::create(&cg.paths, &cg.resources)
+                .and_then(|_| cgroups::add_process(&cg.paths, init.pid))
+                .map_err(|e| failure("cgroup", e.to_string()))?;
+        }
+        let mut config = req.init.clone();
+        if !config.start_hooks.is_empty() {
+            config.hook_state = state.oci_state_as(Status::Created, init.pid).to_string();
+        }
+        let talk = |e: ChannelError| init_error(e, &init);
+        channel
+            .send(
+                &ShimToInit::Hello {
+                    version: PROTOCOL_VERSION,
+                },
+                &[],
+            )
+            .map_err(talk)?;
+        channel.wait_for_hello().map_err(talk)?;
+        channel
+            .send(&ShimToInit::Config(Box::new(config)), &[])
+            .map_err(talk)?;
+        if req.init.hook_pause {
+            channel.wait_for_hook_point().map_err(talk)?;
+            run_create_hooks(req, &state, init.pid)?;
+            channel.send(&ShimToInit::Continue, &[]).map_err(talk)?;
+        }
+        channel.wait_for_ready().map_err(talk)
     })();
-    if let Err(e) = handshake {
+    if let Err(f) = handshake {
         let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
-        let code = spawn::reap(&init.pidfd, true);
-        return Err(match e {
-            ChannelError::Failed(f) => f,
-            ChannelError::Closed => failure(
-                "start tiny-init",
-                format!(
-                    "tiny-init {} (exit status {})",
-                    spawn::describe_early_exit(code.unwrap_or(-1)),
-                    code.unwrap_or(-1)
-                ),
-            ),
-            other => failure("set up the container", other.to_string()),
-        });
+        spawn::reap(&init.pidfd, true);
+        if let Some(cg) = &req.cgroup {
+            if let Err(e) = cgroups::destroy(&cg.paths, CGROUP_TIMEOUT) {
+                log::warn!("{}: remove cgroup: {e}", req.id);
+            }
+        }
+        return Err(f);
     }
     let _ = channel.set_timeout(Some(START_TIMEOUT));
     let listener = listen_on(&dir.socket()).map_err(|e| failure("listen on shim.sock", e))?;
@@ -227,6 +249,66 @@ fn create(dir: &ContainerDir, req: &protocol::CreateRequest) -> Result<Container
         return Err(failure("write state", e.to_string()));
     }
     Ok(container)
+}
+
+/// What a failed exchange with tiny-init means. A closed channel is
+/// tiny-init's early death: its exit code says at which step.
+fn init_error(e: ChannelError, init: &spawn::Child) -> Failure {
+    match e {
+        ChannelError::Failed(f) => f,
+        ChannelError::Closed => {
+            let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
+            let code = spawn::reap(&init.pidfd, true);
+            failure(
+                "start tiny-init",
+                format!(
+                    "tiny-init {} (exit status {})",
+                    spawn::describe_early_exit(code.unwrap_or(-1)),
+                    code.unwrap_or(-1)
+                ),
+            )
+        }
+        other => failure("set up the container", other.to_string()),
+    }
+}
+
+/// prestart and createRuntime in the host's namespaces, then
+/// createContainer in the container's, while tiny-init waits before
+/// pivot_root: the host's root is still that mount namespace's root, so
+/// hook paths resolve as on the host, as with runc.
+fn run_create_hooks(
+    req: &protocol::CreateRequest,
+    state: &State,
+    init_pid: i32,
+) -> Result<(), Failure> {
+    let st = state.oci_state_as(Status::Creating, init_pid).to_string();
+    let hook_failure = |m: String| failure("run hooks", m);
+    hooks::run_all("prestart", &req.hooks.prestart, &st, &[]).map_err(hook_failure)?;
+    hooks::run_all("createRuntime", &req.hooks.create_runtime, &st, &[]).map_err(hook_failure)?;
+    if req.hooks.create_container.is_empty() {
+        return Ok(());
+    }
+    let mut kinds: Vec<&str> = req
+        .namespaces
+        .iter()
+        .filter_map(|n| match n.kind {
+            NamespaceKind::Ipc => Some("ipc"),
+            NamespaceKind::Uts => Some("uts"),
+            NamespaceKind::Network => Some("net"),
+            NamespaceKind::Cgroup => Some("cgroup"),
+            _ => None,
+        })
+        .collect();
+    // The mount namespace last: after it, /proc may no longer be the host's.
+    kinds.push("mnt");
+    let mut join = Vec::new();
+    for k in kinds {
+        let p = format!("/proc/{init_pid}/ns/{k}");
+        let f = std::fs::File::open(&p).map_err(|e| failure("run hooks", format!("open {p}: {e}")))?;
+        join.push(OwnedFd::from(f));
+    }
+    hooks::run_all("createContainer", &req.hooks.create_container, &st, &join)
+        .map_err(hook_failure)
 }
 
 /// A listening SEQPACKET socket at `path`. Paths longer than sun_path
@@ -461,11 +543,33 @@ impl Container {
             .unwrap_or(255);
         self.state.status = Status::Stopped;
         self.state.exit_code = Some(code);
+        let cgroup = self.state.cgroup.clone();
+        if let Some(kills) = cgroup.as_ref().and_then(cgroups::oom_kills) {
+            if kills > 0 {
+                self.state.oom_kills = kills;
+                log::warn!(
+                    "{}: the OOM killer killed {kills} process(es) of the container; it exited with {code}",
+                    self.state.id
+                );
+            }
+        }
         if let Err(e) = self.dir.save(&self.state) {
             log::error!("{}: record exit status {code}: {e}", self.state.id);
         }
+        // tiny-init is reaped; whatever is left in the cgroup (a container
+        // without a PID namespace of its own) goes with it.
+        if let Some(cg) = &cgroup {
+            if let Err(e) = cgroups::destroy(cg, CGROUP_TIMEOUT) {
+                log::error!("{}: remove cgroup: {e}", self.state.id);
+            }
+        }
         let _ = std::fs::remove_file(self.dir.socket());
-        for w in waiters {
+        for mut w in waiters {
+            // A unix socket closed with unread data makes its peer's next
+            // read fail with ECONNRESET, before our `Exited`: read what the
+            // waiter sent (its `Wait`, often) first.
+            let _ = w.set_timeout(Some(Duration::from_millis(1)));
+            while w.recv().is_ok() {}
             let _ = w.send(&ShimToRuntime::Exited { code }, &[]);
         }
         log::debug!("{}: stopped with {code}", self.state.id);

@@ -20,6 +20,7 @@
 //! nsbox-multitool sleep SECS              sleep (fractions allowed)
 //! nsbox-multitool status FIELD...         the lines of /proc/self/status for FIELDs
 //! nsbox-multitool try-write PATH          "ok", or "error: CAUSE (errno N)" and exit 1
+//! nsbox-multitool hog MIB                 allocate and touch MIB MiB, then "allocated MIB"
 //! ```
 
 use std::ffi::CString;
@@ -100,6 +101,7 @@ fn run(args: &[String]) -> Result<i32, String> {
         }
         "status" => status(rest),
         "try-write" => try_write(one(rest)?),
+        "hog" => hog(parse_num(one(rest)?)?),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
 }
@@ -474,5 +476,20 @@ fn try_write(path: &str) -> Result<i32, String> {
         return Ok(1);
     }
     say("ok");
+    Ok(0)
+}
+
+/// Memory that is really used: every page written, none given back, so
+/// that a cgroup's memory limit (and its OOM killer) sees all of it.
+fn hog(mib: usize) -> Result<i32, String> {
+    let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(mib);
+    for _ in 0..mib {
+        let mut c = vec![0u8; 1 << 20];
+        for i in (0..c.len()).step_by(4096) {
+            c[i] = 1;
+        }
+        chunks.push(c);
+    }
+    say(&format!("allocated {}", chunks.len()));
     Ok(0)
 }

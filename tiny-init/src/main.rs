@@ -17,6 +17,7 @@
 // MS_* and friends are c_ulong: u64 here, but u32 on 32-bit targets.
 #![allow(clippy::unnecessary_cast)]
 
+mod hooks;
 mod mounts;
 mod signals;
 mod workload;
@@ -54,7 +55,19 @@ fn main() {
         Ok(c) => c,
         Err(e) => die(&format!("receive config: {e}")),
     };
-    if let Err(f) = mounts::build_rootfs(&config) {
+    let hook_point = || -> Result<(), Failure> {
+        if !config.hook_pause {
+            return Ok(());
+        }
+        let lost = |e: protocol::ChannelError| Failure {
+            step: "wait for the createRuntime and createContainer hooks".into(),
+            message: e.to_string(),
+            exit_code: 1,
+        };
+        channel.send(&InitToShim::HookPoint, &[]).map_err(lost)?;
+        channel.wait_for_continue().map_err(lost)
+    };
+    if let Err(f) = mounts::build_rootfs(&config, hook_point) {
         report_failure(&channel, f);
         std::process::exit(1);
     }
@@ -73,7 +86,7 @@ fn main() {
     if channel.send(&InitToShim::Ready, &[]).is_err() {
         std::process::exit(1);
     }
-    let workload = wait_for_start(&channel, &signals, prepared);
+    let workload = wait_for_start(&channel, &signals, prepared, &config);
     supervise(channel, signals, workload)
 }
 
@@ -84,11 +97,18 @@ fn wait_for_start(
     channel: &InitChannel,
     signals: &signals::Signals,
     prepared: workload::Prepared,
+    config: &protocol::InitConfig,
 ) -> i32 {
     loop {
         match signals::wait_readable(channel, signals) {
             signals::Ready::Channel => match channel.recv() {
-                Ok((ShimToInit::Start, _)) => match prepared.spawn(signals) {
+                Ok((ShimToInit::Start, _)) => match hooks::run_all(
+                    "startContainer",
+                    &config.start_hooks,
+                    &config.hook_state,
+                )
+                .and_then(|_| prepared.spawn(signals))
+                {
                     Ok(pid) => {
                         let _ = channel.send(&InitToShim::Started { pid }, &[]);
                         return pid;

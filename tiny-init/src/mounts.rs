@@ -157,7 +157,12 @@ fn make_in_root(root: &OwnedFd, path: &str, kind: Kind) -> Result<OwnedFd, Errno
     Ok(parent)
 }
 
-pub fn build_rootfs(config: &InitConfig) -> Result<(), Failure> {
+/// `before_pivot` runs once every mount is made, before pivot_root: the
+/// createRuntime and createContainer hooks' moment.
+pub fn build_rootfs(
+    config: &InitConfig,
+    before_pivot: impl FnOnce() -> Result<(), Failure>,
+) -> Result<(), Failure> {
     // So that mode arguments below mean what they say.
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
@@ -204,8 +209,13 @@ pub fn build_rootfs(config: &InitConfig) -> Result<(), Failure> {
         make_device(&root, d)?;
     }
 
+    before_pivot()?;
     pivot_root(&rootfs).map_err(|e| failure("pivot_root", e))?;
 
+    // Before the read-only paths: /proc/sys is one of them.
+    for (key, value) in &config.sysctl {
+        write_sysctl(key, value)?;
+    }
     for p in &config.masked_paths {
         mask_path(p).map_err(|e| failure(format!("mask {p}"), e))?;
     }
@@ -227,6 +237,25 @@ pub fn build_rootfs(config: &InitConfig) -> Result<(), Failure> {
         remount_readonly(c"/", 0).map_err(|e| failure("make / read-only", e))?;
     }
     Ok(())
+}
+
+/// `key` is "net/ipv4/ip_forward": checked by the runtime to be a
+/// namespaced sysctl, with no '..' in it.
+fn write_sysctl(key: &str, value: &str) -> Result<(), Failure> {
+    let path = format!("/proc/sys/{key}");
+    let what = format!("sysctl {}", key.replace('/', "."));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()))
+        .map_err(|e| Failure {
+            step: what,
+            message: match e.raw_os_error() {
+                Some(n) => Errno::from_raw(n).desc().to_string(),
+                None => e.to_string(),
+            },
+            exit_code: 1,
+        })
 }
 
 fn open_dir(path: &CStr) -> Result<OwnedFd, Errno> {

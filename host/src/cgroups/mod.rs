@@ -148,14 +148,28 @@ impl Layout {
     }
 
     /// The container's directories for `cgroups_path` (config.json's
-    /// linux.cgroupsPath; None: /nsbox/ID).
-    pub fn paths(&self, cgroups_path: Option<&str>, id: &str) -> Result<CgroupPaths> {
-        let (path, owned_parents) = match cgroups_path {
-            None | Some("") => (
+    /// linux.cgroupsPath). Without one: /nsbox/ID, or /nsbox/SCOPE/ID where
+    /// `scope` names a state root other than the default, because IDs are
+    /// unique within one root only.
+    pub fn paths(
+        &self,
+        cgroups_path: Option<&str>,
+        id: &str,
+        scope: Option<&str>,
+    ) -> Result<CgroupPaths> {
+        let (path, owned_parents) = match (cgroups_path, scope) {
+            (None | Some(""), None) => (
                 format!("{DEFAULT_PARENT}/{id}"),
                 vec![DEFAULT_PARENT.to_string()],
             ),
-            Some(p) => (validate_path(p)?, Vec::new()),
+            (None | Some(""), Some(scope)) => {
+                let parent = format!("{DEFAULT_PARENT}/{}", scope_name(scope));
+                (
+                    format!("{parent}/{id}"),
+                    vec![parent, DEFAULT_PARENT.to_string()],
+                )
+            }
+            (Some(p), _) => (validate_path(p)?, Vec::new()),
         };
         let rel = path.trim_start_matches('/');
         let dirs = match self {
@@ -177,6 +191,40 @@ impl Layout {
             dirs,
             owned_parents,
         })
+    }
+}
+
+/// A state root as one directory name: "/run/nsbox-t/12-3" becomes
+/// "run-nsbox-t-12-3".
+pub fn scope_name(root: &str) -> String {
+    let s: String = root
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('-');
+    let s = &s[s.len().saturating_sub(64)..];
+    match s {
+        "" | "." | ".." => "root".into(),
+        s => s.to_string(),
+    }
+}
+
+/// mkdir -p that copes with another container's `destroy` removing an
+/// empty /nsbox between our mkdir of it and of its child.
+pub(crate) fn mkdir_p(dir: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::DirBuilder::new().recursive(true).create(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 10 => tries += 1,
+            Err(e) => return Err(io_err(dir)(e)),
+        }
     }
 }
 

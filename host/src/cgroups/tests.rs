@@ -53,7 +53,7 @@ fn detects_hybrid_as_v1_with_every_hierarchy() {
             "name=systemd"
         ]
     );
-    let p = l.paths(None, "web1").unwrap();
+    let p = l.paths(None, "web1", None).unwrap();
     assert_eq!(p.path, "/nsbox/web1");
     assert!(!p.unified);
     assert_eq!(p.owned_parents, ["/nsbox"]);
@@ -73,7 +73,7 @@ fn detects_unified_and_joint_v1_hierarchies() {
             root: "/sys/fs/cgroup".into()
         }
     );
-    let p = l.paths(Some("/libpod_parent/libpod-abc"), "abc").unwrap();
+    let p = l.paths(Some("/libpod_parent/libpod-abc"), "abc", Some("/x")).unwrap();
     assert!(p.unified);
     assert!(p.owned_parents.is_empty());
     assert_eq!(p.dirs[0].dir, "/sys/fs/cgroup/libpod_parent/libpod-abc");
@@ -195,7 +195,7 @@ fn v1_create_and_apply_write_each_controller() {
             .collect(),
         hybrid: true,
     };
-    let paths = layout.paths(None, "c1").unwrap();
+    let paths = layout.paths(None, "c1", None).unwrap();
     f.cgroup(
         "cpuset",
         &[("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")],
@@ -305,7 +305,7 @@ fn v1_without_swap_accounting_skips_swap() {
         hierarchies: vec![("memory".into(), f.0.join("memory"))],
         hybrid: false,
     };
-    let paths = layout.paths(Some("/default/t2"), "t2").unwrap();
+    let paths = layout.paths(Some("/default/t2"), "t2", None).unwrap();
     let mem = f.cgroup("memory/default/t2", &[("memory.limit_in_bytes", "")]);
     let r = Resources {
         memory: Some(MemoryResources {
@@ -367,7 +367,7 @@ fn v2_create_enables_controllers_and_apply_writes_v2_files() {
         ],
     );
     let layout = Layout::V2 { root: f.0.clone() };
-    let paths = layout.paths(Some("/libpod_parent/libpod-x"), "x").unwrap();
+    let paths = layout.paths(Some("/libpod_parent/libpod-x"), "x", None).unwrap();
     let mut r = resources();
     r.devices.clear();
     create(&paths, &r).unwrap();
@@ -431,8 +431,8 @@ fn destroy_removes_leaf_and_owned_empty_parent_only() {
         ],
         hybrid: false,
     };
-    let a = layout.paths(None, "a").unwrap();
-    let b = layout.paths(None, "b").unwrap();
+    let a = layout.paths(None, "a", None).unwrap();
+    let b = layout.paths(None, "b", None).unwrap();
     for p in [&a, &b] {
         for d in &p.dirs {
             fs::create_dir_all(Path::new(&d.dir).join("sub")).unwrap();
@@ -450,8 +450,18 @@ fn destroy_removes_leaf_and_owned_empty_parent_only() {
     // Gone already: fine.
     destroy(&b, Duration::from_secs(1)).unwrap();
 
+    // Another state root's containers go one level deeper, and both
+    // levels are nsbox's.
+    let s = layout.paths(None, "a", Some("/run/nsbox-t/12-3")).unwrap();
+    assert_eq!(s.path, "/nsbox/run-nsbox-t-12-3/a");
+    assert_eq!(s.owned_parents, ["/nsbox/run-nsbox-t-12-3", "/nsbox"]);
+    fs::create_dir_all(&s.dirs[0].dir).unwrap();
+    destroy(&s, Duration::from_secs(1)).unwrap();
+    assert!(!f.0.join("memory/nsbox").exists());
+    assert_eq!(scope_name("/"), "root");
+
     // A caller's parent is not ours to remove.
-    let c = layout.paths(Some("/libpod_parent/c"), "c").unwrap();
+    let c = layout.paths(Some("/libpod_parent/c"), "c", None).unwrap();
     fs::create_dir_all(&c.dirs[0].dir).unwrap();
     destroy(&c, Duration::from_secs(1)).unwrap();
     assert!(f.0.join("memory/libpod_parent").exists());

@@ -4,16 +4,13 @@ use std::path::Path;
 
 use protocol::{CgroupPaths, DeviceRule, Resources};
 
-use super::{dir_of, io_err, read_file, write_file, CgroupError, Result};
+use super::{dir_of, read_file, write_file, CgroupError, Result};
 
 /// mkdir -p the container's directory in one hierarchy. A new cpuset
 /// cgroup starts with no CPUs and no memory nodes, and no task may join it
 /// until it has some: each level gets its parent's, as runc does.
 pub(super) fn create(paths: &CgroupPaths, dir: &Path, controller: &str) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .create(dir)
-        .map_err(io_err(dir))?;
+    super::mkdir_p(dir)?;
     if !controller.split(',').any(|c| c == "cpuset") {
         return Ok(());
     }
