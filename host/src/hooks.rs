@@ -16,11 +16,9 @@ use protocol::Hook;
 /// then resolved in the joined mount namespace). Err says why it failed.
 pub fn run(kind: &str, hook: &Hook, state: &str, join: &[OwnedFd]) -> Result<(), String> {
     let what = format!("{kind} hook {}", hook.path);
-    let out = nix::sys::memfd::memfd_create(
-        c"nsbox-hook",
-        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-    )
-    .map_err(|e| format!("{what}: memfd_create: {}", e.desc()))?;
+    let out =
+        nix::sys::memfd::memfd_create(c"nsbox-hook", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+            .map_err(|e| format!("{what}: memfd_create: {}", e.desc()))?;
     let mut out = std::fs::File::from(out);
     let mut cmd = Command::new(&hook.path);
     if let Some(arg0) = hook.args.first() {
@@ -63,7 +61,11 @@ pub fn run(kind: &str, hook: &Hook, state: &str, join: &[OwnedFd]) -> Result<(),
         // SAFETY: fcntl on the pipe we own.
         unsafe {
             let fd = stdin.as_raw_fd();
-            libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK);
+            libc::fcntl(
+                fd,
+                libc::F_SETFL,
+                libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+            );
         }
         let _ = stdin.write_all(state.as_bytes());
     }
@@ -132,7 +134,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nsbox-hook-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("out");
-        let script = format!("cat > {}; echo \"$HOOKVAR ${{HOME-none}}\" >> {}", f.display(), f.display());
+        let script = format!(
+            "cat > {}; echo \"$HOOKVAR ${{HOME-none}}\" >> {}",
+            f.display(),
+            f.display()
+        );
         run("test", &sh(&script, Some(5)), "{\"id\":\"c\"}", &[]).unwrap();
         assert_eq!(
             std::fs::read_to_string(&f).unwrap(),

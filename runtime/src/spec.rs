@@ -171,8 +171,15 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
         None => Default::default(),
     };
     let layout = nsbox_host::cgroups::Layout::detect().map_err(|e| anyhow!("cgroups: {e}"))?;
+    if !resources.unified.is_empty() && !matches!(layout, nsbox_host::cgroups::Layout::V2 { .. }) {
+        bail!(
+            "linux.resources.unified needs cgroup v2; this host's cgroups are {}",
+            layout.name()
+        );
+    }
     let root = dir.path.parent().unwrap_or(Path::new("/"));
-    let scope = (root != Path::new(nsbox_host::state::DEFAULT_ROOT)).then(|| root.to_string_lossy());
+    let scope =
+        (root != Path::new(nsbox_host::state::DEFAULT_ROOT)).then(|| root.to_string_lossy());
     let cgroup_paths = layout
         .paths(
             linux.cgroups_path().as_ref().and_then(|p| p.to_str()),

@@ -29,8 +29,8 @@ use nix::sys::socket::{
     accept4, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
 use nsbox_host::proc::{pidfd_send_signal, ProcessId};
-use nsbox_host::{cgroups, hooks};
 use nsbox_host::state::{ContainerDir, State, Status};
+use nsbox_host::{cgroups, hooks};
 use protocol::{
     ChannelError, Created, Failure, InitToShim, NamespaceKind, RuntimeToShim, ShimInitChannel,
     ShimRuntimeChannel, ShimToInit, ShimToRuntime, PROTOCOL_VERSION,
@@ -304,11 +304,11 @@ fn run_create_hooks(
     let mut join = Vec::new();
     for k in kinds {
         let p = format!("/proc/{init_pid}/ns/{k}");
-        let f = std::fs::File::open(&p).map_err(|e| failure("run hooks", format!("open {p}: {e}")))?;
+        let f =
+            std::fs::File::open(&p).map_err(|e| failure("run hooks", format!("open {p}: {e}")))?;
         join.push(OwnedFd::from(f));
     }
-    hooks::run_all("createContainer", &req.hooks.create_container, &st, &join)
-        .map_err(hook_failure)
+    hooks::run_all("createContainer", &req.hooks.create_container, &st, &join).map_err(hook_failure)
 }
 
 /// A listening SEQPACKET socket at `path`. Paths longer than sun_path

@@ -29,7 +29,9 @@ fn run(hook: &Hook, state: &str) -> Result<(), Failure> {
     if fd < 0 {
         return Err(fail(hook, std::io::Error::last_os_error().to_string()));
     }
-    let mut out = std::fs::File::from(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    let mut out = std::fs::File::from(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    });
     let clone = |f: &std::fs::File| f.try_clone().map_err(|e| fail(hook, e.to_string()));
     let mut cmd = Command::new(&hook.path);
     if let Some(arg0) = hook.args.first() {
@@ -54,7 +56,11 @@ fn run(hook: &Hook, state: &str) -> Result<(), Failure> {
         // stdin must not block us.
         unsafe {
             let fd = stdin.as_raw_fd();
-            libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK);
+            libc::fcntl(
+                fd,
+                libc::F_SETFL,
+                libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+            );
         }
         let _ = stdin.write_all(state.as_bytes());
     }

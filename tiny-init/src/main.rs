@@ -102,23 +102,21 @@ fn wait_for_start(
     loop {
         match signals::wait_readable(channel, signals) {
             signals::Ready::Channel => match channel.recv() {
-                Ok((ShimToInit::Start, _)) => match hooks::run_all(
-                    "startContainer",
-                    &config.start_hooks,
-                    &config.hook_state,
-                )
-                .and_then(|_| prepared.spawn(signals))
-                {
-                    Ok(pid) => {
-                        let _ = channel.send(&InitToShim::Started { pid }, &[]);
-                        return pid;
+                Ok((ShimToInit::Start, _)) => {
+                    match hooks::run_all("startContainer", &config.start_hooks, &config.hook_state)
+                        .and_then(|_| prepared.spawn(signals))
+                    {
+                        Ok(pid) => {
+                            let _ = channel.send(&InitToShim::Started { pid }, &[]);
+                            return pid;
+                        }
+                        Err(f) => {
+                            let code = f.exit_code;
+                            report_failure(channel, f);
+                            std::process::exit(code);
+                        }
                     }
-                    Err(f) => {
-                        let code = f.exit_code;
-                        report_failure(channel, f);
-                        std::process::exit(code);
-                    }
-                },
+                }
                 Ok((other, _)) => {
                     let _ = channel.send(
                         &InitToShim::Failed(Failure {

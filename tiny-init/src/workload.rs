@@ -36,7 +36,20 @@ impl Step {
     fn from(b: u8) -> Option<Step> {
         use Step::*;
         [
-            Setsid, Rlimit, OomScoreAdj, IoPriority, Seccomp, Bounding, Groups, Gid, Uid, Caps, Ambient, NoNewPrivs, Chdir, Exec,
+            Setsid,
+            Rlimit,
+            OomScoreAdj,
+            IoPriority,
+            Seccomp,
+            Bounding,
+            Groups,
+            Gid,
+            Uid,
+            Caps,
+            Ambient,
+            NoNewPrivs,
+            Chdir,
+            Exec,
         ]
         .into_iter()
         .find(|s| *s as u8 == b)

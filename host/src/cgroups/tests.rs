@@ -73,7 +73,9 @@ fn detects_unified_and_joint_v1_hierarchies() {
             root: "/sys/fs/cgroup".into()
         }
     );
-    let p = l.paths(Some("/libpod_parent/libpod-abc"), "abc", Some("/x")).unwrap();
+    let p = l
+        .paths(Some("/libpod_parent/libpod-abc"), "abc", Some("/x"))
+        .unwrap();
     assert!(p.unified);
     assert!(p.owned_parents.is_empty());
     assert_eq!(p.dirs[0].dir, "/sys/fs/cgroup/libpod_parent/libpod-abc");
@@ -367,7 +369,9 @@ fn v2_create_enables_controllers_and_apply_writes_v2_files() {
         ],
     );
     let layout = Layout::V2 { root: f.0.clone() };
-    let paths = layout.paths(Some("/libpod_parent/libpod-x"), "x", None).unwrap();
+    let paths = layout
+        .paths(Some("/libpod_parent/libpod-x"), "x", None)
+        .unwrap();
     let mut r = resources();
     r.devices.clear();
     create(&paths, &r).unwrap();

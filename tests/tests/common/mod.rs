@@ -1096,7 +1096,11 @@ impl Test {
     /// state root (nsbox_host::cgroups::scope_name): containers without a
     /// cgroupsPath go to /nsbox/SCOPE/ID in every hierarchy.
     pub fn cgroup_scope(&self) -> String {
-        self.root.to_string_lossy().replace('/', "-").trim_matches('-').to_string()
+        self.root
+            .to_string_lossy()
+            .replace('/', "-")
+            .trim_matches('-')
+            .to_string()
     }
 
     /// Remembers a cgroupsPath a test gives a container, for the leak check.
@@ -1110,7 +1114,13 @@ impl Test {
     /// This test's cgroup directories that still exist, in any hierarchy.
     pub fn cgroup_leftovers(&self) -> Vec<PathBuf> {
         let mut rels = vec![format!("nsbox/{}", self.cgroup_scope())];
-        rels.extend(self.cgroups.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
+        rels.extend(
+            self.cgroups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
         let mut found = Vec::new();
         for h in cgroup_hierarchies() {
             for rel in &rels {
