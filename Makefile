@@ -18,8 +18,9 @@ BINARIES     := runtime shim tiny-init
 ROOTFS       := demo/rootfs
 ROOTFS_STAMP := demo/.rootfs.stamp
 
-# Debian packages the project needs (busybox for the rootfs, pstree, ip, ps).
-DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev
+# Debian packages the project needs (busybox for the rootfs, pstree, ip, ps;
+# libseccomp-dev for the libseccomp.a the static runtime links).
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev
 
 .PHONY: help deps build rootfs demo lint test install clean
 
