@@ -294,7 +294,11 @@ fn cgroup_made_at_create_and_removed_at_delete() {
     // SAFETY: kill(2) of the shim this test's create started.
     unsafe { libc::kill(shim, libc::SIGKILL) };
     wait_for("the shim to die", Duration::from_secs(5), || {
-        (!proc_stat(shim).is_some_and(|s| s.0 != "Z")).then_some(())
+        let gone = match proc_stat(shim) {
+            None => true,
+            Some(s) => s.0 == "Z",
+        };
+        gone.then_some(())
     });
     t.rt(&["delete", "--force", "c3"]).ok();
     assert!(!cgroup_dir("pids", &leaf).exists());

@@ -118,11 +118,11 @@ impl Layout {
                         hierarchies.push((name, mount_point));
                     }
                 }
-                "cgroup2" => {
-                    // The standard place wins over any other mount of it.
-                    if unified.is_none() || mount_point == Path::new("/sys/fs/cgroup") {
-                        unified = Some(mount_point);
-                    }
+                // The standard place wins over any other mount of it.
+                "cgroup2"
+                    if unified.is_none() || mount_point == Path::new("/sys/fs/cgroup") =>
+                {
+                    unified = Some(mount_point);
                 }
                 _ => {}
             }
