@@ -190,6 +190,13 @@ pub struct InitConfig {
     pub domainname: Option<String>,
     /// A new network namespace: bring `lo` up.
     pub loopback_up: bool,
+    /// The container's cgroup ("/nsbox/ID"), the same in every hierarchy:
+    /// a `cgroup` mount shows the container this one, not the host's tree.
+    pub cgroup_path: Option<String>,
+    /// unshare a new cgroup namespace first thing: tiny-init is in the
+    /// container's cgroup by then, so that cgroup becomes the namespace's
+    /// root (cloned with it, the root would be the shim's).
+    pub new_cgroupns: bool,
     /// linux.sysctl, validated as namespaced: written under /proc/sys once
     /// the container's /proc is mounted.
     pub sysctl: Vec<(String, String)>,

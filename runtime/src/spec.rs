@@ -300,6 +300,8 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
                 hostname: spec.hostname().clone(),
                 domainname: spec.domainname().clone(),
                 loopback_up,
+                cgroup_path: Some(cgroup_paths.path.clone()),
+                new_cgroupns: new(NamespaceKind::Cgroup),
                 sysctl,
                 hook_pause,
                 start_hooks: hooks.start_container.clone(),

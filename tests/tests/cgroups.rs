@@ -342,3 +342,46 @@ fn bad_cgroup_settings_are_refused() {
     // Other verbs take the flag, so that cleaning up works.
     t.rt(&["--systemd-cgroup", "delete", "--force", "sd"]).ok();
 }
+
+#[test]
+fn the_container_sees_its_own_cgroup() {
+    let Some(t) = Test::new("the_container_sees_its_own_cgroup") else {
+        return;
+    };
+    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; \
+                  grep :memory: /proc/self/cgroup; \
+                  echo 5 2>/dev/null > /sys/fs/cgroup/pids/pids.max || echo read-only";
+    let setup = |cgroupns: bool| {
+        move |c: &mut Value| {
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]
+            }));
+            c["linux"]["resources"] =
+                json!({ "memory": { "limit": 48 << 20 }, "pids": { "limit": 99 } });
+            if cgroupns {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({ "type": "cgroup" }));
+            }
+        }
+    };
+    for (cgroupns, id, own) in [
+        (false, "own", default_path(&t, "own")),
+        (true, "ns", "/".to_string()),
+    ] {
+        let b = t.bundle_with(id, &["sh", "-c", script], setup(cgroupns));
+        let out = t.run(&b, id);
+        out.ok();
+        let lines = out.stdout_lines();
+        assert_eq!(lines.len(), 4, "{out:?}");
+        assert_eq!(lines[3], "read-only", "{out:?}");
+        assert_eq!(lines[0], (48u64 << 20).to_string(), "{out:?}");
+        assert_eq!(lines[1], "99", "{out:?}");
+        assert!(
+            lines[2].ends_with(&format!(":memory:{own}")),
+            "cgroupns {cgroupns}: {out:?}"
+        );
+    }
+}

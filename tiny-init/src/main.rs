@@ -55,6 +55,15 @@ fn main() {
         Ok(c) => c,
         Err(e) => die(&format!("receive config: {e}")),
     };
+    // SAFETY: unshare with a flag; we are single-threaded.
+    if config.new_cgroupns && unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        fail(
+            &channel,
+            "unshare the cgroup namespace",
+            nix::Error::last(),
+            1,
+        );
+    }
     let hook_point = || -> Result<(), Failure> {
         if !config.hook_pause {
             return Ok(());

@@ -119,9 +119,7 @@ impl Layout {
                     }
                 }
                 // The standard place wins over any other mount of it.
-                "cgroup2"
-                    if unified.is_none() || mount_point == Path::new("/sys/fs/cgroup") =>
-                {
+                "cgroup2" if unified.is_none() || mount_point == Path::new("/sys/fs/cgroup") => {
                     unified = Some(mount_point);
                 }
                 _ => {}
