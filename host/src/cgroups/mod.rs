@@ -15,6 +15,7 @@
 //! cgroupsPath; `CgroupPaths` records them in state.json, so that `delete
 //! --force` after a crashed shim removes exactly what the shim made.
 
+mod bpf;
 mod v1;
 mod v2;
 

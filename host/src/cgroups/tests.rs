@@ -394,9 +394,10 @@ fn v2_create_enables_controllers_and_apply_writes_v2_files() {
     assert_eq!(oom_kills(&paths), Some(1));
     assert!(!is_frozen(&paths));
 
-    // Device rules that restrict anything need eBPF: refused, clearly.
+    // Device rules go into an eBPF program attached to the cgroup, which
+    // a plain directory is not.
     let e = apply(&paths, &resources(), true).unwrap_err();
-    assert!(e.to_string().contains("eBPF"), "{e}");
+    assert!(e.to_string().contains("device program"), "{e}");
     // unified keys: files of this cgroup only.
     let bad = Resources {
         unified: vec![("../cgroup.procs".into(), "1".into())],
@@ -469,4 +470,81 @@ fn destroy_removes_leaf_and_owned_empty_parent_only() {
     fs::create_dir_all(&c.dirs[0].dir).unwrap();
     destroy(&c, Duration::from_secs(1)).unwrap();
     assert!(f.0.join("memory/libpod_parent").exists());
+}
+
+/// The device program on a real cgroup2 hierarchy: this host's hybrid
+/// /sys/fs/cgroup/unified has no v1 controllers, but the kernel runs a
+/// cgroup's device program for its processes all the same.
+#[test]
+fn device_program_is_enforced_by_the_kernel() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = match Layout::from_mountinfo(&text) {
+        Ok(Layout::V2 { root }) => root,
+        _ => match text
+            .lines()
+            .find(|l| l.contains(" - cgroup2 "))
+            .and_then(|l| l.split(' ').nth(4))
+        {
+            Some(p) => PathBuf::from(p),
+            None => {
+                eprintln!("skipped: no cgroup2 mount");
+                return;
+            }
+        },
+    };
+    struct Rmdir(PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let dir = Rmdir(root.join(format!("nsbox-bpf-test-{}", std::process::id())));
+    fs::create_dir(&dir.0).unwrap();
+    let rules = [
+        DeviceRule {
+            allow: false,
+            kind: 'a',
+            major: None,
+            minor: None,
+            access: "rwm".into(),
+        },
+        DeviceRule {
+            allow: true,
+            kind: 'c',
+            major: Some(1),
+            minor: Some(3),
+            access: "rwm".into(),
+        },
+    ];
+    bpf::attach(&dir.0, &rules).unwrap();
+    let procs = std::ffi::CString::new(dir.0.join("cgroup.procs").to_str().unwrap()).unwrap();
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args([
+        "-c",
+        "echo x > /dev/null && echo null-ok; \
+         (head -c 1 /dev/zero > /dev/null) 2>/dev/null && echo zero-ok || echo zero-denied",
+    ]);
+    // SAFETY: open, write and close only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+            Ok(())
+        })
+    };
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "null-ok\nzero-denied\n",
+        "{out:?}"
+    );
 }

@@ -75,8 +75,7 @@ fn max_or(v: i64) -> String {
 }
 
 /// A device list that leaves every device allowed (none, or ending in
-/// "allow all") needs no program; any other needs an eBPF device program,
-/// which nsbox does not load yet.
+/// "allow all") needs no program.
 fn devices_trivial(r: &Resources) -> bool {
     match r.devices.last() {
         None => true,
@@ -92,11 +91,7 @@ fn devices_trivial(r: &Resources) -> bool {
 
 pub(super) fn apply(dir: &Path, r: &Resources, devices: bool) -> Result<()> {
     if devices && !devices_trivial(r) {
-        return Err(CgroupError::Unsupported(
-            "linux.resources.devices on cgroup v2 needs an eBPF device program, which nsbox \
-             does not load yet; remove the device rules or use a cgroup v1 host"
-                .into(),
-        ));
+        super::bpf::attach(dir, &r.devices)?;
     }
     if let Some(m) = &r.memory {
         if let Some(v) = m.limit {
