@@ -548,3 +548,88 @@ fn device_program_is_enforced_by_the_kernel() {
         "{out:?}"
     );
 }
+
+/// The v2 code against a real cgroup2 hierarchy (this host's hybrid
+/// mount has no controllers to limit with, but cgroup.procs, the freezer,
+/// device programs and rmdir are the kernel's own there): make, join,
+/// list, freeze, thaw, destroy.
+#[test]
+fn v2_lifecycle_on_a_real_cgroup2_mount() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some(root) = text
+        .lines()
+        .filter_map(|l| l.split_once(" - cgroup2 ").map(|(left, _)| left))
+        .filter(|left| left.split(' ').nth(3) == Some("/"))
+        .find_map(|left| left.split(' ').nth(4).map(PathBuf::from))
+    else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    let layout = Layout::V2 { root: root.clone() };
+    let scope = format!("host-unit-{}", std::process::id());
+    let paths = layout.paths(None, "v2", Some(&scope)).unwrap();
+    let deny_zero = Resources {
+        devices: vec![DeviceRule {
+            allow: false,
+            kind: 'c',
+            major: Some(1),
+            minor: Some(5),
+            access: "rwm".into(),
+        }],
+        ..Default::default()
+    };
+    create(&paths, &deny_zero).unwrap();
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", "read x; head -c 1 /dev/zero"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    add_process(&paths, pid).unwrap();
+    assert_eq!(procs(&paths), [pid]);
+    freeze(&paths).unwrap();
+    assert!(is_frozen(&paths));
+    assert_eq!(
+        keyed(
+            &read_file(Path::new(&paths.dirs[0].dir), "cgroup.events").unwrap(),
+            "frozen"
+        ),
+        Some(1)
+    );
+    thaw(&paths).unwrap();
+    assert!(!is_frozen(&paths));
+    // The device program applies: /dev/zero is refused, so nothing is read.
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(!out.status.success(), "{out:?}");
+
+    // destroy kills what is left and takes the directories, ours only.
+    let mut sleeper = std::process::Command::new("/bin/sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    add_process(&paths, sleeper.id() as i32).unwrap();
+    freeze(&paths).unwrap();
+    destroy(&paths, Duration::from_secs(5)).unwrap();
+    let status = sleeper.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert!(!Path::new(&paths.dirs[0].dir).exists());
+    assert!(!root
+        .join(DEFAULT_PARENT.trim_start_matches('/'))
+        .join(&scope)
+        .exists());
+}
