@@ -564,11 +564,14 @@ impl Container {
             }
         }
         let _ = std::fs::remove_file(self.dir.socket());
-        for mut w in waiters {
+        for w in waiters {
             // A unix socket closed with unread data makes its peer's next
             // read fail with ECONNRESET, before our `Exited`: read what the
             // waiter sent (its `Wait`, often) first.
-            let _ = w.set_timeout(Some(Duration::from_millis(1)));
+            let _ = nix::fcntl::fcntl(
+                w.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
             while w.recv().is_ok() {}
             let _ = w.send(&ShimToRuntime::Exited { code }, &[]);
         }

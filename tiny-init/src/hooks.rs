@@ -1,7 +1,9 @@
 //! startContainer hooks: run inside the container (its namespaces, its
 //! root) on `Start`, before the workload, with the state JSON on stdin.
 //! A failing one fails `start`. The host side has its own runner
-//! (nsbox_host::hooks); this one needs no namespace joining.
+//! (nsbox_host::hooks); this one needs no namespace joining, and tiny-init
+//! links nothing it can do without: its binary is copied into a sealed
+//! memfd at every container start.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
