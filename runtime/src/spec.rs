@@ -712,7 +712,10 @@ pub fn default_spec(o: &SpecOptions) -> serde_json::Value {
             ],
             "readonlyPaths": [
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
-            ]
+            ],
+            // As runc's template: no device but the standard ones, which
+            // the runtime adds to a list that denies all.
+            "resources": { "devices": [ { "allow": false, "access": "rwm" } ] }
         }
     });
     if let Some(image) = &o.image {
@@ -757,6 +760,13 @@ mod tests {
         let plan = plan(&spec, &tmp, &dir, "c").unwrap();
         assert_eq!(plan.command, vec!["sh"]);
         assert!(plan.request.init.readonly_root);
+        let cg = plan.request.cgroup.as_ref().unwrap();
+        assert_eq!(cg.paths.path, "/nsbox/run-nsbox-unit/c");
+        assert_eq!(
+            cg.resources.devices.len(),
+            9,
+            "deny all, then the standard 8"
+        );
         assert!(plan.request.init.loopback_up);
         assert_eq!(plan.request.init.mounts.len(), 7);
         let caps = plan.request.init.process.capabilities.unwrap();
