@@ -18,10 +18,11 @@ BINARIES     := runtime shim tiny-init
 ROOTFS       := demo/rootfs
 ROOTFS_STAMP := demo/.rootfs.stamp
 
-# Debian packages the project needs (busybox for the rootfs, pstree, ip, ps,
-# nft, which bridge networking runs to apply its nftables rules, newuidmap
-# for rootless containers, and containerd and runc for the end-to-end tests).
-DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev nftables uidmap containerd runc
+# Debian packages the project needs (busybox for the rootfs, pstree, ip, ps;
+# libseccomp-dev for the libseccomp.a the static runtime links; nft, which
+# bridge networking runs to apply its nftables rules; newuidmap for rootless
+# containers; containerd and runc for the end-to-end tests).
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc
 
 .PHONY: help deps build rootfs demo lint test install clean
 

@@ -2,6 +2,8 @@
 //! directory and its `state.json`, the identity of host processes (pid plus
 //! start time), logging to `--log` files, and bridge networking.
 
+pub mod cgroups;
+pub mod hooks;
 pub mod logger;
 pub mod network;
 pub mod proc;

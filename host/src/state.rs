@@ -29,6 +29,9 @@ pub fn default_root() -> PathBuf {
     }
 }
 pub const OCI_VERSION: &str = "1.0.2";
+/// In `state` once the OOM killer has killed a process of the container:
+/// how many it killed.
+pub const OOM_ANNOTATION: &str = "nsbox.oom-kills";
 /// Longer IDs would make the shim's socket path hard to reach.
 pub const MAX_ID_LEN: usize = 128;
 
@@ -73,6 +76,18 @@ pub struct State {
     /// A bridged container's address, veth and ports, while it has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Endpoint>,
+    /// The container's cgroup, written before it is made, so that
+    /// `delete --force` finds it even when the shim died making it.
+    #[serde(default)]
+    pub cgroup: Option<protocol::CgroupPaths>,
+    /// poststart runs at `start`, poststop at `delete`, long after
+    /// config.json may have changed.
+    #[serde(default)]
+    pub hooks: protocol::Hooks,
+    /// Processes the kernel's OOM killer killed in the container, counted
+    /// when it stopped.
+    #[serde(default)]
+    pub oom_kills: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,8 +251,13 @@ impl State {
                 Some(shim) if shim.is_alive() => Status::Creating,
                 _ => Status::Stopped,
             },
+            // Paused is the freezer's word, not ours: `pause` writes no state.
             Status::Created | Status::Running | Status::Paused => match self.init {
-                Some(init) if init.is_alive() => self.status,
+                Some(init) if init.is_alive() => match &self.cgroup {
+                    Some(cg) if crate::cgroups::is_frozen(cg) => Status::Paused,
+                    _ if self.status == Status::Paused => Status::Running,
+                    _ => self.status,
+                },
                 _ => Status::Stopped,
             },
             Status::Stopped => Status::Stopped,
@@ -251,6 +271,16 @@ impl State {
             (Status::Created | Status::Running | Status::Paused, Some(init)) => init.pid,
             _ => 0,
         };
+        self.oci_state_as(status, pid)
+    }
+
+    /// The state document as hooks get it: the status and pid of the
+    /// moment they run at.
+    pub fn oci_state_as(&self, status: Status, pid: i32) -> serde_json::Value {
+        let mut annotations = self.annotations.clone();
+        if self.oom_kills > 0 {
+            annotations.insert(OOM_ANNOTATION.into(), self.oom_kills.to_string());
+        }
         let mut v = serde_json::json!({
             "ociVersion": OCI_VERSION,
             "id": self.id,
@@ -260,7 +290,7 @@ impl State {
             "rootfs": self.rootfs,
             "created": self.created,
             "owner": "",
-            "annotations": self.annotations,
+            "annotations": annotations,
         });
         // A stopped container's network is gone, or going: the shim
         // releases it right after it records the exit.
@@ -335,11 +365,15 @@ mod tests {
             command: vec!["sh".into()],
             owner: 0,
             network: None,
+            cgroup: None,
+            hooks: Default::default(),
+            oom_kills: 2,
         };
         dir.save(&st).unwrap();
         assert_eq!(dir.load().unwrap(), st);
         assert_eq!(st.oci_state()["pid"], 0);
         assert_eq!(st.oci_state()["status"], "stopped");
+        assert_eq!(st.oci_state()["annotations"][OOM_ANNOTATION], "2");
         dir.remove().unwrap();
         assert!(matches!(dir.load(), Err(StateError::NotFound)));
         std::fs::remove_dir(&root).unwrap();
@@ -363,6 +397,9 @@ mod tests {
             command: vec![],
             owner: 0,
             network: None,
+            cgroup: None,
+            hooks: Default::default(),
+            oom_kills: 0,
         };
         assert_eq!(st.status(), Status::Stopped);
     }

@@ -21,6 +21,9 @@ const DEFAULT_UMASK: u32 = 0o022;
 enum Step {
     Setsid = 1,
     Rlimit,
+    OomScoreAdj,
+    IoPriority,
+    Seccomp,
     Bounding,
     Groups,
     Gid,
@@ -36,7 +39,20 @@ impl Step {
     fn from(b: u8) -> Option<Step> {
         use Step::*;
         [
-            Setsid, Rlimit, Bounding, Groups, Gid, Uid, Caps, Ambient, NoNewPrivs, Chdir, Exec,
+            Setsid,
+            Rlimit,
+            OomScoreAdj,
+            IoPriority,
+            Seccomp,
+            Bounding,
+            Groups,
+            Gid,
+            Uid,
+            Caps,
+            Ambient,
+            NoNewPrivs,
+            Chdir,
+            Exec,
         ]
         .into_iter()
         .find(|s| *s as u8 == b)
@@ -146,6 +162,9 @@ impl Prepared {
         let (what, code) = match step {
             Step::Setsid => ("setsid".to_string(), 1),
             Step::Rlimit => ("set rlimits".into(), 1),
+            Step::OomScoreAdj => ("set oom_score_adj".into(), 1),
+            Step::IoPriority => ("set the I/O priority".into(), 1),
+            Step::Seccomp => ("load the seccomp filter".into(), 1),
             Step::Bounding => ("drop bounding capabilities".into(), 1),
             Step::Groups => ("set additional groups".into(), 1),
             Step::Gid => (format!("set gid {}", self.process.gid), 1),
@@ -197,6 +216,16 @@ impl Prepared {
                 Errno::result(unsafe { libc::setrlimit(r.resource as _, &lim) })
             );
         }
+        if let Some(adj) = p.oom_score_adj {
+            check!(Step::OomScoreAdj, write_oom_score_adj(adj));
+        }
+        if let Some(io) = p.io_priority {
+            const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+            let prio = ((io.class as libc::c_int) << 13) | io.level as libc::c_int;
+            // SAFETY: ioprio_set with integer arguments.
+            let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) };
+            check!(Step::IoPriority, Errno::result(r));
+        }
         if let Some(caps) = &p.capabilities {
             for cap in 0..=self.last_cap {
                 if !caps.bounding.contains(&cap) {
@@ -208,6 +237,16 @@ impl Prepared {
                         return (Step::Bounding, Errno::last());
                     }
                 }
+            }
+        }
+        // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which
+        // the user and capability changes below may drop: load it now, as
+        // runc does (the profile must then allow those calls). With it,
+        // load it last, so that as few of our own syscalls as possible run
+        // under it.
+        if !p.no_new_privileges {
+            if let Some(s) = &p.seccomp {
+                check!(Step::Seccomp, load_seccomp(s));
             }
         }
         // Keep the permitted set across the uid change; capset below then
@@ -268,6 +307,11 @@ impl Prepared {
         // and 2 (CVE-2024-21626): mark them all close-on-exec.
         // SAFETY: close_range with CLOEXEC only sets flags.
         unsafe { libc::close_range(3 + keep, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+        if p.no_new_privileges {
+            if let Some(s) = &p.seccomp {
+                check!(Step::Seccomp, load_seccomp(s));
+            }
+        }
         let argv: Vec<*const libc::c_char> = self
             .argv
             .iter()
@@ -296,6 +340,7 @@ fn restore_default_mask() {
 }
 
 /// Where the process's stdin, stdout and stderr come from.
+#[derive(Clone, Copy)]
 pub enum Stdio<'a> {
     /// Ours: the workload gets the container's stdio that tiny-init holds.
     Inherit,
@@ -369,6 +414,43 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Failure> {
         }
         Ok((master, OwnedFd::from_raw_fd(s)))
     }
+}
+
+fn write_oom_score_adj(adj: i32) -> Result<(), Errno> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/oom_score_adj")
+        .and_then(|mut f| f.write_all(adj.to_string().as_bytes()))
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+/// seccomp(2) with the program the runtime compiled.
+fn load_seccomp(s: &protocol::Seccomp) -> Result<(), Errno> {
+    #[repr(C)]
+    struct SockFprog {
+        len: libc::c_ushort,
+        filter: *const u8,
+    }
+    let len = s.bpf.len() / 8;
+    if len == 0 || len > u16::MAX as usize {
+        return Err(Errno::EINVAL);
+    }
+    let prog = SockFprog {
+        len: len as libc::c_ushort,
+        filter: s.bpf.as_ptr(),
+    };
+    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+    // SAFETY: the kernel reads `len` instructions of 8 bytes from `filter`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            s.flags as libc::c_ulong,
+            &prog as *const SockFprog,
+        )
+    };
+    Errno::result(r).map(drop)
 }
 
 fn read_full(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> usize {

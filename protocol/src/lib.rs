@@ -20,7 +20,7 @@ pub use channel::{seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_MESSAGE};
 pub use messages::*;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// runtime's end of a connection to a shim.
 pub type RuntimeChannel = Channel<RuntimeToShim, ShimToRuntime>;
@@ -124,6 +124,15 @@ impl ShimInitChannel {
         }
     }
 
+    /// tiny-init has made the mounts and waits for `Continue` before pivot_root.
+    pub fn wait_for_hook_point(&self) -> Result<(), ChannelError> {
+        match self.recv()?.0 {
+            InitToShim::HookPoint => Ok(()),
+            InitToShim::Failed(f) => Err(ChannelError::Failed(f)),
+            other => Err(unexpected("HookPoint", &other)),
+        }
+    }
+
     /// tiny-init has built the container's inside and waits for `Start`;
     /// with a terminal, the pty master comes along.
     pub fn wait_for_ready(&self) -> Result<Vec<OwnedFd>, ChannelError> {
@@ -157,6 +166,13 @@ impl InitChannel {
         match self.recv()? {
             (ShimToInit::Config(c), fds) => Ok((c, fds)),
             (other, _) => Err(unexpected("Config", &other)),
+        }
+    }
+
+    pub fn wait_for_continue(&self) -> Result<(), ChannelError> {
+        match self.recv()?.0 {
+            ShimToInit::Continue => Ok(()),
+            other => Err(unexpected("Continue", &other)),
         }
     }
 

@@ -71,6 +71,12 @@ pub struct CreateRequest {
     /// The caller's-shim mode: tiny-init is cloned as the caller's child
     /// (CLONE_PARENT) so that the caller reaps it.
     pub caller_reaps: bool,
+    /// The cgroup the shim makes and puts tiny-init in before it sends
+    /// `Config`, so that nothing of the container's runs outside it.
+    pub cgroup: Option<Cgroup>,
+    /// prestart, createRuntime and createContainer run while tiny-init
+    /// waits before pivot_root (see `InitConfig::hook_pause`).
+    pub hooks: Hooks,
     pub init: InitConfig,
     /// Bridge networking: the shim reserves an address, writes /etc/hosts,
     /// /etc/hostname and /etc/resolv.conf into the state directory before it
@@ -116,6 +122,112 @@ pub struct PortMapping {
     pub protocol: PortProtocol,
 }
 
+/// Where a container's cgroup is: the same relative path in every v1
+/// hierarchy, or in the one v2 hierarchy. Recorded in state.json so that
+/// `delete --force` after a crashed shim can still remove it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupPaths {
+    /// Relative to each hierarchy's root, starting with '/': "/nsbox/ID".
+    pub path: String,
+    /// cgroup v2 (unified): one directory, `dirs[0]`, controller "".
+    pub unified: bool,
+    pub dirs: Vec<CgroupDir>,
+    /// Parent directories nsbox owns (its default "/nsbox"), removed once
+    /// empty; a caller's own parents (Podman's /libpod_parent) are left.
+    pub owned_parents: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupDir {
+    /// The v1 hierarchy's name as mounted ("memory", "cpu,cpuacct",
+    /// "name=systemd"); "" on v2.
+    pub controller: String,
+    /// Absolute host path of the container's directory in it.
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cgroup {
+    pub paths: CgroupPaths,
+    pub resources: Resources,
+}
+
+/// linux.resources, as nsbox applies them. Values keep the OCI meaning
+/// (-1 is "unlimited"; memory.swap is memory plus swap).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub memory: Option<MemoryResources>,
+    pub cpu: Option<CpuResources>,
+    pub pids_limit: Option<i64>,
+    /// In order; a later rule overrides an earlier one.
+    pub devices: Vec<DeviceRule>,
+    /// cgroup v2 files written as they are (linux.resources.unified).
+    pub unified: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryResources {
+    pub limit: Option<i64>,
+    pub reservation: Option<i64>,
+    pub swap: Option<i64>,
+    pub swappiness: Option<u64>,
+    pub disable_oom_killer: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuResources {
+    pub shares: Option<u64>,
+    pub quota: Option<i64>,
+    pub period: Option<u64>,
+    pub cpus: Option<String>,
+    pub mems: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRule {
+    pub allow: bool,
+    /// 'a' (all), 'c' or 'b'.
+    pub kind: char,
+    /// None: any.
+    pub major: Option<i64>,
+    pub minor: Option<i64>,
+    /// Some of "rwm".
+    pub access: String,
+}
+
+/// One OCI hook: `path` executed with `args` (argv[0] included) and
+/// exactly `env` (None: the runner's own, as runc does), the container's
+/// state JSON on stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hook {
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Option<Vec<String>>,
+    /// Seconds; None waits as long as the hook runs.
+    pub timeout: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hooks {
+    pub prestart: Vec<Hook>,
+    pub create_runtime: Vec<Hook>,
+    pub create_container: Vec<Hook>,
+    pub start_container: Vec<Hook>,
+    pub poststart: Vec<Hook>,
+    pub poststop: Vec<Hook>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.prestart.is_empty()
+            && self.create_runtime.is_empty()
+            && self.create_container.is_empty()
+            && self.start_container.is_empty()
+            && self.poststart.is_empty()
+            && self.poststop.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overlay {
     pub lower: String,
@@ -146,6 +258,24 @@ pub struct InitConfig {
     /// How many descriptors (after the idmapped root, if any) the `Config`
     /// message carries for the workload's fds 3 and up (`--preserve-fds`).
     pub preserve_fds: u32,
+    /// The container's cgroup ("/nsbox/ID"), the same in every hierarchy:
+    /// a `cgroup` mount shows the container this one, not the host's tree.
+    pub cgroup_path: Option<String>,
+    /// unshare a new cgroup namespace first thing: tiny-init is in the
+    /// container's cgroup by then, so that cgroup becomes the namespace's
+    /// root (cloned with it, the root would be the shim's).
+    pub new_cgroupns: bool,
+    /// linux.sysctl, validated as namespaced: written under /proc/sys once
+    /// the container's /proc is mounted.
+    pub sysctl: Vec<(String, String)>,
+    /// Stop before pivot_root, send `HookPoint` and wait for `Continue`:
+    /// the shim runs the createRuntime and createContainer hooks there,
+    /// while the host's root is still this mount namespace's root.
+    pub hook_pause: bool,
+    /// startContainer hooks, run inside the container on `Start`, before
+    /// the workload, with `hook_state` on their stdin.
+    pub start_hooks: Vec<Hook>,
+    pub hook_state: String,
     pub process: Process,
 }
 
@@ -208,6 +338,26 @@ pub struct Process {
     /// A pseudo-terminal made inside the container as its stdio; the master
     /// goes back to the caller (`--console-socket`).
     pub terminal: bool,
+    pub oom_score_adj: Option<i32>,
+    pub io_priority: Option<IoPriority>,
+    pub seccomp: Option<Seccomp>,
+}
+
+/// ioprio_set(2)'s class (1 realtime, 2 best-effort, 3 idle) and level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoPriority {
+    pub class: u8,
+    pub level: u8,
+}
+
+/// A seccomp filter compiled by the runtime (libseccomp links there only):
+/// the workload loads it with seccomp(2), no parsing inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seccomp {
+    /// `struct sock_filter` array, native byte order.
+    pub bpf: Vec<u8>,
+    /// SECCOMP_FILTER_FLAG_* for seccomp(2).
+    pub flags: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,6 +405,8 @@ pub enum ShimToInit {
         version: u32,
     },
     Config(Box<InitConfig>),
+    /// The hooks at `HookPoint` ran: go on to pivot_root.
+    Continue,
     Start,
     /// Fork and exec a process beside the workload; its stdio comes with
     /// the message.
@@ -266,6 +418,8 @@ pub enum InitToShim {
     Hello {
         version: u32,
     },
+    /// Mounts are made, pivot_root waits (only with `hook_pause`).
+    HookPoint,
     /// The inside is built; waiting for `Start`.
     Ready,
     /// The workload runs, with this pid in the container's PID namespace.

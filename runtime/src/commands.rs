@@ -1,5 +1,6 @@
 //! The verbs that act on an existing container: start, state, kill, delete,
-//! ps, list; and spec, which writes a bundle's config.json.
+//! ps, list, pause, resume, update; and spec, which writes a bundle's
+//! config.json.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+use nsbox_host::cgroups;
 use nsbox_host::proc::{self, ProcessId};
 use nsbox_host::state::{self, ContainerDir, State, StateError, Status};
 use protocol::{RuntimeChannel, RuntimeToShim};
@@ -61,7 +63,31 @@ pub fn start(g: &Global, id: &str) -> Result<i32> {
     ch.send(&RuntimeToShim::Start, &[])?;
     ch.wait_for_started()
         .map_err(crate::create::channel_error)?;
+    poststart(&st);
     Ok(0)
+}
+
+/// The hooks that run after the fact: a failing one is a warning, and the
+/// rest still run (runtime-spec, poststart and poststop).
+pub fn run_hooks_warn(kind: &str, hooks: &[protocol::Hook], st: &State, status: Status, pid: i32) {
+    if hooks.is_empty() {
+        return;
+    }
+    let state = st.oci_state_as(status, pid).to_string();
+    for h in hooks {
+        if let Err(e) = nsbox_host::hooks::run(kind, h, &state, &[]) {
+            log::warn!("{}: {e}", st.id);
+        }
+    }
+}
+
+pub fn poststart(st: &State) {
+    let pid = st.init.map_or(0, |i| i.pid);
+    run_hooks_warn("poststart", &st.hooks.poststart, st, Status::Running, pid);
+}
+
+pub fn poststop(st: &State) {
+    run_hooks_warn("poststop", &st.hooks.poststop, st, Status::Stopped, 0);
 }
 
 pub fn state(g: &Global, id: &str) -> Result<i32> {
@@ -103,20 +129,91 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<i32
     let (_, st) = load(g, id)?;
     let init = running_init(&st)?;
     if all {
-        let ns = proc::namespace_inode(init.pid, "pid")
-            .ok_or_else(|| anyhow!("container is not running"))?;
-        for pid in proc::pids_in_pid_namespace(ns) {
+        // Frozen, nothing can fork a process past the list (runc does the
+        // same); a SIGKILL then lands once they are thawed.
+        let freeze = sig == libc::SIGKILL && st.cgroup.is_some();
+        if let (true, Some(cg)) = (freeze, &st.cgroup) {
+            let _ = cgroups::freeze(cg);
+        }
+        for pid in container_pids_of(&st, init) {
             if let Some(p) = ProcessId::of(pid) {
                 let _ = proc::signal(&p, sig);
             }
         }
+        if let (true, Some(cg)) = (freeze, &st.cgroup) {
+            let _ = cgroups::thaw(cg);
+        }
         return Ok(0);
     }
-    match proc::signal(&init, sig) {
+    let r = match proc::signal(&init, sig) {
         Ok(true) => Ok(0),
         Ok(false) => bail!("container not running (it is stopped)"),
         Err(e) => bail!("send signal {sig}: {}", e.desc()),
+    };
+    // A paused container's frozen init dies of SIGKILL only once thawed.
+    if sig == libc::SIGKILL {
+        if let Some(cg) = st.cgroup.as_ref().filter(|cg| cgroups::is_frozen(cg)) {
+            let _ = cgroups::thaw(cg);
+        }
     }
+    r
+}
+
+pub fn pause(g: &Global, id: &str) -> Result<i32> {
+    let (_, st) = load(g, id)?;
+    match st.status() {
+        Status::Running | Status::Created => {}
+        Status::Paused => bail!("container is already paused"),
+        other => bail!("cannot pause a {other} container"),
+    }
+    let cg = st
+        .cgroup
+        .as_ref()
+        .ok_or_else(|| anyhow!("container has no cgroup to freeze"))?;
+    cgroups::freeze(cg).map_err(|e| anyhow!("freeze: {e}"))?;
+    Ok(0)
+}
+
+pub fn resume(g: &Global, id: &str) -> Result<i32> {
+    let (_, st) = load(g, id)?;
+    match st.status() {
+        Status::Paused => {}
+        other => bail!("cannot resume a {other} container (it is not paused)"),
+    }
+    let cg = st
+        .cgroup
+        .as_ref()
+        .ok_or_else(|| anyhow!("container has no cgroup to thaw"))?;
+    cgroups::thaw(cg).map_err(|e| anyhow!("thaw: {e}"))?;
+    Ok(0)
+}
+
+pub fn update(g: &Global, id: &str, file: &Path) -> Result<i32> {
+    let text = if file == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("read resources")?;
+        s
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?
+    };
+    let oci: oci_spec::runtime::LinuxResources =
+        serde_json::from_str(&text).map_err(|e| anyhow!("resources {}: {e}", file.display()))?;
+    let resources = crate::resources::from_oci(&oci)?;
+    let (_, st) = load(g, id)?;
+    match st.status() {
+        Status::Created | Status::Running | Status::Paused => {}
+        other => bail!("cannot update a {other} container"),
+    }
+    let cg = st
+        .cgroup
+        .as_ref()
+        .ok_or_else(|| anyhow!("container has no cgroup"))?;
+    if !resources.devices.is_empty() {
+        // Rewriting the list would deny every device for a moment.
+        log::warn!("{id}: update leaves the device rules as they are (as runc does)");
+    }
+    cgroups::apply(cg, &resources, false).map_err(|e| anyhow!("{e}"))?;
+    Ok(0)
 }
 
 pub fn delete(g: &Global, id: &str, force: bool) -> Result<i32> {
@@ -139,9 +236,17 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<i32> {
         if !force && matches!(status, Status::Running | Status::Paused | Status::Creating) {
             bail!("cannot delete a {status} container (stop it first, or use --force)");
         }
-        if let Some(init) = st.init {
-            if !proc::kill_and_wait(&init, Duration::from_secs(10)) {
-                bail!("tiny-init (pid {}) did not die after SIGKILL", init.pid);
+        if let Some(fd) = st.init.and_then(|init| init.pidfd()) {
+            let _ = proc::pidfd_send_signal(&fd, libc::SIGKILL);
+            // Frozen, it would never die (v1): thaw after the signal.
+            if let Some(cg) = st.cgroup.as_ref().filter(|cg| cgroups::is_frozen(cg)) {
+                let _ = cgroups::thaw(cg);
+            }
+            if !proc::wait_pidfd(&fd, Duration::from_secs(10)) {
+                bail!(
+                    "tiny-init (pid {}) did not die after SIGKILL",
+                    st.init.map_or(0, |i| i.pid)
+                );
             }
         }
         if let Some(shim) = st.shim {
@@ -158,16 +263,37 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<i32> {
     // shim that was killed, or that never got that far, this does. The
     // state directory stays until it succeeds, so that a retry can.
     nsbox_host::network::release(&g.root, id).context("release the network")?;
+    // The shim removes the cgroup when the container stops; after a shim
+    // that crashed, or one killed just now, it is ours to do.
+    if let Some(cg) = st.as_ref().and_then(|s| s.cgroup.as_ref()) {
+        cgroups::destroy(cg, Duration::from_secs(10))
+            .map_err(|e| anyhow!("remove cgroup {}: {e}", cg.path))?;
+    }
     dir.remove()?;
+    if let Some(st) = &st {
+        poststop(st);
+    }
     Ok(0)
+}
+
+/// The container's processes: its cgroup's, or (without one) its PID
+/// namespace's.
+fn container_pids_of(st: &State, init: ProcessId) -> Vec<i32> {
+    if let Some(cg) = &st.cgroup {
+        let pids = cgroups::procs(cg);
+        if !pids.is_empty() {
+            return pids;
+        }
+    }
+    proc::namespace_inode(init.pid, "pid")
+        .map(proc::pids_in_pid_namespace)
+        .unwrap_or_default()
 }
 
 fn container_pids(g: &Global, id: &str) -> Result<Vec<i32>> {
     let (_, st) = load(g, id)?;
     let init = running_init(&st)?;
-    let ns = proc::namespace_inode(init.pid, "pid")
-        .ok_or_else(|| anyhow!("container is not running"))?;
-    Ok(proc::pids_in_pid_namespace(ns))
+    Ok(container_pids_of(&st, init))
 }
 
 pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<i32> {

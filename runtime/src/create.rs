@@ -103,6 +103,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
             .network
             .as_ref()
             .map(|n| (PathBuf::from(&n.root), id.to_string())),
+        cgroup: plan.request.cgroup.as_ref().map(|c| c.paths.clone()),
     };
     if plan.request.init.overlay.is_some() {
         for d in [dir.upper(), dir.work(), dir.merged()] {
@@ -137,6 +138,9 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         command: plan.command.clone(),
         owner: nix::unistd::getuid().as_raw(),
         network: None,
+        cgroup: plan.request.cgroup.as_ref().map(|c| c.paths.clone()),
+        hooks: plan.request.hooks.clone(),
+        oom_kills: 0,
     };
     dir.save(&state).context("write state")?;
 
@@ -187,12 +191,14 @@ struct Undo {
     /// (root, id) of a bridged container: a shim killed here may have left
     /// its reservation.
     network: Option<(PathBuf, String)>,
+    cgroup: Option<protocol::CgroupPaths>,
 }
 
 impl Undo {
     fn disarm(&mut self) {
         self.shim = None;
         self.network = None;
+        self.cgroup = None;
         self.dir.path = PathBuf::new();
     }
 }
@@ -208,6 +214,12 @@ impl Drop for Undo {
         if let Some((root, id)) = &self.network {
             if let Err(e) = nsbox_host::network::release(root, id) {
                 log::warn!("{id}: release the network: {e}");
+            }
+        }
+        // A shim that failed removed its cgroup; one that was killed could not.
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(5)) {
+                log::warn!("remove cgroup {}: {e}", cg.path);
             }
         }
         if !self.dir.path.as_os_str().is_empty() {
@@ -328,18 +340,30 @@ pub fn run(g: &Global, id: &str, o: &CreateOpts, detach: bool) -> Result<i32> {
         remove(&c);
         return Err(e);
     }
+    if let Ok(st) = c.dir.load() {
+        crate::commands::poststart(&st);
+    }
     if detach {
         return Ok(0);
     }
     let code = wait_forwarding_signals(&mut c, &set).unwrap_or_else(|e| {
-        // The shim is gone without a word: take the truth from the state it
-        // left, after the container is gone too.
-        log::warn!("{id}: wait for the exit: {e:#}");
+        // The shim is gone without a word (or its word was lost to the
+        // ECONNRESET of a socket closed with our `Wait` unread): take the
+        // truth from the state it left, after the container is gone too.
         if let Some(fd) = c.init.pidfd() {
             let _ = pidfd_send_signal(&fd, libc::SIGKILL);
             nsbox_host::proc::wait_pidfd(&fd, Duration::from_secs(10));
         }
-        c.dir.load().ok().and_then(|s| s.exit_code).unwrap_or(255)
+        match c.dir.load().ok().and_then(|s| s.exit_code) {
+            Some(code) => {
+                log::debug!("{id}: wait for the exit: {e:#}; state.json has {code}");
+                code
+            }
+            None => {
+                log::warn!("{id}: wait for the exit: {e:#}");
+                255
+            }
+        }
     });
     remove(&c);
     Ok(code)
@@ -396,6 +420,7 @@ fn remove(c: &Created) {
         let _ = nix::sys::signal::kill(c.shim, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(c.shim, None);
     }
+    let st = c.dir.load().ok();
     // The shim released the network as the container stopped; this is for
     // a shim that could not.
     if let Some(root) = c.dir.path.parent() {
@@ -403,8 +428,16 @@ fn remove(c: &Created) {
             log::warn!("{}: release the network: {e}", c.id);
         }
     }
+    if let Some(cg) = st.as_ref().and_then(|s| s.cgroup.as_ref()) {
+        if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(10)) {
+            log::warn!("remove cgroup {}: {e}", cg.path);
+        }
+    }
     if let Err(e) = c.dir.remove() {
         log::warn!("remove {}: {e}", c.dir.path.display());
+    }
+    if let Some(st) = &st {
+        crate::commands::poststop(st);
     }
 }
 

@@ -51,6 +51,14 @@ pub struct ExecArgs {
 }
 
 fn process(g: &Global, a: &ExecArgs) -> Result<protocol::Process> {
+    let (_, st) = crate::commands::load(g, &a.id)?;
+    let spec = crate::spec::load(std::path::Path::new(&st.bundle))?;
+    // The container's seccomp profile binds what is exec'd in it too, as
+    // with runc.
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(crate::seccomp::compile(s)?),
+        None => None,
+    };
     if let Some(file) = &a.process {
         let text = std::fs::read(file).map_err(|e| anyhow!("read {}: {e}", file.display()))?;
         let p: oci_spec::runtime::Process =
@@ -58,19 +66,20 @@ fn process(g: &Global, a: &ExecArgs) -> Result<protocol::Process> {
         if !a.args.is_empty() {
             bail!("give the command in --process or on the command line, not both");
         }
-        return crate::spec::convert_process(&p);
+        let mut p = crate::spec::convert_process(&p)?;
+        p.seccomp = seccomp;
+        return Ok(p);
     }
     if a.args.is_empty() {
         bail!("no command given (runtime exec ID CMD [ARGS...], or --process FILE)");
     }
     // As runc does: the container's own process, with this command.
-    let (_, st) = crate::commands::load(g, &a.id)?;
-    let spec = crate::spec::load(std::path::Path::new(&st.bundle))?;
     let base = spec
         .process()
         .as_ref()
         .ok_or_else(|| anyhow!("config.json has no process"))?;
     let mut p = crate::spec::convert_process(base)?;
+    p.seccomp = seccomp;
     p.args = a.args.clone();
     for kv in &a.env {
         let key = kv.split('=').next().unwrap_or_default();
@@ -125,7 +134,14 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         let init = st
             .init
             .ok_or_else(|| anyhow!("the container has no init"))?;
-        return exec_as_our_child(init.pid, &process, a, console.as_ref(), &set);
+        return exec_as_our_child(
+            init.pid,
+            st.cgroup.as_ref(),
+            &process,
+            a,
+            console.as_ref(),
+            &set,
+        );
     }
     if a.preserve_fds > 0 {
         bail!("--preserve-fds is supported in the caller's-shim mode only (--shim-mode caller)");
@@ -153,7 +169,14 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     }
     drop(pty);
     if let Some(f) = &a.pid_file {
-        crate::create::write_pid_file(f, pid)?;
+        if pid > 0 {
+            crate::create::write_pid_file(f, pid)?;
+        } else {
+            log::warn!(
+                "{}: the exec'd process ended before its pid was known; no pid file",
+                a.id
+            );
+        }
     }
     if a.detach {
         return Ok(0);
@@ -167,6 +190,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
 /// are subreapers).
 pub fn exec_as_our_child(
     init_pid: i32,
+    cgroup: Option<&protocol::CgroupPaths>,
     process: &protocol::Process,
     a: &ExecArgs,
     console: Option<&std::os::unix::net::UnixStream>,
@@ -204,6 +228,9 @@ pub fn exec_as_our_child(
             .map_err(|e| anyhow!("join the container's pid namespace: {}", e.desc()))?;
     }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // The child waits until we have put it in the container's cgroup, which
+    // it cannot reach once it is in the container's mount namespace.
+    let (go_rd, go_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // The terminal is made by the child, inside; its master comes back here.
     let (pty_ours, pty_theirs) = protocol::seqpacket_pair()?;
     let pty_ours: protocol::Channel<u8, u8> = protocol::Channel::new(pty_ours);
@@ -211,6 +238,9 @@ pub fn exec_as_our_child(
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
             drop(rd);
+            drop(go_wr);
+            let mut go = [0u8; 1];
+            let _ = nix::unistd::read(go_rd.as_raw_fd(), &mut go);
             let report = |code: i32, msg: String| -> ! {
                 let _ = nix::unistd::write(&wr, format!("{code}\n{msg}").as_bytes());
                 // SAFETY: leave without running the parent's destructors.
@@ -250,6 +280,19 @@ pub fn exec_as_our_child(
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(wr);
+            drop(go_rd);
+            let joined = match cgroup {
+                Some(cg) => nsbox_host::cgroups::add_process(cg, child.as_raw())
+                    .map_err(|e| anyhow!("join the container's cgroup: {e}")),
+                None => Ok(()),
+            };
+            if let Err(e) = joined {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(e);
+            }
+            let _ = nix::unistd::write(&go_wr, &[1u8]);
+            drop(go_wr);
             drop(pty_theirs);
             if process.terminal {
                 if let (Ok((_, fds)), Some(sock)) = (pty_ours.recv(), console) {

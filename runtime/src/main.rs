@@ -11,6 +11,8 @@ mod commands;
 mod create;
 mod exec;
 mod features;
+mod resources;
+mod seccomp;
 mod spec;
 
 use std::path::PathBuf;
@@ -46,6 +48,10 @@ struct Cli {
     /// orchestrators run it and shells never do.
     #[arg(long = "shim-mode", global = true, default_value = "auto", value_parser = ["auto", "own", "caller"])]
     shim_mode: String,
+    /// Manage cgroups through systemd: not supported (nsbox writes
+    /// cgroupfs itself); `create`, `run` and `update` refuse it.
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -109,6 +115,17 @@ enum Cmd {
     },
     /// Print what this runtime supports (the OCI features document).
     Features,
+    /// Freeze every process of the container (cgroup freezer).
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Apply new linux.resources to a running container.
+    Update {
+        /// JSON of linux.resources ("-": standard input).
+        #[arg(short, long, value_name = "FILE")]
+        resources: PathBuf,
+        id: String,
+    },
     /// Write a config.json for a busybox-like rootfs.
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -237,12 +254,23 @@ fn main() {
         Cmd::Ps { id, .. } => ("ps", Some(id.clone())),
         Cmd::Kill { id, .. } => ("kill", Some(id.clone())),
         Cmd::Delete { id, .. } => ("delete", Some(id.clone())),
+        Cmd::Pause { id } => ("pause", Some(id.clone())),
+        Cmd::Resume { id } => ("resume", Some(id.clone())),
+        Cmd::Update { id, .. } => ("update", Some(id.clone())),
         Cmd::Spec { .. } => ("spec", None),
         Cmd::Features => ("features", None),
     };
     let id = id.as_deref();
     let result = match id.map(validate_id) {
         Some(Err(e)) => Err(anyhow::anyhow!(e)),
+        // Podman passes it with its systemd cgroup manager; the other verbs
+        // take it and carry on, so that cleaning up still works.
+        _ if cli.systemd_cgroup && matches!(verb, "create" | "run" | "update") => {
+            Err(anyhow::anyhow!(
+                "--systemd-cgroup: nsbox manages cgroups through cgroupfs only, not through \
+                 systemd (with Podman, use --cgroup-manager cgroupfs)"
+            ))
+        }
         _ => dispatch(&g, cli.cmd),
     };
     match result {
@@ -323,6 +351,9 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&features::features())?);
             Ok(0)
         }
+        Cmd::Pause { id } => commands::pause(g, &id),
+        Cmd::Resume { id } => commands::resume(g, &id),
+        Cmd::Update { resources, id } => commands::update(g, &id, &resources),
         Cmd::Spec {
             bundle,
             rootfs,

@@ -12,8 +12,8 @@ use nsbox_host::network::{self, config as netcfg, Mode};
 use nsbox_host::state::ContainerDir;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use protocol::{
-    BridgeNetwork, Capabilities, CreateRequest, Device, IdMap, InitConfig, Mount, Namespace,
-    NamespaceKind, Overlay, Process, Rlimit,
+    BridgeNetwork, Capabilities, Cgroup, CreateRequest, Device, Hook, Hooks, IdMap, InitConfig,
+    IoPriority, Mount, Namespace, NamespaceKind, Overlay, Process, Rlimit,
 };
 
 /// The annotation that gives a container a copy-on-write root over an image.
@@ -162,25 +162,6 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     }
 
     // What this version does not do yet is refused, not silently ignored.
-    if linux.seccomp().is_some() {
-        bail!("seccomp profiles are not supported yet");
-    }
-    if linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()) {
-        bail!("linux.sysctl is not supported yet");
-    }
-    if let Some(h) = spec.hooks() {
-        let any = [
-            h.prestart().is_some(),
-            h.create_runtime().is_some(),
-            h.create_container().is_some(),
-            h.start_container().is_some(),
-            h.poststart().is_some(),
-            h.poststop().is_some(),
-        ];
-        if any.iter().any(|&b| b) {
-            bail!("hooks are not supported yet");
-        }
-    }
     let uid_mappings = id_maps("uidMappings", linux.uid_mappings())?;
     let gid_mappings = id_maps("gidMappings", linux.gid_mappings())?;
     let userns = new(NamespaceKind::User);
@@ -189,8 +170,52 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
         (true, _, _) => bail!("a new user namespace needs both linux.uidMappings and linux.gidMappings"),
         (false, _, _) => bail!("linux.uidMappings/gidMappings are set, but there is no new user namespace (add {{\"type\": \"user\"}} to linux.namespaces)"),
     }
-    if linux.resources().is_some() || linux.cgroups_path().is_some() {
-        log::warn!("{id}: linux.resources and cgroupsPath are not applied yet (no cgroups)");
+    let sysctl = sysctls(linux.sysctl().as_ref(), &new, &namespaces)?;
+    let hooks = hooks(spec)?;
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(crate::seccomp::compile(s)?),
+        None => None,
+    };
+    let resources = match linux.resources() {
+        Some(r) => crate::resources::from_oci(r)?,
+        None => Default::default(),
+    };
+    // An unprivileged user may not write the host's cgroups: a rootless
+    // container has none of its own, and limits it cannot have are refused
+    // rather than ignored (the device list goes: a user namespace cannot
+    // reach device nodes it was not given anyway).
+    let cgroup_wanted = nix::unistd::geteuid().is_root();
+    if !cgroup_wanted
+        && (resources.memory.is_some()
+            || resources.cpu.is_some()
+            || resources.pids_limit.is_some()
+            || !resources.unified.is_empty())
+    {
+        bail!("linux.resources sets limits, and an unprivileged user cannot write the cgroups that enforce them");
+    }
+    let layout = nsbox_host::cgroups::Layout::detect().map_err(|e| anyhow!("cgroups: {e}"))?;
+    if !resources.unified.is_empty() && !matches!(layout, nsbox_host::cgroups::Layout::V2 { .. }) {
+        bail!(
+            "linux.resources.unified needs cgroup v2; this host's cgroups are {}",
+            layout.name()
+        );
+    }
+    let root = dir.path.parent().unwrap_or(Path::new("/"));
+    let scope =
+        (root != Path::new(nsbox_host::state::DEFAULT_ROOT)).then(|| root.to_string_lossy());
+    let cgroup_paths = layout
+        .paths(
+            linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+            id,
+            scope.as_deref(),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+    if linux
+        .cgroups_path()
+        .as_ref()
+        .is_some_and(|p| p.to_str().is_none())
+    {
+        bail!("cgroupsPath is not UTF-8");
     }
 
     let rootfs_propagation = match linux.rootfs_propagation().as_deref() {
@@ -274,7 +299,8 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     let readonly_paths = paths("read-only path", linux.readonly_paths())?;
 
     let loopback_up = new(NamespaceKind::Network);
-    let process = process(spec)?;
+    let mut process = process(spec)?;
+    process.seccomp = seccomp;
     if userns {
         for (what, id, maps) in [
             ("uid", process.uid, &uid_mappings),
@@ -327,6 +353,9 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
         (o, _) => o,
     };
     let command = process.args.clone();
+    let hook_pause = !(hooks.prestart.is_empty()
+        && hooks.create_runtime.is_empty()
+        && hooks.create_container.is_empty());
 
     let network = bridge_network(spec, &annotations, &namespaces, dir, id)?;
     if network.is_some() && rootless {
@@ -359,9 +388,20 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
                 domainname: spec.domainname().clone(),
                 loopback_up,
                 preserve_fds: 0,
+                cgroup_path: cgroup_wanted.then(|| cgroup_paths.path.clone()),
+                new_cgroupns: new(NamespaceKind::Cgroup),
+                sysctl,
+                hook_pause,
+                start_hooks: hooks.start_container.clone(),
+                hook_state: String::new(),
                 process,
             },
             namespaces,
+            cgroup: cgroup_wanted.then_some(Cgroup {
+                paths: cgroup_paths,
+                resources,
+            }),
+            hooks,
             network,
         },
         rootfs,
@@ -694,6 +734,35 @@ pub fn convert_process(p: &oci_spec::runtime::Process) -> Result<Process> {
             ambient: cap_numbers(c.ambient())?,
         }),
     };
+    let io_priority = match p.io_priority() {
+        None => None,
+        Some(io) => {
+            let class = match serde_json::to_value(io.class())?
+                .as_str()
+                .unwrap_or_default()
+            {
+                "IOPRIO_CLASS_RT" => 1,
+                "IOPRIO_CLASS_BE" => 2,
+                "IOPRIO_CLASS_IDLE" => 3,
+                other => bail!("process.ioPriority class {other:?} is unknown"),
+            };
+            if !(0..=7).contains(&io.priority()) {
+                bail!(
+                    "process.ioPriority priority {} is not within 0..7",
+                    io.priority()
+                );
+            }
+            Some(IoPriority {
+                class,
+                level: io.priority() as u8,
+            })
+        }
+    };
+    if let Some(adj) = p.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            bail!("process.oomScoreAdj {adj} is not within -1000..1000");
+        }
+    }
     let user = p.user();
     Ok(Process {
         args,
@@ -707,6 +776,103 @@ pub fn convert_process(p: &oci_spec::runtime::Process) -> Result<Process> {
         capabilities,
         no_new_privileges: p.no_new_privileges().unwrap_or(false),
         terminal: p.terminal().unwrap_or(false),
+        oom_score_adj: p.oom_score_adj(),
+        io_priority,
+        seccomp: None,
+    })
+}
+
+/// Sysctls that belong to a namespace the container has of its own, as
+/// runc allows them; any other would change the host, and is refused.
+fn sysctls(
+    map: Option<&std::collections::HashMap<String, String>>,
+    new: &dyn Fn(NamespaceKind) -> bool,
+    namespaces: &[Namespace],
+) -> Result<Vec<(String, String)>> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let has = |k: NamespaceKind| namespaces.iter().any(|n| n.kind == k);
+    let mut out = Vec::new();
+    let mut keys: Vec<(&String, &String)> = map.into_iter().flatten().collect();
+    keys.sort();
+    for (key, value) in keys {
+        let dotted = key.replace('/', ".");
+        let (ns, ok) = if IPC.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
+            ("ipc", new(NamespaceKind::Ipc))
+        } else if dotted.starts_with("net.") {
+            // A network namespace joined by path is the container's too.
+            ("network", has(NamespaceKind::Network))
+        } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
+            ("uts", new(NamespaceKind::Uts))
+        } else {
+            bail!(
+                "sysctl {key:?} is not namespaced: setting it would change the host \
+                 (allowed: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, \
+                 kernel.hostname, kernel.domainname)"
+            );
+        };
+        if !ok {
+            bail!("sysctl {key:?} needs a {ns} namespace of the container's own");
+        }
+        // "net.ipv4.ip_forward" or "net/ipv4/conf/eth0.100/forwarding".
+        let rel = if key.contains('/') {
+            key.clone()
+        } else {
+            key.replace('.', "/")
+        };
+        if rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+            || value.contains('\n')
+        {
+            bail!("sysctl {key:?} = {value:?} is malformed");
+        }
+        out.push((rel, value.clone()));
+    }
+    Ok(out)
+}
+
+fn hook_list(what: &str, list: &Option<Vec<oci_spec::runtime::Hook>>) -> Result<Vec<Hook>> {
+    let mut out = Vec::new();
+    for h in list.iter().flatten() {
+        let path = h.path().to_string_lossy().into_owned();
+        if !path.starts_with('/') {
+            bail!("{what} hook {path:?}: path must be absolute");
+        }
+        let timeout = match h.timeout() {
+            None => None,
+            Some(t) if t > 0 => Some(t.min(u32::MAX as i64) as u32),
+            Some(t) => bail!("{what} hook {path}: timeout {t} must be above 0"),
+        };
+        out.push(Hook {
+            args: h.args().clone().unwrap_or_else(|| vec![path.clone()]),
+            env: h.env().clone(),
+            path,
+            timeout,
+        });
+    }
+    Ok(out)
+}
+
+fn hooks(spec: &Spec) -> Result<Hooks> {
+    let Some(h) = spec.hooks() else {
+        return Ok(Hooks::default());
+    };
+    Ok(Hooks {
+        prestart: hook_list("prestart", h.prestart())?,
+        create_runtime: hook_list("createRuntime", h.create_runtime())?,
+        create_container: hook_list("createContainer", h.create_container())?,
+        start_container: hook_list("startContainer", h.start_container())?,
+        poststart: hook_list("poststart", h.poststart())?,
+        poststop: hook_list("poststop", h.poststop())?,
     })
 }
 
@@ -829,7 +995,10 @@ pub fn default_spec(o: &SpecOptions) -> serde_json::Value {
             ],
             "readonlyPaths": [
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
-            ]
+            ],
+            // As runc's template: no device but the standard ones, which
+            // the runtime adds to a list that denies all.
+            "resources": { "devices": [ { "allow": false, "access": "rwm" } ] }
         }
     });
     let mut annotations = serde_json::Map::new();
@@ -935,6 +1104,13 @@ mod tests {
         let plan = plan(&spec, &tmp, &dir, "c").unwrap();
         assert_eq!(plan.command, vec!["sh"]);
         assert!(plan.request.init.readonly_root);
+        let cg = plan.request.cgroup.as_ref().unwrap();
+        assert_eq!(cg.paths.path, "/nsbox/run-nsbox-unit/c");
+        assert_eq!(
+            cg.resources.devices.len(),
+            9,
+            "deny all, then the standard 8"
+        );
         assert!(plan.request.init.loopback_up);
         assert_eq!(plan.request.init.mounts.len(), 7);
         let caps = plan.request.init.process.capabilities.unwrap();

@@ -34,15 +34,19 @@ use nix::sys::socket::{
 };
 use nsbox_host::proc::{pidfd_send_signal, ProcessId};
 use nsbox_host::state::{ContainerDir, State, Status};
+use nsbox_host::{cgroups, hooks};
 use protocol::{
-    ChannelError, Created, Failure, InitToShim, RuntimeToShim, ShimInitChannel, ShimRuntimeChannel,
-    ShimToInit, ShimToRuntime, PROTOCOL_VERSION,
+    ChannelError, Created, Failure, InitToShim, NamespaceKind, RuntimeToShim, ShimInitChannel,
+    ShimRuntimeChannel, ShimToInit, ShimToRuntime, PROTOCOL_VERSION,
 };
 
 /// fd the runtime hands us our end of the create socketpair on.
 const RUNTIME_FD: i32 = 3;
 /// How long tiny-init may take to answer `Start`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the processes of a stopped container may take to leave its
+/// cgroup before rmdir gives up.
+const CGROUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Args {
     state_dir: PathBuf,
@@ -124,6 +128,9 @@ fn main() {
                 log::error!("{id}: tell runtime the container is created: {e}");
                 container.kill_init();
                 container.release_network();
+                if let Some(cg) = &container.state.cgroup {
+                    let _ = cgroups::destroy(cg, CGROUP_TIMEOUT);
+                }
                 std::process::exit(1);
             }
             detach_stdio();
@@ -263,55 +270,72 @@ fn clone_and_attach(
     drop(exe);
     let mut channel = ShimInitChannel::new(ours);
     let mut root_fd = None;
+    // tiny-init waits for `Config` before it does anything of the
+    // container's (and, in a new user namespace, for its maps before it
+    // execs), so joining the cgroup here puts all of it inside.
     let handshake = (|| {
+        if let Some(cg) = &req.cgroup {
+            cgroups::create(&cg.paths, &cg.resources)
+                .and_then(|_| cgroups::add_process(&cg.paths, init.pid))
+                .map_err(|e| failure("cgroup", e.to_string()))?;
+        }
         if let Some((rd, wr)) = sync {
             drop(rd);
-            let maps = spawn::write_maps(init.pid, &req.uid_mappings, &req.gid_mappings);
-            if let Err(m) = maps {
-                return Err(ChannelError::Failed(failure("write the id maps", m)));
-            }
+            spawn::write_maps(init.pid, &req.uid_mappings, &req.gid_mappings)
+                .map_err(|m| failure("write the id maps", m))?;
             if let Some(src) = &req.idmap_source {
                 root_fd = Some(
-                    spawn::idmapped_tree(src, init.pid)
-                        .map_err(|m| ChannelError::Failed(failure("idmapped root", m)))?,
+                    spawn::idmapped_tree(src, init.pid).map_err(|m| failure("idmapped root", m))?,
                 );
             }
-            nix::unistd::write(&wr, &[1u8])?;
+            nix::unistd::write(&wr, &[1u8])
+                .map_err(|e| failure("let tiny-init go on", e.desc().into()))?;
         }
-        channel.send(
-            &ShimToInit::Hello {
-                version: PROTOCOL_VERSION,
-            },
-            &[],
-        )?;
-        channel.wait_for_hello()?;
+        let mut config = req.init.clone();
+        if !config.start_hooks.is_empty() {
+            config.hook_state = state.oci_state_as(Status::Created, init.pid).to_string();
+        }
+        let talk = |e: ChannelError| init_error(e, &init);
+        channel
+            .send(
+                &ShimToInit::Hello {
+                    version: PROTOCOL_VERSION,
+                },
+                &[],
+            )
+            .map_err(talk)?;
+        channel.wait_for_hello().map_err(talk)?;
         let fds: Vec<i32> = root_fd
             .iter()
             .chain(preserved.iter())
             .map(|f| f.as_raw_fd())
             .collect();
-        channel.send(&ShimToInit::Config(Box::new(req.init.clone())), &fds)?;
-        channel.wait_for_ready()
+        channel
+            .send(&ShimToInit::Config(Box::new(config)), &fds)
+            .map_err(talk)?;
+        if req.init.hook_pause {
+            channel.wait_for_hook_point().map_err(talk)?;
+            run_create_hooks(req, &state, init.pid)?;
+            channel.send(&ShimToInit::Continue, &[]).map_err(talk)?;
+        }
+        channel.wait_for_ready().map_err(talk)
     })();
     drop(root_fd);
     drop(preserved);
+    let remove_cgroup = || {
+        if let Some(cg) = &req.cgroup {
+            if let Err(e) = cgroups::destroy(&cg.paths, CGROUP_TIMEOUT) {
+                log::warn!("{}: remove cgroup: {e}", req.id);
+            }
+        }
+    };
     let pty = match handshake {
         Ok(fds) => fds.into_iter().next(),
-        Err(e) => {
+        Err(f) => {
             let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
-            let code = spawn::reap(&init.pidfd, true);
-            return Err(match e {
-                ChannelError::Failed(f) => f,
-                ChannelError::Closed => failure(
-                    "start tiny-init",
-                    format!(
-                        "tiny-init {} (exit status {})",
-                        spawn::describe_early_exit(code.unwrap_or(-1)),
-                        code.unwrap_or(-1)
-                    ),
-                ),
-                other => failure("set up the container", other.to_string()),
-            });
+            spawn::reap(&init.pidfd, true);
+            remove_cgroup();
+            return Err(f);
         }
     };
     let mut network = None;
@@ -330,6 +354,7 @@ fn clone_and_attach(
         if let Err(e) = attached {
             let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
             spawn::reap(&init.pidfd, true);
+            remove_cgroup();
             return Err(failure("network", e));
         }
         state.network = Some(r.endpoint);
@@ -366,6 +391,66 @@ fn clone_and_attach(
         return Err(failure("write state", e.to_string()));
     }
     Ok((container, pty))
+}
+
+/// What a failed exchange with tiny-init means. A closed channel is
+/// tiny-init's early death: its exit code says at which step.
+fn init_error(e: ChannelError, init: &spawn::Child) -> Failure {
+    match e {
+        ChannelError::Failed(f) => f,
+        ChannelError::Closed => {
+            let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
+            let code = spawn::reap(&init.pidfd, true);
+            failure(
+                "start tiny-init",
+                format!(
+                    "tiny-init {} (exit status {})",
+                    spawn::describe_early_exit(code.unwrap_or(-1)),
+                    code.unwrap_or(-1)
+                ),
+            )
+        }
+        other => failure("set up the container", other.to_string()),
+    }
+}
+
+/// prestart and createRuntime in the host's namespaces, then
+/// createContainer in the container's, while tiny-init waits before
+/// pivot_root: the host's root is still that mount namespace's root, so
+/// hook paths resolve as on the host, as with runc.
+fn run_create_hooks(
+    req: &protocol::CreateRequest,
+    state: &State,
+    init_pid: i32,
+) -> Result<(), Failure> {
+    let st = state.oci_state_as(Status::Creating, init_pid).to_string();
+    let hook_failure = |m: String| failure("run hooks", m);
+    hooks::run_all("prestart", &req.hooks.prestart, &st, &[]).map_err(hook_failure)?;
+    hooks::run_all("createRuntime", &req.hooks.create_runtime, &st, &[]).map_err(hook_failure)?;
+    if req.hooks.create_container.is_empty() {
+        return Ok(());
+    }
+    let mut kinds: Vec<&str> = req
+        .namespaces
+        .iter()
+        .filter_map(|n| match n.kind {
+            NamespaceKind::Ipc => Some("ipc"),
+            NamespaceKind::Uts => Some("uts"),
+            NamespaceKind::Network => Some("net"),
+            NamespaceKind::Cgroup => Some("cgroup"),
+            _ => None,
+        })
+        .collect();
+    // The mount namespace last: after it, /proc may no longer be the host's.
+    kinds.push("mnt");
+    let mut join = Vec::new();
+    for k in kinds {
+        let p = format!("/proc/{init_pid}/ns/{k}");
+        let f =
+            std::fs::File::open(&p).map_err(|e| failure("run hooks", format!("open {p}: {e}")))?;
+        join.push(OwnedFd::from(f));
+    }
+    hooks::run_all("createContainer", &req.hooks.create_container, &st, &join).map_err(hook_failure)
 }
 
 /// A listening SEQPACKET socket at `path`. Paths longer than sun_path
@@ -567,12 +652,10 @@ impl Container {
             };
             match ch.recv() {
                 Ok((InitToShim::ExecStarted { pid }, pty)) => {
-                    let host = self.host_pid_of(pid).ok_or_else(|| {
-                        failure(
-                            "exec",
-                            format!("the process (pid {pid} in the container) ended at once"),
-                        )
-                    })?;
+                    // A process that has already ended (and been reaped by
+                    // tiny-init) has no host pid any more: 0, and its exit
+                    // still comes.
+                    let host = self.host_pid_of(pid).unwrap_or(0);
                     return Ok((pid, host, pty.into_iter().next()));
                 }
                 Ok((InitToShim::Failed(f), _)) => return Err(f),
@@ -719,8 +802,25 @@ impl Container {
             .unwrap_or(128 + libc::SIGKILL);
         self.state.status = Status::Stopped;
         self.state.exit_code = Some(code);
+        let cgroup = self.state.cgroup.clone();
+        if let Some(kills) = cgroup.as_ref().and_then(cgroups::oom_kills) {
+            if kills > 0 {
+                self.state.oom_kills = kills;
+                log::warn!(
+                    "{}: the OOM killer killed {kills} process(es) of the container; it exited with {code}",
+                    self.state.id
+                );
+            }
+        }
         if let Err(e) = self.dir.save(&self.state) {
             log::error!("{}: record exit status {code}: {e}", self.state.id);
+        }
+        // tiny-init is reaped; whatever is left in the cgroup (a container
+        // without a PID namespace of its own) goes with it.
+        if let Some(cg) = &cgroup {
+            if let Err(e) = cgroups::destroy(cg, CGROUP_TIMEOUT) {
+                log::error!("{}: remove cgroup: {e}", self.state.id);
+            }
         }
         if self.network.is_some() {
             self.release_network();
@@ -730,6 +830,14 @@ impl Container {
         }
         let _ = std::fs::remove_file(self.dir.socket());
         for w in waiters {
+            // A unix socket closed with unread data makes its peer's next
+            // read fail with ECONNRESET, before our `Exited`: read what the
+            // waiter sent (its `Wait`, often) first.
+            let _ = nix::fcntl::fcntl(
+                w.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
+            while w.recv().is_ok() {}
             let _ = w.send(&ShimToRuntime::Exited { code }, &[]);
         }
         // Exec'd processes still running died with the PID namespace, by

@@ -75,6 +75,8 @@ pub fn clone_init(
     let mut join: Vec<(OwnedFd, libc::c_int)> = Vec::new();
     for ns in namespaces {
         match &ns.path {
+            // tiny-init unshares it once it is in the container's cgroup.
+            None if ns.kind == NamespaceKind::Cgroup => {}
             None => flags |= clone_flag(ns.kind),
             Some(p) => {
                 let f = std::fs::File::open(p).map_err(|e| format!("open namespace {p}: {e}"))?;

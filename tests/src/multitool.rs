@@ -24,6 +24,7 @@
 //!                                         0.0.0.0:PORT with PREFIX and the datagram
 //! nsbox-multitool udp-ask ADDR:PORT TEXT  send TEXT, print the answer; exit 1 if
 //!                                         none came (5 tries, 400 ms each)
+//! nsbox-multitool hog MIB                 allocate and touch MIB MiB, then "allocated MIB"
 //! ```
 
 use std::ffi::CString;
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage: nsbox-multitool exit N | kill-self SIG | print-ns [NAME...] | pids \
 | wait-signal SIG... [--then-exit N] | orphans N | fds | sleep SECS | status FIELD... | try-write PATH \
 | udp-echo PORT PREFIX | udp-ask ADDR:PORT TEXT | try-init-module \
-| reaper PIDFILE -- CMD... | console SOCKET [INPUT]";
+| reaper PIDFILE -- CMD... | console SOCKET [INPUT] | hog MIB";
 
 const SIGNALS: &[(&str, libc::c_int)] = &[
     ("HUP", libc::SIGHUP),
@@ -117,6 +118,7 @@ fn run(args: &[String]) -> Result<i32, String> {
             [addr, text] => udp_ask(addr, text),
             _ => Err(format!("udp-ask: expected ADDR:PORT TEXT\n{USAGE}")),
         },
+        "hog" => hog(parse_num(one(rest)?)?),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
 }
@@ -668,5 +670,20 @@ fn console(rest: &[String]) -> Result<i32, String> {
             }
         }
     }
+    Ok(0)
+}
+
+/// Memory that is really used: every page written, none given back, so
+/// that a cgroup's memory limit (and its OOM killer) sees all of it.
+fn hog(mib: usize) -> Result<i32, String> {
+    let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(mib);
+    for _ in 0..mib {
+        let mut c = vec![0u8; 1 << 20];
+        for i in (0..c.len()).step_by(4096) {
+            c[i] = 1;
+        }
+        chunks.push(c);
+    }
+    say(&format!("allocated {}", chunks.len()));
     Ok(0)
 }

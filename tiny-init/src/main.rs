@@ -17,6 +17,7 @@
 // MS_* and friends are c_ulong: u64 here, but u32 on 32-bit targets.
 #![allow(clippy::unnecessary_cast)]
 
+mod hooks;
 mod mounts;
 mod signals;
 
@@ -57,7 +58,28 @@ fn main() {
     let mut fds = fds.into_iter();
     let root = if config.idmapped { fds.next() } else { None };
     let preserved: Vec<std::os::fd::OwnedFd> = fds.take(config.preserve_fds as usize).collect();
-    if let Err(f) = mounts::build_rootfs(&config, root) {
+    // SAFETY: unshare with a flag; we are single-threaded.
+    if config.new_cgroupns && unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        fail(
+            &channel,
+            "unshare the cgroup namespace",
+            nix::Error::last(),
+            1,
+        );
+    }
+    let hook_point = || -> Result<(), Failure> {
+        if !config.hook_pause {
+            return Ok(());
+        }
+        let lost = |e: protocol::ChannelError| Failure {
+            step: "wait for the createRuntime and createContainer hooks".into(),
+            message: e.to_string(),
+            exit_code: 1,
+        };
+        channel.send(&InitToShim::HookPoint, &[]).map_err(lost)?;
+        channel.wait_for_continue().map_err(lost)
+    };
+    if let Err(f) = mounts::build_rootfs(&config, root, hook_point) {
         report_failure(&channel, f);
         std::process::exit(1);
     }
@@ -94,7 +116,7 @@ fn main() {
         Some(s) => workload::Stdio::Terminal(s),
         None => workload::Stdio::Inherit,
     };
-    let workload = wait_for_start(&channel, &signals, prepared, stdio, preserved);
+    let workload = wait_for_start(&channel, &signals, prepared, stdio, preserved, &config);
     // The workload holds its terminal; our copy would keep it from hanging
     // up when the workload's session ends.
     drop(slave);
@@ -110,21 +132,26 @@ fn wait_for_start(
     prepared: workload::Prepared,
     stdio: workload::Stdio,
     preserved: Vec<std::os::fd::OwnedFd>,
+    config: &protocol::InitConfig,
 ) -> i32 {
     loop {
         match signals::wait_readable(channel, signals) {
             signals::Ready::Channel => match channel.recv() {
-                Ok((ShimToInit::Start, _)) => match prepared.spawn(stdio, &preserved) {
-                    Ok(pid) => {
-                        let _ = channel.send(&InitToShim::Started { pid }, &[]);
-                        return pid;
+                Ok((ShimToInit::Start, _)) => {
+                    match hooks::run_all("startContainer", &config.start_hooks, &config.hook_state)
+                        .and_then(|_| prepared.spawn(stdio, &preserved))
+                    {
+                        Ok(pid) => {
+                            let _ = channel.send(&InitToShim::Started { pid }, &[]);
+                            return pid;
+                        }
+                        Err(f) => {
+                            let code = f.exit_code;
+                            report_failure(channel, f);
+                            std::process::exit(code);
+                        }
                     }
-                    Err(f) => {
-                        let code = f.exit_code;
-                        report_failure(channel, f);
-                        std::process::exit(code);
-                    }
-                },
+                }
                 Ok((other, _)) => {
                     let _ = channel.send(
                         &InitToShim::Failed(Failure {

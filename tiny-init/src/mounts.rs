@@ -174,7 +174,13 @@ fn move_mount(from: &OwnedFd, target: &CStr) -> Result<(), Errno> {
     Errno::result(r).map(drop)
 }
 
-pub fn build_rootfs(config: &InitConfig, idmapped: Option<OwnedFd>) -> Result<(), Failure> {
+/// `before_pivot` runs once every mount is made, before pivot_root: the
+/// createRuntime and createContainer hooks' moment.
+pub fn build_rootfs(
+    config: &InitConfig,
+    idmapped: Option<OwnedFd>,
+    before_pivot: impl FnOnce() -> Result<(), Failure>,
+) -> Result<(), Failure> {
     // So that mode arguments below mean what they say.
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
@@ -228,7 +234,7 @@ pub fn build_rootfs(config: &InitConfig, idmapped: Option<OwnedFd>) -> Result<()
 
     let mut dev_is_tmpfs = false;
     for m in &config.mounts {
-        mount_one(&root, m)?;
+        mount_one(&root, m, config.cgroup_path.as_deref())?;
         if m.destination == "/dev" {
             dev_is_tmpfs = m.fstype == "tmpfs";
         }
@@ -240,8 +246,13 @@ pub fn build_rootfs(config: &InitConfig, idmapped: Option<OwnedFd>) -> Result<()
         make_device(&root, d)?;
     }
 
+    before_pivot()?;
     pivot_root(&rootfs).map_err(|e| failure("pivot_root", e))?;
 
+    // Before the read-only paths: /proc/sys is one of them.
+    for (key, value) in &config.sysctl {
+        write_sysctl(key, value)?;
+    }
     for p in &config.masked_paths {
         mask_path(p).map_err(|e| failure(format!("mask {p}"), e))?;
     }
@@ -265,6 +276,25 @@ pub fn build_rootfs(config: &InitConfig, idmapped: Option<OwnedFd>) -> Result<()
     Ok(())
 }
 
+/// `key` is "net/ipv4/ip_forward": checked by the runtime to be a
+/// namespaced sysctl, with no '..' in it.
+fn write_sysctl(key: &str, value: &str) -> Result<(), Failure> {
+    let path = format!("/proc/sys/{key}");
+    let what = format!("sysctl {}", key.replace('/', "."));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()))
+        .map_err(|e| Failure {
+            step: what,
+            message: match e.raw_os_error() {
+                Some(n) => Errno::from_raw(n).desc().to_string(),
+                None => e.to_string(),
+            },
+            exit_code: 1,
+        })
+}
+
 fn open_dir(path: &CStr) -> Result<OwnedFd, Errno> {
     // SAFETY: open with a valid path; the result is a new fd.
     let fd = unsafe {
@@ -282,7 +312,7 @@ fn open_dir(path: &CStr) -> Result<OwnedFd, Errno> {
 const PROPAGATION: u64 =
     (libc::MS_SHARED | libc::MS_SLAVE | libc::MS_PRIVATE | libc::MS_UNBINDABLE) as u64;
 
-fn mount_one(root: &OwnedFd, m: &Mount) -> Result<(), Failure> {
+fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: Option<&str>) -> Result<(), Failure> {
     let what = format!("mount {} on {}", m.fstype, m.destination);
     let is_bind = m.flags & libc::MS_BIND as u64 != 0;
     let kind = if is_bind && !std::path::Path::new(&m.source).is_dir() {
@@ -294,7 +324,7 @@ fn mount_one(root: &OwnedFd, m: &Mount) -> Result<(), Failure> {
     let tpath = fd_path(&target);
     let src = cstr(&m.source);
     if m.fstype == "cgroup" {
-        cgroup_mount(&target, m).map_err(|e| failure(&what, e))?;
+        cgroup_mount(root, &target, m, cgroup_path).map_err(|e| failure(&what, e))?;
     } else if is_bind {
         let bind = m.flags & (libc::MS_BIND | libc::MS_REC) as u64;
         sys_mount(Some(&src), &tpath, None, bind, None).map_err(|e| failure(&what, e))?;
@@ -358,16 +388,52 @@ fn statvfs_flags(path: &CStr) -> u64 {
     flags
 }
 
-/// `cgroup` mounts: cgroup2 on a unified host; on a v1 or hybrid host, a
-/// tmpfs holding a bind of each host hierarchy, as runc lays it out.
-fn cgroup_mount(target: &OwnedFd, m: &Mount) -> Result<(), Errno> {
+/// The container's own directory in the hierarchy at `hierarchy`, if it
+/// has one there (it has none in a hybrid host's cgroup2 part).
+fn own_cgroup(hierarchy: &str, cgroup_path: Option<&str>) -> String {
+    if let Some(p) = cgroup_path {
+        let own = format!("{hierarchy}/{}", p.trim_start_matches('/'));
+        if std::path::Path::new(&own).is_dir() {
+            return own;
+        }
+    }
+    hierarchy.to_string()
+}
+
+/// `cgroup` mounts show the container its own cgroup, as runc lays them
+/// out: on a unified host, a fresh cgroup2 mount in a cgroup namespace of
+/// its own, or else a bind of its directory; on a v1 or hybrid host, a
+/// tmpfs holding a bind of its directory in each hierarchy.
+fn cgroup_mount(
+    root: &OwnedFd,
+    target: &OwnedFd,
+    m: &Mount,
+    cgroup_path: Option<&str>,
+) -> Result<(), Errno> {
     let tpath = fd_path(target);
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: statfs writes into `st`.
     let unified = unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut st) } == 0
         && st.f_type == libc::CGROUP2_SUPER_MAGIC;
     if unified {
-        return sys_mount(Some(c"cgroup2"), &tpath, Some(c"cgroup2"), m.flags, None);
+        let in_own_ns = std::fs::read_link("/proc/self/ns/cgroup").ok()
+            != std::fs::read_link("/proc/1/ns/cgroup").ok();
+        if in_own_ns || cgroup_path.is_none() {
+            return sys_mount(Some(c"cgroup2"), &tpath, Some(c"cgroup2"), m.flags, None);
+        }
+        let src = cstr(&own_cgroup("/sys/fs/cgroup", cgroup_path));
+        sys_mount(
+            Some(&src),
+            &tpath,
+            None,
+            (libc::MS_BIND | libc::MS_REC) as u64,
+            None,
+        )?;
+        let rest = m.flags & !(PROPAGATION | (libc::MS_BIND | libc::MS_REC) as u64);
+        if rest != 0 {
+            remount_readonly_flags(&tpath, rest)?;
+        }
+        return Ok(());
     }
     let ro = m.flags & libc::MS_RDONLY as u64;
     sys_mount(
@@ -377,6 +443,10 @@ fn cgroup_mount(target: &OwnedFd, m: &Mount) -> Result<(), Errno> {
         m.flags & !(libc::MS_RDONLY as u64),
         Some(c"mode=755"),
     )?;
+    // `target` still names the directory under the tmpfs: reopen the
+    // destination to reach the tmpfs itself.
+    let top = open_in_root(root, &m.destination, libc::O_PATH | libc::O_DIRECTORY)?;
+    let tpath = fd_path(&top);
     let mut names: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
         .map_err(|_| Errno::EIO)?
         .flatten()
@@ -385,12 +455,20 @@ fn cgroup_mount(target: &OwnedFd, m: &Mount) -> Result<(), Errno> {
         .collect();
     names.sort();
     for name in names {
-        let dir = cstr(&format!("{}/{}", tpath.to_str().unwrap_or(""), name));
-        // SAFETY: mkdir in the tmpfs we just mounted, reached through its fd.
-        if unsafe { libc::mkdir(dir.as_ptr(), 0o755) } != 0 && Errno::last() != Errno::EEXIST {
+        let cname = cstr(&name);
+        // SAFETY: mkdirat in the tmpfs we just mounted, through its fd.
+        if unsafe { libc::mkdirat(top.as_raw_fd(), cname.as_ptr(), 0o755) } != 0
+            && Errno::last() != Errno::EEXIST
+        {
             return Err(Errno::last());
         }
-        let src = cstr(&format!("/sys/fs/cgroup/{name}"));
+        let sub = open_in_root(
+            root,
+            &format!("{}/{name}", m.destination),
+            libc::O_PATH | libc::O_DIRECTORY,
+        )?;
+        let dir = fd_path(&sub);
+        let src = cstr(&own_cgroup(&format!("/sys/fs/cgroup/{name}"), cgroup_path));
         sys_mount(
             Some(&src),
             &dir,
@@ -399,7 +477,13 @@ fn cgroup_mount(target: &OwnedFd, m: &Mount) -> Result<(), Errno> {
             None,
         )?;
         if ro != 0 {
-            remount_readonly(&dir, 0)?;
+            // Reopened: `sub` names the directory under the bind.
+            let bound = open_in_root(
+                root,
+                &format!("{}/{name}", m.destination),
+                libc::O_PATH | libc::O_DIRECTORY,
+            )?;
+            remount_readonly(&fd_path(&bound), 0)?;
         }
     }
     if ro != 0 {

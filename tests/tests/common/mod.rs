@@ -13,8 +13,8 @@
 //! `Test` owns a state root (`runtime --root`, a short path under
 //! /run/nsbox-t because unix socket paths are limited to 108 bytes) and a
 //! work directory under /tmp/nsbox-t for bundles and output files. When it is
-//! dropped it checks for leaks, force-deletes whatever is left, and fails the
-//! test if anything was.
+//! dropped it checks for leaks (state entries, processes, mounts, cgroups),
+//! force-deletes whatever is left, and fails the test if anything was.
 
 #![allow(dead_code)]
 
@@ -713,6 +713,8 @@ pub struct Test {
     /// (pid, starttime) of every host process of ours the test has seen
     /// (inits, shims): they must all be gone at the end.
     tracked: Mutex<Vec<(i32, u64, String)>>,
+    /// cgroupsPaths the test gave its containers: gone at the end too.
+    cgroups: Mutex<Vec<String>>,
 }
 
 impl Test {
@@ -746,6 +748,7 @@ impl Test {
             work,
             calls: AtomicUsize::new(0),
             tracked: Mutex::new(Vec::new()),
+            cgroups: Mutex::new(Vec::new()),
         })
     }
 
@@ -1012,6 +1015,9 @@ impl Test {
             }
         }
         found.extend(self.network_leaks());
+        for dir in self.cgroup_leftovers() {
+            found.push(format!("cgroup: {}", dir.display()));
+        }
         for line in mountinfo() {
             if mentions(&line, &self.root)
                 || mentions(&line, &self.work)
@@ -1106,6 +1112,9 @@ impl Test {
                 .stderr(Stdio::null())
                 .status();
         }
+        for dir in self.cgroup_leftovers() {
+            remove_cgroup(&dir);
+        }
         let _ = fs::remove_dir_all(&self.root);
         let _ = fs::remove_dir_all(&self.work);
     }
@@ -1182,6 +1191,47 @@ impl Test {
         }
         found
     }
+
+    /// The directory name under /nsbox that the runtime gives this test's
+    /// state root (nsbox_host::cgroups::scope_name): containers without a
+    /// cgroupsPath go to /nsbox/SCOPE/ID in every hierarchy.
+    pub fn cgroup_scope(&self) -> String {
+        self.root
+            .to_string_lossy()
+            .replace('/', "-")
+            .trim_matches('-')
+            .to_string()
+    }
+
+    /// Remembers a cgroupsPath a test gives a container, for the leak check.
+    pub fn track_cgroup(&self, path: &str) {
+        self.cgroups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.trim_start_matches('/').to_string());
+    }
+
+    /// This test's cgroup directories that still exist, in any hierarchy.
+    pub fn cgroup_leftovers(&self) -> Vec<PathBuf> {
+        let mut rels = vec![format!("nsbox/{}", self.cgroup_scope())];
+        rels.extend(
+            self.cgroups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+        let mut found = Vec::new();
+        for h in cgroup_hierarchies() {
+            for rel in &rels {
+                let d = h.join(rel);
+                if d.is_dir() {
+                    found.push(d);
+                }
+            }
+        }
+        found
+    }
 }
 
 /// The names of the host's network links (`ip -j link`: JSON, not the
@@ -1224,6 +1274,63 @@ pub fn nft_tables() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Mount points of every cgroup hierarchy (v1 and v2) of this host.
+pub fn cgroup_hierarchies() -> Vec<PathBuf> {
+    mountinfo()
+        .iter()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            let point = left.split(' ').nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(point))
+        })
+        .collect()
+}
+
+/// The directory of `rel` (a cgroup path) in the hierarchy whose name
+/// (mount point's last part) is `controller`: "memory", "pids"...
+pub fn cgroup_dir(controller: &str, rel: &str) -> PathBuf {
+    cgroup_hierarchies()
+        .into_iter()
+        .find(|h| h.file_name().is_some_and(|n| n == controller))
+        .unwrap_or_else(|| panic!("no {controller} cgroup hierarchy on this host"))
+        .join(rel.trim_start_matches('/'))
+}
+
+/// Kill what is in a cgroup tree (by pid) and rmdir it, deepest first.
+fn remove_cgroup(dir: &Path) {
+    for _ in 0..50 {
+        let mut dirs = vec![dir.to_path_buf()];
+        let mut i = 0;
+        while i < dirs.len() {
+            if let Ok(rd) = fs::read_dir(&dirs[i]) {
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        dirs.push(e.path());
+                    }
+                }
+            }
+            i += 1;
+        }
+        for d in &dirs {
+            if let Ok(text) = fs::read_to_string(d.join("cgroup.procs")) {
+                for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    // SAFETY: kill(2) of a process in this test's cgroup.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            let _ = fs::write(d.join("freezer.state"), "THAWED");
+        }
+        for d in dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+        if !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 impl Drop for Test {

@@ -1,0 +1,569 @@
+//! The container's cgroup: where it goes (the layout of this host's
+//! cgroupfs, found in /proc/self/mountinfo), making it, putting tiny-init
+//! in it, applying linux.resources, freezing it for `pause`, reading its
+//! processes and OOM kills, and removing it.
+//!
+//! Three layouts exist. v1 has one hierarchy per controller (or group of
+//! controllers: "cpu,cpuacct"), each mounted on its own; hybrid is v1 plus a
+//! cgroup2 mount (at /sys/fs/cgroup/unified) that holds whatever controllers
+//! v1 does not (here only hugetlb, so nothing nsbox limits): nsbox treats it
+//! as v1 and leaves the cgroup2 part alone, as runc does. v2 (unified) has a
+//! single hierarchy whose controllers are enabled per level through
+//! cgroup.subtree_control.
+//!
+//! Every path here comes from mountinfo and the container's validated
+//! cgroupsPath; `CgroupPaths` records them in state.json, so that `delete
+//! --force` after a crashed shim removes exactly what the shim made.
+
+mod bpf;
+mod v1;
+mod v2;
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use protocol::{CgroupDir, CgroupPaths, Resources};
+
+/// Where containers go when config.json names no cgroupsPath.
+pub const DEFAULT_PARENT: &str = "/nsbox";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+pub type Result<T> = std::result::Result<T, CgroupError>;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// This host's cgroupfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// One mount per hierarchy: (its name, from the mount options, and its
+    /// mount point). `hybrid`: a cgroup2 mount exists beside them.
+    V1 {
+        hierarchies: Vec<(String, PathBuf)>,
+        hybrid: bool,
+    },
+    /// One hierarchy, mounted at `root`.
+    V2 { root: PathBuf },
+}
+
+/// v1 controllers a hierarchy's mount options may name.
+const V1_CONTROLLERS: [&str; 14] = [
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "blkio",
+    "perf_event",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
+];
+
+impl Layout {
+    pub fn detect() -> Result<Layout> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(io_err(Path::new("/proc/self/mountinfo")))?;
+        Layout::from_mountinfo(&text)
+    }
+
+    /// From the text of a mountinfo file. Only mounts of a hierarchy's root
+    /// count: a bind of a sub-tree (as a container sees) is not a place to
+    /// make cgroups of our own.
+    pub fn from_mountinfo(text: &str) -> Result<Layout> {
+        let mut hierarchies: Vec<(String, PathBuf)> = Vec::new();
+        let mut unified: Option<PathBuf> = None;
+        for line in text.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let l: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            if l.len() < 5 || r.len() < 3 || l[3] != "/" {
+                continue;
+            }
+            let mount_point = PathBuf::from(unescape(l[4]));
+            match r[0] {
+                "cgroup" => {
+                    let name: Vec<&str> = r[2]
+                        .split(',')
+                        .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
+                        .collect();
+                    if name.is_empty() {
+                        continue;
+                    }
+                    let name = name.join(",");
+                    if !hierarchies.iter().any(|(n, _)| *n == name) {
+                        hierarchies.push((name, mount_point));
+                    }
+                }
+                // The standard place wins over any other mount of it.
+                "cgroup2" if unified.is_none() || mount_point == Path::new("/sys/fs/cgroup") => {
+                    unified = Some(mount_point);
+                }
+                _ => {}
+            }
+        }
+        match (hierarchies.is_empty(), unified) {
+            (false, u) => Ok(Layout::V1 {
+                hierarchies,
+                hybrid: u.is_some(),
+            }),
+            (true, Some(root)) => Ok(Layout::V2 { root }),
+            (true, None) => Err(CgroupError::Unsupported(
+                "no cgroup filesystem is mounted (see /proc/self/mountinfo)".into(),
+            )),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Layout::V1 { hybrid: false, .. } => "v1",
+            Layout::V1 { hybrid: true, .. } => "hybrid",
+            Layout::V2 { .. } => "v2",
+        }
+    }
+
+    /// The container's directories for `cgroups_path` (config.json's
+    /// linux.cgroupsPath). Without one: /nsbox/ID, or /nsbox/SCOPE/ID where
+    /// `scope` names a state root other than the default, because IDs are
+    /// unique within one root only.
+    pub fn paths(
+        &self,
+        cgroups_path: Option<&str>,
+        id: &str,
+        scope: Option<&str>,
+    ) -> Result<CgroupPaths> {
+        let (path, owned_parents) = match (cgroups_path, scope) {
+            (None | Some(""), None) => (
+                format!("{DEFAULT_PARENT}/{id}"),
+                vec![DEFAULT_PARENT.to_string()],
+            ),
+            (None | Some(""), Some(scope)) => {
+                let parent = format!("{DEFAULT_PARENT}/{}", scope_name(scope));
+                (
+                    format!("{parent}/{id}"),
+                    vec![parent, DEFAULT_PARENT.to_string()],
+                )
+            }
+            (Some(p), _) => (validate_path(p)?, Vec::new()),
+        };
+        let rel = path.trim_start_matches('/');
+        let dirs = match self {
+            Layout::V1 { hierarchies, .. } => hierarchies
+                .iter()
+                .map(|(name, mount)| CgroupDir {
+                    controller: name.clone(),
+                    dir: mount.join(rel).to_string_lossy().into_owned(),
+                })
+                .collect(),
+            Layout::V2 { root } => vec![CgroupDir {
+                controller: String::new(),
+                dir: root.join(rel).to_string_lossy().into_owned(),
+            }],
+        };
+        Ok(CgroupPaths {
+            path,
+            unified: matches!(self, Layout::V2 { .. }),
+            dirs,
+            owned_parents,
+        })
+    }
+}
+
+/// A state root as one directory name: "/run/nsbox-t/12-3" becomes
+/// "run-nsbox-t-12-3".
+pub fn scope_name(root: &str) -> String {
+    let s: String = root
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('-');
+    let s = &s[s.len().saturating_sub(64)..];
+    match s {
+        "" | "." | ".." => "root".into(),
+        s => s.to_string(),
+    }
+}
+
+/// mkdir -p that copes with another container's `destroy` removing an
+/// empty /nsbox between our mkdir of it and of its child.
+pub(crate) fn mkdir_p(dir: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::DirBuilder::new().recursive(true).create(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 10 => tries += 1,
+            Err(e) => return Err(io_err(dir)(e)),
+        }
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            let n = std::str::from_utf8(&b[i + 1..i + 4])
+                .ok()
+                .and_then(|o| u8::from_str_radix(o, 8).ok());
+            if let Some(n) = n {
+                out.push(n);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// cgroupsPath as nsbox takes it: a cgroupfs path ("/libpod_parent/x" or
+/// "default/x"), relative to each hierarchy's root. A systemd-style
+/// "slice:prefix:name" needs `--systemd-cgroup`, which nsbox does not do.
+pub fn validate_path(p: &str) -> Result<String> {
+    if p.contains(':') {
+        return Err(CgroupError::Unsupported(format!(
+            "cgroupsPath {p:?} is in systemd's slice:prefix:name form; nsbox manages cgroupfs \
+             paths only (no --systemd-cgroup)"
+        )));
+    }
+    let path = Path::new(p);
+    let mut parts = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => {
+                let n = n.to_str().ok_or_else(|| {
+                    CgroupError::Invalid(format!("cgroupsPath {p:?} is not UTF-8"))
+                })?;
+                parts.push(n.to_string());
+            }
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(CgroupError::Invalid(format!(
+                    "cgroupsPath {p:?} must not contain '..'"
+                )))
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err(CgroupError::Invalid(format!(
+            "cgroupsPath {p:?} names the root cgroup"
+        )));
+    }
+    if p.contains('\n') {
+        return Err(CgroupError::Invalid(format!(
+            "cgroupsPath {p:?} holds a newline"
+        )));
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+/// Append `value` to a cgroup file: one write(2), as the kernel wants it.
+/// (Append, not truncate: a test's fake tree then keeps every write.)
+pub(crate) fn write_file(dir: &Path, file: &str, value: &str) -> Result<()> {
+    let path = dir.join(file);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    f.write_all(value.as_bytes()).map_err(io_err(&path))
+}
+
+pub(crate) fn read_file(dir: &Path, file: &str) -> Result<String> {
+    let path = dir.join(file);
+    std::fs::read_to_string(&path).map_err(io_err(&path))
+}
+
+/// "key value" lines (memory.events, memory.oom_control, cgroup.events).
+pub(crate) fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+fn dir_of<'a>(paths: &'a CgroupPaths, controller: &str) -> Option<&'a Path> {
+    paths
+        .dirs
+        .iter()
+        .find(|d| {
+            if paths.unified {
+                true
+            } else {
+                d.controller.split(',').any(|c| c == controller)
+            }
+        })
+        .map(|d| Path::new(d.dir.as_str()))
+}
+
+/// Make the container's cgroup and apply `resources`. A cgroup that exists
+/// already is taken over only while it has no process (another container
+/// may be using it).
+pub fn create(paths: &CgroupPaths, resources: &Resources) -> Result<()> {
+    if paths.unified {
+        v2::create(paths)?;
+    } else {
+        for d in &paths.dirs {
+            v1::create(paths, Path::new(&d.dir), &d.controller)?;
+        }
+    }
+    let busy = procs(paths);
+    if !busy.is_empty() {
+        return Err(CgroupError::Invalid(format!(
+            "cgroup {} already holds processes ({}): is cgroupsPath another container's?",
+            paths.path,
+            busy.iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        )));
+    }
+    apply(paths, resources, true)
+}
+
+/// Write `resources` into the cgroup. `devices`: also the device rules
+/// (at create; `update` leaves them, as runc's does, since rewriting them
+/// denies every device for a moment).
+pub fn apply(paths: &CgroupPaths, resources: &Resources, devices: bool) -> Result<()> {
+    if paths.unified {
+        let dir = Path::new(&paths.dirs[0].dir);
+        v2::apply(dir, resources, devices)
+    } else {
+        v1::apply(paths, resources, devices)
+    }
+}
+
+/// Put process `pid` in the cgroup (every hierarchy of v1).
+pub fn add_process(paths: &CgroupPaths, pid: i32) -> Result<()> {
+    for d in &paths.dirs {
+        write_file(Path::new(&d.dir), "cgroup.procs", &pid.to_string())?;
+    }
+    Ok(())
+}
+
+/// Every process in the cgroup and below it, sorted, as host pids.
+pub fn procs(paths: &CgroupPaths) -> Vec<i32> {
+    let dir = ["pids", "freezer", "memory", "cpu", "devices"]
+        .iter()
+        .find_map(|c| dir_of(paths, c))
+        .or_else(|| paths.dirs.first().map(|d| Path::new(d.dir.as_str())));
+    let mut pids = Vec::new();
+    if let Some(dir) = dir {
+        collect_procs(dir, &mut pids, 0);
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+fn collect_procs(dir: &Path, pids: &mut Vec<i32>, depth: usize) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if depth > 16 {
+        return;
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            collect_procs(&e.path(), pids, depth + 1);
+        }
+    }
+}
+
+/// How many times the kernel's OOM killer has killed a process of the
+/// cgroup; None when the memory controller does not say.
+pub fn oom_kills(paths: &CgroupPaths) -> Option<u64> {
+    if paths.unified {
+        let dir = Path::new(&paths.dirs[0].dir);
+        keyed(&read_file(dir, "memory.events").ok()?, "oom_kill")
+    } else {
+        let dir = dir_of(paths, "memory")?;
+        keyed(&read_file(dir, "memory.oom_control").ok()?, "oom_kill")
+    }
+}
+
+/// Freeze every process of the cgroup (`pause`), and wait until the kernel
+/// says they are.
+pub fn freeze(paths: &CgroupPaths) -> Result<()> {
+    set_frozen(paths, true)
+}
+
+pub fn thaw(paths: &CgroupPaths) -> Result<()> {
+    set_frozen(paths, false)
+}
+
+fn freezer_dir(paths: &CgroupPaths) -> Result<&Path> {
+    dir_of(paths, "freezer").ok_or_else(|| {
+        CgroupError::Unsupported("the freezer controller is not mounted on this host".into())
+    })
+}
+
+fn set_frozen(paths: &CgroupPaths, frozen: bool) -> Result<()> {
+    let dir = freezer_dir(paths)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    if paths.unified {
+        write_file(dir, "cgroup.freeze", if frozen { "1" } else { "0" })?;
+        loop {
+            let events = read_file(dir, "cgroup.events")?;
+            if keyed(&events, "frozen") == Some(frozen as u64) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    } else {
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        loop {
+            // v1 may stay FREEZING when a task is busy in the kernel: ask again.
+            write_file(dir, "freezer.state", want)?;
+            if read_file(dir, "freezer.state")?.trim() == want {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    if frozen {
+        let _ = set_frozen(paths, false);
+        return Err(CgroupError::Invalid(format!(
+            "cgroup {} did not freeze within 5 s (thawed it again)",
+            paths.path
+        )));
+    }
+    Err(CgroupError::Invalid(format!(
+        "cgroup {} did not thaw within 5 s",
+        paths.path
+    )))
+}
+
+/// Is the cgroup frozen (or freezing)? False when it is gone.
+pub fn is_frozen(paths: &CgroupPaths) -> bool {
+    let Ok(dir) = freezer_dir(paths) else {
+        return false;
+    };
+    if paths.unified {
+        read_file(dir, "cgroup.freeze").is_ok_and(|s| s.trim() == "1")
+    } else {
+        read_file(dir, "freezer.state").is_ok_and(|s| s.trim() != "THAWED")
+    }
+}
+
+/// Kill whatever is left in the cgroup, and remove it (and the parents
+/// nsbox owns, once empty). rmdir fails while a process is still exiting,
+/// so it is retried for up to `timeout`.
+pub fn destroy(paths: &CgroupPaths, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let frozen = is_frozen(paths);
+    loop {
+        let pids = procs(paths);
+        for &pid in &pids {
+            // SAFETY: kill(2); the pid is in the container's cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        // A frozen task dies of SIGKILL only once thawed (v1).
+        if frozen || !pids.is_empty() && is_frozen(paths) {
+            let _ = thaw(paths);
+        }
+        match remove_dirs(paths) {
+            Ok(()) => break,
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    for d in &paths.dirs {
+        let dir = Path::new(&d.dir);
+        for parent in &paths.owned_parents {
+            if let Some(p) = parent_dir(dir, &paths.path, parent) {
+                // Busy (another container's) or gone: both are fine.
+                let _ = std::fs::remove_dir(p);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The directory of `parent` (a prefix of `path`) in the hierarchy that
+/// `dir` (= mount + path) belongs to.
+fn parent_dir(dir: &Path, path: &str, parent: &str) -> Option<PathBuf> {
+    let rel = path.strip_prefix(parent)?.trim_start_matches('/');
+    let mut p = dir.to_path_buf();
+    for _ in Path::new(rel).components() {
+        p = p.parent()?.to_path_buf();
+    }
+    Some(p)
+}
+
+fn remove_dirs(paths: &CgroupPaths) -> Result<()> {
+    let mut first_err = None;
+    for d in &paths.dirs {
+        if let Err(e) = remove_tree(Path::new(&d.dir)) {
+            first_err.get_or_insert(e);
+        }
+    }
+    match first_err {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// rmdir a cgroup and the sub-cgroups a container may have made in it,
+/// deepest first. cgroupfs directories hold only control files, which
+/// rmdir takes with them.
+fn remove_tree(dir: &Path) -> Result<()> {
+    let subdirs: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .flatten()
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .map(|e| e.path())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for s in subdirs {
+        remove_tree(&s)?;
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(dir)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

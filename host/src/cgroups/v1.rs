@@ -1,0 +1,178 @@
+//! cgroup v1: one directory per hierarchy, each controller's own files.
+
+use std::path::Path;
+
+use protocol::{CgroupPaths, DeviceRule, Resources};
+
+use super::{dir_of, read_file, write_file, CgroupError, Result};
+
+/// mkdir -p the container's directory in one hierarchy. A new cpuset
+/// cgroup starts with no CPUs and no memory nodes, and no task may join it
+/// until it has some: each level gets its parent's, as runc does.
+pub(super) fn create(paths: &CgroupPaths, dir: &Path, controller: &str) -> Result<()> {
+    super::mkdir_p(dir)?;
+    if !controller.split(',').any(|c| c == "cpuset") {
+        return Ok(());
+    }
+    let depth = Path::new(&paths.path)
+        .components()
+        .count()
+        .saturating_sub(1);
+    let mut levels: Vec<&Path> = dir.ancestors().take(depth).collect();
+    levels.reverse();
+    for level in levels {
+        let Some(parent) = level.parent() else {
+            continue;
+        };
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if read_file(level, file)?.trim().is_empty() {
+                let value = read_file(parent, file)?;
+                write_file(level, file, value.trim())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn controller_dir<'a>(paths: &'a CgroupPaths, controller: &str) -> Result<&'a Path> {
+    dir_of(paths, controller).ok_or_else(|| {
+        CgroupError::Unsupported(format!(
+            "linux.resources needs the {controller} controller, which this host has not mounted"
+        ))
+    })
+}
+
+fn limit(v: i64) -> String {
+    if v < 0 {
+        "-1".into()
+    } else {
+        v.to_string()
+    }
+}
+
+pub(super) fn apply(paths: &CgroupPaths, r: &Resources, devices: bool) -> Result<()> {
+    if let Some(m) = &r.memory {
+        let dir = controller_dir(paths, "memory")?;
+        memory_and_swap(dir, m.limit, m.swap)?;
+        if let Some(v) = m.reservation {
+            write_file(dir, "memory.soft_limit_in_bytes", &limit(v))?;
+        }
+        if let Some(v) = m.swappiness {
+            if v > 100 {
+                return Err(CgroupError::Invalid(format!(
+                    "memory.swappiness {v} is above 100"
+                )));
+            }
+            write_file(dir, "memory.swappiness", &v.to_string())?;
+        }
+        if let Some(disable) = m.disable_oom_killer {
+            write_file(dir, "memory.oom_control", if disable { "1" } else { "0" })?;
+        }
+    }
+    if let Some(c) = &r.cpu {
+        if c.shares.is_some() || c.quota.is_some() || c.period.is_some() {
+            let dir = controller_dir(paths, "cpu")?;
+            if let Some(v) = c.shares {
+                write_file(dir, "cpu.shares", &v.to_string())?;
+            }
+            // The period first: the kernel checks the quota against it.
+            if let Some(v) = c.period {
+                write_file(dir, "cpu.cfs_period_us", &v.to_string())?;
+            }
+            if let Some(v) = c.quota {
+                write_file(dir, "cpu.cfs_quota_us", &limit(v))?;
+            }
+        }
+        if c.cpus.is_some() || c.mems.is_some() {
+            let dir = controller_dir(paths, "cpuset")?;
+            if let Some(v) = &c.cpus {
+                write_file(dir, "cpuset.cpus", v)?;
+            }
+            if let Some(v) = &c.mems {
+                write_file(dir, "cpuset.mems", v)?;
+            }
+        }
+    }
+    if let Some(v) = r.pids_limit {
+        // 0 means "not set" in runc's reading of the spec.
+        if v != 0 {
+            let dir = controller_dir(paths, "pids")?;
+            let value = if v < 0 { "max".into() } else { v.to_string() };
+            write_file(dir, "pids.max", &value)?;
+        }
+    }
+    if devices && !r.devices.is_empty() {
+        let dir = controller_dir(paths, "devices")?;
+        for rule in &r.devices {
+            let file = if rule.allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            write_file(dir, file, &device_line(rule))?;
+        }
+    }
+    if !r.unified.is_empty() {
+        return Err(CgroupError::Unsupported(
+            "linux.resources.unified needs cgroup v2; this host has v1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// "c 1:3 rwm", "a *:* rwm": the line devices.allow / devices.deny take.
+pub(crate) fn device_line(rule: &DeviceRule) -> String {
+    let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+    let access = if rule.access.is_empty() {
+        "rwm"
+    } else {
+        &rule.access
+    };
+    format!(
+        "{} {}:{} {access}",
+        rule.kind,
+        num(rule.major),
+        num(rule.minor)
+    )
+}
+
+/// memory.limit_in_bytes and memory.memsw.limit_in_bytes (memory plus
+/// swap): the kernel refuses a memsw limit below the memory limit, so the
+/// one that grows is written first.
+fn memory_and_swap(dir: &Path, mem: Option<i64>, swap: Option<i64>) -> Result<()> {
+    let memsw = dir.join("memory.memsw.limit_in_bytes");
+    let swap = match swap {
+        Some(s) if !memsw.exists() => {
+            // Podman asks for swap by default; a kernel without swap
+            // accounting cannot limit it, and has no swap to hand out
+            // beyond what the memory limit already bounds.
+            log::warn!(
+                "memory.swap {s} not applied: this kernel has no swap accounting \
+                 (memory.memsw.limit_in_bytes)"
+            );
+            None
+        }
+        s => s,
+    };
+    let as_bytes = |v: i64| if v < 0 { u64::MAX } else { v as u64 };
+    let swap_first = match swap {
+        Some(s) => {
+            let current = read_file(dir, "memory.memsw.limit_in_bytes")
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .unwrap_or(u64::MAX);
+            as_bytes(s) > current
+        }
+        None => false,
+    };
+    if let (true, Some(s)) = (swap_first, swap) {
+        write_file(dir, "memory.memsw.limit_in_bytes", &limit(s))?;
+    }
+    if let Some(m) = mem {
+        write_file(dir, "memory.limit_in_bytes", &limit(m))?;
+    }
+    if let (false, Some(s)) = (swap_first, swap) {
+        write_file(dir, "memory.memsw.limit_in_bytes", &limit(s))?;
+    }
+    Ok(())
+}

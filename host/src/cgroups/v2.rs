@@ -1,0 +1,166 @@
+//! cgroup v2: one hierarchy; a controller works in a cgroup only once every
+//! ancestor lists it in cgroup.subtree_control.
+
+use std::path::{Path, PathBuf};
+
+use protocol::{CgroupPaths, Resources};
+
+use super::{io_err, read_file, write_file, CgroupError, Result};
+
+/// The controllers nsbox sets limits with.
+const WANTED: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
+
+/// mkdir -p the container's directory, enabling the wanted controllers on
+/// the way down. A controller an ancestor cannot pass on (it is not in its
+/// cgroup.controllers, or the ancestor holds processes) is left out: a
+/// limit that needs it then fails with the file missing, clearly.
+pub(super) fn create(paths: &CgroupPaths) -> Result<()> {
+    let leaf = PathBuf::from(&paths.dirs[0].dir);
+    let depth = Path::new(&paths.path)
+        .components()
+        .count()
+        .saturating_sub(1);
+    let mut levels: Vec<&Path> = leaf.ancestors().take(depth).collect();
+    levels.reverse();
+    for level in levels {
+        let mut tries = 0;
+        loop {
+            if let Some(parent) = level.parent() {
+                enable_controllers(parent);
+            }
+            match std::fs::create_dir(level) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => break,
+                // Another container's `destroy` took an empty parent away.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 10 => {
+                    tries += 1;
+                    if let Some(parent) = level.parent() {
+                        super::mkdir_p(parent)?;
+                    }
+                }
+                Err(e) => return Err(io_err(level)(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn enable_controllers(dir: &Path) {
+    let available = read_file(dir, "cgroup.controllers").unwrap_or_default();
+    let enabled = read_file(dir, "cgroup.subtree_control").unwrap_or_default();
+    for c in WANTED {
+        let has = |text: &str| text.split_whitespace().any(|w| w == c);
+        if has(&available) && !has(&enabled) {
+            if let Err(e) = write_file(dir, "cgroup.subtree_control", &format!("+{c}")) {
+                log::debug!("enable {c} in {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+/// cpu.weight (1..10000) from cpu.shares (2..262144), runc's formula.
+pub(crate) fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
+fn max_or(v: i64) -> String {
+    if v < 0 {
+        "max".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// A device list that leaves every device allowed (none, or ending in
+/// "allow all") needs no program.
+fn devices_trivial(r: &Resources) -> bool {
+    match r.devices.last() {
+        None => true,
+        Some(last) => {
+            last.allow
+                && last.kind == 'a'
+                && last.major.is_none()
+                && last.minor.is_none()
+                && (last.access.is_empty() || last.access == "rwm")
+        }
+    }
+}
+
+pub(super) fn apply(dir: &Path, r: &Resources, devices: bool) -> Result<()> {
+    if devices && !devices_trivial(r) {
+        super::bpf::attach(dir, &r.devices)?;
+    }
+    if let Some(m) = &r.memory {
+        if let Some(v) = m.limit {
+            write_file(dir, "memory.max", &max_or(v))?;
+        }
+        if let Some(v) = m.reservation {
+            write_file(dir, "memory.low", &max_or(v))?;
+        }
+        if let Some(swap) = m.swap {
+            // OCI's swap is memory plus swap; v2's memory.swap.max is swap alone.
+            let value = match (swap, m.limit) {
+                (s, _) if s < 0 => "max".to_string(),
+                (s, Some(l)) if l > 0 => {
+                    if s < l {
+                        return Err(CgroupError::Invalid(format!(
+                            "memory.swap {s} is below memory.limit {l}"
+                        )));
+                    }
+                    (s - l).to_string()
+                }
+                (s, _) => {
+                    return Err(CgroupError::Invalid(format!(
+                        "memory.swap {s} needs memory.limit on cgroup v2"
+                    )))
+                }
+            };
+            write_file(dir, "memory.swap.max", &value)?;
+        }
+        if m.swappiness.is_some() {
+            return Err(CgroupError::Unsupported(
+                "memory.swappiness does not exist on cgroup v2".into(),
+            ));
+        }
+        if m.disable_oom_killer == Some(true) {
+            return Err(CgroupError::Unsupported(
+                "memory.disableOOMKiller does not exist on cgroup v2".into(),
+            ));
+        }
+    }
+    if let Some(c) = &r.cpu {
+        if let Some(s) = c.shares.filter(|&s| s != 0) {
+            write_file(dir, "cpu.weight", &shares_to_weight(s).to_string())?;
+        }
+        if c.quota.is_some() || c.period.is_some() {
+            let quota = match c.quota {
+                Some(q) if q > 0 => q.to_string(),
+                _ => "max".into(),
+            };
+            let period = c.period.unwrap_or(100_000);
+            write_file(dir, "cpu.max", &format!("{quota} {period}"))?;
+        }
+        if let Some(v) = &c.cpus {
+            write_file(dir, "cpuset.cpus", v)?;
+        }
+        if let Some(v) = &c.mems {
+            write_file(dir, "cpuset.mems", v)?;
+        }
+    }
+    if let Some(v) = r.pids_limit.filter(|&v| v != 0) {
+        write_file(dir, "pids.max", &max_or(v))?;
+    }
+    for (key, value) in &r.unified {
+        // A file of this very cgroup, never a path out of it.
+        if key.is_empty() || key.contains('/') || key.starts_with('.') || !key.contains('.') {
+            return Err(CgroupError::Invalid(format!(
+                "linux.resources.unified key {key:?} is not a cgroup file name"
+            )));
+        }
+        write_file(dir, key, value)?;
+    }
+    Ok(())
+}

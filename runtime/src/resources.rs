@@ -1,0 +1,188 @@
+//! linux.resources (config.json, or `update --resources`) into the
+//! `Resources` that host::cgroups applies. What nsbox cannot apply is
+//! refused here, by name, rather than silently left out.
+
+use anyhow::{bail, Result};
+use oci_spec::runtime::{LinuxDeviceType, LinuxResources};
+use protocol::{CpuResources, DeviceRule, MemoryResources, Resources};
+
+/// The devices every container gets when its list denies all, as runc
+/// adds them: null, zero, full, random, urandom, tty, ptmx and /dev/pts/*.
+/// (runc also allows mknod of any device; nsbox does not, so a container
+/// with CAP_MKNOD still cannot make a disk's node.)
+const STANDARD_DEVICES: [(i64, Option<i64>); 8] = [
+    (1, Some(3)),
+    (1, Some(5)),
+    (1, Some(7)),
+    (1, Some(8)),
+    (1, Some(9)),
+    (5, Some(0)),
+    (5, Some(2)),
+    (136, None),
+];
+
+fn is_deny_all(r: &DeviceRule) -> bool {
+    !r.allow && r.kind == 'a' && r.major.is_none() && r.minor.is_none()
+}
+
+pub fn from_oci(r: &LinuxResources) -> Result<Resources> {
+    let mut out = Resources::default();
+    for d in r.devices().iter().flatten() {
+        let kind = match d.typ() {
+            None | Some(LinuxDeviceType::A) => 'a',
+            Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => 'c',
+            Some(LinuxDeviceType::B) => 'b',
+            Some(LinuxDeviceType::P) => {
+                bail!("linux.resources.devices: type \"p\" (a FIFO) is not a cgroup device type")
+            }
+        };
+        let access = d.access().clone().unwrap_or_else(|| "rwm".into());
+        if access.is_empty() || !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+            bail!("linux.resources.devices: access {access:?} is not made of r, w and m");
+        }
+        out.devices.push(DeviceRule {
+            allow: d.allow(),
+            kind,
+            major: d.major().filter(|&m| m >= 0),
+            minor: d.minor().filter(|&m| m >= 0),
+            access,
+        });
+    }
+    if out.devices.iter().any(is_deny_all) {
+        for (major, minor) in STANDARD_DEVICES {
+            out.devices.push(DeviceRule {
+                allow: true,
+                kind: 'c',
+                major: Some(major),
+                minor,
+                access: "rwm".into(),
+            });
+        }
+    }
+    if let Some(m) = r.memory() {
+        if m.kernel().is_some() || m.kernel_tcp().is_some() {
+            // Deprecated by the kernel and ignored by runc too.
+            log::warn!("linux.resources.memory.kernel and kernelTCP are ignored");
+        }
+        out.memory = Some(MemoryResources {
+            limit: m.limit(),
+            reservation: m.reservation(),
+            swap: m.swap(),
+            swappiness: m.swappiness(),
+            disable_oom_killer: m.disable_oom_killer(),
+        });
+    }
+    if let Some(c) = r.cpu() {
+        if c.realtime_runtime().is_some_and(|v| v != 0)
+            || c.realtime_period().is_some_and(|v| v != 0)
+        {
+            bail!("linux.resources.cpu realtimeRuntime/realtimePeriod are not supported");
+        }
+        if c.idle().is_some_and(|v| v != 0) || c.burst().is_some_and(|v| v != 0) {
+            bail!("linux.resources.cpu idle and burst are not supported");
+        }
+        out.cpu = Some(CpuResources {
+            shares: c.shares(),
+            quota: c.quota(),
+            period: c.period(),
+            cpus: c.cpus().clone().filter(|s| !s.is_empty()),
+            mems: c.mems().clone().filter(|s| !s.is_empty()),
+        });
+    }
+    if let Some(p) = r.pids() {
+        out.pids_limit = Some(p.limit());
+    }
+    if let Some(b) = r.block_io() {
+        let any = b.weight().is_some()
+            || b.leaf_weight().is_some()
+            || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
+            || b.throttle_read_bps_device()
+                .as_ref()
+                .is_some_and(|v| !v.is_empty())
+            || b.throttle_write_bps_device()
+                .as_ref()
+                .is_some_and(|v| !v.is_empty())
+            || b.throttle_read_iops_device()
+                .as_ref()
+                .is_some_and(|v| !v.is_empty())
+            || b.throttle_write_iops_device()
+                .as_ref()
+                .is_some_and(|v| !v.is_empty());
+        if any {
+            bail!("linux.resources.blockIO is not supported");
+        }
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
+        bail!("linux.resources.hugepageLimits are not supported");
+    }
+    if let Some(n) = r.network() {
+        if n.class_id().is_some() || n.priorities().as_ref().is_some_and(|v| !v.is_empty()) {
+            bail!("linux.resources.network is not supported");
+        }
+    }
+    if r.rdma().as_ref().is_some_and(|v| !v.is_empty()) {
+        bail!("linux.resources.rdma is not supported");
+    }
+    let mut unified: Vec<(String, String)> = r
+        .unified()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    unified.sort();
+    out.unified = unified;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: serde_json::Value) -> Resources {
+        from_oci(&serde_json::from_value(v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn deny_all_gets_the_standard_devices() {
+        let r = parse(serde_json::json!({ "devices": [{ "allow": false, "access": "rwm" }] }));
+        assert_eq!(r.devices.len(), 9);
+        assert!(is_deny_all(&r.devices[0]));
+        assert!(r.devices[1..].iter().all(|d| d.allow && d.kind == 'c'));
+        assert!(r
+            .devices
+            .iter()
+            .any(|d| d.major == Some(136) && d.minor.is_none()));
+        // An allow-list without deny-all is taken as it is.
+        let r = parse(
+            serde_json::json!({ "devices": [{ "allow": true, "type": "c", "major": 1, "minor": 3 }] }),
+        );
+        assert_eq!(r.devices.len(), 1);
+        assert_eq!(r.devices[0].access, "rwm");
+    }
+
+    #[test]
+    fn fixtures_convert() {
+        for f in ["podman-run-config.json", "containerd-ctr-run-config.json"] {
+            let text = std::fs::read_to_string(format!(
+                "{}/../tests/fixtures/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let r = parse(v["linux"]["resources"].clone());
+            assert!(!r.devices.is_empty(), "{f}");
+        }
+    }
+
+    #[test]
+    fn unsupported_parts_are_refused() {
+        let r: LinuxResources =
+            serde_json::from_value(serde_json::json!({ "blockIO": { "weight": 10 } })).unwrap();
+        assert!(from_oci(&r).is_err());
+        let r: LinuxResources = serde_json::from_value(
+            serde_json::json!({ "devices": [{ "allow": true, "access": "rwx" }] }),
+        )
+        .unwrap();
+        assert!(from_oci(&r).is_err());
+    }
+}

@@ -1,0 +1,227 @@
+//! linux.seccomp compiled to a BPF program here, in the runtime, with
+//! libseccomp: the runtime validates before anything is made, and neither
+//! the shim nor tiny-init links libseccomp or parses a profile. The
+//! workload loads the program with seccomp(2) just before exec.
+//!
+//! As runc: syscall names this architecture does not know are skipped
+//! (profiles list every architecture's names), a rule whose action is the
+//! default one is dropped (libseccomp refuses it), and a rule whose
+//! conditions name one argument twice becomes one rule per condition
+//! (libseccomp ANDs conditions, and two on one argument would never match).
+
+use std::io::{Read, Seek};
+use std::str::FromStr;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
+
+const EPERM: u32 = libc::EPERM as u32;
+
+/// What `features` reports: the actions, operators and architectures a
+/// profile may name (SCMP_ACT_NOTIFY is refused: nothing listens).
+pub const ACTIONS: &[&str] = &[
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_TRAP",
+];
+pub const OPERATORS: &[&str] = &[
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_MASKED_EQ",
+    "SCMP_CMP_NE",
+];
+pub const ARCHS: &[&str] = &["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"];
+
+fn action(a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction> {
+    Ok(match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno_ret.unwrap_or(EPERM) as i32),
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno_ret.unwrap_or(EPERM) as u16),
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActNotify => {
+            bail!("seccomp action SCMP_ACT_NOTIFY needs a listener, which nsbox does not support")
+        }
+    })
+}
+
+fn compare(op: LinuxSeccompOperator, value_two: Option<u64>) -> ScmpCompareOp {
+    match op {
+        LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+        LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+        LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+        LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+        LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+        LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+        // (arg & value) == valueTwo; libseccomp takes the mask in the op.
+        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(value_two.unwrap_or(0)),
+    }
+}
+
+pub fn compile(s: &LinuxSeccomp) -> Result<protocol::Seccomp> {
+    if s.listener_path().is_some() {
+        bail!("seccomp listenerPath (SCMP_ACT_NOTIFY) is not supported");
+    }
+    let default =
+        action(s.default_action(), s.default_errno_ret()).context("seccomp defaultAction")?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(|e| anyhow!("seccomp: {e}"))?;
+    let native = ScmpArch::native();
+    for arch in s.architectures().iter().flatten() {
+        let name = serde_json::to_value(arch)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let a = ScmpArch::from_str(&name)
+            .map_err(|_| anyhow!("seccomp architecture {name} is unknown"))?;
+        if a != native && a != ScmpArch::Native {
+            ctx.add_arch(a)
+                .map_err(|e| anyhow!("seccomp architecture {name}: {e}"))?;
+        }
+    }
+    for rule in s.syscalls().iter().flatten() {
+        let act = action(rule.action(), rule.errno_ret())
+            .with_context(|| format!("seccomp rule for {}", rule.names().join(",")))?;
+        if act == default {
+            continue;
+        }
+        let args = rule.args().clone().unwrap_or_default();
+        for a in &args {
+            if a.index() > 5 {
+                bail!(
+                    "seccomp rule for {}: argument index {} is above 5",
+                    rule.names().join(","),
+                    a.index()
+                );
+            }
+        }
+        let cmps: Vec<ScmpArgCompare> = args
+            .iter()
+            .map(|a| {
+                ScmpArgCompare::new(a.index() as u32, compare(a.op(), a.value_two()), a.value())
+            })
+            .collect();
+        let mut indexes: Vec<usize> = args.iter().map(|a| a.index()).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let separate = indexes.len() != args.len();
+        for name in rule.names() {
+            let Ok(sc) = ScmpSyscall::from_name(name) else {
+                log::debug!("seccomp: syscall {name} is unknown here; skipped");
+                continue;
+            };
+            let r = if cmps.is_empty() {
+                ctx.add_rule(act, sc).map(drop)
+            } else if separate {
+                cmps.iter()
+                    .try_for_each(|c| ctx.add_rule_conditional(act, sc, &[*c]).map(drop))
+            } else {
+                ctx.add_rule_conditional(act, sc, &cmps).map(drop)
+            };
+            r.map_err(|e| anyhow!("seccomp rule for {name}: {e}"))?;
+        }
+    }
+    let mut flags = 0u32;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => 1,
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => 2,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => 4,
+        };
+    }
+    Ok(protocol::Seccomp {
+        bpf: export(&ctx)?,
+        flags,
+    })
+}
+
+/// libseccomp 2.5 exports to a file descriptor only: a memfd.
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
+    let fd = nix::sys::memfd::memfd_create(
+        c"nsbox-seccomp",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+    )
+    .context("memfd_create")?;
+    let mut f = std::fs::File::from(fd);
+    ctx.export_bpf(&f)
+        .map_err(|e| anyhow!("seccomp export: {e}"))?;
+    f.rewind()?;
+    let mut bpf = Vec::new();
+    f.read_to_end(&mut bpf)?;
+    if bpf.is_empty() || bpf.len() % 8 != 0 {
+        bail!(
+            "seccomp export gave {} bytes, not whole instructions",
+            bpf.len()
+        );
+    }
+    if bpf.len() / 8 > 4096 {
+        bail!(
+            "the seccomp profile compiles to {} instructions; the kernel takes at most 4096",
+            bpf.len() / 8
+        );
+    }
+    Ok(bpf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(json: serde_json::Value) -> LinuxSeccomp {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn podman_profile_compiles() {
+        let cfg: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/podman-run-config.json"))
+                .unwrap();
+        let s = profile(cfg["linux"]["seccomp"].clone());
+        let p = compile(&s).unwrap();
+        assert!(p.bpf.len() > 8 * 50, "{} bytes", p.bpf.len());
+        assert_eq!(p.flags, 0);
+    }
+
+    #[test]
+    fn unknown_names_are_skipped_and_notify_refused() {
+        let p = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                { "names": ["mkdir", "no_such_syscall"], "action": "SCMP_ACT_ERRNO" },
+                { "names": ["getpid"], "action": "SCMP_ACT_ALLOW" }
+            ]
+        })))
+        .unwrap();
+        assert!(!p.bpf.is_empty());
+        let e = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_NOTIFY"
+        })))
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("NOTIFY"), "{e:#}");
+        // An unknown action or architecture does not even parse.
+        assert!(serde_json::from_value::<LinuxSeccomp>(serde_json::json!({
+            "defaultAction": "SCMP_ACT_FOO"
+        }))
+        .is_err());
+        assert!(serde_json::from_value::<LinuxSeccomp>(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]
+        }))
+        .is_err());
+    }
+}

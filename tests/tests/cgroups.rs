@@ -1,0 +1,397 @@
+//! cgroups on this host's layout (v1 with a v2 hybrid mount): limits
+//! read back from the host's cgroupfs, enforced from inside (OOM kill,
+//! fork bomb, devices), the freezer, `update`, and the cgroup gone after
+//! `delete` (the harness's leak check also looks after every test).
+//! cgroup v2 limits cannot be exercised on this host; host::cgroups'
+//! unit tests cover their files on a fake tree.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::time::Duration;
+
+/// The container's cgroup path when config.json names none.
+fn default_path(t: &Test, id: &str) -> String {
+    format!("/nsbox/{}/{id}", t.cgroup_scope())
+}
+
+fn read_cg(controller: &str, rel: &str, file: &str) -> String {
+    let p = cgroup_dir(controller, rel).join(file);
+    fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// `state` once the shim has recorded the exit: "stopped" shows as soon
+/// as the init is dead, the exit code a moment later.
+fn stopped_with_code(t: &Test, id: &str) -> Value {
+    t.wait_status(id, "stopped");
+    wait_for("the exit code in state", Duration::from_secs(10), || {
+        let s = t.state(id);
+        (!s["exitCode"].is_null()).then_some(s)
+    })
+}
+
+fn with_resources(resources: Value) -> impl FnOnce(&mut Value) {
+    move |c: &mut Value| c["linux"]["resources"] = resources
+}
+
+#[test]
+fn memory_limit_applied_and_oom_kill_reported() {
+    let Some(t) = Test::new("memory_limit_applied_and_oom_kill_reported") else {
+        return;
+    };
+    let limit = 32u64 << 20;
+    let res = json!({ "memory": { "limit": limit, "swap": limit } });
+    let b = t.bundle_with("b", &[MT, "sleep", "30"], with_resources(res.clone()));
+    t.run_detached(&b, "mem").ok();
+    let path = default_path(&t, "mem");
+    assert_eq!(
+        read_cg("memory", &path, "memory.limit_in_bytes"),
+        limit.to_string()
+    );
+    assert_eq!(
+        read_cg("memory", &path, "memory.memsw.limit_in_bytes"),
+        limit.to_string()
+    );
+    let pid = t.state("mem")["pid"].as_i64().unwrap();
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        own.lines().any(|l| l.ends_with(&format!(":memory:{path}"))),
+        "tiny-init is not in the container's memory cgroup:\n{own}"
+    );
+    t.rt(&["kill", "mem", "KILL"]).ok();
+    t.wait_status("mem", "stopped");
+    t.rt(&["delete", "mem"]).ok();
+
+    // A workload that needs more than the limit is killed by the OOM
+    // killer: 137, and `state` says so.
+    let b = t.bundle_with("hog", &[MT, "hog", "256"], with_resources(res));
+    t.run_detached(&b, "hog").ok();
+    let s = stopped_with_code(&t, "hog");
+    assert_eq!(s["exitCode"], 137, "{s}");
+    let kills = s["annotations"]["nsbox.oom-kills"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no OOM annotation in state: {s}"));
+    assert!(kills.parse::<u64>().unwrap() >= 1, "{s}");
+    assert!(
+        !read_lossy(&t.ctr_stdout("hog")).contains("allocated"),
+        "the hog got its memory"
+    );
+    t.rt(&["delete", "hog"]).ok();
+
+    // The same from `run`: the exit code is the OOM kill's.
+    let b = t.bundle_with(
+        "hog2",
+        &[MT, "hog", "256"],
+        with_resources(json!({ "memory": { "limit": limit } })),
+    );
+    t.run(&b, "hog2").code_is(137);
+}
+
+#[test]
+fn pids_limit_bounds_a_fork_bomb() {
+    let Some(t) = Test::new("pids_limit_bounds_a_fork_bomb") else {
+        return;
+    };
+    let b = t.bundle_with(
+        "b",
+        &[
+            "sh",
+            "-c",
+            // ash gives up at the first fork that fails: do it in a
+            // subshell, and count with builtins (nothing is left to fork).
+            "(for i in $(seq 1 40); do sleep 3 & done) 2>/dev/null; \
+             set -- /proc/[0-9]*; echo $#",
+        ],
+        with_resources(json!({ "pids": { "limit": 8 } })),
+    );
+    let out = t.run(&b, "bomb");
+    out.ok();
+    let n: u32 = out
+        .stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{out:?}"));
+    assert!(
+        (3..=8).contains(&n),
+        "{n} processes in a container limited to 8"
+    );
+}
+
+#[test]
+fn cpu_and_pids_values_written_and_updated() {
+    let Some(t) = Test::new("cpu_and_pids_values_written_and_updated") else {
+        return;
+    };
+    let b = t.bundle_with(
+        "b",
+        &[MT, "sleep", "30"],
+        with_resources(json!({
+            "cpu": { "shares": 512, "quota": 50000, "period": 100000, "cpus": "0" },
+            "pids": { "limit": 64 },
+            "memory": { "limit": 100 << 20, "reservation": 50 << 20 }
+        })),
+    );
+    t.run_detached(&b, "cpu").ok();
+    let p = default_path(&t, "cpu");
+    assert_eq!(read_cg("cpu", &p, "cpu.shares"), "512");
+    assert_eq!(read_cg("cpu", &p, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(read_cg("cpu", &p, "cpu.cfs_period_us"), "100000");
+    assert_eq!(read_cg("cpuset", &p, "cpuset.cpus"), "0");
+    assert_eq!(read_cg("pids", &p, "pids.max"), "64");
+    assert_eq!(
+        read_cg("memory", &p, "memory.soft_limit_in_bytes"),
+        (50u64 << 20).to_string()
+    );
+
+    let file = t.work.join("update.json");
+    fs::write(
+        &file,
+        json!({ "memory": { "limit": 200 << 20 }, "pids": { "limit": 32 },
+                "cpu": { "quota": 20000 } })
+        .to_string(),
+    )
+    .unwrap();
+    t.rt(&["update", "--resources", file.to_str().unwrap(), "cpu"])
+        .ok();
+    assert_eq!(
+        read_cg("memory", &p, "memory.limit_in_bytes"),
+        (200u64 << 20).to_string()
+    );
+    assert_eq!(read_cg("pids", &p, "pids.max"), "32");
+    assert_eq!(read_cg("cpu", &p, "cpu.cfs_quota_us"), "20000");
+    assert_eq!(read_cg("cpu", &p, "cpu.shares"), "512", "left as it was");
+
+    // What nsbox cannot do is refused by name.
+    fs::write(&file, json!({ "blockIO": { "weight": 100 } }).to_string()).unwrap();
+    t.rt(&["update", "--resources", file.to_str().unwrap(), "cpu"])
+        .fails_with("cpu", &["blockIO"]);
+    t.rt(&["kill", "cpu", "KILL"]).ok();
+    t.wait_status("cpu", "stopped");
+    t.rt(&["update", "--resources", file.to_str().unwrap(), "cpu"])
+        .fails_with("cpu", &[]);
+    t.rt(&["delete", "cpu"]).ok();
+}
+
+#[test]
+fn devices_deny_all_keeps_the_standard_devices_only() {
+    let Some(t) = Test::new("devices_deny_all_keeps_the_standard_devices_only") else {
+        return;
+    };
+    let script = "echo x > /dev/null && echo null-ok; \
+                  head -c 4 /dev/urandom > /dev/null && echo urandom-ok; \
+                  mknod /tmp/sda b 8 0 && echo mknod-ok || echo mknod-refused";
+    let all_caps = |c: &mut Value| {
+        c["process"]["capabilities"] = caps_json(&host_caps());
+        c["linux"]["resources"] = json!({ "devices": [{ "allow": false, "access": "rwm" }] });
+    };
+    let b = t.bundle_with("b", &["sh", "-c", script], all_caps);
+    let out = t.run(&b, "dev");
+    out.ok();
+    assert_eq!(
+        out.stdout_lines(),
+        ["null-ok", "urandom-ok", "mknod-refused"],
+        "{out:?}"
+    );
+
+    // The control: without the rule, the same CAP_MKNOD makes the node.
+    let b = t.bundle_with("b2", &["sh", "-c", script], |c| {
+        c["process"]["capabilities"] = caps_json(&host_caps());
+    });
+    let out = t.run(&b, "dev2");
+    out.ok();
+    assert_eq!(
+        out.stdout_lines(),
+        ["null-ok", "urandom-ok", "mknod-ok"],
+        "{out:?}"
+    );
+}
+
+fn lines(t: &Test, id: &str) -> usize {
+    read_lossy(&t.ctr_stdout(id)).lines().count()
+}
+
+#[test]
+fn pause_freezes_and_resume_thaws() {
+    let Some(t) = Test::new("pause_freezes_and_resume_thaws") else {
+        return;
+    };
+    let counter = &["sh", "-c", "while true; do echo tick; sleep 0.02; done"];
+    let b = t.bundle("b", counter);
+    t.run_detached(&b, "frz").ok();
+    wait_for("ticks", Duration::from_secs(5), || {
+        (lines(&t, "frz") > 3).then_some(())
+    });
+    t.rt(&["pause", "frz"]).ok();
+    assert_eq!(t.status("frz"), "paused");
+    assert_eq!(
+        read_cg("freezer", &default_path(&t, "frz"), "freezer.state"),
+        "FROZEN"
+    );
+    let n = lines(&t, "frz");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(lines(&t, "frz"), n, "the counter went on while paused");
+    t.rt(&["pause", "frz"]).fails_with("frz", &["paused"]);
+    t.rt(&["resume", "frz"]).ok();
+    assert_eq!(t.status("frz"), "running");
+    wait_for("ticks after resume", Duration::from_secs(5), || {
+        (lines(&t, "frz") > n + 3).then_some(())
+    });
+    t.rt(&["resume", "frz"]).fails_with("frz", &["not paused"]);
+
+    // kill of a paused container: SIGKILL lands once thawed.
+    t.rt(&["pause", "frz"]).ok();
+    t.rt(&["kill", "frz", "KILL"]).ok();
+    let s = stopped_with_code(&t, "frz");
+    assert_eq!(s["exitCode"], 137, "{s}");
+    t.rt(&["delete", "frz"]).ok();
+
+    // delete --force of a paused one.
+    t.run_detached(&b, "frz2").ok();
+    t.rt(&["pause", "frz2"]).ok();
+    t.rt(&["delete", "frz2"]).fails_with("frz2", &["paused"]);
+    t.rt(&["delete", "--force", "frz2"]).ok();
+}
+
+#[test]
+fn cgroup_made_at_create_and_removed_at_delete() {
+    let Some(t) = Test::new("cgroup_made_at_create_and_removed_at_delete") else {
+        return;
+    };
+    let b = t.bundle("b", &[MT, "sleep", "30"]);
+    t.create(&b, "c1").ok();
+    let p = default_path(&t, "c1");
+    for c in ["memory", "pids", "freezer", "devices", "cpu"] {
+        assert!(cgroup_dir(c, &p).is_dir(), "no {c} cgroup {p}");
+    }
+    let pid = t.state("c1")["pid"].as_i64().unwrap() as i32;
+    assert_eq!(read_cg("pids", &p, "cgroup.procs"), pid.to_string());
+    let ps = t.rt(&["ps", "--format", "json", "c1"]);
+    ps.ok();
+    assert_eq!(ps.json(), json!([pid]));
+    t.rt(&["delete", "c1"]).ok();
+    assert!(!cgroup_dir("memory", &p).exists());
+    assert!(
+        !cgroup_dir("memory", &format!("/nsbox/{}", t.cgroup_scope())).exists(),
+        "nsbox's own parent stays after its last container"
+    );
+
+    // A cgroupsPath as Podman gives it: the leaf is made and removed; a
+    // parent that is not nsbox's own stays (runc does the same).
+    let parent = format!("/nsbox-t-{}", t.cgroup_scope());
+    let leaf = format!("{parent}/libpod-c2");
+    t.track_cgroup(&leaf);
+    t.track_cgroup(&parent);
+    let b = t.bundle_with("b2", &[MT, "sleep", "30"], |c| {
+        c["linux"]["cgroupsPath"] = json!(leaf);
+        c["linux"]["resources"] = json!({ "pids": { "limit": 2048 } });
+    });
+    t.create(&b, "c2").ok();
+    assert_eq!(read_cg("pids", &leaf, "pids.max"), "2048");
+    t.rt(&["start", "c2"]).ok();
+    t.rt(&["delete", "--force", "c2"]).ok();
+    assert!(!cgroup_dir("pids", &leaf).exists());
+    assert!(cgroup_dir("pids", &parent).exists());
+
+    // After a shim that died: `delete --force` removes the cgroup too.
+    t.create(&b, "c3").ok();
+    let init = t.state("c3")["pid"].as_i64().unwrap() as i32;
+    let shim = ppid(init).unwrap();
+    assert_eq!(comm(shim).as_deref(), Some("shim"));
+    // SAFETY: kill(2) of the shim this test's create started.
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    wait_for("the shim to die", Duration::from_secs(5), || {
+        let gone = match proc_stat(shim) {
+            None => true,
+            Some(s) => s.0 == "Z",
+        };
+        gone.then_some(())
+    });
+    t.rt(&["delete", "--force", "c3"]).ok();
+    assert!(!cgroup_dir("pids", &leaf).exists());
+    for h in cgroup_hierarchies() {
+        let _ = fs::remove_dir(h.join(parent.trim_start_matches('/')));
+    }
+}
+
+#[test]
+fn bad_cgroup_settings_are_refused() {
+    let Some(t) = Test::new("bad_cgroup_settings_are_refused") else {
+        return;
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({ "linux": { "cgroupsPath": "machine.slice:libpod:x" } }),
+            "systemd",
+        ),
+        (json!({ "linux": { "cgroupsPath": "/a/../../b" } }), ".."),
+        (
+            json!({ "linux": { "resources": { "hugepageLimits": [{ "pageSize": "2MB", "limit": 1 }] } } }),
+            "hugepageLimits",
+        ),
+        (
+            json!({ "linux": { "resources": { "unified": { "memory.high": "1" } } } }),
+            "v2",
+        ),
+    ];
+    for (i, (patch, needle)) in cases.into_iter().enumerate() {
+        let b = t.bundle_with(&format!("b{i}"), &["true"], |c| {
+            for (k, v) in patch["linux"].as_object().unwrap() {
+                c["linux"][k] = v.clone();
+            }
+        });
+        let id = format!("bad{i}");
+        t.create(&b, &id).fails_with(&id, &[needle]);
+    }
+    let b = t.bundle("ok", &["true"]);
+    let out = t.rt(&["--systemd-cgroup", "create", "-b", b.path(), "sd"]);
+    out.fails_with("sd", &["systemd"]);
+    // Other verbs take the flag, so that cleaning up works.
+    t.rt(&["--systemd-cgroup", "delete", "--force", "sd"]).ok();
+}
+
+#[test]
+fn the_container_sees_its_own_cgroup() {
+    let Some(t) = Test::new("the_container_sees_its_own_cgroup") else {
+        return;
+    };
+    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; \
+                  grep :memory: /proc/self/cgroup; \
+                  echo 5 2>/dev/null > /sys/fs/cgroup/pids/pids.max || echo read-only";
+    let setup = |cgroupns: bool| {
+        move |c: &mut Value| {
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]
+            }));
+            c["linux"]["resources"] =
+                json!({ "memory": { "limit": 48 << 20 }, "pids": { "limit": 99 } });
+            if cgroupns {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({ "type": "cgroup" }));
+            }
+        }
+    };
+    for (cgroupns, id, own) in [
+        (false, "own", default_path(&t, "own")),
+        (true, "ns", "/".to_string()),
+    ] {
+        let b = t.bundle_with(id, &["sh", "-c", script], setup(cgroupns));
+        let out = t.run(&b, id);
+        out.ok();
+        let lines = out.stdout_lines();
+        assert_eq!(lines.len(), 4, "{out:?}");
+        assert_eq!(lines[3], "read-only", "{out:?}");
+        assert_eq!(lines[0], (48u64 << 20).to_string(), "{out:?}");
+        assert_eq!(lines[1], "99", "{out:?}");
+        assert!(
+            lines[2].ends_with(&format!(":memory:{own}")),
+            "cgroupns {cgroupns}: {out:?}"
+        );
+    }
+}
