@@ -22,7 +22,7 @@ ROOTFS_STAMP := demo/.rootfs.stamp
 # libseccomp-dev for the libseccomp.a the static runtime links; nft, which
 # bridge networking runs to apply its nftables rules; newuidmap for rootless
 # containers; containerd and runc for the end-to-end tests).
-DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc podman conmon
 
 .PHONY: help deps build rootfs demo lint test install clean
 

@@ -158,7 +158,7 @@ enum Cmd {
         /// The bridge to join (bridge only; default nsbox0).
         #[arg(long, value_name = "NAME")]
         bridge: Option<String>,
-        /// The bridge's subnet (bridge only; default 10.88.0.0/16).
+        /// The bridge's subnet (bridge only; default 10.89.0.0/16).
         #[arg(long, value_name = "CIDR")]
         subnet: Option<String>,
         /// The command to run (default: sh).

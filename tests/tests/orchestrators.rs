@@ -344,3 +344,248 @@ fn make_oci_archive(rootfs: &Path, dir: &Path, archive: &Path) {
         .unwrap();
     assert!(st.success());
 }
+
+/// Podman (through conmon) from a test folder of its own: storage, run
+/// root and tmp dir.
+struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    fn new(t: &Test) -> Podman {
+        for tool in ["podman", "conmon", "runc"] {
+            assert!(
+                Path::new("/usr/bin").join(tool).exists(),
+                "{tool} is missing: `make deps` installs podman, conmon and runc"
+            );
+        }
+        let dir = t.work.join("podman");
+        fs::create_dir_all(&dir).unwrap();
+        Podman { dir }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        run_bounded(self.cmd(args))
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "-af", "-t", "0"]);
+        let _ = self.run(&["system", "reset", "-f"]);
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.join("root"))
+            .status();
+        // conmon's cgroups under Podman's parent (cgroupfs manager), which
+        // Podman leaves behind with runc too: removed once empty.
+        for h in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let parent = h.path().join("libpod_parent");
+            let _ = fs::remove_dir(parent.join("conmon"));
+            let _ = fs::remove_dir(&parent);
+        }
+    }
+}
+
+/// This machine's hard nofile limit is 20000 and root lacks
+/// CAP_SYS_RESOURCE: Podman's defaults (1048576) cannot be set by anyone.
+const ULIMITS: [&str; 4] = [
+    "--ulimit",
+    "nofile=20000:20000",
+    "--ulimit",
+    "nproc=32768:32768",
+];
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn podman_scenario(p: &Podman, rt: &str, tag: &str, port: u16) -> Vec<String> {
+    let mut seen = Vec::new();
+    let image = "localhost/nsbox-test:latest";
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec!["--runtime".into(), rt.into(), "run".into()];
+        v.extend(ULIMITS.iter().map(|s| s.to_string()));
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    for code in [0, 3, 137] {
+        let script = if code == 137 {
+            "sleep 5 & kill -9 $!; wait $!".to_string()
+        } else {
+            format!("echo out-{code}; exit {code}")
+        };
+        let v = base(&["--rm", "--network", "none", image, "sh", "-c", &script]);
+        let o = p.run(&args(&v));
+        seen.push(format!(
+            "run --rm {code}: exit {:?} out {:?}",
+            o.status.code(),
+            text(&o).trim()
+        ));
+    }
+    let name = format!("{tag}-d");
+    let v = base(&[
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        image,
+        "sh",
+        "-c",
+        "trap 'exit 143' TERM; sleep 300 & wait",
+    ]);
+    seen.push(format!("run -d: {:?}", p.run(&args(&v)).status.code()));
+    let o = p.run(&["exec", &name, "sh", "-c", "echo in-exec; exit 5"]);
+    seen.push(format!(
+        "exec: exit {:?} out {:?}",
+        o.status.code(),
+        text(&o).trim()
+    ));
+    seen.push(format!(
+        "pause: {:?}",
+        p.run(&["pause", &name]).status.code()
+    ));
+    let o = p.run(&["inspect", "--format", "{{.State.Status}}", &name]);
+    seen.push(format!("while paused: {}", text(&o).trim()));
+    seen.push(format!(
+        "unpause: {:?}",
+        p.run(&["unpause", &name]).status.code()
+    ));
+    seen.push(format!(
+        "stop: {:?}",
+        p.run(&["stop", "-t", "10", &name]).status.code()
+    ));
+    let o = p.run(&["inspect", "--format", "{{.State.ExitCode}}", &name]);
+    seen.push(format!("exit code after stop: {}", text(&o).trim()));
+    seen.push(format!("rm: {:?}", p.run(&["rm", &name]).status.code()));
+    // A terminal: podman needs one of its own, which script(1) gives it.
+    let mut inner = p.cmd(&[]);
+    let v = base(&[
+        "--rm",
+        "-t",
+        "--network",
+        "none",
+        image,
+        "sh",
+        "-c",
+        "tty; exit 4",
+    ]);
+    inner.args(args(&v));
+    let line = format!("{inner:?}").replace('"', "");
+    let o = run_bounded({
+        let mut s = Command::new("script");
+        s.args(["-qec", &line, "/dev/null"]).stdin(Stdio::null());
+        s
+    });
+    let first = text(&o)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    seen.push(format!("run -t: exit {:?} out {first:?}", o.status.code()));
+    let v = base(&[
+        "--rm",
+        "--memory",
+        "64m",
+        "--network",
+        "none",
+        image,
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    let o = p.run(&args(&v));
+    seen.push(format!(
+        "--memory 64m: {:?} {:?}",
+        o.status.code(),
+        text(&o).trim()
+    ));
+    // Published ports through Podman's own network (netavark).
+    let web = format!("{tag}-web");
+    let publish = format!("{port}:80");
+    let v = base(&[
+        "-d",
+        "--name",
+        &web,
+        "-p",
+        &publish,
+        image,
+        "sh",
+        "-c",
+        "echo page-from-podman > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+    ]);
+    seen.push(format!("run -d -p: {:?}", p.run(&args(&v)).status.code()));
+    let page = wait_for("the published port to answer", TIMEOUT, || http_get(port));
+    seen.push(format!("fetched: {}", page.trim()));
+    seen.push(format!(
+        "rm -f web: {:?}",
+        p.run(&["rm", "-f", "-t", "0", &web]).status.code()
+    ));
+    seen
+}
+
+/// GET / from 127.0.0.1:port; the body, once something answers.
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let body = resp.split("\r\n\r\n").nth(1)?.to_string();
+    (!body.is_empty()).then_some(body)
+}
+
+#[test]
+fn podman_runs_nsbox_as_it_runs_runc() {
+    let Some(t) = Test::new("podman") else {
+        return;
+    };
+    let p = Podman::new(&t);
+    let tar = t.work.join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(rootfs())
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = p.run(&[
+        "import",
+        tar.to_str().unwrap(),
+        "localhost/nsbox-test:latest",
+    ]);
+    assert!(o.status.success(), "podman import: {o:?}");
+    let port = 20000 + (std::process::id() % 5000) as u16;
+    let runc = podman_scenario(&p, "runc", "runc", port);
+    let ours = podman_scenario(&p, bins().runtime.to_str().unwrap(), "nsbox", port + 1);
+    assert_eq!(ours, runc, "nsbox under Podman differs from runc");
+    assert!(
+        runc.iter().any(|l| l == "fetched: page-from-podman"),
+        "{runc:?}"
+    );
+    let left = p.run(&["ps", "-aq"]);
+    assert_eq!(text(&left).trim(), "", "containers left");
+}

@@ -8,9 +8,10 @@ use protocol::{PortMapping, PortProtocol, Subnet};
 
 /// The bridge containers join when config.json names none.
 pub const DEFAULT_BRIDGE: &str = "nsbox0";
-/// Podman's default: private, and not this VM's or Docker's (172.17/16).
+/// Private, and neither Docker's (172.17/16) nor Podman's (10.88/16): the
+/// create-time overlap check would refuse ours beside a Podman network.
 pub const DEFAULT_SUBNET: Subnet = Subnet {
-    addr: Ipv4Addr::new(10, 88, 0, 0),
+    addr: Ipv4Addr::new(10, 89, 0, 0),
     prefix: 16,
 };
 
