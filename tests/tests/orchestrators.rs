@@ -460,6 +460,19 @@ fn podman_scenario(p: &Podman, rt: &str, tag: &str, port: u16) -> Vec<String> {
         o.status.code(),
         text(&o).trim()
     ));
+    // The runtime's own `list` (default root, as Podman calls it) knows it.
+    let id = text(&p.run(&["inspect", "--format", "{{.Id}}", &name]))
+        .trim()
+        .to_string();
+    let listed = run_bounded({
+        let mut c = Command::new(rt);
+        c.args(["list", "-q"]).stdin(Stdio::null());
+        c
+    });
+    seen.push(format!(
+        "in the runtime's list: {}",
+        text(&listed).lines().any(|l| l.trim() == id)
+    ));
     seen.push(format!(
         "pause: {:?}",
         p.run(&["pause", &name]).status.code()
