@@ -599,6 +599,10 @@ fn podman_runs_nsbox_as_it_runs_runc() {
         runc.iter().any(|l| l == "fetched: page-from-podman"),
         "{runc:?}"
     );
+    assert!(
+        ours.iter().any(|l| l == "in the runtime's list: true"),
+        "{ours:?}"
+    );
     let left = p.run(&["ps", "-aq"]);
     assert_eq!(text(&left).trim(), "", "containers left");
 }
