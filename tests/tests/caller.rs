@@ -53,8 +53,7 @@ fn create_under_a_caller_hands_tiny_init_to_it() {
     t.rt(&["start", "c"]).ok();
     let out = reaper.wait(TIMEOUT);
     assert!(out.stdout.contains(&format!("reaped {init} 42")), "{out:?}");
-    let st = t.state("c");
-    assert_eq!(st["status"], "stopped");
+    let st = t.stopped_with_code("c");
     assert_eq!(st["exitCode"], 42);
     t.rt(&["delete", "c"]).ok();
 }

@@ -24,16 +24,6 @@ fn read_cg(controller: &str, rel: &str, file: &str) -> String {
         .to_string()
 }
 
-/// `state` once the shim has recorded the exit: "stopped" shows as soon
-/// as the init is dead, the exit code a moment later.
-fn stopped_with_code(t: &Test, id: &str) -> Value {
-    t.wait_status(id, "stopped");
-    wait_for("the exit code in state", Duration::from_secs(10), || {
-        let s = t.state(id);
-        (!s["exitCode"].is_null()).then_some(s)
-    })
-}
-
 fn with_resources(resources: Value) -> impl FnOnce(&mut Value) {
     move |c: &mut Value| c["linux"]["resources"] = resources
 }
@@ -70,7 +60,7 @@ fn memory_limit_applied_and_oom_kill_reported() {
     // killer: 137, and `state` says so.
     let b = t.bundle_with("hog", &[MT, "hog", "256"], with_resources(res));
     t.run_detached(&b, "hog").ok();
-    let s = stopped_with_code(&t, "hog");
+    let s = t.stopped_with_code("hog");
     assert_eq!(s["exitCode"], 137, "{s}");
     let kills = s["annotations"]["nsbox.oom-kills"]
         .as_str()
@@ -245,7 +235,7 @@ fn pause_freezes_and_resume_thaws() {
     // kill of a paused container: SIGKILL lands once thawed.
     t.rt(&["pause", "frz"]).ok();
     t.rt(&["kill", "frz", "KILL"]).ok();
-    let s = stopped_with_code(&t, "frz");
+    let s = t.stopped_with_code("frz");
     assert_eq!(s["exitCode"], 137, "{s}");
     t.rt(&["delete", "frz"]).ok();
 

@@ -66,10 +66,7 @@ fn create_with_a_terminal_sends_its_master_to_the_console_socket() {
         lines.contains(&"got hello"),
         "input typed on the master reached it:\n{seen:?}"
     );
-    wait_for("the container to stop", TIMEOUT, || {
-        (t.state("c")["status"] == "stopped").then_some(())
-    });
-    assert_eq!(t.state("c")["exitCode"], 3);
+    assert_eq!(t.stopped_with_code("c")["exitCode"], 3);
     t.rt(&["delete", "c"]).ok();
 }
 

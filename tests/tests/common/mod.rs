@@ -902,6 +902,16 @@ impl Test {
 
     /// `runtime state ID` parsed; fails the test if it fails.
     #[track_caller]
+    /// `state` once the shim has recorded the exit: "stopped" shows as soon
+    /// as the init is dead, the exit code a moment later.
+    pub fn stopped_with_code(&self, id: &str) -> Value {
+        self.wait_status(id, "stopped");
+        wait_for("the exit code in state", Duration::from_secs(10), || {
+            let s = self.state(id);
+            (!s["exitCode"].is_null()).then_some(s)
+        })
+    }
+
     pub fn state(&self, id: &str) -> Value {
         let out = self.rt(&["state", id]);
         out.ok();
