@@ -42,6 +42,8 @@ use protocol::{
 
 /// fd the runtime hands us our end of the create socketpair on.
 const RUNTIME_FD: i32 = 3;
+/// capability(7)'s number, which libc does not export.
+const CAP_SYS_ADMIN: u8 = 21;
 /// How long tiny-init may take to answer `Start`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the processes of a stopped container may take to leave its
@@ -238,7 +240,23 @@ fn clone_and_attach(
     reserved: Option<nsbox_host::network::Reserved>,
     preserved: Vec<OwnedFd>,
 ) -> Result<(Container, Option<OwnedFd>), Failure> {
-    let exe = spawn::sealed_copy(&req.tiny_init).map_err(|m| failure("prepare tiny-init", m))?;
+    // A container whose processes may hold CAP_SYS_ADMIN on the host could
+    // lift a read-only mount: it gets a private sealed copy instead.
+    let userns = req
+        .namespaces
+        .iter()
+        .any(|n| n.kind == protocol::NamespaceKind::User && n.path.is_none());
+    let host_admin = !userns
+        && match &req.init.process.capabilities {
+            None => true,
+            Some(c) => c.bounding.contains(&CAP_SYS_ADMIN),
+        };
+    let exe = if host_admin {
+        spawn::sealed_copy(&req.tiny_init).map(spawn::Exe::Memfd)
+    } else {
+        spawn::Exe::read_only_bind(&req.tiny_init)
+    }
+    .map_err(|m| failure("prepare tiny-init", m))?;
     let (ours, theirs) =
         protocol::seqpacket_pair().map_err(|e| failure("socketpair", e.desc().into()))?;
     let argv = [

@@ -50,6 +50,46 @@ fn clone_flag(kind: NamespaceKind) -> libc::c_int {
     }
 }
 
+/// How tiny-init's binary reaches the container without letting it write
+/// the host's copy (CVE-2019-5736).
+pub enum Exe {
+    /// A sealed memfd copy: nothing on the host behind /proc/1/exe at all.
+    /// For containers whose processes may hold CAP_SYS_ADMIN on the host.
+    Memfd(OwnedFd),
+    /// The host binary, bind-mounted read-only onto itself in the new mount
+    /// namespace before exec (runc's other way): writes through
+    /// /proc/1/exe meet a read-only mount, and only CAP_SYS_ADMIN over that
+    /// mount could lift it. Shares the binary's pages among containers
+    /// instead of a private 1.3 MB copy each, and skips the copy.
+    ReadOnlyBind {
+        path: CString,
+        /// The flags the host's mount of it already has (nosuid, ...):
+        /// a remount that dropped them would be refused in a user namespace.
+        locked: u64,
+    },
+}
+
+impl Exe {
+    pub fn read_only_bind(path: &str) -> Result<Exe, String> {
+        let c = CString::new(path).map_err(|_| format!("{path}: NUL in path"))?;
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: statvfs writes into `s`.
+        if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+            return Err(format!("stat {path}: {}", Errno::last().desc()));
+        }
+        let mut locked = 0u64;
+        for (st, ms) in [
+            (libc::ST_NOSUID, libc::MS_NOSUID),
+            (libc::ST_NODEV, libc::MS_NODEV),
+        ] {
+            if s.f_flag & st != 0 {
+                locked |= ms;
+            }
+        }
+        Ok(Exe::ReadOnlyBind { path: c, locked })
+    }
+}
+
 pub struct Child {
     pub pid: i32,
     pub pidfd: OwnedFd,
@@ -62,7 +102,7 @@ pub fn clone_init(
     caller_reaps: bool,
     namespaces: &[Namespace],
     socket: &OwnedFd,
-    exe: &OwnedFd,
+    exe: &Exe,
     argv: &[CString],
     userns_sync: Option<&OwnedFd>,
 ) -> Result<Child, String> {
@@ -93,7 +133,10 @@ pub fn clone_init(
     let join_raw: Vec<(RawFd, libc::c_int)> =
         join.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
     let sock = socket.as_raw_fd();
-    let exe_fd = exe.as_raw_fd();
+    let (exe_fd, bind) = match exe {
+        Exe::Memfd(fd) => (fd.as_raw_fd(), None),
+        Exe::ReadOnlyBind { path, locked } => (-1, Some((path.as_ptr(), *locked))),
+    };
     let sync = userns_sync.map(|f| f.as_raw_fd());
     let mut pidfd: libc::c_int = -1;
 
@@ -116,9 +159,11 @@ pub fn clone_init(
     if pid == 0 {
         unsafe {
             // Move the exe out of the way first: it may sit on fd 3.
-            if libc::dup2(exe_fd, 100) < 0
-                || libc::dup2(sock, INIT_SOCKET_FD) < 0
-                || libc::dup2(100, INIT_EXE_FD) < 0
+            if exe_fd >= 0 && libc::dup2(exe_fd, 100) < 0 {
+                libc::_exit(120);
+            }
+            if libc::dup2(sock, INIT_SOCKET_FD) < 0
+                || (exe_fd >= 0 && libc::dup2(100, INIT_EXE_FD) < 0)
             {
                 libc::_exit(120);
             }
@@ -143,6 +188,38 @@ pub fn clone_init(
                 if libc::setns(fd, nstype) < 0 {
                     libc::_exit(121);
                 }
+            }
+            if let Some((path, locked)) = bind {
+                // Our mounts must not reach the host: slave first (this is a
+                // new mount namespace; tiny-init sets the propagation it
+                // wants later), then the read-only bind of the binary itself.
+                if libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_SLAVE | libc::MS_REC,
+                    std::ptr::null(),
+                ) < 0
+                    || libc::mount(
+                        path,
+                        path,
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) < 0
+                    || libc::mount(
+                        std::ptr::null(),
+                        path,
+                        std::ptr::null(),
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
+                        std::ptr::null(),
+                    ) < 0
+                {
+                    libc::_exit(124);
+                }
+                libc::close_range(4, u32::MAX, 0);
+                libc::execve(path, argv_ptrs.as_ptr(), envp.as_ptr());
+                libc::_exit(122);
             }
             // Nothing of the shim's beyond stdio and these two.
             libc::close_range(5, u32::MAX, 0);
@@ -172,6 +249,7 @@ pub fn describe_early_exit(code: i32) -> &'static str {
         121 => "could not join a namespace given by path",
         122 => "could not be executed",
         123 => "could not become root in its user namespace",
+        124 => "could not bind its binary read-only",
         _ => "died during set-up",
     }
 }

@@ -465,3 +465,43 @@ fn spec_bundle_runs() {
         "{out:?}"
     );
 }
+
+/// CVE-2019-5736: root in the container must not be able to write the
+/// binary behind /proc/1/exe, whichever way tiny-init got there: a
+/// read-only bind of the host's binary (no CAP_SYS_ADMIN), or a sealed
+/// memfd (CAP_SYS_ADMIN, which could lift a read-only mount).
+#[test]
+fn tiny_init_binary_cannot_be_written_from_inside() {
+    let Some(t) = Test::new("proc1_exe") else {
+        return;
+    };
+    let before = fs::read(&bins().tiny_init).unwrap();
+    for (name, with_admin) in [("bind", false), ("memfd", true)] {
+        let caps: Vec<&str> = host_caps()
+            .into_iter()
+            .filter(|c| with_admin || *c != "CAP_SYS_ADMIN")
+            .collect();
+        let b = t.bundle_with(
+            name,
+            &[
+                "sh",
+                "-c",
+                "nsbox-multitool try-write /proc/1/exe; \
+                 mount -o remount,rw /proc/1/exe 2>/dev/null && echo remounted; \
+                 nsbox-multitool try-write /proc/1/exe",
+            ],
+            |c| {
+                c["process"]["capabilities"] = caps_json(&caps);
+                c["process"]["noNewPrivileges"] = false.into();
+            },
+        );
+        let out = t.run(&b, name);
+        for line in out.stdout_lines() {
+            assert_ne!(line, "ok", "{name}: /proc/1/exe was writable:\n{out:?}");
+        }
+    }
+    assert!(
+        fs::read(&bins().tiny_init).unwrap() == before,
+        "the host's tiny-init changed"
+    );
+}
