@@ -5,7 +5,8 @@
 //! then, still single-threaded:
 //!
 //! 1. receives the validated `CreateRequest`;
-//! 2. clones tiny-init into the new namespaces, from a sealed memfd copy;
+//! 2. clones tiny-init into the new namespaces, from a read-only bind of its
+//!    binary (or a sealed memfd copy, for containers with CAP_SYS_ADMIN);
 //! 3. forwards tiny-init its `InitConfig` and waits for `Ready`;
 //! 4. for a bridged container, plugs it into its bridge (the address and
 //!    host ports were reserved, and /etc/hosts and friends written, before

@@ -1,7 +1,9 @@
 //! tiny-init: PID 1 of an nsbox container.
 //!
 //! The shim clones it into the container's new namespaces and execs it from
-//! a sealed memfd (so that `/proc/1/exe` leads to no host file, CVE-2019-5736).
+//! a read-only bind of its binary, or a sealed memfd when the container may
+//! hold CAP_SYS_ADMIN, so that nothing written through `/proc/1/exe` reaches
+//! a host file (CVE-2019-5736).
 //! fd 3 is its socketpair with the shim. It then:
 //!
 //! 1. learns everything from the shim (`Config`): it never reads config.json;
