@@ -15,8 +15,6 @@ use protocol::{RuntimeChannel, RuntimeToShim};
 
 use crate::Global;
 
-const START_TIMEOUT: Duration = Duration::from_secs(35);
-
 pub fn load(g: &Global, id: &str) -> Result<(ContainerDir, State)> {
     let dir = ContainerDir::new(&g.root, id);
     match dir.load() {
@@ -46,6 +44,13 @@ pub fn connect_shim(dir: &ContainerDir) -> Result<RuntimeChannel> {
             UnixAddr::new(short.as_str())?
         }
     };
+    // A shim that is stopped (SIGSTOP, a frozen cgroup) with a full backlog
+    // would block connect(2) for ever; a unix connect honours SO_SNDTIMEO.
+    let bound = nix::sys::time::TimeVal::new(
+        nsbox_host::testhooks::runtime_start_timeout().as_secs() as _,
+        0,
+    );
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SendTimeout, &bound)?;
     connect(sock.as_raw_fd(), &addr).map_err(|e| anyhow!("connect to the shim: {}", e.desc()))?;
     let ch = RuntimeChannel::new(sock);
     ch.send_hello()?;
@@ -59,7 +64,7 @@ pub fn start(g: &Global, id: &str) -> Result<i32> {
         other => bail!("cannot start a {other} container"),
     }
     let mut ch = connect_shim(&dir)?;
-    ch.set_timeout(Some(START_TIMEOUT))?;
+    ch.set_timeout(Some(nsbox_host::testhooks::runtime_start_timeout()))?;
     ch.send(&RuntimeToShim::Start, &[])?;
     ch.wait_for_started()
         .map_err(crate::create::channel_error)?;
