@@ -96,9 +96,47 @@ pub fn poststop(st: &State) {
 }
 
 pub fn state(g: &Global, id: &str) -> Result<i32> {
-    let (_, st) = load(g, id)?;
+    let (dir, st) = load(g, id)?;
+    let st = settled(&dir, st);
     println!("{}", serde_json::to_string_pretty(&st.oci_state())?);
     Ok(0)
+}
+
+/// Between tiny-init's death and the shim's record of it, the state file
+/// still says running while the process says stopped: a `state` then would
+/// report a stop without its exit code (seen under load, 100 containers from
+/// 8 callers). A live shim is about to write the code, so give it a moment;
+/// a dead one never will, and is not waited for.
+fn settled(dir: &ContainerDir, mut st: State) -> State {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while st.status() == Status::Stopped
+        && st.exit_code.is_none()
+        && st.status != Status::Creating
+        && std::time::Instant::now() < deadline
+    {
+        // Whether the shim lives is read *before* the file: a shim that
+        // wrote the code and exited between our read and this check has
+        // left it there for the reload.
+        let shim_alive = st.shim.is_some_and(|s| s.is_alive());
+        match dir.load() {
+            Ok(new) => st = new,
+            Err(_) => break,
+        }
+        if !shim_alive {
+            break;
+        }
+        if st.exit_code.is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    if st.status() == Status::Stopped && st.exit_code.is_none() && st.status != Status::Creating {
+        log::warn!(
+            "{}: stopped, but its shim (alive: {}) has not recorded the exit code",
+            st.id,
+            st.shim.is_some_and(|s| s.is_alive())
+        );
+    }
+    st
 }
 
 /// "TERM", "SIGTERM", "sigterm" or "15".
