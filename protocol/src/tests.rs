@@ -189,7 +189,7 @@ fn corpus(seed: u64, valid: &[Vec<u8>]) -> Vec<Vec<u8>> {
                 let i = (rng.next() as usize) % m.len();
                 m[i] ^= 1 << (rng.next() % 8);
             }
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 m.truncate((rng.next() as usize) % (m.len() + 1));
             }
             out.push(m);
