@@ -8,3 +8,4 @@ pub mod logger;
 pub mod network;
 pub mod proc;
 pub mod state;
+pub mod testhooks;

@@ -15,8 +15,6 @@ use protocol::{RuntimeChannel, RuntimeToShim};
 
 use crate::Global;
 
-const START_TIMEOUT: Duration = Duration::from_secs(35);
-
 pub fn load(g: &Global, id: &str) -> Result<(ContainerDir, State)> {
     let dir = ContainerDir::new(&g.root, id);
     match dir.load() {
@@ -46,6 +44,13 @@ pub fn connect_shim(dir: &ContainerDir) -> Result<RuntimeChannel> {
             UnixAddr::new(short.as_str())?
         }
     };
+    // A shim that is stopped (SIGSTOP, a frozen cgroup) with a full backlog
+    // would block connect(2) for ever; a unix connect honours SO_SNDTIMEO.
+    let bound = nix::sys::time::TimeVal::new(
+        nsbox_host::testhooks::runtime_start_timeout().as_secs() as _,
+        0,
+    );
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SendTimeout, &bound)?;
     connect(sock.as_raw_fd(), &addr).map_err(|e| anyhow!("connect to the shim: {}", e.desc()))?;
     let ch = RuntimeChannel::new(sock);
     ch.send_hello()?;
@@ -59,7 +64,7 @@ pub fn start(g: &Global, id: &str) -> Result<i32> {
         other => bail!("cannot start a {other} container"),
     }
     let mut ch = connect_shim(&dir)?;
-    ch.set_timeout(Some(START_TIMEOUT))?;
+    ch.set_timeout(Some(nsbox_host::testhooks::runtime_start_timeout()))?;
     ch.send(&RuntimeToShim::Start, &[])?;
     ch.wait_for_started()
         .map_err(crate::create::channel_error)?;
@@ -91,9 +96,58 @@ pub fn poststop(st: &State) {
 }
 
 pub fn state(g: &Global, id: &str) -> Result<i32> {
-    let (_, st) = load(g, id)?;
+    let (dir, st) = load(g, id)?;
+    let st = settled(&dir, st);
     println!("{}", serde_json::to_string_pretty(&st.oci_state())?);
     Ok(0)
+}
+
+/// Between tiny-init's death and the shim's record of it, the state file
+/// still says running while the process says stopped: a `state` then would
+/// report a stop without its exit code (seen under load, 100 containers from
+/// 8 callers). A live shim is about to write the code, so give it a moment;
+/// a dead one never will, and is not waited for.
+fn settled(dir: &ContainerDir, mut st: State) -> State {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while st.status() == Status::Stopped
+        && st.exit_code.is_none()
+        && st.status != Status::Creating
+        && std::time::Instant::now() < deadline
+    {
+        // Whether the shim lives is read *before* the file: a shim that
+        // wrote the code and exited between our read and this check has
+        // left it there for the reload.
+        let shim_alive = st.shim.is_some_and(|s| s.is_alive());
+        if shim_alive {
+            // The shim answers a `Wait` only once the code is on disk (and a
+            // shim past its loop closes the connection after saving it):
+            // either way the file then has it.
+            if let Ok(mut ch) = connect_shim(dir) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let _ = ch.set_timeout(Some(left.max(Duration::from_millis(1))));
+                let _ = ch.send(&RuntimeToShim::Wait, &[]);
+                let _ = ch.recv();
+            }
+        }
+        match dir.load() {
+            Ok(new) => st = new,
+            Err(_) => break,
+        }
+        if !shim_alive {
+            break;
+        }
+        if st.exit_code.is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    if st.status() == Status::Stopped && st.exit_code.is_none() && st.status != Status::Creating {
+        log::warn!(
+            "{}: stopped, but its shim (alive: {}) has not recorded the exit code",
+            st.id,
+            st.shim.is_some_and(|s| s.is_alive())
+        );
+    }
+    st
 }
 
 /// "TERM", "SIGTERM", "sigterm" or "15".

@@ -15,6 +15,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{fork, ForkResult, Pid};
 use nsbox_host::proc::{pidfd_open, pidfd_send_signal, ProcessId};
 use nsbox_host::state::{now_rfc3339, ContainerDir, State, StateError, Status};
+use nsbox_host::testhooks::{fault, runtime_start_timeout};
 use protocol::{ChannelError, RuntimeChannel, RuntimeToShim};
 
 use crate::{Coded, Global};
@@ -22,7 +23,6 @@ use crate::{Coded, Global};
 /// How long the shim may take to build a container. Mounts over a slow
 /// filesystem can take a while; a shim that dies answers at once (EOF).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
-const START_TIMEOUT: Duration = Duration::from_secs(35);
 
 pub struct Created {
     pub id: String,
@@ -94,6 +94,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         Err(StateError::Exists) => return Err(anyhow!("container already exists")),
         Err(e) => return Err(e.into()),
     }
+    fault("create", "after-mkdir");
     // From here on, a failure removes what was made.
     let mut undo = Undo {
         dir: dir.clone(),
@@ -124,6 +125,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     let shim = spawn_shim(g, &shim_path, &dir, &theirs)?;
     undo.shim = Some(shim);
     drop(theirs);
+    fault("create", "after-fork");
 
     let state = State {
         id: id.to_string(),
@@ -143,6 +145,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         oom_kills: 0,
     };
     dir.save(&state).context("write state")?;
+    fault("create", "after-state");
 
     let mut channel = RuntimeChannel::new(ours);
     channel.set_timeout(Some(CREATE_TIMEOUT))?;
@@ -159,6 +162,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
             ChannelError::TooLarge(n) => anyhow!("config.json is too large ({n} bytes encoded)"),
             other => anyhow!("send config to shim: {other}"),
         })?;
+    fault("create", "after-send");
     let (created, pty) = channel.wait_for_created().map_err(|e| match e {
         ChannelError::Closed => anyhow!(
             "the shim exited before it answered (see {})",
@@ -166,12 +170,14 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         ),
         other => channel_error(other),
     })?;
+    fault("create", "after-created");
     let init = ProcessId::of(created.init_pid)
         .ok_or_else(|| anyhow!("tiny-init (pid {}) ended during create", created.init_pid))?;
     if let (Some(sock), Some(master)) = (&console, pty.first()) {
         send_console(sock, master)?;
     }
     drop(pty);
+    fault("create", "before-pidfile");
     if let Some(p) = &o.pid_file {
         write_pid_file(p, created.init_pid)?;
     }
@@ -330,7 +336,7 @@ pub fn run(g: &Global, id: &str, o: &CreateOpts, detach: bool) -> Result<i32> {
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
     }
     let mut c = create(g, id, o)?;
-    c.channel.set_timeout(Some(START_TIMEOUT))?;
+    c.channel.set_timeout(Some(runtime_start_timeout()))?;
     let started = c
         .channel
         .send(&RuntimeToShim::Start, &[])

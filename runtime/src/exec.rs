@@ -5,7 +5,6 @@
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::{SigSet, SigmaskHow};
@@ -147,7 +146,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         bail!("--preserve-fds is supported in the caller's-shim mode only (--shim-mode caller)");
     }
     let mut ch = crate::commands::connect_shim(&dir)?;
-    ch.set_timeout(Some(Duration::from_secs(35)))?;
+    ch.set_timeout(Some(nsbox_host::testhooks::runtime_start_timeout()))?;
     let stdio = [
         std::io::stdin().as_raw_fd(),
         std::io::stdout().as_raw_fd(),

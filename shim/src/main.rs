@@ -45,8 +45,6 @@ use protocol::{
 const RUNTIME_FD: i32 = 3;
 /// capability(7)'s number, which libc does not export.
 const CAP_SYS_ADMIN: u8 = 21;
-/// How long tiny-init may take to answer `Start`.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the processes of a stopped container may take to leave its
 /// cgroup before rmdir gives up.
 const CGROUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -382,7 +380,7 @@ fn clone_and_attach(
             _port_holds: r.port_holds,
         });
     }
-    let _ = channel.set_timeout(Some(START_TIMEOUT));
+    let _ = channel.set_timeout(Some(nsbox_host::testhooks::shim_start_timeout()));
     let listener = match listen_on(&dir.socket()) {
         Ok(l) => l,
         Err(e) => {

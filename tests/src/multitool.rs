@@ -25,6 +25,10 @@
 //! nsbox-multitool udp-ask ADDR:PORT TEXT  send TEXT, print the answer; exit 1 if
 //!                                         none came (5 tries, 400 ms each)
 //! nsbox-multitool hog MIB                 allocate and touch MIB MiB, then "allocated MIB"
+//! nsbox-multitool signal-burst N          "ready", count SIGUSR1s until a SIGUSR2 comes,
+//!                                         then "usr1 COUNT usr2" and exit N
+//! nsbox-multitool garbage-fds             write garbage to every fd of its own and of
+//!                                         PID 1 it can open; "garbage wrote K of M"
 //! ```
 
 use std::ffi::CString;
@@ -34,7 +38,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage: nsbox-multitool exit N | kill-self SIG | print-ns [NAME...] | pids \
 | wait-signal SIG... [--then-exit N] | orphans N | fds | sleep SECS | status FIELD... | try-write PATH \
 | udp-echo PORT PREFIX | udp-ask ADDR:PORT TEXT | try-init-module \
-| reaper PIDFILE -- CMD... | console SOCKET [INPUT] | hog MIB";
+| reaper PIDFILE -- CMD... | console SOCKET [INPUT] | hog MIB | signal-burst N | garbage-fds";
 
 const SIGNALS: &[(&str, libc::c_int)] = &[
     ("HUP", libc::SIGHUP),
@@ -119,6 +123,8 @@ fn run(args: &[String]) -> Result<i32, String> {
             _ => Err(format!("udp-ask: expected ADDR:PORT TEXT\n{USAGE}")),
         },
         "hog" => hog(parse_num(one(rest)?)?),
+        "signal-burst" => signal_burst(parse_num(one(rest)?)?),
+        "garbage-fds" => garbage_fds(),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
 }
@@ -685,5 +691,97 @@ fn hog(mib: usize) -> Result<i32, String> {
         chunks.push(c);
     }
     say(&format!("allocated {}", chunks.len()));
+    Ok(0)
+}
+
+/// Standard signals coalesce, so the count of SIGUSR1 may be lower than
+/// what was sent; what must never happen is that the last signal, SIGUSR2,
+/// is lost behind the burst.
+fn signal_burst(code: i32) -> Result<i32, String> {
+    // SAFETY: the set is initialised by sigemptyset before use.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
+        if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(format!("sigprocmask: {}", errno_text()));
+        }
+        set
+    };
+    say("ready");
+    let mut usr1 = 0u64;
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: set is initialised; sig is a valid out-pointer.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            return Err(format!("sigwait: {}", errno_text()));
+        }
+        if sig == libc::SIGUSR2 {
+            say(&format!("usr1 {usr1} usr2"));
+            return Ok(code);
+        }
+        usr1 += 1;
+    }
+}
+
+/// A hostile process: garbage into every descriptor it holds or can open
+/// through /proc (its own, and PID 1's, which it may not be allowed to).
+fn garbage_fds() -> Result<i32, String> {
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let (mut tried, mut wrote) = (0, 0);
+    for dir in ["/proc/self/fd", "/proc/1/fd"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        for p in paths {
+            tried += 1;
+            let fd: libc::c_int = if dir == "/proc/self/fd" {
+                match p.file_name().and_then(|n| n.to_str()?.parse().ok()) {
+                    Some(fd) => fd,
+                    None => continue,
+                }
+            } else {
+                let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) else {
+                    continue;
+                };
+                // SAFETY: c is a valid path.
+                let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_NONBLOCK) };
+                if fd < 0 {
+                    continue;
+                }
+                fd
+            };
+            // Stdout stays readable for the test: garbage goes elsewhere.
+            if fd == 1 {
+                continue;
+            }
+            for _ in 0..16 {
+                // SAFETY: garbage is a valid buffer; a failed write is fine.
+                let n = unsafe {
+                    libc::send(
+                        fd,
+                        garbage.as_ptr().cast(),
+                        garbage.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+                // SAFETY: as above, for what is not a socket.
+                let n = if n < 0 {
+                    unsafe { libc::write(fd, garbage.as_ptr().cast(), garbage.len()) }
+                } else {
+                    n
+                };
+                if n > 0 {
+                    wrote += 1;
+                    break;
+                }
+            }
+        }
+    }
+    say(&format!("garbage wrote {wrote} of {tried}"));
     Ok(0)
 }

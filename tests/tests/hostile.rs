@@ -1,0 +1,190 @@
+//! Bad input, hostile peers and escape attempts (issue 7). Each config in
+//! tests/fixtures/bad-configs/ (@ROOTFS@ stands for the test rootfs), and a
+//! few generated ones too big to keep, must get one clear error line: no
+//! panic, no mount outside the container, nothing left.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+fn host_mounts() -> Vec<String> {
+    // Mount ids and the peer-group tags change with unrelated activity;
+    // the mount point and source are what matter.
+    mountinfo()
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            format!("{} {}", f.get(4).unwrap_or(&""), f.get(3).unwrap_or(&""))
+        })
+        .filter(|l| !l.contains("/nsbox-t/") && !l.contains("/run/nsbox-t"))
+        .collect()
+}
+
+#[track_caller]
+fn refused(t: &Test, name: &str, text: &str) {
+    let dir = t.work.join(name.replace('.', "_"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        text.replace("@ROOTFS@", rootfs().to_str().unwrap()),
+    )
+    .unwrap();
+    let id = format!("bad-{}", name.trim_end_matches(".json"));
+    let before = host_mounts();
+    let out = t.rt(&["create", "-b", dir.to_str().unwrap(), &id]);
+    assert!(
+        !out.stderr.contains("panicked") && !matches!(out.code, Some(101) | Some(134)),
+        "{name}: the runtime panicked: {out:?}"
+    );
+    if out.success() {
+        // Accepted is allowed only for what is harmless; it must then work.
+        t.track_state(&id);
+        t.rt(&["delete", "--force", &id]).ok();
+    } else {
+        out.fails_with(&id, &[]);
+    }
+    let after = host_mounts();
+    let new: Vec<_> = after.iter().filter(|m| !before.contains(m)).collect();
+    assert!(new.is_empty(), "{name}: host mounts appeared: {new:?}");
+}
+
+#[test]
+fn every_bad_config_gets_one_clear_error() {
+    let Some(t) = Test::new("every_bad_config_gets_one_clear_error") else {
+        return;
+    };
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bad-configs");
+    let mut names: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 15, "corpus too small: {names:?}");
+    for name in &names {
+        let text = std::fs::read_to_string(corpus.join(name)).unwrap();
+        refused(&t, name, &text);
+    }
+    // Too big to keep in the repository.
+    let mut big = default_config(&["/bin/true"]);
+    big["process"]["args"] = json!(["/bin/true", "x".repeat(10 << 20)]);
+    refused(&t, "ten-megabytes", &big.to_string());
+    let mut big = default_config(&["/bin/true"]);
+    big["process"]["env"] = json!(vec!["X=y"; 200_000]);
+    refused(&t, "huge-env", &big.to_string());
+    let mut big = default_config(&["/bin/true"]);
+    big["mounts"] = json!(vec![
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"});
+        50_000
+    ]);
+    refused(&t, "huge-mounts", &big.to_string());
+}
+
+#[test]
+fn mount_destinations_through_symlinks_stay_inside() {
+    let Some(t) = Test::new("mount_destinations_through_symlinks") else {
+        return;
+    };
+    // A rootfs of our own whose symlinks point out of it (CVE-2021-30465).
+    let root = t.work.join("evil-rootfs");
+    build_rootfs(&root);
+    std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../tmp", root.join("up-link")).unwrap();
+    let before = host_mounts();
+    for (n, dest) in ["/etc-link/nsbox-x", "/up-link", "/etc-link"]
+        .iter()
+        .enumerate()
+    {
+        let b = t.bundle_with(
+            &format!("sl{n}"),
+            &["sh", "-c", "cat /proc/self/mountinfo"],
+            |c| {
+                c["root"]["path"] = json!(root);
+                c["mounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs"}));
+            },
+        );
+        let id = format!("sl{n}");
+        let out = t.run(&b, &id);
+        assert!(!out.stderr.contains("panicked"), "{out:?}");
+        let new: Vec<_> = host_mounts()
+            .into_iter()
+            .filter(|m| !before.contains(m))
+            .collect();
+        assert!(new.is_empty(), "{dest}: host mounts appeared: {new:?}");
+        assert!(
+            !Path::new("/etc/nsbox-x").exists(),
+            "{dest}: made /etc/nsbox-x on the host"
+        );
+        let _ = t.rt(&["delete", "--force", &id]);
+    }
+}
+
+#[test]
+fn a_hostile_workload_writing_garbage_everywhere_changes_nothing() {
+    let Some(t) = Test::new("hostile_workload_garbage") else {
+        return;
+    };
+    let script = format!("{MT} garbage-fds; {MT} garbage-fds; exec {MT} sleep 60");
+    let b = t.bundle("gb", &["sh", "-c", &script]);
+    t.run_detached(&b, "gb").ok();
+    wait_for_text(&t.ctr_stdout("gb"), "garbage wrote");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(t.status("gb"), "running");
+    t.rt(&["kill", "gb", "TERM"]).ok();
+    let st = t.wait_status("gb", "stopped");
+    assert_eq!(st["exitCode"], json!(143), "{st}");
+    t.rt(&["delete", "gb"]).ok();
+}
+
+#[test]
+fn escape_attempts_fail() {
+    let Some(t) = Test::new("escape_attempts_fail") else {
+        return;
+    };
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host_runtime = std::fs::read(&bins().runtime).unwrap().len();
+    // Everything the default config gives (all caps but the defaults
+    // dropped), tried from inside; each line must report a failure.
+    let script = format!(
+        "{MT} try-write /proc/1/exe; {MT} try-write /proc/self/exe; \
+         {MT} try-write /proc/sys/kernel/hostname; {MT} try-write /proc/sysrq-trigger; \
+         {MT} try-write /sys/kernel/profiling; {MT} try-write /proc/kcore; \
+         ls /proc/1/fd/ /proc/self/fd/ 2>&1; ls -l /proc/self/cwd; \
+         hostname evil 2>&1; echo hostname=$(hostname); \
+         echo procs=$(ls -d /proc/[0-9]* | wc -l); ip -o link 2>&1 | cut -d: -f2"
+    );
+    let b = t.bundle_with("esc", &["sh", "-c", &script], |c| {
+        c["annotations"] = json!({"nsbox.network": "none"});
+        c["process"]["capabilities"] = caps_json(&host_caps());
+        c["process"]["noNewPrivileges"] = json!(false);
+    });
+    let out = t.run(&b, "esc");
+    let text = &out.stdout;
+    assert!(!text.contains("ok\n"), "a write succeeded:\n{out:?}");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host_name,
+        "the host's hostname changed"
+    );
+    assert_eq!(std::fs::read(&bins().runtime).unwrap().len(), host_runtime);
+    // Only the container's own processes: sh, the multitool's children, ls.
+    let procs: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("procs="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no process count:\n{out:?}"));
+    assert!(procs <= 5, "sees {procs} processes:\n{out:?}");
+    assert!(
+        !text.contains("eth0"),
+        "a network device besides lo:\n{out:?}"
+    );
+    assert!(text.contains(" lo"), "no lo:\n{out:?}");
+    assert!(
+        text.contains("/proc/self/cwd -> /"),
+        "cwd is not inside:\n{out:?}"
+    );
+}
