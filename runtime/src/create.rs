@@ -141,6 +141,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         cgroup: plan.request.cgroup.as_ref().map(|c| c.paths.clone()),
         hooks: plan.request.hooks.clone(),
         oom_kills: 0,
+        finished: None,
     };
     dir.save(&state).context("write state")?;
 

@@ -260,8 +260,28 @@ fn main() {
         Cmd::Spec { .. } => ("spec", None),
         Cmd::Features => ("features", None),
     };
+    // Docker's convenience: a unique prefix names a container. `create` and
+    // `run` name a new one, literally.
+    let mut cmd = cli.cmd;
+    let resolved = match id_of(&mut cmd) {
+        Some(slot) if validate_id(slot).is_ok() => {
+            match nsbox_host::state::resolve_prefix(&g.root, slot) {
+                Ok(full) => {
+                    *slot = full;
+                    Ok(Some(slot.clone()))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        _ => Ok(id.clone()),
+    };
+    let id = match &resolved {
+        Ok(Some(full)) => Some(full.clone()),
+        _ => id,
+    };
     let id = id.as_deref();
     let result = match id.map(validate_id) {
+        _ if resolved.is_err() => Err(anyhow::anyhow!(resolved.clone().unwrap_err())),
         Some(Err(e)) => Err(anyhow::anyhow!(e)),
         // Podman passes it with its systemd cgroup manager; the other verbs
         // take it and carry on, so that cleaning up still works.
@@ -271,7 +291,7 @@ fn main() {
                  systemd (with Podman, use --cgroup-manager cgroupfs)"
             ))
         }
-        _ => dispatch(&g, cli.cmd),
+        _ => dispatch(&g, cmd),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -293,6 +313,26 @@ fn main() {
                 .map_or(1, |c| c.0);
             std::process::exit(if code == 0 { 1 } else { code });
         }
+    }
+}
+
+/// The ID of a verb that acts on an existing container.
+fn id_of(cmd: &mut Cmd) -> Option<&mut String> {
+    match cmd {
+        Cmd::Start { id }
+        | Cmd::State { id }
+        | Cmd::Ps { id, .. }
+        | Cmd::Kill { id, .. }
+        | Cmd::Delete { id, .. }
+        | Cmd::Pause { id }
+        | Cmd::Resume { id }
+        | Cmd::Update { id, .. } => Some(id),
+        Cmd::Exec(a) => Some(&mut a.id),
+        Cmd::Create { .. }
+        | Cmd::Run { .. }
+        | Cmd::List { .. }
+        | Cmd::Spec { .. }
+        | Cmd::Features => None,
     }
 }
 

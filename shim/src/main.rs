@@ -802,6 +802,7 @@ impl Container {
             .unwrap_or(128 + libc::SIGKILL);
         self.state.status = Status::Stopped;
         self.state.exit_code = Some(code);
+        self.state.finished = Some(nsbox_host::state::now_rfc3339());
         let cgroup = self.state.cgroup.clone();
         if let Some(kills) = cgroup.as_ref().and_then(cgroups::oom_kills) {
             if kills > 0 {
