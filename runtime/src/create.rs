@@ -30,6 +30,8 @@ pub struct Created {
     pub dir: ContainerDir,
     pub shim: Pid,
     pub init: ProcessId,
+    /// The terminal's master, kept by a foreground `run` to relay.
+    pub pty: Option<OwnedFd>,
 }
 
 /// The shim and tiny-init live next to the runtime binary.
@@ -62,6 +64,11 @@ pub struct CreateOpts {
     pub console_socket: Option<PathBuf>,
     /// Pass our fds 3..3+N to the workload.
     pub preserve_fds: u32,
+    /// `-t`: a terminal for the workload, whatever config.json says.
+    pub tty: bool,
+    /// A foreground `run`: a terminal without a console socket is the
+    /// person's, relayed by the runtime.
+    pub foreground: bool,
 }
 
 pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
@@ -73,9 +80,12 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     plan.request.tiny_init = sibling("tiny-init")?.to_string_lossy().into_owned();
     plan.request.caller_reaps = g.caller_reaps;
     plan.request.init.preserve_fds = o.preserve_fds;
-    if plan.request.init.process.terminal && o.console_socket.is_none() {
+    plan.request.init.process.terminal |= o.tty;
+    let relay = plan.request.init.process.terminal && o.console_socket.is_none() && o.foreground;
+    if plan.request.init.process.terminal && o.console_socket.is_none() && !relay {
         bail!(
-            "process.terminal is true: give --console-socket, where the terminal's master is sent"
+            "process.terminal is true: give --console-socket, where the terminal's master is sent \
+             (or run it in the foreground, `run -t`, to use this terminal)"
         );
     }
     let console = o
@@ -172,7 +182,15 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     if let (Some(sock), Some(master)) = (&console, pty.first()) {
         send_console(sock, master)?;
     }
-    drop(pty);
+    let pty = if relay {
+        Some(
+            pty.into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("the shim sent no terminal"))?,
+        )
+    } else {
+        None
+    };
     if let Some(p) = &o.pid_file {
         write_pid_file(p, created.init_pid)?;
     }
@@ -183,6 +201,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         dir,
         shim,
         init,
+        pty,
     })
 }
 
@@ -347,7 +366,26 @@ pub fn run(g: &Global, id: &str, o: &CreateOpts, detach: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    let code = wait_forwarding_signals(&mut c, &set).unwrap_or_else(|e| {
+    let waited = match c.pty.take() {
+        Some(master) => {
+            let _ = c.channel.send(&RuntimeToShim::Wait, &[]);
+            let pid = c.init.pid;
+            crate::tty::relay(
+                &master,
+                Some(&master),
+                crate::tty::Ending::Exit {
+                    channel: &mut c.channel,
+                    pid,
+                },
+            )
+            .map(|o| match o {
+                crate::tty::Outcome::Exited(code) => code,
+                _ => 255,
+            })
+        }
+        None => wait_forwarding_signals(&mut c, &set),
+    };
+    let code = waited.unwrap_or_else(|e| {
         // The shim is gone without a word (or its word was lost to the
         // ECONNRESET of a socket closed with our `Wait` unread): take the
         // truth from the state it left, after the container is gone too.

@@ -14,6 +14,7 @@ mod features;
 mod resources;
 mod seccomp;
 mod spec;
+mod tty;
 
 use std::path::PathBuf;
 
@@ -73,6 +74,15 @@ enum Cmd {
         /// Return once the workload has started.
         #[arg(short, long)]
         detach: bool,
+        /// Give the workload a terminal (process.terminal); in the
+        /// foreground, it is this one, in raw mode until the workload ends.
+        #[arg(short, long)]
+        tty: bool,
+        /// Keep stdin open for the workload (it always gets the caller's
+        /// stdin, EOF included, as with runc; accepted for `docker run -i`
+        /// habits).
+        #[arg(short, long)]
+        interactive: bool,
         id: String,
     },
     /// Run a process in a running container.
@@ -161,6 +171,10 @@ enum Cmd {
         /// The bridge's subnet (bridge only; default 10.88.0.0/16).
         #[arg(long, value_name = "CIDR")]
         subnet: Option<String>,
+        /// process.terminal: `run` gives the workload this terminal (and
+        /// `run -d` a terminal the shim keeps, for `attach`).
+        #[arg(short, long)]
+        tty: bool,
         /// The command to run (default: sh).
         #[arg(last = true)]
         args: Vec<String>,
@@ -189,6 +203,8 @@ impl CreateArgs {
             pid_file: self.pid_file,
             console_socket: self.console_socket,
             preserve_fds: self.preserve_fds,
+            tty: false,
+            foreground: false,
         }
     }
 }
@@ -376,7 +392,18 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
     match cmd {
         Cmd::Create { opts, id } => create::create(g, &id, &opts.opts()).map(|_| 0),
         Cmd::Start { id } => commands::start(g, &id),
-        Cmd::Run { opts, detach, id } => create::run(g, &id, &opts.opts(), detach),
+        Cmd::Run {
+            opts,
+            detach,
+            tty,
+            interactive: _,
+            id,
+        } => {
+            let mut o = opts.opts();
+            o.tty = tty;
+            o.foreground = !detach;
+            create::run(g, &id, &o, detach)
+        }
         Cmd::State { id } => commands::state(g, &id),
         Cmd::Exec(a) => exec::exec(g, &a),
         Cmd::List { format, quiet } => commands::list(g, &format, quiet),
@@ -406,6 +433,7 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
             publish,
             bridge,
             subnet,
+            tty,
         } => {
             let userns = userns.as_deref().map(spec::parse_userns).transpose()?;
             let rootless = rootless.then(spec::rootless_maps).transpose()?;
@@ -432,6 +460,7 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
                     publish,
                     bridge,
                     subnet,
+                    tty,
                 },
             )
         }
