@@ -6,5 +6,6 @@ pub mod cgroups;
 pub mod hooks;
 pub mod logger;
 pub mod network;
+pub mod output_log;
 pub mod proc;
 pub mod state;

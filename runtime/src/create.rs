@@ -69,6 +69,24 @@ pub struct CreateOpts {
     /// A foreground `run`: a terminal without a console socket is the
     /// person's, relayed by the runtime.
     pub foreground: bool,
+    /// `--log-output`: keep a detached container's output in its log even
+    /// when our stdout is a file or a pipe.
+    pub log_output: bool,
+}
+
+/// Where a detached container's output goes. Docker always logs a
+/// detached container; an OCI runtime hands its stdio to the container, and
+/// orchestrators (conmon, containerd) depend on that. Both hold here: the
+/// output is logged when nobody is there to read it otherwise (our stdout
+/// is a terminal, where it would scribble over the person's prompt long
+/// after we returned, or /dev/null), or when asked; a file, a pipe or a
+/// socket gets it as runc would give it.
+fn wants_log(o: &CreateOpts) -> bool {
+    o.log_output
+        || nix::unistd::isatty(1).unwrap_or(false)
+        || nix::sys::stat::fstat(1).is_ok_and(|st| {
+            st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
+        })
 }
 
 pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
@@ -81,11 +99,17 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     plan.request.caller_reaps = g.caller_reaps;
     plan.request.init.preserve_fds = o.preserve_fds;
     plan.request.init.process.terminal |= o.tty;
-    let relay = plan.request.init.process.terminal && o.console_socket.is_none() && o.foreground;
-    if plan.request.init.process.terminal && o.console_socket.is_none() && !relay {
+    let terminal = plan.request.init.process.terminal;
+    let relay = terminal && o.console_socket.is_none() && o.foreground;
+    // A detached terminal without a console socket stays with the shim,
+    // which logs it and lets `attach` in.
+    plan.request.log_output = !o.foreground
+        && !g.caller_reaps
+        && o.console_socket.is_none()
+        && (terminal || wants_log(o));
+    if terminal && o.console_socket.is_none() && !relay && !plan.request.log_output {
         bail!(
-            "process.terminal is true: give --console-socket, where the terminal's master is sent \
-             (or run it in the foreground, `run -t`, to use this terminal)"
+            "process.terminal is true: give --console-socket, where the terminal's master is sent"
         );
     }
     let console = o

@@ -11,6 +11,7 @@ mod commands;
 mod create;
 mod exec;
 mod features;
+mod logs;
 mod resources;
 mod seccomp;
 mod spec;
@@ -87,6 +88,27 @@ enum Cmd {
     },
     /// Run a process in a running container.
     Exec(exec::ExecArgs),
+    /// Print a detached container's output (kept in its state directory).
+    Logs {
+        /// Go on printing as it comes, until the container stops.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(short = 'n', long, value_name = "N")]
+        tail: Option<usize>,
+        /// Each line with the time it was written (RFC 3339).
+        #[arg(short, long)]
+        timestamps: bool,
+        id: String,
+    },
+    /// Connect this terminal to a detached container's terminal; the
+    /// detach keys leave it running.
+    Attach {
+        /// Keys that detach, Docker's notation.
+        #[arg(long, default_value = "ctrl-p,ctrl-q", value_name = "KEYS")]
+        detach_keys: String,
+        id: String,
+    },
     /// Print the OCI state of a container as JSON.
     State { id: String },
     /// List containers.
@@ -194,6 +216,11 @@ struct CreateArgs {
     /// Pass fds 3 to 3+N-1 on to the workload.
     #[arg(long, default_value_t = 0, value_name = "N")]
     preserve_fds: u32,
+    /// Detached: keep the container's stdout and stderr in its log (for
+    /// `runtime logs`), even when ours is a file or a pipe. Without it, the
+    /// log is kept when our stdout is a terminal or /dev/null.
+    #[arg(long)]
+    log_output: bool,
 }
 
 impl CreateArgs {
@@ -205,6 +232,7 @@ impl CreateArgs {
             preserve_fds: self.preserve_fds,
             tty: false,
             foreground: false,
+            log_output: self.log_output,
         }
     }
 }
@@ -265,6 +293,8 @@ fn main() {
         Cmd::Start { id } => ("start", Some(id.clone())),
         Cmd::Run { id, .. } => ("run", Some(id.clone())),
         Cmd::State { id } => ("state", Some(id.clone())),
+        Cmd::Logs { id, .. } => ("logs", Some(id.clone())),
+        Cmd::Attach { id, .. } => ("attach", Some(id.clone())),
         Cmd::Exec(a) => ("exec", Some(a.id.clone())),
         Cmd::List { .. } => ("list", None),
         Cmd::Ps { id, .. } => ("ps", Some(id.clone())),
@@ -342,7 +372,9 @@ fn id_of(cmd: &mut Cmd) -> Option<&mut String> {
         | Cmd::Delete { id, .. }
         | Cmd::Pause { id }
         | Cmd::Resume { id }
-        | Cmd::Update { id, .. } => Some(id),
+        | Cmd::Update { id, .. }
+        | Cmd::Logs { id, .. }
+        | Cmd::Attach { id, .. } => Some(id),
         Cmd::Exec(a) => Some(&mut a.id),
         Cmd::Create { .. }
         | Cmd::Run { .. }
@@ -405,6 +437,21 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
             create::run(g, &id, &o, detach)
         }
         Cmd::State { id } => commands::state(g, &id),
+        Cmd::Logs {
+            follow,
+            tail,
+            timestamps,
+            id,
+        } => logs::logs(
+            g,
+            &id,
+            &logs::LogsArgs {
+                follow,
+                tail,
+                timestamps,
+            },
+        ),
+        Cmd::Attach { detach_keys, id } => logs::attach(g, &id, &detach_keys),
         Cmd::Exec(a) => exec::exec(g, &a),
         Cmd::List { format, quiet } => commands::list(g, &format, quiet),
         Cmd::Ps {

@@ -374,6 +374,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
             gid_mappings,
             idmap_source,
             caller_reaps: false,
+            log_output: false,
             init: InitConfig {
                 rootfs: rootfs.clone(),
                 overlay,

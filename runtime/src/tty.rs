@@ -17,7 +17,7 @@ use nsbox_host::proc::{pidfd_open, pidfd_send_signal};
 use protocol::RuntimeChannel;
 
 /// Docker's default detach keys, Ctrl-P Ctrl-Q.
-#[allow(dead_code)] // for `attach`, which is not there yet
+#[cfg(test)]
 pub const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
 
 /// Our terminal in raw mode for as long as this lives; put back as it was
@@ -73,7 +73,6 @@ pub enum Ending<'a> {
     },
     /// attach: the stream to the shim closes when the container stops, or
     /// the person types the detach keys.
-    #[allow(dead_code)] // for `attach`, which is not there yet
     Detachable { detach_keys: Vec<u8> },
 }
 

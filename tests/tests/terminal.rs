@@ -373,3 +373,128 @@ fn list_is_a_table_for_people_and_json_for_scripts() {
     t.rt(&["delete", "-f", "up"]).ok();
     t.rt(&["delete", "ended"]).ok();
 }
+
+/// `run -d --log-output`: the container's output goes to its log.
+#[track_caller]
+fn run_logged(t: &Test, b: &Bundle, id: &str) {
+    let out = t.rt_cmd(t.command(&["run", "-d", "--log-output", "-b", b.path(), id]));
+    out.ok();
+    t.track_state(id);
+}
+
+#[test]
+fn logs_keep_both_streams_with_tail_and_timestamps() {
+    let Some(t) = Test::new("logs_streams") else {
+        return;
+    };
+    let b = t.bundle(
+        "b",
+        &[
+            "sh",
+            "-c",
+            "echo out1; echo err1 >&2; sleep 0.3; echo out2; printf partial",
+        ],
+    );
+    run_logged(&t, &b, "lg");
+    t.wait_status("lg", "stopped");
+    let out = t.rt(&["logs", "lg"]);
+    out.ok();
+    assert_eq!(out.stdout, "out1\nout2\npartial\n");
+    assert_eq!(out.stderr, "err1\n");
+    assert_eq!(
+        t.rt(&["logs", "--tail", "2", "lg"]).ok().stdout,
+        "out2\npartial\n"
+    );
+    let ts = t.rt(&["logs", "-t", "-n", "1", "lg"]).stdout;
+    let (time, text) = ts.trim_end().split_once(' ').expect(&ts);
+    assert_eq!(text, "partial");
+    assert!(
+        time.starts_with("20") && time.contains('T') && time.ends_with('Z'),
+        "{ts}"
+    );
+    // A container whose output went to its caller has no log to show.
+    let b2 = t.bundle("b2", &["true"]);
+    t.run_detached(&b2, "nolog").ok();
+    t.rt(&["logs", "nolog"]).fails_with("nolog", &["no log"]);
+    t.rt(&["delete", "lg"]).ok();
+    t.rt(&["delete", "-f", "nolog"]).ok();
+}
+
+#[test]
+fn logs_follow_ends_when_the_container_stops() {
+    let Some(t) = Test::new("logs_follow") else {
+        return;
+    };
+    let b = t.bundle(
+        "b",
+        &["sh", "-c", "echo a; sleep 1; echo b >&2; sleep 1; echo c"],
+    );
+    run_logged(&t, &b, "fl");
+    let follow = t.spawn(&["logs", "-f", "fl"]);
+    let out = follow.wait(Duration::from_secs(20));
+    out.ok();
+    assert_eq!(out.stdout, "a\nc\n");
+    assert_eq!(out.stderr, "b\n");
+    assert_eq!(t.status("fl"), "stopped");
+    t.rt(&["delete", "fl"]).ok();
+}
+
+#[test]
+fn a_log_past_its_bound_is_rotated_not_lost() {
+    let Some(t) = Test::new("logs_rotate") else {
+        return;
+    };
+    // 30000 records of ~44 bytes: past the 1 MiB bound once.
+    let b = t.bundle("b", &["seq", "1", "30000"]);
+    run_logged(&t, &b, "rot");
+    t.wait_status("rot", "stopped");
+    let dir = t.root.join("rot");
+    assert!(dir.join("container.log.1").exists(), "rotated");
+    assert!(fs::metadata(dir.join("container.log.1")).unwrap().len() <= 1024 * 1024);
+    let out = t.rt(&["logs", "rot"]);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 30000, "every line kept");
+    assert_eq!((lines[0], lines[29999]), ("1", "30000"));
+    t.rt(&["delete", "rot"]).ok();
+}
+
+#[test]
+fn attach_and_detach_with_the_detach_keys() {
+    let Some(t) = Test::new("attach") else {
+        return;
+    };
+    let Some(tmux) = Tmux::new(&t) else { return };
+    let b = t.bundle("b", &["sh"]);
+    // A terminal without a console socket, detached: the shim keeps it.
+    t.rt(&["run", "-d", "-t", "-b", b.path(), "at"]).ok();
+    t.track_state("at");
+    let files = Files::new(&t.work);
+    tmux.start(&session_script(&t, &["attach", "at"], &files));
+    tmux.line("echo hi $((2+3))");
+    tmux.wait_screen("hi 5", 1);
+    tmux.keys(&["C-p", "C-q"]);
+    assert_eq!(files.wait_rc(), "rc=0", "{}", read_lossy(&files.err));
+    assert!(read_lossy(&files.err).contains("detached"));
+    files.assert_terminal_restored();
+    assert_eq!(t.status("at"), "running", "detaching leaves it running");
+    // What was typed and shown is in its log too.
+    assert!(t.rt(&["logs", "at"]).ok().stdout.contains("hi 5"));
+    drop(tmux);
+    // Again, with other keys, and this time the shell ends: its code.
+    let tmux = Tmux::new(&t).unwrap();
+    let files = Files::new(&t.work.join("calls"));
+    tmux.start(&session_script(
+        &t,
+        &["attach", "--detach-keys", "ctrl-a,d", "at"],
+        &files,
+    ));
+    tmux.line("echo again $((3+4))");
+    tmux.wait_screen("again 7", 1);
+    tmux.line("exit 7");
+    assert_eq!(files.wait_rc(), "rc=7", "{}", read_lossy(&files.err));
+    files.assert_terminal_restored();
+    t.wait_status("at", "stopped");
+    t.rt(&["attach", "at"]).fails_with("at", &["stopped"]);
+    t.rt(&["delete", "at"]).ok();
+}
