@@ -183,7 +183,15 @@ pub fn relay(master: &OwnedFd, winsize: Option<&OwnedFd>, ending: Ending) -> Res
         }
         if !stdin_ev.is_empty() {
             match nix::unistd::read(0, &mut buf) {
-                Ok(0) => stdin_open = false,
+                Ok(0) => {
+                    stdin_open = false;
+                    // Input from a pipe has ended: the terminal's EOF
+                    // character tells the container so, as a person's
+                    // Ctrl-D would.
+                    if !nix::unistd::isatty(0).unwrap_or(false) && detach_keys.is_empty() {
+                        pending.push(0x04);
+                    }
+                }
                 Ok(n) => {
                     for &b in &buf[..n] {
                         if !detach_keys.is_empty() {

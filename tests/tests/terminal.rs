@@ -293,6 +293,16 @@ fn stdin_is_forwarded_through_a_pipe_with_its_eof() {
     let out = t.rt_cmd(cmd);
     out.ok();
     assert_eq!(out.stdout.trim(), "lines=3");
+    // -t with input from a file: its end is the terminal's EOF, so the
+    // shell in there ends too.
+    let bt = t.bundle("bt", &["sh"]);
+    fs::write(&input, "echo piped $((1+1))\n").unwrap();
+    let mut cmd = t.command(&["run", "-t", "-b", bt.path(), "tin"]);
+    cmd.stdin(fs::File::open(&input).unwrap());
+    let out = t.rt_cmd(cmd);
+    out.ok();
+    assert!(out.stdout.contains("piped 2"), "{out:?}");
+    fs::write(&input, "a\nb\nc\n").unwrap();
     // exec -i the same way, in a running container.
     let b2 = t.bundle("b2", &["sleep", "60"]);
     t.run_detached(&b2, "in2").ok();
