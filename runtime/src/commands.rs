@@ -468,3 +468,66 @@ pub fn spec(bundle: &Path, opts: crate::spec::SpecOptions) -> Result<i32> {
         .with_context(|| format!("write {}", path.display()))?;
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stopped(id: &str, network: Option<nsbox_host::network::Endpoint>) -> State {
+        State {
+            id: id.into(),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: state::now_rfc3339(),
+            status: Status::Stopped,
+            shim: None,
+            init: None,
+            exit_code: Some(3),
+            annotations: Default::default(),
+            command: vec!["httpd".into(), "-f".into()],
+            owner: 0,
+            network,
+            cgroup: None,
+            hooks: Default::default(),
+            oom_kills: 0,
+            finished: Some(state::now_rfc3339()),
+        }
+    }
+
+    #[test]
+    fn the_table_shows_status_ago_and_ports() {
+        let web = nsbox_host::network::Endpoint {
+            id: "web".into(),
+            bridge: "nsbox0".into(),
+            subnet: protocol::Subnet {
+                addr: "10.88.0.0".parse().unwrap(),
+                prefix: 16,
+            },
+            ip: "10.88.0.2".parse().unwrap(),
+            gateway: "10.88.0.1".parse().unwrap(),
+            veth: "nsb0a580002".into(),
+            ports: vec![protocol::PortMapping {
+                host_ip: None,
+                host_port: 8080,
+                container_port: 80,
+                protocol: protocol::PortProtocol::Tcp,
+            }],
+        };
+        let out = table(&[stopped("web", Some(web)), stopped("plain", None)]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].ends_with("PORTS"), "{out}");
+        assert!(
+            lines[1].contains("\"httpd -f\"")
+                && lines[1].contains("Less than a second ago")
+                && lines[1].contains("Exited (3) Less than a second ago")
+                && lines[1].contains("10.88.0.2, 0.0.0.0:8080->80/tcp"),
+            "{out}"
+        );
+        assert!(
+            lines[2].starts_with("plain ") && lines[2].ends_with('-'),
+            "{out}"
+        );
+        // Without any network, no PORTS column at all.
+        assert!(!table(&[stopped("plain", None)]).contains("PORTS"));
+    }
+}

@@ -165,7 +165,8 @@ impl Files {
     }
 }
 
-/// Prompt, a typed command, a resize, Ctrl-C into a `sleep`, `exit 3`.
+/// Prompt, a typed command, a resize, Ctrl-C and Ctrl-Z into a `sleep`,
+/// `exit 3`.
 fn drive_a_shell(tmux: &Tmux) {
     tmux.wait_screen("/ #", 1);
     tmux.line("echo hello $((6*7))");
@@ -200,6 +201,17 @@ fn drive_a_shell(tmux: &Tmux) {
         !s.lines().any(|l| l.trim() == "slept"),
         "Ctrl-C did not interrupt the sleep:\n{s}"
     );
+    // Ctrl-Z stops the job inside (the shell's job control), not us.
+    tmux.line("sleep 30");
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.keys(&["C-z"]);
+    tmux.wait_screen("Stopped", 1);
+    // Back to the foreground, and Ctrl-C ends it there.
+    tmux.line("fg");
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.keys(&["C-c"]);
+    tmux.line("echo z$((1))done");
+    tmux.wait_screen("z1done", 1);
     tmux.line("exit 3");
 }
 
@@ -232,6 +244,7 @@ fn exec_t_gives_the_terminal_to_the_process() {
     let files = Files::new(&t.work);
     tmux.start(&session_script(&t, &["exec", "-t", "ex", "sh"], &files));
     drive_a_shell(&tmux);
+
     assert_eq!(files.wait_rc(), "rc=3", "{}", read_lossy(&files.err));
     files.assert_terminal_restored();
     // The container lives on after the exec'd shell.
