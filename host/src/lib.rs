@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod hooks;
 pub mod logger;
 pub mod network;
+pub mod output_log;
 pub mod proc;
 pub mod state;
 pub mod testhooks;

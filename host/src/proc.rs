@@ -44,6 +44,22 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
+/// How long ago `pid` started, in seconds: its start time against the
+/// system's uptime.
+pub fn age_secs(pid: i32) -> Option<u64> {
+    let start = stat(pid)?.start_time;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((uptime - start as f64 / hz as f64).max(0.0) as u64)
+}
+
 impl ProcessId {
     pub fn of(pid: i32) -> Option<ProcessId> {
         stat(pid).map(|s| ProcessId {

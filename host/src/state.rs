@@ -88,6 +88,10 @@ pub struct State {
     /// when it stopped.
     #[serde(default)]
     pub oom_kills: u64,
+    /// RFC 3339: when the shim saw the container stop, for `list`'s
+    /// "Exited (3) 2 minutes ago".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -327,6 +331,54 @@ pub fn list(root: &Path) -> Vec<String> {
     ids
 }
 
+/// The container whose ID is `id`, or else the only one whose ID starts
+/// with it, as Docker resolves IDs. An exact match always wins; no match at
+/// all gives `id` back, so that the verb reports it as it always has.
+pub fn resolve_prefix(root: &Path, id: &str) -> Result<String, String> {
+    if id.is_empty() || ContainerDir::new(root, id).exists() {
+        return Ok(id.to_string());
+    }
+    let matches: Vec<String> = list(root)
+        .into_iter()
+        .filter(|c| c.starts_with(id))
+        .collect();
+    match matches.len() {
+        0 => Ok(id.to_string()),
+        1 => Ok(matches.into_iter().next().unwrap_or_default()),
+        _ => Err(format!(
+            "the prefix {id:?} is ambiguous: it matches {}",
+            matches.join(", ")
+        )),
+    }
+}
+
+/// "5 minutes ago", "About an hour ago", as `docker ps` words it; "" for a
+/// time that does not parse.
+pub fn ago(rfc3339: &str) -> String {
+    let Ok(t) = humantime::parse_rfc3339_weak(rfc3339) else {
+        return String::new();
+    };
+    let secs = std::time::SystemTime::now()
+        .duration_since(t)
+        .map_or(0, |d| d.as_secs());
+    format!("{} ago", duration_words(secs))
+}
+
+/// A duration as a person says it: "Less than a second", "10 seconds",
+/// "About a minute", "5 minutes", "2 hours", "3 days".
+pub fn duration_words(secs: u64) -> String {
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s @ 2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        s @ 120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        s @ 7200..=172_799 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86400),
+    }
+}
+
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
@@ -368,6 +420,7 @@ mod tests {
             cgroup: None,
             hooks: Default::default(),
             oom_kills: 2,
+            finished: Some(now_rfc3339()),
         };
         dir.save(&st).unwrap();
         assert_eq!(dir.load().unwrap(), st);
@@ -377,6 +430,35 @@ mod tests {
         dir.remove().unwrap();
         assert!(matches!(dir.load(), Err(StateError::NotFound)));
         std::fs::remove_dir(&root).unwrap();
+    }
+
+    #[test]
+    fn prefixes_resolve_to_one_container() {
+        let root = std::env::temp_dir().join(format!("nsbox-prefix-test-{}", std::process::id()));
+        for id in ["web1", "web2", "db", "d"] {
+            ContainerDir::new(&root, id).create().unwrap();
+        }
+        assert_eq!(resolve_prefix(&root, "db").unwrap(), "db");
+        // An exact match wins over the longer IDs it is a prefix of.
+        assert_eq!(resolve_prefix(&root, "d").unwrap(), "d");
+        assert_eq!(resolve_prefix(&root, "web2").unwrap(), "web2");
+        let err = resolve_prefix(&root, "we").unwrap_err();
+        assert!(
+            err.contains("ambiguous") && err.contains("web1, web2"),
+            "{err}"
+        );
+        assert_eq!(resolve_prefix(&root, "zz").unwrap(), "zz");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn durations_read_as_docker_words_them() {
+        assert_eq!(duration_words(0), "Less than a second");
+        assert_eq!(duration_words(10), "10 seconds");
+        assert_eq!(duration_words(90), "About a minute");
+        assert_eq!(duration_words(300), "5 minutes");
+        assert_eq!(duration_words(4000), "About an hour");
+        assert_eq!(duration_words(3 * 86400), "3 days");
     }
 
     #[test]
@@ -400,6 +482,7 @@ mod tests {
             cgroup: None,
             hooks: Default::default(),
             oom_kills: 0,
+            finished: None,
         };
         assert_eq!(st.status(), Status::Stopped);
     }

@@ -20,7 +20,7 @@ pub use channel::{seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_MESSAGE};
 pub use messages::*;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// runtime's end of a connection to a shim.
 pub type RuntimeChannel = Channel<RuntimeToShim, ShimToRuntime>;
@@ -82,6 +82,16 @@ impl RuntimeChannel {
             (ShimToRuntime::ExecStarted { pid }, fds) => Ok((pid, fds)),
             (ShimToRuntime::Error(f), _) => Err(ChannelError::Failed(f)),
             (other, _) => Err(unexpected("ExecStarted", &other)),
+        }
+    }
+
+    /// The reply to `Attach`: a stream to the container's terminal, and
+    /// a dup of the pty master for its window size.
+    pub fn wait_for_attached(&self) -> Result<Vec<OwnedFd>, ChannelError> {
+        match self.recv()? {
+            (ShimToRuntime::Attached, fds) => Ok(fds),
+            (ShimToRuntime::Error(f), _) => Err(ChannelError::Failed(f)),
+            (other, _) => Err(unexpected("Attached", &other)),
         }
     }
 

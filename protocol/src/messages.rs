@@ -84,6 +84,11 @@ pub struct CreateRequest {
     /// tiny-init is ready. None: whatever `namespaces` says (none, host, or
     /// a namespace joined by path) and nothing more.
     pub network: Option<BridgeNetwork>,
+    /// A detached container's output goes to `container.log` in the state
+    /// directory, read by the shim from pipes (or from the terminal, which
+    /// the shim then keeps for `attach`); its stdin is /dev/null. False: the
+    /// container has the runtime's stdio as it is.
+    pub log_output: bool,
 }
 
 /// A container on a Linux bridge, as the runtime validated it.
@@ -381,6 +386,8 @@ pub enum RuntimeToShim {
         process: Box<Process>,
         wait: bool,
     },
+    /// Connect to the terminal of a container whose shim keeps it.
+    Attach,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -396,6 +403,10 @@ pub enum ShimToRuntime {
     ExecStarted {
         pid: i32,
     },
+    /// With two fds: a stream socket carrying the terminal's output (and
+    /// taking input for it), and a dup of the pty master, used only to set
+    /// the window size.
+    Attached,
     Error(Failure),
 }
 

@@ -413,43 +413,101 @@ pub fn list(g: &Global, format: &str, quiet: bool) -> Result<i32> {
             let v: Vec<serde_json::Value> = states.iter().map(State::oci_state).collect();
             println!("{}", serde_json::to_string(&v)?);
         }
-        "table" => {
-            let rows: Vec<[String; 6]> = states
-                .iter()
-                .map(|s| {
-                    let o = s.oci_state();
-                    [
-                        s.id.clone(),
-                        o["pid"].to_string(),
-                        o["status"].as_str().unwrap_or_default().to_string(),
-                        s.bundle.clone(),
-                        s.created.clone(),
-                        s.command.join(" "),
-                    ]
-                })
-                .collect();
-            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "COMMAND"].map(String::from);
-            let widths: Vec<usize> = (0..6)
-                .map(|i| {
-                    rows.iter()
-                        .chain([&header])
-                        .map(|r| r[i].len())
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
-            for r in std::iter::once(&header).chain(rows.iter()) {
-                let line: Vec<String> = r
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                println!("{}", line.join("  ").trim_end());
-            }
-        }
+        "table" => print!("{}", table(&states)),
         other => bail!("unknown format {other:?} (table or json)"),
     }
     Ok(0)
+}
+
+/// `list` for a person: what runs, since when, how it ended, and where it
+/// answers, in `docker ps`'s words.
+fn table(states: &[State]) -> String {
+    let mut rows: Vec<Vec<String>> = vec![["ID", "COMMAND", "CREATED", "STATUS", "PID"]
+        .map(String::from)
+        .to_vec()];
+    let with_net = states.iter().any(|s| s.network.is_some());
+    if with_net {
+        rows[0].push("PORTS".into());
+    }
+    for s in states {
+        let status = s.status();
+        let words = match status {
+            Status::Running | Status::Paused => {
+                // The start of tiny-init is close enough to the workload's.
+                let up = s
+                    .init
+                    .and_then(|i| proc::age_secs(i.pid))
+                    .map_or(String::new(), |secs| {
+                        format!(" {}", state::duration_words(secs))
+                    });
+                let paused = if status == Status::Paused {
+                    " (Paused)"
+                } else {
+                    ""
+                };
+                format!("Up{up}{paused}")
+            }
+            Status::Stopped => {
+                let code = s.exit_code.map_or(String::new(), |c| format!(" ({c})"));
+                let when = s
+                    .finished
+                    .as_deref()
+                    .map_or(String::new(), |f| format!(" {}", state::ago(f)));
+                format!("Exited{code}{when}")
+            }
+            Status::Created => "Created".into(),
+            Status::Creating => "Creating".into(),
+        };
+        let pid = match (status, s.init) {
+            (Status::Running | Status::Paused | Status::Created, Some(i)) => i.pid.to_string(),
+            _ => "-".into(),
+        };
+        let mut command = s.command.join(" ");
+        if command.chars().count() > 30 {
+            command = command.chars().take(29).collect::<String>() + "…";
+        }
+        let mut row = vec![
+            s.id.clone(),
+            format!("{command:?}"),
+            state::ago(&s.created),
+            words,
+            pid,
+        ];
+        if with_net {
+            row.push(match &s.network {
+                Some(n) => {
+                    let ports: Vec<String> = n
+                        .ports
+                        .iter()
+                        .map(|p| {
+                            let ip = p.host_ip.map_or("0.0.0.0".to_string(), |ip| ip.to_string());
+                            format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.protocol)
+                        })
+                        .collect();
+                    std::iter::once(n.ip.to_string())
+                        .chain(ports)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+                None => String::new(),
+            });
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 pub fn spec(bundle: &Path, opts: crate::spec::SpecOptions) -> Result<i32> {
@@ -463,4 +521,67 @@ pub fn spec(bundle: &Path, opts: crate::spec::SpecOptions) -> Result<i32> {
     std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")
         .with_context(|| format!("write {}", path.display()))?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stopped(id: &str, network: Option<nsbox_host::network::Endpoint>) -> State {
+        State {
+            id: id.into(),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: state::now_rfc3339(),
+            status: Status::Stopped,
+            shim: None,
+            init: None,
+            exit_code: Some(3),
+            annotations: Default::default(),
+            command: vec!["httpd".into(), "-f".into()],
+            owner: 0,
+            network,
+            cgroup: None,
+            hooks: Default::default(),
+            oom_kills: 0,
+            finished: Some(state::now_rfc3339()),
+        }
+    }
+
+    #[test]
+    fn the_table_shows_status_ago_and_ports() {
+        let web = nsbox_host::network::Endpoint {
+            id: "web".into(),
+            bridge: "nsbox0".into(),
+            subnet: protocol::Subnet {
+                addr: "10.88.0.0".parse().unwrap(),
+                prefix: 16,
+            },
+            ip: "10.88.0.2".parse().unwrap(),
+            gateway: "10.88.0.1".parse().unwrap(),
+            veth: "nsb0a580002".into(),
+            ports: vec![protocol::PortMapping {
+                host_ip: None,
+                host_port: 8080,
+                container_port: 80,
+                protocol: protocol::PortProtocol::Tcp,
+            }],
+        };
+        let out = table(&[stopped("web", Some(web)), stopped("plain", None)]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].ends_with("PORTS"), "{out}");
+        assert!(
+            lines[1].contains("\"httpd -f\"")
+                && lines[1].contains("Less than a second ago")
+                && lines[1].contains("Exited (3) Less than a second ago")
+                && lines[1].contains("10.88.0.2, 0.0.0.0:8080->80/tcp"),
+            "{out}"
+        );
+        assert!(
+            lines[2].starts_with("plain ") && lines[2].ends_with('-'),
+            "{out}"
+        );
+        // Without any network, no PORTS column at all.
+        assert!(!table(&[stopped("plain", None)]).contains("PORTS"));
+    }
 }

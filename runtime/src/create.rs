@@ -30,6 +30,8 @@ pub struct Created {
     pub dir: ContainerDir,
     pub shim: Pid,
     pub init: ProcessId,
+    /// The terminal's master, kept by a foreground `run` to relay.
+    pub pty: Option<OwnedFd>,
 }
 
 /// The shim and tiny-init live next to the runtime binary.
@@ -62,6 +64,29 @@ pub struct CreateOpts {
     pub console_socket: Option<PathBuf>,
     /// Pass our fds 3..3+N to the workload.
     pub preserve_fds: u32,
+    /// `-t`: a terminal for the workload, whatever config.json says.
+    pub tty: bool,
+    /// A foreground `run`: a terminal without a console socket is the
+    /// person's, relayed by the runtime.
+    pub foreground: bool,
+    /// `--log-output`: keep a detached container's output in its log even
+    /// when our stdout is a file or a pipe.
+    pub log_output: bool,
+}
+
+/// Where a detached container's output goes. Docker always logs a
+/// detached container; an OCI runtime hands its stdio to the container, and
+/// orchestrators (conmon, containerd) depend on that. Both hold here: the
+/// output is logged when nobody is there to read it otherwise (our stdout
+/// is a terminal, where it would scribble over the person's prompt long
+/// after we returned, or /dev/null), or when asked; a file, a pipe or a
+/// socket gets it as runc would give it.
+fn wants_log(o: &CreateOpts) -> bool {
+    o.log_output
+        || nix::unistd::isatty(1).unwrap_or(false)
+        || nix::sys::stat::fstat(1).is_ok_and(|st| {
+            st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
+        })
 }
 
 pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
@@ -73,7 +98,16 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     plan.request.tiny_init = sibling("tiny-init")?.to_string_lossy().into_owned();
     plan.request.caller_reaps = g.caller_reaps;
     plan.request.init.preserve_fds = o.preserve_fds;
-    if plan.request.init.process.terminal && o.console_socket.is_none() {
+    plan.request.init.process.terminal |= o.tty;
+    let terminal = plan.request.init.process.terminal;
+    let relay = terminal && o.console_socket.is_none() && o.foreground;
+    // A detached terminal without a console socket stays with the shim,
+    // which logs it and lets `attach` in.
+    plan.request.log_output = !o.foreground
+        && !g.caller_reaps
+        && o.console_socket.is_none()
+        && (terminal || wants_log(o));
+    if terminal && o.console_socket.is_none() && !relay && !plan.request.log_output {
         bail!(
             "process.terminal is true: give --console-socket, where the terminal's master is sent"
         );
@@ -143,6 +177,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         cgroup: plan.request.cgroup.as_ref().map(|c| c.paths.clone()),
         hooks: plan.request.hooks.clone(),
         oom_kills: 0,
+        finished: None,
     };
     dir.save(&state).context("write state")?;
     fault("create", "after-state");
@@ -176,7 +211,15 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     if let (Some(sock), Some(master)) = (&console, pty.first()) {
         send_console(sock, master)?;
     }
-    drop(pty);
+    let pty = if relay {
+        Some(
+            pty.into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("the shim sent no terminal"))?,
+        )
+    } else {
+        None
+    };
     fault("create", "before-pidfile");
     if let Some(p) = &o.pid_file {
         write_pid_file(p, created.init_pid)?;
@@ -188,6 +231,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         dir,
         shim,
         init,
+        pty,
     })
 }
 
@@ -352,7 +396,26 @@ pub fn run(g: &Global, id: &str, o: &CreateOpts, detach: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    let code = wait_forwarding_signals(&mut c, &set).unwrap_or_else(|e| {
+    let waited = match c.pty.take() {
+        Some(master) => {
+            let _ = c.channel.send(&RuntimeToShim::Wait, &[]);
+            let pid = c.init.pid;
+            crate::tty::relay(
+                &master,
+                Some(&master),
+                crate::tty::Ending::Exit {
+                    channel: &mut c.channel,
+                    pid,
+                },
+            )
+            .map(|o| match o {
+                crate::tty::Outcome::Exited(code) => code,
+                _ => 255,
+            })
+        }
+        None => wait_forwarding_signals(&mut c, &set),
+    };
+    let code = waited.unwrap_or_else(|e| {
         // The shim is gone without a word (or its word was lost to the
         // ECONNRESET of a socket closed with our `Wait` unread): take the
         // truth from the state it left, after the container is gone too.

@@ -33,10 +33,14 @@ pub struct ExecArgs {
     /// UID[:GID] to run as.
     #[arg(short, long)]
     pub user: Option<String>,
-    /// Run it on a new terminal made in the container (its master goes to
-    /// --console-socket).
+    /// Run it on a new terminal made in the container: this one, in raw
+    /// mode until it ends, or the one whose master goes to --console-socket.
     #[arg(short, long)]
     pub tty: bool,
+    /// Keep stdin open (it always gets the caller's stdin, as with runc;
+    /// accepted for `docker exec -i` habits).
+    #[arg(short, long)]
+    pub interactive: bool,
     /// Where to send the terminal's master.
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
@@ -112,9 +116,16 @@ fn process(g: &Global, a: &ExecArgs) -> Result<protocol::Process> {
 pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     let mut process = process(g, a)?;
     process.terminal |= a.tty;
+    // Own-shim mode, in the foreground, without a console socket: the
+    // terminal is the person's, relayed by us.
+    let relay = process.terminal && a.console_socket.is_none() && !a.detach && !g.caller_reaps;
     let console = match (&a.console_socket, process.terminal) {
         (Some(p), true) => Some(crate::create::connect_console(p)?),
-        (None, true) => bail!("a terminal needs --console-socket, where its master is sent"),
+        (None, true) if relay => None,
+        (None, true) => bail!(
+            "a terminal needs --console-socket, where its master is sent (a foreground \
+             `exec -t` without it uses this terminal, in the own-shim mode)"
+        ),
         (_, false) => None,
     };
     let mut set = SigSet::empty();
@@ -166,7 +177,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     if let (Some(sock), Some(master)) = (&console, pty.first()) {
         crate::create::send_console(sock, master)?;
     }
-    drop(pty);
+    let master = if relay { pty.into_iter().next() } else { None };
     if let Some(f) = &a.pid_file {
         if pid > 0 {
             crate::create::write_pid_file(f, pid)?;
@@ -179,6 +190,19 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     }
     if a.detach {
         return Ok(0);
+    }
+    if let Some(master) = master {
+        return match crate::tty::relay(
+            &master,
+            Some(&master),
+            crate::tty::Ending::Exit {
+                channel: &mut ch,
+                pid,
+            },
+        )? {
+            crate::tty::Outcome::Exited(code) => Ok(code),
+            _ => Ok(255),
+        };
     }
     crate::create::wait_for_exit_forwarding(&mut ch, &set, pid)
 }

@@ -11,9 +11,11 @@ mod commands;
 mod create;
 mod exec;
 mod features;
+mod logs;
 mod resources;
 mod seccomp;
 mod spec;
+mod tty;
 
 use std::path::PathBuf;
 
@@ -73,10 +75,40 @@ enum Cmd {
         /// Return once the workload has started.
         #[arg(short, long)]
         detach: bool,
+        /// Give the workload a terminal (process.terminal); in the
+        /// foreground, it is this one, in raw mode until the workload ends.
+        #[arg(short, long)]
+        tty: bool,
+        /// Keep stdin open for the workload (it always gets the caller's
+        /// stdin, EOF included, as with runc; accepted for `docker run -i`
+        /// habits).
+        #[arg(short, long)]
+        interactive: bool,
         id: String,
     },
     /// Run a process in a running container.
     Exec(exec::ExecArgs),
+    /// Print a detached container's output (kept in its state directory).
+    Logs {
+        /// Go on printing as it comes, until the container stops.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(short = 'n', long, value_name = "N")]
+        tail: Option<usize>,
+        /// Each line with the time it was written (RFC 3339).
+        #[arg(short, long)]
+        timestamps: bool,
+        id: String,
+    },
+    /// Connect this terminal to a detached container's terminal; the
+    /// detach keys leave it running.
+    Attach {
+        /// Keys that detach, Docker's notation.
+        #[arg(long, default_value = "ctrl-p,ctrl-q", value_name = "KEYS")]
+        detach_keys: String,
+        id: String,
+    },
     /// Print the OCI state of a container as JSON.
     State { id: String },
     /// List containers.
@@ -161,6 +193,10 @@ enum Cmd {
         /// The bridge's subnet (bridge only; default 10.89.0.0/16).
         #[arg(long, value_name = "CIDR")]
         subnet: Option<String>,
+        /// process.terminal: `run` gives the workload this terminal (and
+        /// `run -d` a terminal the shim keeps, for `attach`).
+        #[arg(short, long)]
+        tty: bool,
         /// The command to run (default: sh).
         #[arg(last = true)]
         args: Vec<String>,
@@ -180,6 +216,11 @@ struct CreateArgs {
     /// Pass fds 3 to 3+N-1 on to the workload.
     #[arg(long, default_value_t = 0, value_name = "N")]
     preserve_fds: u32,
+    /// Detached: keep the container's stdout and stderr in its log (for
+    /// `runtime logs`), even when ours is a file or a pipe. Without it, the
+    /// log is kept when our stdout is a terminal or /dev/null.
+    #[arg(long)]
+    log_output: bool,
 }
 
 impl CreateArgs {
@@ -189,6 +230,9 @@ impl CreateArgs {
             pid_file: self.pid_file,
             console_socket: self.console_socket,
             preserve_fds: self.preserve_fds,
+            tty: false,
+            foreground: false,
+            log_output: self.log_output,
         }
     }
 }
@@ -249,6 +293,8 @@ fn main() {
         Cmd::Start { id } => ("start", Some(id.clone())),
         Cmd::Run { id, .. } => ("run", Some(id.clone())),
         Cmd::State { id } => ("state", Some(id.clone())),
+        Cmd::Logs { id, .. } => ("logs", Some(id.clone())),
+        Cmd::Attach { id, .. } => ("attach", Some(id.clone())),
         Cmd::Exec(a) => ("exec", Some(a.id.clone())),
         Cmd::List { .. } => ("list", None),
         Cmd::Ps { id, .. } => ("ps", Some(id.clone())),
@@ -260,8 +306,28 @@ fn main() {
         Cmd::Spec { .. } => ("spec", None),
         Cmd::Features => ("features", None),
     };
+    // Docker's convenience: a unique prefix names a container. `create` and
+    // `run` name a new one, literally.
+    let mut cmd = cli.cmd;
+    let resolved = match id_of(&mut cmd) {
+        Some(slot) if validate_id(slot).is_ok() => {
+            match nsbox_host::state::resolve_prefix(&g.root, slot) {
+                Ok(full) => {
+                    *slot = full;
+                    Ok(Some(slot.clone()))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        _ => Ok(id.clone()),
+    };
+    let id = match &resolved {
+        Ok(Some(full)) => Some(full.clone()),
+        _ => id,
+    };
     let id = id.as_deref();
     let result = match id.map(validate_id) {
+        _ if resolved.is_err() => Err(anyhow::anyhow!(resolved.clone().unwrap_err())),
         Some(Err(e)) => Err(anyhow::anyhow!(e)),
         // Podman passes it with its systemd cgroup manager; the other verbs
         // take it and carry on, so that cleaning up still works.
@@ -271,7 +337,7 @@ fn main() {
                  systemd (with Podman, use --cgroup-manager cgroupfs)"
             ))
         }
-        _ => dispatch(&g, cli.cmd),
+        _ => dispatch(&g, cmd),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -293,6 +359,28 @@ fn main() {
                 .map_or(1, |c| c.0);
             std::process::exit(if code == 0 { 1 } else { code });
         }
+    }
+}
+
+/// The ID of a verb that acts on an existing container.
+fn id_of(cmd: &mut Cmd) -> Option<&mut String> {
+    match cmd {
+        Cmd::Start { id }
+        | Cmd::State { id }
+        | Cmd::Ps { id, .. }
+        | Cmd::Kill { id, .. }
+        | Cmd::Delete { id, .. }
+        | Cmd::Pause { id }
+        | Cmd::Resume { id }
+        | Cmd::Update { id, .. }
+        | Cmd::Logs { id, .. }
+        | Cmd::Attach { id, .. } => Some(id),
+        Cmd::Exec(a) => Some(&mut a.id),
+        Cmd::Create { .. }
+        | Cmd::Run { .. }
+        | Cmd::List { .. }
+        | Cmd::Spec { .. }
+        | Cmd::Features => None,
     }
 }
 
@@ -336,8 +424,34 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
     match cmd {
         Cmd::Create { opts, id } => create::create(g, &id, &opts.opts()).map(|_| 0),
         Cmd::Start { id } => commands::start(g, &id),
-        Cmd::Run { opts, detach, id } => create::run(g, &id, &opts.opts(), detach),
+        Cmd::Run {
+            opts,
+            detach,
+            tty,
+            interactive: _,
+            id,
+        } => {
+            let mut o = opts.opts();
+            o.tty = tty;
+            o.foreground = !detach;
+            create::run(g, &id, &o, detach)
+        }
         Cmd::State { id } => commands::state(g, &id),
+        Cmd::Logs {
+            follow,
+            tail,
+            timestamps,
+            id,
+        } => logs::logs(
+            g,
+            &id,
+            &logs::LogsArgs {
+                follow,
+                tail,
+                timestamps,
+            },
+        ),
+        Cmd::Attach { detach_keys, id } => logs::attach(g, &id, &detach_keys),
         Cmd::Exec(a) => exec::exec(g, &a),
         Cmd::List { format, quiet } => commands::list(g, &format, quiet),
         Cmd::Ps {
@@ -366,6 +480,7 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
             publish,
             bridge,
             subnet,
+            tty,
         } => {
             let userns = userns.as_deref().map(spec::parse_userns).transpose()?;
             let rootless = rootless.then(spec::rootless_maps).transpose()?;
@@ -392,6 +507,7 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
                     publish,
                     bridge,
                     subnet,
+                    tty,
                 },
             )
         }

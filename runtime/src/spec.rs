@@ -374,6 +374,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
             gid_mappings,
             idmap_source,
             caller_reaps: false,
+            log_output: false,
             init: InitConfig {
                 rootfs: rootfs.clone(),
                 overlay,
@@ -908,6 +909,8 @@ pub struct SpecOptions {
     pub publish: Vec<String>,
     pub bridge: Option<String>,
     pub subnet: Option<String>,
+    /// process.terminal: `run` then gives the workload this terminal.
+    pub tty: bool,
 }
 
 /// Check `runtime spec`'s network options as `create` will, so that a
@@ -935,7 +938,7 @@ pub fn check_spec_options(o: &SpecOptions) -> Result<()> {
 }
 
 /// The config.json `runtime spec` writes: runc's defaults, with Docker's
-/// capabilities, a /tmp tmpfs, and no terminal. The root is read-only
+/// capabilities, a /tmp tmpfs, and a terminal only with `--tty`. The root is read-only
 /// unless the container has its own copy-on-write layer over an image.
 pub fn default_spec(o: &SpecOptions) -> serde_json::Value {
     let args = if o.args.is_empty() {
@@ -950,7 +953,7 @@ pub fn default_spec(o: &SpecOptions) -> serde_json::Value {
     let mut spec = serde_json::json!({
         "ociVersion": nsbox_host::state::OCI_VERSION,
         "process": {
-            "terminal": false,
+            "terminal": o.tty,
             "user": { "uid": 0, "gid": 0 },
             "args": args,
             "env": [
@@ -1097,6 +1100,7 @@ mod tests {
             publish: vec![],
             bridge: None,
             subnet: None,
+            tty: false,
         });
         std::fs::write(tmp.join("config.json"), v.to_string()).unwrap();
         let spec = load(&tmp).unwrap();
@@ -1144,6 +1148,7 @@ mod tests {
             publish: publish.iter().map(|p| p.to_string()).collect(),
             bridge: None,
             subnet: None,
+            tty: false,
         };
         check_spec_options(&o)?;
         let mut v = default_spec(&o);

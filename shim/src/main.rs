@@ -180,6 +180,20 @@ struct Container {
     /// Runtimes waiting for an exec'd process (by its pid in the container).
     exec_waiters: Vec<(i32, ShimRuntimeChannel)>,
     network: Option<Network>,
+    /// A logged container's output streams (non-blocking: the shim never
+    /// waits on the container).
+    outputs: Vec<Output>,
+    log: Option<nsbox_host::output_log::Writer>,
+    /// A logged container's terminal, for `attach`.
+    tty: Option<OwnedFd>,
+    /// Attached runtimes: the shim's ends of their stream sockets.
+    attached: Vec<OwnedFd>,
+}
+
+struct Output {
+    fd: OwnedFd,
+    stream: &'static str,
+    lines: nsbox_host::output_log::Lines,
 }
 
 /// A bridged container's reservation, and the sockets that hold its host
@@ -273,6 +287,14 @@ fn clone_and_attach(
         )
     } else {
         None
+    };
+    // A logged container writes into pipes we read (a terminal's output
+    // comes from its master instead); the runtime's stdio is not its.
+    let outputs = if req.log_output {
+        output_pipes(req.init.process.terminal)
+            .map_err(|e| failure("make the output pipes", e.desc().into()))?
+    } else {
+        Vec::new()
     };
     let init = spawn::clone_init(
         req.caller_reaps,
@@ -402,12 +424,87 @@ fn clone_and_attach(
         reported_exit: None,
         exec_waiters: Vec::new(),
         network,
+        outputs: Vec::new(),
+        log: None,
+        tty: None,
+        attached: Vec::new(),
     };
+    let mut pty = pty;
+    if req.log_output {
+        let mut outputs = outputs;
+        // The terminal stays here: logged, and for `attach`.
+        if let Some(master) = pty.take() {
+            let dup = master
+                .try_clone()
+                .map_err(|e| failure("keep the terminal", e.to_string()));
+            match dup {
+                Ok(d) => container.tty = Some(d),
+                Err(f) => {
+                    container.kill_init();
+                    return Err(f);
+                }
+            }
+            outputs.push((master, "stdout"));
+        }
+        match nsbox_host::output_log::Writer::create(&dir.path) {
+            Ok(w) => container.log = Some(w),
+            Err(e) => {
+                container.kill_init();
+                return Err(failure("open container.log", e.to_string()));
+            }
+        }
+        for (fd, stream) in outputs {
+            set_nonblocking(fd.as_raw_fd());
+            container.outputs.push(Output {
+                fd,
+                stream,
+                lines: Default::default(),
+            });
+        }
+    }
     if let Err(e) = container.dir.save(&container.state) {
         container.kill_init();
         return Err(failure("write state", e.to_string()));
     }
     Ok((container, pty))
+}
+
+/// Our stdio becomes what tiny-init inherits: /dev/null in, and pipes out
+/// (or /dev/null too, for a terminal); the read ends are returned.
+fn output_pipes(terminal: bool) -> Result<Vec<(OwnedFd, &'static str)>, Errno> {
+    use nix::fcntl::OFlag;
+    let null = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: open returned a new fd.
+    let null = unsafe { OwnedFd::from_raw_fd(null) };
+    nix::unistd::dup2(null.as_raw_fd(), 0)?;
+    if terminal {
+        nix::unistd::dup2(null.as_raw_fd(), 1)?;
+        nix::unistd::dup2(null.as_raw_fd(), 2)?;
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (fd, stream) in [(1, "stdout"), (2, "stderr")] {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        // dup2 leaves the copy without CLOEXEC: tiny-init inherits it, and
+        // ours goes when detach_stdio replaces our stdio.
+        nix::unistd::dup2(w.as_raw_fd(), fd)?;
+        out.push((r, stream));
+    }
+    Ok(out)
+}
+
+fn set_nonblocking(fd: i32) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let _ = fcntl(
+            fd,
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+        );
+    }
 }
 
 /// What a failed exchange with tiny-init means. A closed channel is
@@ -544,13 +641,28 @@ impl Container {
             .collect();
         let mut waiters: Vec<ShimRuntimeChannel> = Vec::new();
         loop {
-            let (init_ready, pidfd_ready, listener_ready, client_ready) = {
+            let (
+                init_ready,
+                pidfd_ready,
+                listener_ready,
+                client_ready,
+                output_ready,
+                attached_ready,
+            ) = {
                 let mut fds = vec![
                     PollFd::new(self.init.pidfd.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
                 ];
                 if let Some(ch) = &self.init_channel {
                     fds.push(PollFd::new(ch.as_fd(), PollFlags::POLLIN));
+                }
+                let first_output = fds.len();
+                for o in &self.outputs {
+                    fds.push(PollFd::new(o.fd.as_fd(), PollFlags::POLLIN));
+                }
+                let first_attached = fds.len();
+                for a in &self.attached {
+                    fds.push(PollFd::new(a.as_fd(), PollFlags::POLLIN));
                 }
                 let first_client = fds.len();
                 for c in &clients {
@@ -569,8 +681,27 @@ impl Container {
                     ready(&fds[0]),
                     ready(&fds[1]),
                     fds[first_client..].iter().map(ready).collect::<Vec<_>>(),
+                    fds[first_output..first_attached]
+                        .iter()
+                        .map(ready)
+                        .collect::<Vec<_>>(),
+                    fds[first_attached..first_client]
+                        .iter()
+                        .map(ready)
+                        .collect::<Vec<_>>(),
                 )
             };
+            // Backwards, so that removing one leaves the others' indices.
+            for i in (0..output_ready.len()).rev() {
+                if output_ready[i] && !self.read_output(i, false) {
+                    self.close_output(i);
+                }
+            }
+            for i in (0..attached_ready.len()).rev() {
+                if attached_ready[i] {
+                    self.attached_input(i);
+                }
+            }
             if init_ready {
                 self.read_init();
             }
@@ -606,6 +737,111 @@ impl Container {
                 self.stopped(waiters);
             }
         }
+    }
+
+    /// Log what output `i` has (all of it with `all`, else a bounded
+    /// amount, so that a chatty container does not starve the rest); false
+    /// once it has ended.
+    fn read_output(&mut self, i: usize, all: bool) -> bool {
+        let mut buf = [0u8; 32 * 1024];
+        // Even "all" is bounded: without a PID namespace of its own, a
+        // container's process can outlive tiny-init and write on forever.
+        for _ in 0..if all { 1024 } else { 8 } {
+            let n = match nix::unistd::read(self.outputs[i].fd.as_raw_fd(), &mut buf) {
+                Ok(0) => return false,
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return true,
+                // EIO: a terminal whose every slave is closed.
+                Err(_) => return false,
+            };
+            let out = &mut self.outputs[i];
+            if let Some(log) = &mut self.log {
+                let stream = out.stream;
+                out.lines.feed(&buf[..n], |l| {
+                    if let Err(e) = log.line(stream, l) {
+                        log::warn!("write container.log: {e}");
+                    }
+                });
+            }
+            if self.tty.is_some() {
+                // Attached runtimes get the terminal's bytes as they are; one
+                // that does not keep up loses them rather than stop us.
+                self.attached.retain(|a| {
+                    match nix::sys::socket::send(
+                        a.as_raw_fd(),
+                        &buf[..n],
+                        nix::sys::socket::MsgFlags::MSG_NOSIGNAL
+                            | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+                    ) {
+                        Ok(_) | Err(Errno::EAGAIN) => true,
+                        Err(_) => false,
+                    }
+                });
+            }
+        }
+        true
+    }
+
+    fn close_output(&mut self, i: usize) {
+        let mut out = self.outputs.remove(i);
+        if let Some(log) = &mut self.log {
+            out.lines.finish(|l| {
+                let _ = log.line(out.stream, l);
+            });
+        }
+    }
+
+    /// Keys from an attached runtime, for the terminal.
+    fn attached_input(&mut self, i: usize) {
+        let mut buf = [0u8; 4096];
+        match nix::unistd::read(self.attached[i].as_raw_fd(), &mut buf) {
+            Ok(0) => {
+                self.attached.remove(i);
+            }
+            Ok(n) => {
+                if let Some(master) = &self.tty {
+                    // The terminal's input queue holds 4 KiB: a person
+                    // typing never fills it; a paste that does loses the rest
+                    // rather than stop the shim.
+                    let _ = nix::unistd::write(master, &buf[..n]);
+                }
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+            Err(_) => {
+                self.attached.remove(i);
+            }
+        }
+    }
+
+    fn attach(&mut self) -> Result<[OwnedFd; 2], Failure> {
+        let Some(master) = &self.tty else {
+            return Err(failure(
+                "attach",
+                "the container has no terminal kept by its shim (attach needs one run \
+                 detached with a terminal: `spec --tty` or `run -d -t`); see `runtime logs`"
+                    .into(),
+            ));
+        };
+        if self.state.status != Status::Running {
+            return Err(failure(
+                "attach",
+                format!("the container is {}, not running", self.state.status),
+            ));
+        }
+        let (ours, theirs) = nix::sys::socket::socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| failure("attach", e.desc().into()))?;
+        let dup = master
+            .try_clone()
+            .map_err(|e| failure("attach", e.to_string()))?;
+        set_nonblocking(ours.as_raw_fd());
+        self.attached.push(ours);
+        Ok([theirs, dup])
     }
 
     fn read_init(&mut self) {
@@ -742,6 +978,18 @@ impl Container {
                 Action::Keep
             }
             RuntimeToShim::Wait => Action::Park,
+            RuntimeToShim::Attach => {
+                match self.attach() {
+                    Ok(fds) => {
+                        let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+                        let _ = c.channel.send(&ShimToRuntime::Attached, &raw);
+                    }
+                    Err(f) => {
+                        let _ = c.channel.send_error(f);
+                    }
+                }
+                Action::Drop
+            }
             RuntimeToShim::Exec { process, wait } => match self.exec(process, fds) {
                 Ok((container_pid, host_pid, pty)) => {
                     let pty: Vec<i32> = pty.iter().map(|f| f.as_raw_fd()).collect();
@@ -817,8 +1065,15 @@ impl Container {
         let code = spawn::reap(&self.init.pidfd, false)
             .or(self.reported_exit)
             .unwrap_or(128 + libc::SIGKILL);
+        // The last output first: `logs -f` ends once it sees the
+        // container stopped, and must have read everything by then.
+        for i in (0..self.outputs.len()).rev() {
+            self.read_output(i, true);
+            self.close_output(i);
+        }
         self.state.status = Status::Stopped;
         self.state.exit_code = Some(code);
+        self.state.finished = Some(nsbox_host::state::now_rfc3339());
         let cgroup = self.state.cgroup.clone();
         if let Some(kills) = cgroup.as_ref().and_then(cgroups::oom_kills) {
             if kills > 0 {

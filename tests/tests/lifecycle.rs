@@ -271,7 +271,9 @@ fn list_shows_containers() {
             .find(|l| l.split_whitespace().next() == Some(id))
             .unwrap_or_else(|| panic!("no row for {id}:\n{table:?}"));
         assert!(
-            row.split_whitespace().any(|w| w == "created"),
+            // Docker's word, capitalised: "Created".
+            row.split_whitespace()
+                .any(|w| w.eq_ignore_ascii_case("created")),
             "row for {id} does not say created: {row:?}"
         );
     }
