@@ -1,6 +1,7 @@
 # nsbox: `make help` lists the targets. On a fresh Debian 12 machine, as root:
 #   make demo    # install what is missing, build, and watch the namespaces work
 #   make test    # lint, build and run every test (real containers need root)
+#   make bench   # nsbox beside runc and crun: time, memory, sizes (root)
 
 SHELL        := /bin/bash
 .SHELLFLAGS  := -euo pipefail -c
@@ -20,8 +21,13 @@ ROOTFS_STAMP := demo/.rootfs.stamp
 
 # Debian packages the project needs (busybox for the rootfs, pstree, ip, ps).
 DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev
+# What `make bench` compares nsbox with, its reaper (tini), and perf for the
+# breakdown of a run. Installed without recommends (runc would bring criu).
+BENCH_PACKAGES := runc crun conmon catatonit tini linux-perf
+# Arguments for nsbox-bench (`target/x86_64-unknown-linux-gnu/release/nsbox-bench --help`).
+BENCH_ARGS   ?=
 
-.PHONY: help deps build rootfs demo lint test install clean
+.PHONY: help deps bench-deps build rootfs demo lint test bench install clean
 
 help: ## list the targets
 	@echo "nsbox: a Linux container runtime in Rust"
@@ -57,6 +63,25 @@ deps: ## install the Debian packages nsbox needs (as root; no apt-get when all a
 		exit 1; \
 	fi
 
+bench-deps: ## install what `make bench` compares with: runc crun conmon catatonit tini, and perf (root)
+	@missing=""; \
+	for pkg in $(BENCH_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' \
+			|| missing="$$missing $$pkg"; \
+	done; \
+	if [ -z "$$missing" ]; then \
+		echo "bench-deps: all present: $(BENCH_PACKAGES)"; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+		echo "bench-deps: missing:$$missing" >&2; \
+		echo "bench-deps: must run as root to install them (sudo make bench-deps)" >&2; \
+		exit 1; \
+	else \
+		echo "bench-deps: installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update; \
+		apt-get install -y --no-install-recommends $$missing </dev/null; \
+	fi
+
 build: ## build the release binaries (runtime, shim, tiny-init) into target/x86_64-unknown-linux-gnu/release
 	$(CARGO) build --release --workspace
 
@@ -80,6 +105,9 @@ lint: ## check formatting and run clippy with warnings as errors
 test: deps lint ## lint, build and run all tests (tests that start containers need root)
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
+
+bench: deps bench-deps build ## time and memory of nsbox beside runc and crun (root, ~3 min; table and JSON in target/bench/)
+	scripts/bench.sh $(BENCH_ARGS)
 
 install: ## install runtime, shim and tiny-init into PREFIX/bin (PREFIX=/usr/local; run `make build` first)
 	@for bin in $(BINARIES); do \
