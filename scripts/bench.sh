@@ -32,6 +32,6 @@ shift
 
 if mountpoint -q /sys/fs/cgroup/unified; then
     umount /sys/fs/cgroup/unified
-    mount -t tmpfs -o size=1m,mode=0755 nsbox-bench-cgroup2 /sys/fs/cgroup/unified
+    mount -t tmpfs -o size=64m,mode=0755 nsbox-bench-cgroup2 /sys/fs/cgroup/unified
 fi
 exec "$bin" "$@"

@@ -346,11 +346,18 @@ impl Bench {
     }
 
     fn run_all(&mut self) -> Result<()> {
+        let r = self.sections();
+        setup::sweep_crun_unified();
+        r
+    }
+
+    fn sections(&mut self) -> Result<()> {
         let rts = self.rts.clone();
         self.warm_up(&rts)?;
         let runs = self.args.runs;
         let v = self.full_runs(&rts, runs, "1. full run of /bin/true, foreground (ms)")?;
         self.results.insert("full_run".into(), v);
+        setup::sweep_crun_unified();
         if self.args.disk_runs > 0 {
             let disk = self.disk.clone();
             let fs = setup::fs_name(&self.out);
@@ -360,11 +367,14 @@ impl Bench {
                 &format!("1b. full run, state roots on the disk ({fs}) (ms)"),
             )?;
             self.results.insert("full_run_disk_state".into(), v);
+            setup::sweep_crun_unified();
         }
         let v = self.phases(&rts)?;
         self.results.insert("create_start_delete".into(), v);
+        setup::sweep_crun_unified();
         let v = self.detached(&rts)?;
         self.results.insert("detached".into(), v);
+        setup::sweep_crun_unified();
         if self.args.alive > 0 {
             // Without cgroups crun keeps the same processes: no need to
             // count them twice.
@@ -375,6 +385,7 @@ impl Bench {
                 .collect();
             let v = self.alive(&with_cg)?;
             self.results.insert("alive".into(), v);
+            setup::sweep_crun_unified();
         }
         let v = self.sizes()?;
         self.results.insert("binary_sizes".into(), v);
@@ -858,6 +869,7 @@ impl Bench {
         }
         let _ = std::fs::remove_dir_all(&self.pids_dir);
         let _ = std::fs::remove_dir_all(self.out.join("disk-state"));
+        setup::sweep_crun_unified();
         // Orphans of ours: children of our reaper other than us, after a
         // moment for exits in flight.
         std::thread::sleep(Duration::from_millis(300));

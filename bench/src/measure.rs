@@ -104,8 +104,9 @@ impl Runner {
             let entry = self.warnings.entry(who.to_string()).or_default();
             entry.0 += 1;
             for line in printed.lines().map(str::trim).filter(|l| !l.is_empty()) {
-                if entry.1.len() < 5 && !entry.1.iter().any(|l| l == line) {
-                    entry.1.push(line.to_string());
+                let line = without_ids(line);
+                if entry.1.len() < 5 && !entry.1.contains(&line) {
+                    entry.1.push(line);
                 }
             }
         }
@@ -116,6 +117,26 @@ impl Runner {
     pub fn run(&mut self, who: &str, cmd: &mut Command) -> Result<()> {
         self.time(who, cmd).map(drop)
     }
+}
+
+/// A line with our container IDs (`bench-...`) replaced by `ID`, so that
+/// the same message about different containers counts once.
+fn without_ids(line: &str) -> String {
+    line.split(' ')
+        .map(|w| {
+            if w.starts_with("bench-") {
+                let tail: String = w
+                    .chars()
+                    .rev()
+                    .take_while(|c| !c.is_alphanumeric())
+                    .collect();
+                format!("ID{}", tail.chars().rev().collect::<String>())
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn describe(cmd: &Command) -> String {
@@ -250,6 +271,14 @@ mod tests {
         let s = Stats::of(&[4.0, 1.0, 2.0, 3.0]).unwrap();
         assert_eq!(s.median, 2.5);
         assert!(Stats::of(&[]).is_none());
+    }
+
+    #[test]
+    fn container_ids_are_taken_out_of_messages() {
+        assert_eq!(
+            without_ids("runtime: warning: bench-nsbox-468: wait for the exit"),
+            "runtime: warning: ID: wait for the exit"
+        );
     }
 
     #[test]

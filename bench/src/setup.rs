@@ -70,6 +70,24 @@ fn statfs_type(path: &str) -> Option<i64> {
     Some(s.f_type as i64)
 }
 
+/// crun, finding no cgroup2 at /sys/fs/cgroup/unified, still makes a
+/// directory per container there and never removes it. There is the tmpfs
+/// that scripts/bench.sh put in the cgroup2 mount's place, private to us:
+/// clear our containers' directories from it (and from nothing else).
+pub fn sweep_crun_unified() {
+    let dir = Path::new("/sys/fs/cgroup/unified");
+    if statfs_type("/sys/fs/cgroup/unified") != Some(TMPFS_MAGIC) {
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("bench-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 /// The name of the filesystem `path` is on, for the report.
 pub fn fs_name(path: &Path) -> String {
     match statfs_type(&path.to_string_lossy()) {

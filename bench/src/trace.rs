@@ -36,9 +36,12 @@ pub const PHASES: [(&str, &str); 6] = [
     ("teardown", "workload exit -> runtime exit"),
 ];
 
+/// The phases' milestones, and, for the outline only, the messages the
+/// processes send each other and the fsyncs they wait for.
 pub const TRACE_EVENTS: &str = "sched:sched_process_fork,sched:sched_process_exec,\
 sched:sched_process_exit,syscalls:sys_enter_pivot_root,syscalls:sys_enter_clone,\
-syscalls:sys_enter_clone3,syscalls:sys_enter_unshare";
+syscalls:sys_enter_clone3,syscalls:sys_enter_unshare,syscalls:sys_enter_sendmsg,\
+syscalls:sys_enter_fsync";
 
 /// Whether `perf trace` with tracepoints works here.
 pub fn perf_works(perf: &Path, scratch: &Path) -> bool {
@@ -252,6 +255,10 @@ pub fn outline(events: &[Event]) -> Vec<String> {
                 "pivot_root".to_string()
             } else if e.name.ends_with("sys_enter_unshare") {
                 "unshare".to_string()
+            } else if e.name.ends_with("sys_enter_sendmsg") {
+                format!("sendmsg fd {}", arg_num(&e.args, "fd").unwrap_or(-1))
+            } else if e.name.ends_with("sys_enter_fsync") {
+                "fsync".to_string()
             } else {
                 return None;
             };
