@@ -760,6 +760,7 @@ impl Bench {
         let mut cpu: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); n];
         let mut phases: Vec<BTreeMap<&'static str, Vec<f64>>> = vec![BTreeMap::new(); n];
         let mut failed = vec![0usize; n];
+        let mut traces: Vec<Vec<Vec<trace::Event>>> = vec![Vec::new(); n];
         let scratch = self.out.join("perf.tmp");
         for i in 0..self.args.traced {
             for k in rotation(n, i) {
@@ -793,16 +794,22 @@ impl Bench {
                     }
                 }
                 if i == 0 {
-                    let outline = trace::outline(&events).join("\n");
-                    std::fs::write(
-                        self.out.join(format!("trace-{}.txt", rt.name)),
-                        format!(
-                            "# perf trace of one `{} run` of /bin/true (ms from the runtime's exec)\n{outline}\n\n# raw\n{text}",
-                            rt.name
-                        ),
-                    )?;
+                    std::fs::write(self.out.join(format!("trace-{}.raw.txt", rt.name)), &text)?;
                 }
+                traces[k].push(events);
             }
+        }
+        for (k, rt) in rts.iter().enumerate() {
+            let lines = trace::median_timeline(&traces[k]).join("\n");
+            std::fs::write(
+                self.out.join(format!("trace-{}.txt", rt.name)),
+                format!(
+                    "# `{} run` of /bin/true under perf trace: median time of each step over {} runs,\n\
+                     # in ms from the runtime's exec, (+ms since the step above)\n{lines}\n",
+                    rt.name,
+                    traces[k].len()
+                ),
+            )?;
         }
         let _ = std::fs::remove_file(&scratch);
         self.report.breakdown(rts, &cpu, &phases, self.args.traced);

@@ -245,7 +245,11 @@ impl Report {
         for (name, what) in crate::trace::PHASES {
             self.push(format!("    {name:<13} {what}"));
         }
-        self.push("  (under perf trace every run is a little slower; one outline each: target/bench/trace-*.txt)".into());
+        self.push(
+            "  (runs under perf trace are a little slower; median timeline of every step, with the"
+                .into(),
+        );
+        self.push("  messages and fsyncs between them: target/bench/trace-RUNTIME.txt)".into());
     }
 
     pub fn warnings(&mut self, w: &BTreeMap<String, (usize, Vec<String>)>) {

@@ -36,12 +36,15 @@ pub const PHASES: [(&str, &str); 6] = [
     ("teardown", "workload exit -> runtime exit"),
 ];
 
-/// The phases' milestones, and, for the outline only, the messages the
-/// processes send each other and the fsyncs they wait for.
+/// The phases' milestones, and, for the timeline only, the messages the
+/// processes send each other, the fsyncs they wait for, unmounts (the old
+/// root's detach after pivot_root) and sendfile (nsbox's copy of tiny-init
+/// into a memfd).
 pub const TRACE_EVENTS: &str = "sched:sched_process_fork,sched:sched_process_exec,\
 sched:sched_process_exit,syscalls:sys_enter_pivot_root,syscalls:sys_enter_clone,\
 syscalls:sys_enter_clone3,syscalls:sys_enter_unshare,syscalls:sys_enter_sendmsg,\
-syscalls:sys_enter_fsync";
+syscalls:sys_enter_fsync,syscalls:sys_enter_umount,syscalls:sys_exit_umount,\
+syscalls:sys_enter_sendfile64,syscalls:sys_exit_sendfile64";
 
 /// Whether `perf trace` with tracepoints works here.
 pub fn perf_works(perf: &Path, scratch: &Path) -> bool {
@@ -239,35 +242,103 @@ pub fn phases(events: &[Event], workload: &str) -> Result<BTreeMap<&'static str,
     Ok(m)
 }
 
-/// Execs of helper binaries and process exits, as a short readable list.
-pub fn outline(events: &[Event]) -> Vec<String> {
-    let t0 = events.first().map_or(0.0, |e| e.ms);
-    events
-        .iter()
-        .filter_map(|e| {
-            let what = if e.name.ends_with("sched_process_exec") {
-                format!("exec {}", arg_str(&e.args, "filename").unwrap_or_default())
-            } else if e.name.ends_with("sched_process_fork") {
-                format!("fork -> {}", arg_num(&e.args, "child_pid").unwrap_or(0))
-            } else if e.name.ends_with("sched_process_exit") {
-                "exit".to_string()
-            } else if e.name.ends_with("sys_enter_pivot_root") {
-                "pivot_root".to_string()
-            } else if e.name.ends_with("sys_enter_unshare") {
-                "unshare".to_string()
-            } else if e.name.ends_with("sys_enter_sendmsg") {
-                format!("sendmsg fd {}", arg_num(&e.args, "fd").unwrap_or(-1))
-            } else if e.name.ends_with("sys_enter_fsync") {
-                "fsync".to_string()
-            } else {
-                return None;
-            };
-            Some(format!(
-                "{:8.3} ms  {:>7} {:<16} {what}",
-                e.ms - t0,
-                e.pid,
-                e.comm
-            ))
+/// The name a process gets from an exec: `pid: 102 (memfd:tiny-init)` in
+/// the tracepoint's arguments (perf's own comm column can be stale).
+fn exec_comm(args: &str) -> Option<String> {
+    let i = args.find("pid: ")?;
+    let rest = &args[i..];
+    let open = rest.find('(')?;
+    let close = rest[open..].find(')')? + open;
+    Some(rest[open + 1..close].to_string())
+}
+
+/// What an event is, without pids, for the timeline; None for events the
+/// timeline leaves out.
+fn describe(e: &Event) -> Option<String> {
+    let n = e.name.as_str();
+    Some(if n.ends_with("sched_process_exec") {
+        format!("exec {}", exec_comm(&e.args).unwrap_or_default())
+    } else if n.ends_with("sched_process_fork") {
+        "fork".to_string()
+    } else if n.ends_with("sched_process_exit") {
+        "exit".to_string()
+    } else if n.ends_with("sys_enter_pivot_root") {
+        "pivot_root".to_string()
+    } else if n.ends_with("sys_enter_unshare") {
+        "unshare".to_string()
+    } else if n.ends_with("sys_enter_clone") || n.ends_with("sys_enter_clone3") {
+        "clone".to_string()
+    } else if n.ends_with("sys_enter_sendmsg") {
+        format!("sendmsg fd {}", arg_num(&e.args, "fd").unwrap_or(-1))
+    } else if n.ends_with("sys_enter_fsync") {
+        "fsync".to_string()
+    } else if n.ends_with("sys_enter_umount") {
+        "umount".to_string()
+    } else if n.ends_with("sys_exit_umount") {
+        "umount returned".to_string()
+    } else if n.ends_with("sys_enter_sendfile64") {
+        "sendfile".to_string()
+    } else if n.ends_with("sys_exit_sendfile64") {
+        "sendfile returned".to_string()
+    } else {
+        return None;
+    })
+}
+
+/// The median timeline of several traced runs: each event is labelled by
+/// the process's role (the runtime; any other process by the name it ends
+/// with: shim, tiny-init, true, ...), what happened and its occurrence, so
+/// that the same step of different runs lines up. Only steps seen in at
+/// least half of the runs are listed, in order of their median time.
+pub fn median_timeline(runs: &[Vec<Event>]) -> Vec<String> {
+    let mut at: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for events in runs {
+        let Some(first) = events.first() else {
+            continue;
+        };
+        // A process is named by what it last exec'd (the first one is
+        // "runtime" throughout); before its exec, a child is its parent's
+        // name with a prime.
+        let mut role: BTreeMap<i32, String> = BTreeMap::new();
+        role.insert(first.pid, "runtime".into());
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for e in events {
+            if e.name.ends_with("sched_process_fork") {
+                if let Some(child) = arg_num(&e.args, "child_pid") {
+                    let parent = role.get(&e.pid).cloned().unwrap_or_else(|| e.comm.clone());
+                    role.insert(child, format!("{parent}'"));
+                }
+            } else if e.name.ends_with("sched_process_exec") && e.pid != first.pid {
+                if let Some(c) = exec_comm(&e.args) {
+                    role.insert(e.pid, c);
+                }
+            }
+            let Some(what) = describe(e) else { continue };
+            let role = role.get(&e.pid).cloned().unwrap_or_else(|| e.comm.clone());
+            let base = format!("{role}: {what}");
+            let k = seen.entry(base.clone()).or_default();
+            *k += 1;
+            at.entry(format!("{base} #{k}"))
+                .or_default()
+                .push(e.ms - first.ms);
+        }
+    }
+    let mut rows: Vec<(f64, String, usize)> = at
+        .into_iter()
+        .filter(|(_, v)| 2 * v.len() >= runs.len())
+        .filter_map(|(label, v)| crate::measure::Stats::of(&v).map(|s| (s.median, label, v.len())))
+        .collect();
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut prev = 0.0;
+    rows.into_iter()
+        .map(|(t, label, n)| {
+            let line = format!(
+                "{t:8.3} ms  (+{:6.3})  {label}  [{n}/{}]",
+                t - prev,
+                runs.len()
+            );
+            prev = t;
+            line
         })
         .collect()
 }
@@ -327,6 +398,32 @@ mod tests {
         assert!(near("workload", 8.377 - 7.888));
         assert!(near("teardown", 10.089 - 8.377));
         assert!(near("total", 10.089));
+    }
+
+    #[test]
+    fn timelines_of_two_runs_line_up_by_role_and_step() {
+        let ev: Vec<Event> = NSBOX.lines().filter_map(parse_line).collect();
+        let later: Vec<Event> = ev
+            .iter()
+            .map(|e| Event {
+                ms: e.ms * 3.0,
+                ..e.clone()
+            })
+            .collect();
+        let t = median_timeline(&[ev, later]);
+        assert!(t[0].contains("runtime: exec runtime #1"));
+        let shim_exec = t.iter().find(|l| l.contains("shim: exec shim #1")).unwrap();
+        // median of 1.751 and 5.253
+        assert!(
+            shim_exec.trim_start().starts_with("3.502 ms"),
+            "{shim_exec}"
+        );
+        assert!(t
+            .iter()
+            .any(|l| l.contains("memfd:tiny-init: pivot_root #1")));
+        // Named by the exec, not by perf's comm column ("memfd:tiny-ini").
+        assert!(t.iter().any(|l| l.contains("memfd:tiny-init: fork #1")));
+        assert!(t.iter().any(|l| l.contains("true: exit #1")));
     }
 
     #[test]
