@@ -90,7 +90,10 @@ impl Report {
             "crun-nocg: crun --cgroup-manager=disabled (nsbox makes no cgroups yet); /X: nsbox's median over X's"
                 .into(),
         );
-        self.push(format!("load average at the start: {load}"));
+        self.push(format!(
+            "load average at the start: {load}; the bench runs at nice {}",
+            machine["nice"]
+        ));
     }
 
     pub fn section(&mut self, title: &str) {

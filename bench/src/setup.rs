@@ -139,11 +139,14 @@ pub fn machine() -> Value {
     };
     // SAFETY: sysconf with a constant.
     let nproc = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    // SAFETY: getpriority of ourselves.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
     json!({
         "nproc": nproc,
         "kernel": field(&u.release),
         "cpu": cpu,
         "mem_total_mib": mem_kb / 1024,
+        "nice": nice,
     })
 }
 
