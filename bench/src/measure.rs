@@ -46,6 +46,8 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(log_path: &Path) -> Result<Runner> {
+        // One run's messages only.
+        std::fs::write(log_path, "").with_context(|| format!("truncate {}", log_path.display()))?;
         let log = File::options()
             .create(true)
             .append(true)
