@@ -90,6 +90,11 @@ struct Args {
     /// Small counts everywhere: a smoke test of the bench itself.
     #[arg(long)]
     quick: bool,
+    /// Another nsbox build to measure beside this one, as NAME=DIR (DIR
+    /// holding its runtime, shim and tiny-init); may be repeated. For
+    /// trying a change: both builds run interleaved in the same sections.
+    #[arg(long, value_name = "NAME=DIR")]
+    variant: Vec<String>,
 }
 
 impl Args {
@@ -219,13 +224,32 @@ impl Bench {
         let disk_state = out.join("disk-state");
         // nsbox makes no cgroups yet; crun with `--cgroup-manager=disabled`
         // shows what crun costs without them.
-        let rts = vec![
-            Oci::new("nsbox", &nsbox, &state.join("nsbox")),
+        let mut rts = vec![Oci::new("nsbox", &nsbox, &state.join("nsbox"))];
+        for v in &args.variant {
+            let (name, dir) = v
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--variant {v:?}: expected NAME=DIR"))?;
+            let reserved = ["nsbox", "crun", "crun-nocg", "runc", "floor", "pids"];
+            if name.is_empty()
+                || reserved.contains(&name)
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                bail!("--variant {v:?}: NAME must be new, and letters, digits and '-' only");
+            }
+            let dir = absolute(Path::new(dir))?;
+            for b in ["runtime", "shim", "tiny-init"] {
+                if !dir.join(b).is_file() {
+                    bail!("--variant {name}: {} missing", dir.join(b).display());
+                }
+            }
+            rts.push(Oci::new(name, &dir.join("runtime"), &state.join(name)));
+        }
+        rts.extend([
             Oci::new("crun", &crun, &state.join("crun")),
             Oci::new("crun-nocg", &crun, &state.join("crun-nocg"))
                 .with_global("--cgroup-manager=disabled"),
             Oci::new("runc", &runc, &state.join("runc")),
-        ];
+        ]);
         let disk = rts
             .iter()
             .map(|r| Oci {
@@ -282,7 +306,13 @@ impl Bench {
             "state": setup::fs_name(&state),
             "disk_state": setup::fs_name(&out),
         });
-        let mut report = report::Report::new();
+        let mut report = report::Report::new(
+            rts.iter().map(|r| r.name.clone()).collect(),
+            args.variant
+                .iter()
+                .filter_map(|v| v.split_once('=').map(|(n, _)| n.to_string()))
+                .collect(),
+        );
         let load = setup::loadavg();
         if load
             .split_whitespace()
@@ -304,7 +334,7 @@ impl Bench {
             json!({
                 "runs": args.runs, "disk_runs": args.disk_runs, "cycles": args.cycles,
                 "detached": args.detached, "rounds": args.rounds, "alive": args.alive,
-                "traced": args.traced, "quick": args.quick,
+                "traced": args.traced, "quick": args.quick, "variants": args.variant,
                 "bundle": setup::spec(&rootfs, &["/bin/true"]),
             }),
         );

@@ -11,12 +11,15 @@ use crate::runtimes::Oci;
 const LABEL: usize = 18;
 const CELL: usize = 21;
 const RATIO: usize = 11;
-/// The columns of the time tables, and the runtimes nsbox is divided by.
-const COLUMNS: [&str; 4] = ["nsbox", "crun", "crun-nocg", "runc"];
+/// The runtimes nsbox's median is divided by in the ratio columns.
 const AGAINST: [&str; 3] = ["crun", "crun-nocg", "runc"];
 
 pub struct Report {
     lines: Vec<String>,
+    /// The runtimes of the time tables, in column order.
+    columns: Vec<String>,
+    /// Other nsbox builds (--variant), each also divided by nsbox.
+    variants: Vec<String>,
 }
 
 /// `median (min-max)`.
@@ -53,8 +56,12 @@ fn get(v: &Value, path: &[&str]) -> Option<f64> {
 }
 
 impl Report {
-    pub fn new() -> Report {
-        Report { lines: Vec::new() }
+    pub fn new(columns: Vec<String>, variants: Vec<String>) -> Report {
+        Report {
+            lines: Vec::new(),
+            columns,
+            variants,
+        }
     }
 
     pub fn text(&self) -> String {
@@ -100,11 +107,14 @@ impl Report {
         self.push(String::new());
         self.push(title.to_string());
         let mut line = format!("  {:<LABEL$}", "");
-        for c in COLUMNS {
+        for c in &self.columns {
             line.push_str(&format!("{c:>CELL$}"));
         }
         for a in AGAINST {
             line.push_str(&format!("{:>RATIO$}", format!("/{a}")));
+        }
+        for v in &self.variants {
+            line.push_str(&format!("{:>RATIO$}", format!("{v}/nsbox")));
         }
         self.push(line);
     }
@@ -113,11 +123,14 @@ impl Report {
     pub fn row(&mut self, label: &str, rts: &[Oci], stats: &[Option<Stats>]) {
         let by = |n: &str| rts.iter().position(|r| r.name == n).and_then(|i| stats[i]);
         let mut line = format!("  {label:<LABEL$}");
-        for c in COLUMNS {
+        for c in &self.columns {
             line.push_str(&format!("{:>CELL$}", cell(by(c))));
         }
         for a in AGAINST {
             line.push_str(&format!("{:>RATIO$}", ratio(by("nsbox"), by(a))));
+        }
+        for v in &self.variants {
+            line.push_str(&format!("{:>RATIO$}", ratio(by(v), by("nsbox"))));
         }
         self.push(line);
     }
