@@ -1,6 +1,7 @@
 # nsbox: `make help` lists the targets. On a fresh Debian 12 machine, as root:
 #   make demo    # install what is missing, build, and watch the namespaces work
 #   make test    # lint, build and run every test (real containers need root)
+#   make bench   # nsbox beside runc and crun: time, memory, sizes (root)
 
 SHELL        := /bin/bash
 .SHELLFLAGS  := -euo pipefail -c
@@ -23,8 +24,13 @@ ROOTFS_STAMP := demo/.rootfs.stamp
 # bridge networking runs to apply its nftables rules; newuidmap for rootless
 # containers; containerd and runc for the end-to-end tests).
 DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc podman conmon
+# What `make bench` compares nsbox with, its reaper (tini), and perf for the
+# breakdown of a run. Installed without recommends (runc would bring criu).
+BENCH_PACKAGES := runc crun conmon catatonit tini linux-perf
+# Arguments for nsbox-bench (`target/x86_64-unknown-linux-gnu/release/nsbox-bench --help`).
+BENCH_ARGS   ?=
 
-.PHONY: help deps build rootfs demo lint test install clean
+.PHONY: help deps bench-deps build rootfs demo lint test bench install clean
 
 help: ## list the targets
 	@echo "nsbox: a Linux container runtime in Rust"
@@ -60,6 +66,25 @@ deps: ## install the Debian packages nsbox needs (as root; no apt-get when all a
 		exit 1; \
 	fi
 
+bench-deps: ## install what `make bench` compares with: runc crun conmon catatonit tini, and perf (root)
+	@missing=""; \
+	for pkg in $(BENCH_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' \
+			|| missing="$$missing $$pkg"; \
+	done; \
+	if [ -z "$$missing" ]; then \
+		echo "bench-deps: all present: $(BENCH_PACKAGES)"; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+		echo "bench-deps: missing:$$missing" >&2; \
+		echo "bench-deps: must run as root to install them (sudo make bench-deps)" >&2; \
+		exit 1; \
+	else \
+		echo "bench-deps: installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update; \
+		apt-get install -y --no-install-recommends $$missing </dev/null; \
+	fi
+
 build: ## build the release binaries (runtime, shim, tiny-init) into target/x86_64-unknown-linux-gnu/release
 	$(CARGO) build --release --workspace
 
@@ -87,6 +112,9 @@ test: deps lint ## lint, build and run all tests (tests that start containers ne
 	@# cargo ends with the doc-tests' "0 passed": sum every binary's counts
 	@# into one closing line, so the total is what a reader (or CI) sees last.
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "summary: %d passed, %d failed\n", p, f }' target/test.log
+
+bench: deps bench-deps build ## time and memory of nsbox beside runc and crun (root, ~3 min; table and JSON in target/bench/)
+	scripts/bench.sh $(BENCH_ARGS)
 
 install: ## install runtime, shim and tiny-init into PREFIX/bin (PREFIX=/usr/local; run `make build` first)
 	@for bin in $(BINARIES); do \
