@@ -103,12 +103,35 @@ impl<S: Serialize, R: DeserializeOwned> Channel<S, R> {
 
     /// One message and the descriptors that came with it.
     pub fn recv(&self) -> Result<(R, Vec<OwnedFd>), ChannelError> {
-        let mut buf = vec![0u8; MAX_MESSAGE + 1];
-        let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS]);
         // A peer that closes with our earlier message still unread in its
         // queue leaves us ECONNRESET, reported *before* the messages it sent
         // us first: those are still there, so read on once.
         let mut reset_seen = false;
+        // The datagram's real size first (MSG_PEEK|MSG_TRUNC), so that the
+        // buffer is what the message needs: a zeroed MAX_MESSAGE buffer on
+        // every receive cost each shim and tiny-init ~200 KiB and 50 page
+        // faults a message.
+        let want = loop {
+            match nix::sys::socket::recv(
+                self.fd.as_raw_fd(),
+                &mut [],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(0) => return Err(ChannelError::Closed),
+                Ok(n) => break n,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => {
+                    return Err(ChannelError::Timeout(self.timeout.unwrap_or_default()))
+                }
+                Err(Errno::ECONNRESET) if !reset_seen => reset_seen = true,
+                Err(Errno::ECONNRESET) => return Err(ChannelError::Closed),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        // One byte more than the limit, so that an oversized datagram shows
+        // as truncated (and is consumed) rather than read in part.
+        let mut buf = vec![0u8; want.min(MAX_MESSAGE + 1)];
+        let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS]);
         let (len, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
