@@ -219,8 +219,21 @@ impl ContainerDir {
         serde_json::from_slice(&text).map_err(|e| StateError::Damaged(e.to_string()))
     }
 
-    /// Write state.json atomically and durably: a temporary file, fsync, rename.
+    /// Write state.json atomically: a temporary file, then rename, so a
+    /// reader sees the old state or the new one, never half of one.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
+        self.write(state, false)
+    }
+
+    /// As `save`, and on disk before it returns (fsync): for the exit
+    /// status, which must outlive a crash of the host. The other states
+    /// are not worth an fsync each (on a disk-backed /run each cost a
+    /// millisecond or more on every run).
+    pub fn save_durable(&self, state: &State) -> Result<(), StateError> {
+        self.write(state, true)
+    }
+
+    fn write(&self, state: &State, durable: bool) -> Result<(), StateError> {
         let tmp = self.path.join(".state.json.tmp");
         let data = serde_json::to_vec(state).map_err(|e| StateError::Damaged(e.to_string()))?;
         let mut f = std::fs::OpenOptions::new()
@@ -231,7 +244,9 @@ impl ContainerDir {
             .open(&tmp)
             .map_err(io("write state.json"))?;
         f.write_all(&data).map_err(io("write state.json"))?;
-        f.sync_all().map_err(io("sync state.json"))?;
+        if durable {
+            f.sync_all().map_err(io("sync state.json"))?;
+        }
         std::fs::rename(&tmp, self.state_file()).map_err(io("rename state.json"))
     }
 

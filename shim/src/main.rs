@@ -1084,7 +1084,7 @@ impl Container {
                 );
             }
         }
-        if let Err(e) = self.dir.save(&self.state) {
+        if let Err(e) = self.dir.save_durable(&self.state) {
             log::error!("{}: record exit status {code}: {e}", self.state.id);
         }
         // tiny-init is reaped; whatever is left in the cgroup (a container
