@@ -282,7 +282,7 @@ impl Prepared {
                     0,
                 )
             };
-            for &cap in &caps.ambient {
+            for &cap in caps.ambient.iter().filter(|c| caps.permitted.contains(c)) {
                 let r = unsafe {
                     libc::prctl(
                         libc::PR_CAP_AMBIENT,
@@ -503,6 +503,16 @@ fn capset(caps: &Capabilities) -> Result<(), Errno> {
     set(&caps.effective, |d| &mut d.effective, &mut data);
     set(&caps.permitted, |d| &mut d.permitted, &mut data);
     set(&caps.inheritable, |d| &mut d.inheritable, &mut data);
+    // An ambient capability must be inheritable too, or the kernel refuses
+    // to raise it; runc's own `spec` lists ambient ones alone, and runc and
+    // crun run it: so do we, making the permitted ones inheritable.
+    let ambient: Vec<u8> = caps
+        .ambient
+        .iter()
+        .copied()
+        .filter(|c| caps.permitted.contains(c))
+        .collect();
+    set(&ambient, |d| &mut d.inheritable, &mut data);
     let header = Header {
         version: VERSION_3,
         pid: 0,

@@ -283,3 +283,22 @@ fn workload_gets_default_signal_mask_and_dispositions() {
          ignored ({inherited:#x}); SIGPIPE is bit 12 (0x1000):\n{out:?}"
     );
 }
+
+/// runc's own `runc spec` lists ambient capabilities without inheritable
+/// ones (the kernel refuses to raise those); runc and crun run it, and so
+/// must nsbox: the ambient ones are raised, as inheritable too.
+#[test]
+fn ambient_capabilities_without_inheritable_ones() {
+    let Some(t) = Test::new("ambient_alone") else {
+        return;
+    };
+    let b = t.bundle_with("b", &["grep", "CapAmb", "/proc/self/status"], |c| {
+        let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+        c["process"]["capabilities"] = serde_json::json!({
+            "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps
+        });
+    });
+    let out = t.run(&b, "amb");
+    out.ok();
+    assert_eq!(out.stdout_lines(), ["CapAmb:\t0000000020000420"], "{out:?}");
+}
