@@ -222,8 +222,8 @@ impl Bench {
         let state = absolute(&args.state)?;
         setup::mount_tmpfs(&state)?;
         let disk_state = out.join("disk-state");
-        // nsbox makes no cgroups yet; crun with `--cgroup-manager=disabled`
-        // shows what crun costs without them.
+        // crun with `--cgroup-manager=disabled` shows what joining the cgroup
+        // v1 hierarchies costs a run (nsbox, like crun and runc, joins them).
         let mut rts = vec![Oci::new("nsbox", &nsbox, &state.join("nsbox"))];
         for v in &args.variant {
             let (name, dir) = v

@@ -94,7 +94,7 @@ impl Report {
             fs["state"].as_str().unwrap_or("?")
         ));
         self.push(
-            "crun-nocg: crun --cgroup-manager=disabled (nsbox makes no cgroups yet); /X: nsbox's median over X's"
+            "crun-nocg: crun --cgroup-manager=disabled (what cgroups cost crun); /X: nsbox's median over X's"
                 .into(),
         );
         self.push(format!(
