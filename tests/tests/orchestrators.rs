@@ -103,6 +103,16 @@ impl Drop for Containerd {
             .arg(self.dir.join("root"))
             .status();
         let _ = fs::remove_dir(self.runtime_root());
+        // containerd names cgroups /NAMESPACE/ID; runc (beside which nsbox
+        // runs here) removes the container's but leaves the namespace's
+        // parent in every hierarchy, the unified one included.
+        for h in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = fs::remove_dir(h.path().join(&self.namespace));
+        }
     }
 }
 
