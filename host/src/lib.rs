@@ -3,7 +3,8 @@
 //! start time), logging to `--log` files, and bridge networking.
 
 pub mod cgroups;
-pub mod hooks;
+/// OCI hooks: one runner for the host side and for tiny-init.
+pub use nsbox_process::hooks;
 pub mod logger;
 pub mod network;
 pub mod output_log;

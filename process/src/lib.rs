@@ -5,6 +5,8 @@
 //! exec'd processes with it; `runtime exec` in the caller's-shim mode
 //! starts its process with it after joining the container's namespaces.
 
+pub mod hooks;
+
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;

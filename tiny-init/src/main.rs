@@ -19,7 +19,6 @@
 // MS_* and friends are c_ulong: u64 here, but u32 on 32-bit targets.
 #![allow(clippy::unnecessary_cast)]
 
-mod hooks;
 mod mounts;
 mod signals;
 
@@ -140,8 +139,18 @@ fn wait_for_start(
         match signals::wait_readable(channel, signals) {
             signals::Ready::Channel => match channel.recv() {
                 Ok((ShimToInit::Start, _)) => {
-                    match hooks::run_all("startContainer", &config.start_hooks, &config.hook_state)
-                        .and_then(|_| prepared.spawn(stdio, &preserved))
+                    match workload::hooks::run_all(
+                        "startContainer",
+                        &config.start_hooks,
+                        &config.hook_state,
+                        &[],
+                    )
+                    .map_err(|message| Failure {
+                        step: "startContainer hook".into(),
+                        message,
+                        exit_code: 1,
+                    })
+                    .and_then(|_| prepared.spawn(stdio, &preserved))
                     {
                         Ok(pid) => {
                             let _ = channel.send(&InitToShim::Started { pid }, &[]);

@@ -1,6 +1,7 @@
-//! Running OCI hooks on the host side: prestart and createRuntime in the
-//! host's namespaces, createContainer in the container's (joined before
-//! exec), poststart and poststop. Each gets the state JSON on stdin, its
+//! Running OCI hooks: prestart and createRuntime in the host's namespaces,
+//! createContainer in the container's (joined before exec), startContainer
+//! inside the container (run by tiny-init, which is already there),
+//! poststart and poststop. Each gets the state JSON on stdin, its
 //! own argv and env, and its timeout; its output is kept in a memfd and
 //! shown when it fails, as runc shows it.
 
@@ -72,11 +73,33 @@ pub fn run(kind: &str, hook: &Hook, state: &str, join: &[OwnedFd]) -> Result<(),
     let deadline = hook
         .timeout
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
+    // Woken by the hook's end (its pidfd), not by polling its status.
+    // SAFETY: pidfd_open of our own child; the fd is ours.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) } as i32;
+    // Closed on every way out.
+    let _owned =
+        (pidfd >= 0).then(|| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) });
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
             Ok(None) => {}
             Err(e) => return Err(format!("{what}: wait: {e}")),
+        }
+        let left_ms = deadline.map_or(-1, |d| {
+            d.saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(i32::MAX as u128) as i32
+        });
+        if pidfd >= 0 && left_ms != 0 {
+            let mut p = libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one pollfd we own.
+            unsafe { libc::poll(&mut p, 1, left_ms) };
+        } else if left_ms != 0 {
+            std::thread::sleep(Duration::from_millis(2));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = child.kill();
@@ -86,7 +109,6 @@ pub fn run(kind: &str, hook: &Hook, state: &str, join: &[OwnedFd]) -> Result<(),
                 hook.timeout.unwrap_or(0)
             ));
         }
-        std::thread::sleep(Duration::from_millis(2));
     };
     let mut text = String::new();
     let _ = out.rewind();
