@@ -30,7 +30,7 @@ BENCH_PACKAGES := runc crun conmon catatonit tini linux-perf
 # Arguments for nsbox-bench (`target/x86_64-unknown-linux-gnu/release/nsbox-bench --help`).
 BENCH_ARGS   ?=
 
-.PHONY: help deps bench-deps build rootfs demo lint test bench install clean
+.PHONY: help deps bench-deps build rootfs demo lint test bench fuzz install clean
 
 help: ## list the targets
 	@echo "nsbox: a Linux container runtime in Rust"
@@ -115,6 +115,10 @@ test: deps lint ## lint, build and run all tests (tests that start containers ne
 
 bench: deps bench-deps build ## time and memory of nsbox beside runc and crun (root, ~3 min; table and JSON in target/bench/)
 	scripts/bench.sh $(BENCH_ARGS)
+
+fuzz: ## run the cargo-fuzz target of the protocol decoder for FUZZ_SECONDS (default 60; nightly, installs cargo-fuzz)
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz
+	cd fuzz && $(CARGO) +nightly fuzz run --target x86_64-unknown-linux-gnu protocol_decode -- -max_total_time=$${FUZZ_SECONDS:-60}
 
 install: ## install runtime, shim and tiny-init into PREFIX/bin (PREFIX=/usr/local; run `make build` first)
 	@for bin in $(BINARIES); do \

@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 mod channel;
 mod messages;
 
-pub use channel::{seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_MESSAGE};
+pub use channel::{decode, seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_MESSAGE};
 pub use messages::*;
 
 /// Bumped whenever a message changes shape.
