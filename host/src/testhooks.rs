@@ -5,6 +5,9 @@
 //!   at POINT (see [`CREATE_FAULT_POINTS`]). Timing cannot hit each step of
 //!   `create` reliably; this does, so that the tests can show that a runtime
 //!   killed anywhere leaves nothing that `delete --force` cannot clear.
+//! - `NSBOX_FAULT=shim:POINT`: the shim does the same while it makes the
+//!   container (see [`SHIM_FAULT_POINTS`]): `create` must then fail and
+//!   roll back everything, tiny-init, cgroup and network included.
 //! - `NSBOX_START_TIMEOUT_MS=N`: how long the shim waits for tiny-init to
 //!   answer `Start` (the runtime waits 5 s longer, so that the shim's own,
 //!   more precise error arrives first). The default, 30 s, is too long for a
@@ -21,6 +24,11 @@ pub const CREATE_FAULT_POINTS: &[&str] = &[
     "after-created",
     "before-pidfile",
 ];
+
+/// Where the shim can be made to die while it makes a container (it gets
+/// `NSBOX_FAULT=shim:POINT` from the runtime's environment).
+pub const SHIM_FAULT_POINTS: &[&str] =
+    &["after-clone", "after-ready", "after-network", "after-save"];
 
 /// SIGKILL ourselves if `NSBOX_FAULT` names `verb:point`.
 pub fn fault(verb: &str, point: &str) {

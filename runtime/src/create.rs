@@ -199,10 +199,8 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         })?;
     fault("create", "after-send");
     let (created, pty) = channel.wait_for_created().map_err(|e| match e {
-        ChannelError::Closed => anyhow!(
-            "the shim exited before it answered (see {})",
-            dir.shim_log().display()
-        ),
+        // Its log went with the state directory; `--log` keeps one.
+        ChannelError::Closed => anyhow!("the shim exited before it answered"),
         other => channel_error(other),
     })?;
     fault("create", "after-created");

@@ -35,6 +35,7 @@ use nix::sys::socket::{
 };
 use nsbox_host::proc::{pidfd_send_signal, ProcessId};
 use nsbox_host::state::{ContainerDir, State, Status};
+use nsbox_host::testhooks::fault;
 use nsbox_host::{cgroups, hooks};
 use protocol::{
     ChannelError, Created, Failure, InitToShim, NamespaceKind, RuntimeToShim, ShimInitChannel,
@@ -305,6 +306,7 @@ fn clone_and_attach(
         sync.as_ref().map(|(r, _)| r),
     )
     .map_err(|m| failure("start tiny-init", m))?;
+    fault("shim", "after-clone");
     drop(theirs);
     drop(exe);
     let mut channel = ShimInitChannel::new(ours);
@@ -369,7 +371,10 @@ fn clone_and_attach(
         }
     };
     let pty = match handshake {
-        Ok(fds) => fds.into_iter().next(),
+        Ok(fds) => {
+            fault("shim", "after-ready");
+            fds.into_iter().next()
+        }
         Err(f) => {
             let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
             spawn::reap(&init.pidfd, true);
@@ -401,6 +406,7 @@ fn clone_and_attach(
             root: PathBuf::from(&net.root),
             _port_holds: r.port_holds,
         });
+        fault("shim", "after-network");
     }
     let _ = channel.set_timeout(Some(nsbox_host::testhooks::shim_start_timeout()));
     let listener = match listen_on(&dir.socket()) {
@@ -466,6 +472,7 @@ fn clone_and_attach(
         container.kill_init();
         return Err(failure("write state", e.to_string()));
     }
+    fault("shim", "after-save");
     Ok((container, pty))
 }
 

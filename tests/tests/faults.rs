@@ -19,6 +19,8 @@ const CREATE_FAULT_POINTS: &[&str] = &[
     "after-created",
     "before-pidfile",
 ];
+/// The shim's fault points, as in nsbox_host::testhooks::SHIM_FAULT_POINTS.
+const SHIM_FAULT_POINTS: &[&str] = &["after-clone", "after-ready", "after-network", "after-save"];
 
 fn bridged(t: &Test, name: &str, args: &[&str]) -> Bundle {
     t.bundle_with(name, args, |c| {
@@ -109,6 +111,30 @@ fn runtime_killed_at_every_step_of_create_leaves_nothing() {
         t.rt(&["delete", "--force", &id]).ok();
         assert_nothing_left(&t, &format!("the second create of {id}"));
         let _ = std::fs::remove_file(&pid_file);
+    }
+}
+
+/// The shim killed at each step of making the container: `create` fails
+/// with a clear error, and what the shim had made (tiny-init, the cgroup,
+/// the network) is rolled back by the runtime, with no `delete` needed.
+#[test]
+fn shim_killed_at_every_step_of_create_leaves_nothing() {
+    let Some(t) = Test::new("shim_killed_at_every_step_of_create") else {
+        return;
+    };
+    let b = bridged(&t, "sf", &[MT, "sleep", "30"]);
+    for point in SHIM_FAULT_POINTS {
+        let id = format!("sf-{point}");
+        let mut cmd = t.command(&["create", "-b", b.path(), &id]);
+        cmd.env("NSBOX_FAULT", format!("shim:{point}"));
+        let out = t.exec_to(cmd, &t.ctr_stdout(&id), &t.ctr_stderr(&id), TIMEOUT);
+        out.fails_with(&id, &["shim"]);
+        assert!(!t.root.join(&id).exists(), "{point}: state left behind");
+        assert_nothing_left(&t, &format!("a shim killed {point}"));
+        // The ID is free again, and works.
+        t.create(&b, &id).ok();
+        t.rt(&["delete", "--force", &id]).ok();
+        assert_nothing_left(&t, &format!("the second create of {id}"));
     }
 }
 

@@ -47,14 +47,14 @@ fn main() {
         },
         &[],
     ) {
-        die(&format!("send hello: {e}"));
+        quit("send hello", e);
     }
     let (config, fds) = match channel
         .wait_for_hello()
         .and_then(|_| channel.wait_for_config())
     {
         Ok(c) => c,
-        Err(e) => die(&format!("receive config: {e}")),
+        Err(e) => quit("receive config", e),
     };
     let mut fds = fds.into_iter();
     let root = if config.idmapped { fds.next() } else { None };
@@ -299,8 +299,14 @@ fn fail(channel: &InitChannel, step: &str, e: nix::Error, code: i32) -> ! {
     std::process::exit(code)
 }
 
-fn die(msg: &str) -> ! {
-    eprintln!("tiny-init: {msg}");
+/// Before the container is made, the shim is the only one to tell. If it
+/// went away, the caller hears the runtime's own one-line error, and a line
+/// of ours on the container's stderr (the caller's) would be a second one:
+/// leave quietly then; say anything else.
+fn quit(step: &str, e: protocol::ChannelError) -> ! {
+    if !matches!(e, protocol::ChannelError::Closed) {
+        eprintln!("tiny-init: {step}: {e}");
+    }
     std::process::exit(1)
 }
 
