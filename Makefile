@@ -116,9 +116,11 @@ test: deps lint ## lint, build and run all tests (tests that start containers ne
 bench: deps bench-deps build ## time and memory of nsbox beside runc and crun (root, ~3 min; table and JSON in target/bench/)
 	scripts/bench.sh $(BENCH_ARGS)
 
-fuzz: ## run the cargo-fuzz target of the protocol decoder for FUZZ_SECONDS (default 60; nightly, installs cargo-fuzz)
+fuzz: ## run the cargo-fuzz targets (protocol decoder, config.json validation) for FUZZ_SECONDS each (default 60; nightly; installs cargo-fuzz)
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz
-	cd fuzz && $(CARGO) +nightly fuzz run --target x86_64-unknown-linux-gnu protocol_decode -- -max_total_time=$${FUZZ_SECONDS:-60}
+	cd fuzz && for t in protocol_decode config_plan; do \
+		$(CARGO) +nightly fuzz run --target $(TARGET) $$t -- -max_total_time=$${FUZZ_SECONDS:-60} || exit 1; \
+	done
 
 install: ## install runtime, shim and tiny-init into PREFIX/bin (PREFIX=/usr/local; run `make build` first)
 	@for bin in $(BINARIES); do \

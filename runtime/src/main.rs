@@ -12,11 +12,9 @@ mod create;
 mod exec;
 mod features;
 mod logs;
-mod resources;
-mod seccomp;
-mod spec;
 mod tty;
 
+use runtime::{resources, seccomp, spec};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
