@@ -483,21 +483,27 @@ fn remove(c: &Created) {
         let _ = pidfd_send_signal(&fd, libc::SIGKILL);
         nsbox_host::proc::wait_pidfd(&fd, Duration::from_secs(10));
     }
-    if !wait_child(c.shim, Duration::from_secs(5)) {
-        let _ = nix::sys::signal::kill(c.shim, Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(c.shim, None);
-    }
-    let st = c.dir.load().ok();
-    // The shim released the network as the container stopped; this is for
-    // a shim that could not.
-    if let Some(root) = c.dir.path.parent() {
-        if let Err(e) = nsbox_host::network::release(root, &c.id) {
-            log::warn!("{}: release the network: {e}", c.id);
+    // A shim that exits 0 has removed the cgroup and released the network
+    // itself; only after one that could not (or was killed) is it ours.
+    let shim_cleaned = match wait_child(c.shim, Duration::from_secs(5)) {
+        Some(code) => code == 0,
+        None => {
+            let _ = nix::sys::signal::kill(c.shim, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(c.shim, None);
+            false
         }
-    }
-    if let Some(cg) = st.as_ref().and_then(|s| s.cgroup.as_ref()) {
-        if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(10)) {
-            log::warn!("remove cgroup {}: {e}", cg.path);
+    };
+    let st = c.dir.load().ok();
+    if !shim_cleaned {
+        if let Some(root) = c.dir.path.parent() {
+            if let Err(e) = nsbox_host::network::release(root, &c.id) {
+                log::warn!("{}: release the network: {e}", c.id);
+            }
+        }
+        if let Some(cg) = st.as_ref().and_then(|s| s.cgroup.as_ref()) {
+            if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(10)) {
+                log::warn!("remove cgroup {}: {e}", cg.path);
+            }
         }
     }
     if let Err(e) = c.dir.remove() {
@@ -508,15 +514,15 @@ fn remove(c: &Created) {
     }
 }
 
-fn wait_child(pid: Pid, timeout: Duration) -> bool {
-    match pidfd_open(pid.as_raw()) {
-        Ok(fd) => {
-            let done = nsbox_host::proc::wait_pidfd(&fd, timeout);
-            if done {
-                let _ = nix::sys::wait::waitpid(pid, None);
-            }
-            done
-        }
-        Err(_) => true,
+/// Wait for our child at most `timeout`: its exit code once reaped (a
+/// signal counts as not clean), None if it is still running.
+fn wait_child(pid: Pid, timeout: Duration) -> Option<i32> {
+    let fd = pidfd_open(pid.as_raw()).ok()?;
+    if !nsbox_host::proc::wait_pidfd(&fd, timeout) {
+        return None;
     }
+    Some(match nix::sys::wait::waitpid(pid, None) {
+        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => code,
+        _ => -1,
+    })
 }

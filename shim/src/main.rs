@@ -44,6 +44,9 @@ use protocol::{
 
 /// fd the runtime hands us our end of the create socketpair on.
 const RUNTIME_FD: i32 = 3;
+/// The shim's exit status when the container stopped but some of its host
+/// side (cgroup, network) could not be removed: the runtime retries then.
+const EXIT_LEFT_SOMETHING: i32 = 3;
 /// capability(7)'s number, which libc does not export.
 const CAP_SYS_ADMIN: u8 = 21;
 /// How long the processes of a stopped container may take to leave its
@@ -129,7 +132,7 @@ fn main() {
                 // container but its state directory, which `delete` cleans.
                 log::error!("{id}: tell runtime the container is created: {e}");
                 container.kill_init();
-                container.release_network();
+                let _ = container.release_network();
                 if let Some(cg) = &container.state.cgroup {
                     let _ = cgroups::destroy(cg, CGROUP_TIMEOUT);
                 }
@@ -626,13 +629,16 @@ impl Container {
     }
 
     /// Give back the address, the veth, the rules and the host ports.
-    fn release_network(&mut self) {
+    /// False if something of the network could not be released.
+    fn release_network(&mut self) -> bool {
         if let Some(net) = self.network.take() {
+            self.state.network = None;
             if let Err(e) = nsbox_host::network::release(&net.root, &self.state.id) {
                 log::error!("{}: release the network: {e}", self.state.id);
+                return false;
             }
-            self.state.network = None;
         }
+        true
     }
 
     /// The event loop, until the container stops.
@@ -1096,13 +1102,17 @@ impl Container {
         }
         // tiny-init is reaped; whatever is left in the cgroup (a container
         // without a PID namespace of its own) goes with it.
+        // Our exit status says whether everything of the host side went: a
+        // `runtime run` that sees 0 has nothing left to clean after us.
+        let mut clean = true;
         if let Some(cg) = &cgroup {
             if let Err(e) = cgroups::destroy(cg, CGROUP_TIMEOUT) {
                 log::error!("{}: remove cgroup: {e}", self.state.id);
+                clean = false;
             }
         }
         if self.network.is_some() {
-            self.release_network();
+            clean &= self.release_network();
             if let Err(e) = self.dir.save(&self.state) {
                 log::error!("{}: record the network released: {e}", self.state.id);
             }
@@ -1130,6 +1140,6 @@ impl Container {
             );
         }
         log::debug!("{}: stopped with {code}", self.state.id);
-        std::process::exit(0)
+        std::process::exit(if clean { 0 } else { EXIT_LEFT_SOMETHING })
     }
 }
