@@ -1119,14 +1119,9 @@ impl Container {
         }
         let _ = std::fs::remove_file(self.dir.socket());
         for w in waiters {
-            // A unix socket closed with unread data makes its peer's next
-            // read fail with ECONNRESET, before our `Exited`: read what the
-            // waiter sent (its `Wait`, often) first.
-            let _ = nix::fcntl::fcntl(
-                w.as_raw_fd(),
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            );
-            while w.recv().is_ok() {}
+            // A waiter's unread `Wait` makes the kernel report ECONNRESET
+            // ahead of this `Exited` once we exit; the channel reads on past
+            // it (protocol::Channel::recv), so nothing is drained here.
             let _ = w.send(&ShimToRuntime::Exited { code }, &[]);
         }
         // Exec'd processes still running died with the PID namespace, by
