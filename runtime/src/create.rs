@@ -181,6 +181,11 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     };
     dir.save(&state).context("write state")?;
     fault("create", "after-state");
+    // While the shim execs and starts on another CPU: made here, the shim
+    // only has to step in (state.json names it already, for a rollback).
+    if let Some(cg) = &plan.request.cgroup {
+        nsbox_host::cgroups::create(&cg.paths, &cg.resources).context("cgroup")?;
+    }
 
     let mut channel = RuntimeChannel::new(ours);
     channel.set_timeout(Some(CREATE_TIMEOUT))?;
@@ -476,13 +481,16 @@ pub fn wait_for_exit_forwarding(
     }
 }
 
-/// After a foreground run: the shim is ending (reap it, it is our child),
-/// then the state directory goes.
+/// After a foreground run: the state directory goes while the shim removes
+/// the cgroup (it writes nothing there once it has answered), then the
+/// shim's exit status says whether anything is left to us.
 fn remove(c: &Created) {
     if let Some(fd) = c.init.pidfd() {
         let _ = pidfd_send_signal(&fd, libc::SIGKILL);
         nsbox_host::proc::wait_pidfd(&fd, Duration::from_secs(10));
     }
+    let st = c.dir.load().ok();
+    let removed = c.dir.remove();
     // A shim that exits 0 has removed the cgroup and released the network
     // itself; only after one that could not (or was killed) is it ours.
     let shim_cleaned = match wait_child(c.shim, Duration::from_secs(5)) {
@@ -493,7 +501,6 @@ fn remove(c: &Created) {
             false
         }
     };
-    let st = c.dir.load().ok();
     if !shim_cleaned {
         if let Some(root) = c.dir.path.parent() {
             if let Err(e) = nsbox_host::network::release(root, &c.id) {
@@ -506,8 +513,12 @@ fn remove(c: &Created) {
             }
         }
     }
-    if let Err(e) = c.dir.remove() {
-        log::warn!("remove {}: {e}", c.dir.path.display());
+    // A shim killed while it wrote state.json may have left a file behind
+    // after our first try.
+    if removed.is_err() || !shim_cleaned {
+        if let Err(e) = c.dir.remove() {
+            log::warn!("remove {}: {e}", c.dir.path.display());
+        }
     }
     if let Some(st) = &st {
         crate::commands::poststop(st);

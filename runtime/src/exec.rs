@@ -251,9 +251,6 @@ pub fn exec_as_our_child(
             .map_err(|e| anyhow!("join the container's pid namespace: {}", e.desc()))?;
     }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    // The child waits until we have put it in the container's cgroup, which
-    // it cannot reach once it is in the container's mount namespace.
-    let (go_rd, go_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // The terminal is made by the child, inside; its master comes back here.
     let (pty_ours, pty_theirs) = protocol::seqpacket_pair()?;
     let pty_ours: protocol::Channel<u8, u8> = protocol::Channel::new(pty_ours);
@@ -261,14 +258,19 @@ pub fn exec_as_our_child(
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
             drop(rd);
-            drop(go_wr);
-            let mut go = [0u8; 1];
-            let _ = nix::unistd::read(go_rd.as_raw_fd(), &mut go);
             let report = |code: i32, msg: String| -> ! {
                 let _ = nix::unistd::write(&wr, format!("{code}\n{msg}").as_bytes());
                 // SAFETY: leave without running the parent's destructors.
                 unsafe { libc::_exit(code) }
             };
+            // Into the container's cgroup by moving ourselves, before the
+            // mount namespace hides the host's cgroupfs (cheaper than being
+            // moved: see cgroups::enter).
+            if let Some(cg) = cgroup {
+                if let Err(e) = nsbox_host::cgroups::join_self(cg) {
+                    report(1, format!("join the container's cgroup: {e}"));
+                }
+            }
             for (fd, kind, name) in &join {
                 if *kind == libc::CLONE_NEWPID {
                     continue;
@@ -303,19 +305,6 @@ pub fn exec_as_our_child(
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(wr);
-            drop(go_rd);
-            let joined = match cgroup {
-                Some(cg) => nsbox_host::cgroups::add_process(cg, child.as_raw())
-                    .map_err(|e| anyhow!("join the container's cgroup: {e}")),
-                None => Ok(()),
-            };
-            if let Err(e) = joined {
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(child, None);
-                return Err(e);
-            }
-            let _ = nix::unistd::write(&go_wr, &[1u8]);
-            drop(go_wr);
             drop(pty_theirs);
             if process.terminal {
                 if let (Ok((_, fds)), Some(sock)) = (pty_ours.recv(), console) {

@@ -300,15 +300,28 @@ fn clone_and_attach(
     } else {
         Vec::new()
     };
-    let init = spawn::clone_init(
-        req.caller_reaps,
-        &req.namespaces,
-        &theirs,
-        &exe,
-        &argv,
-        sync.as_ref().map(|(r, _)| r),
-    )
-    .map_err(|m| failure("start tiny-init", m))?;
+    // The runtime has made the cgroup. v1: tiny-init is born in it (see
+    // cgroups::enter); v2 still moves it in after the clone.
+    let v1_cgroup = req.cgroup.as_ref().filter(|cg| !cg.paths.unified);
+    let clone = || {
+        spawn::clone_init(
+            req.caller_reaps,
+            &req.namespaces,
+            &theirs,
+            &exe,
+            &argv,
+            sync.as_ref().map(|(r, _)| r),
+        )
+        .map_err(|m| failure("start tiny-init", m))
+    };
+    let init = match v1_cgroup {
+        Some(cg) => clone_inside(cg, clone).inspect_err(|_| {
+            if let Err(e) = cgroups::destroy(&cg.paths, CGROUP_TIMEOUT) {
+                log::warn!("{}: remove cgroup: {e}", req.id);
+            }
+        })?,
+        None => clone()?,
+    };
     fault("shim", "after-clone");
     drop(theirs);
     drop(exe);
@@ -318,9 +331,8 @@ fn clone_and_attach(
     // container's (and, in a new user namespace, for its maps before it
     // execs), so joining the cgroup here puts all of it inside.
     let handshake = (|| {
-        if let Some(cg) = &req.cgroup {
-            cgroups::create(&cg.paths, &cg.resources)
-                .and_then(|_| cgroups::add_process(&cg.paths, init.pid))
+        if let Some(cg) = req.cgroup.as_ref().filter(|cg| cg.paths.unified) {
+            cgroups::add_process(&cg.paths, init.pid)
                 .map_err(|e| failure("cgroup", e.to_string()))?;
         }
         if let Some((rd, wr)) = sync {
@@ -477,6 +489,31 @@ fn clone_and_attach(
     }
     fault("shim", "after-save");
     Ok((container, pty))
+}
+
+/// Step into the (v1) cgroup, clone tiny-init there, and step back out:
+/// tiny-init and all it forks are inside from their first instruction, and
+/// no process is ever moved (which costs a grace period).
+fn clone_inside(
+    cg: &protocol::Cgroup,
+    clone: impl FnOnce() -> Result<spawn::Child, Failure>,
+) -> Result<spawn::Child, Failure> {
+    let cgroup_failure = |e: cgroups::CgroupError| failure("cgroup", e.to_string());
+    let entered = cgroups::enter(&cg.paths).map_err(cgroup_failure)?;
+    let init = clone();
+    let left = entered.leave();
+    let init = init?;
+    if let Err(e) = left {
+        // The shim must not stay where the container's limits, freezer and
+        // OOM killer reach it.
+        let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
+        spawn::reap(&init.pidfd, true);
+        return Err(failure(
+            "cgroup",
+            format!("leave the container's cgroup: {e}"),
+        ));
+    }
+    Ok(init)
 }
 
 /// Our stdio becomes what tiny-init inherits: /dev/null in, and pipes out
@@ -1100,17 +1137,9 @@ impl Container {
         if let Err(e) = self.dir.save_durable(&self.state) {
             log::error!("{}: record exit status {code}: {e}", self.state.id);
         }
-        // tiny-init is reaped; whatever is left in the cgroup (a container
-        // without a PID namespace of its own) goes with it.
         // Our exit status says whether everything of the host side went: a
         // `runtime run` that sees 0 has nothing left to clean after us.
         let mut clean = true;
-        if let Some(cg) = &cgroup {
-            if let Err(e) = cgroups::destroy(cg, CGROUP_TIMEOUT) {
-                log::error!("{}: remove cgroup: {e}", self.state.id);
-                clean = false;
-            }
-        }
         if self.network.is_some() {
             clean &= self.release_network();
             if let Err(e) = self.dir.save(&self.state) {
@@ -1133,6 +1162,16 @@ impl Container {
                 },
                 &[],
             );
+        }
+        // tiny-init is reaped; whatever is left in the cgroup (a container
+        // without a PID namespace of its own) goes with it. After the
+        // answers: a `run` removes the state directory meanwhile (nothing
+        // here touches it any more), and waits for our exit status.
+        if let Some(cg) = &cgroup {
+            if let Err(e) = cgroups::destroy(cg, CGROUP_TIMEOUT) {
+                log::error!("{}: remove cgroup: {e}", self.state.id);
+                clean = false;
+            }
         }
         log::debug!("{}: stopped with {code}", self.state.id);
         std::process::exit(if clean { 0 } else { EXIT_LEFT_SOMETHING })

@@ -97,6 +97,29 @@ fn exec_detached_under_a_caller_is_its_child() {
         .code_is(3);
     t.rt(&["--shim-mode", "caller", "exec", "c", "/nope"])
         .code_is(127);
+    // It joined the container's cgroup (by moving itself, before the
+    // container's mount namespace): it sees the same cgroups as a process
+    // tiny-init starts.
+    let theirs = t.rt(&[
+        "--shim-mode",
+        "own",
+        "exec",
+        "c",
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    theirs.ok();
+    let ours = t.rt(&[
+        "--shim-mode",
+        "caller",
+        "exec",
+        "c",
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    ours.ok();
+    assert!(theirs.stdout.contains(":pids:"), "{theirs:?}");
+    assert_eq!(ours.stdout, theirs.stdout);
     t.rt(&["delete", "-f", "c"]).ok();
 }
 

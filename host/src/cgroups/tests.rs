@@ -633,3 +633,63 @@ fn v2_lifecycle_on_a_real_cgroup2_mount() {
         .join(&scope)
         .exists());
 }
+
+#[test]
+fn own_cgroup_and_mount_are_found() {
+    let text = "9:name=systemd:/\n4:memory:/box/a\n1:cpu,cpuacct:/x\n0::/\n";
+    assert_eq!(own_cgroup(text, "memory"), Some("/box/a"));
+    assert_eq!(own_cgroup(text, "cpuacct,cpu"), Some("/x"));
+    assert_eq!(own_cgroup(text, "name=systemd"), Some("/"));
+    assert_eq!(own_cgroup(text, "pids"), None);
+    assert_eq!(
+        mount_of(Path::new("/sys/fs/cgroup/pids/nsbox/a"), "/nsbox/a"),
+        Some(Path::new("/sys/fs/cgroup/pids"))
+    );
+    assert_eq!(
+        mount_of(Path::new("/sys/fs/cgroup/pids/other"), "/nsbox/a"),
+        None
+    );
+}
+
+/// The shim's way in (v1, on this host's real hierarchies): the thread that
+/// enters forks a child born in the container's cgroup, in every
+/// hierarchy, and is back in its own cgroups after `leave`.
+#[test]
+fn entering_v1_puts_the_next_child_inside_and_leaving_goes_back() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let layout = match Layout::detect() {
+        Ok(l @ Layout::V1 { .. }) => l,
+        _ => {
+            eprintln!("skipped: no cgroup v1 hierarchies on this host");
+            return;
+        }
+    };
+    let scope = format!("host-enter-{}", std::process::id());
+    let paths = layout.paths(None, "in", Some(&scope)).unwrap();
+    create(&paths, &Resources::default()).unwrap();
+    let before = fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+    let entered = enter(&paths).unwrap();
+    let mut child = std::process::Command::new("/bin/sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let left = entered.leave();
+    let after = fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+    let theirs = fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap();
+    let in_all = paths
+        .dirs
+        .iter()
+        .all(|d| own_cgroup(&theirs, &d.controller) == Some(paths.path.as_str()));
+    let listed = procs(&paths);
+    let _ = child.kill();
+    let _ = child.wait();
+    destroy(&paths, Duration::from_secs(5)).unwrap();
+    left.unwrap();
+    assert!(in_all, "child's cgroups:\n{theirs}");
+    assert_eq!(listed, [child.id() as i32]);
+    assert_eq!(before, after);
+}
