@@ -69,6 +69,15 @@ struct Args {
     /// Full runs per runtime (section 1), state on tmpfs.
     #[arg(long, default_value_t = 100)]
     runs: usize,
+    /// Idle pause before each timed run of sections 1 and 2, in ms. The
+    /// first move of a process into a cgroup after a quiet spell waits for
+    /// an RCU grace period (5-20 ms here); within ~15 ms of another move it
+    /// does not. Back to back, a runtime's time thus depends on which one ran
+    /// just before it; after a pause every runtime starts from the same quiet
+    /// kernel, as a run typed at a shell does. Section 1 is also measured
+    /// back to back.
+    #[arg(long, default_value_t = 50)]
+    gap_ms: u64,
     /// Full runs per runtime with the state roots on the disk (0: skip).
     #[arg(long, default_value_t = 40)]
     disk_runs: usize,
@@ -111,6 +120,9 @@ impl Args {
         self
     }
 }
+
+/// Timed runs in a row per runtime in section 1a.
+const BATCH: usize = 5;
 
 struct Bundles {
     truth: PathBuf,
@@ -385,8 +397,25 @@ impl Bench {
         let rts = self.rts.clone();
         self.warm_up(&rts)?;
         let runs = self.args.runs;
-        let v = self.full_runs(&rts, runs, "1. full run of /bin/true, foreground (ms)")?;
+        let gap = Duration::from_millis(self.args.gap_ms);
+        let v = self.full_runs(
+            &rts,
+            runs,
+            gap,
+            &format!(
+                "1. full run of /bin/true, foreground, each after {} ms idle (ms)",
+                self.args.gap_ms
+            ),
+        )?;
         self.results.insert("full_run".into(), v);
+        setup::sweep_crun_unified();
+        let v = self.full_runs(
+            &rts,
+            runs,
+            Duration::ZERO,
+            "1a. full run of /bin/true, back to back, 5 in a row per runtime (ms)",
+        )?;
+        self.results.insert("full_run_back_to_back".into(), v);
         setup::sweep_crun_unified();
         if self.args.disk_runs > 0 {
             let disk = self.disk.clone();
@@ -394,6 +423,7 @@ impl Bench {
             let v = self.full_runs(
                 &disk,
                 self.args.disk_runs,
+                gap,
                 &format!("1b. full run, state roots on the disk ({fs}) (ms)"),
             )?;
             self.results.insert("full_run_disk_state".into(), v);
@@ -451,16 +481,29 @@ impl Bench {
         Ok(())
     }
 
-    fn full_runs(&mut self, rts: &[Oci], runs: usize, title: &str) -> Result<Value> {
+    fn full_runs(&mut self, rts: &[Oci], runs: usize, gap: Duration, title: &str) -> Result<Value> {
         let mut samples = vec![Vec::new(); rts.len()];
         let mut floor = Vec::new();
-        for i in 0..runs {
+        // Back to back, a run would inherit the kernel state of whichever
+        // runtime ran before it (see --gap-ms): each runtime then runs
+        // BATCH times in a row, after one untimed run, so that it follows
+        // only itself; the batches still rotate, against drift.
+        let batch = if gap.is_zero() { BATCH } else { 1 };
+        for i in 0..runs.div_ceil(batch) {
             for k in rotation(rts.len(), i) {
-                let id = self.id(&rts[k].name);
-                let t = self
-                    .runner
-                    .time(&rts[k].name, &mut rts[k].run_fg(&self.bundles.truth, &id))?;
-                samples[k].push(ms(t));
+                if batch > 1 {
+                    let id = self.id(&rts[k].name);
+                    self.runner
+                        .run(&rts[k].name, &mut rts[k].run_fg(&self.bundles.truth, &id))?;
+                }
+                for _ in 0..batch {
+                    let id = self.id(&rts[k].name);
+                    std::thread::sleep(gap);
+                    let t = self
+                        .runner
+                        .time(&rts[k].name, &mut rts[k].run_fg(&self.bundles.truth, &id))?;
+                    samples[k].push(ms(t));
+                }
             }
             let t = self.runner.time("floor", &mut Command::new("/bin/true"))?;
             floor.push(ms(t));
@@ -499,6 +542,7 @@ impl Bench {
                 let rt = &rts[k];
                 let id = self.id(&rt.name);
                 let pf = self.pid_file(&id);
+                std::thread::sleep(Duration::from_millis(self.args.gap_ms));
                 let t = self
                     .runner
                     .time(&rt.name, &mut rt.create(&self.bundles.truth, &pf, &id))?;
