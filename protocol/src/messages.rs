@@ -71,8 +71,9 @@ pub struct CreateRequest {
     /// The caller's-shim mode: tiny-init is cloned as the caller's child
     /// (CLONE_PARENT) so that the caller reaps it.
     pub caller_reaps: bool,
-    /// The cgroup the shim makes and puts tiny-init in before it sends
-    /// `Config`, so that nothing of the container's runs outside it.
+    /// The cgroup (made by the runtime) that tiny-init is cloned into (v1)
+    /// or put in (v2) before the shim sends `Config`, so that nothing of the
+    /// container's runs outside it.
     pub cgroup: Option<Cgroup>,
     /// prestart, createRuntime and createContainer run while tiny-init
     /// waits before pivot_root (see `InitConfig::hook_pause`).
@@ -89,6 +90,9 @@ pub struct CreateRequest {
     /// the shim then keeps for `attach`); its stdin is /dev/null. False: the
     /// container has the runtime's stdio as it is.
     pub log_output: bool,
+    /// `runtime run`: start the container as soon as it is created. The
+    /// shim answers `Created`, then `Started` (or `Error`) unasked.
+    pub start: bool,
 }
 
 /// A container on a Linux bridge, as the runtime validated it.
@@ -368,6 +372,10 @@ pub struct Seccomp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Created {
     pub init_pid: i32,
+    /// Its start time (/proc/PID/stat field 22), read by the shim while
+    /// tiny-init was surely alive: after a `run`'s fast workload it may be
+    /// gone by the time the runtime reads this.
+    pub init_start_time: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -231,6 +231,7 @@ impl CreateArgs {
             tty: false,
             foreground: false,
             log_output: self.log_output,
+            start: false,
         }
     }
 }

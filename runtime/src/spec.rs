@@ -375,6 +375,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
             idmap_source,
             caller_reaps: false,
             log_output: false,
+            start: false,
             init: InitConfig {
                 rootfs: rootfs.clone(),
                 overlay,

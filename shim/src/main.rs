@@ -125,6 +125,7 @@ fn main() {
             if let Err(e) = runtime.send(
                 &ShimToRuntime::Created(Created {
                     init_pid: container.init.pid,
+                    init_start_time: container.state.init.map_or(0, |i| i.start_time),
                 }),
                 &pty,
             ) {
@@ -137,6 +138,15 @@ fn main() {
                     let _ = cgroups::destroy(cg, CGROUP_TIMEOUT);
                 }
                 std::process::exit(1);
+            }
+            if request.start {
+                // `run`: no Start to wait for; the runtime meanwhile sends
+                // the terminal on and writes the pid file.
+                let reply = match container.start() {
+                    Ok(pid) => ShimToRuntime::Started { pid },
+                    Err(f) => ShimToRuntime::Error(f),
+                };
+                let _ = runtime.send(&reply, &[]);
             }
             detach_stdio();
             container.serve(Some(runtime));
