@@ -136,14 +136,11 @@ pub struct PortMapping {
 /// `delete --force` after a crashed shim can still remove it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupPaths {
-    /// Relative to each hierarchy's root, starting with '/': "/nsbox/ID".
+    /// Relative to each hierarchy's root, starting with '/': "/nsbox@ID".
     pub path: String,
     /// cgroup v2 (unified): one directory, `dirs[0]`, controller "".
     pub unified: bool,
     pub dirs: Vec<CgroupDir>,
-    /// Parent directories nsbox owns (its default "/nsbox"), removed once
-    /// empty; a caller's own parents (Podman's /libpod_parent) are left.
-    pub owned_parents: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,7 +264,7 @@ pub struct InitConfig {
     /// How many descriptors (after the idmapped root, if any) the `Config`
     /// message carries for the workload's fds 3 and up (`--preserve-fds`).
     pub preserve_fds: u32,
-    /// The container's cgroup ("/nsbox/ID"), the same in every hierarchy:
+    /// The container's cgroup ("/nsbox@ID"), the same in every hierarchy:
     /// a `cgroup` mount shows the container this one, not the host's tree.
     pub cgroup_path: Option<String>,
     /// unshare a new cgroup namespace first thing: tiny-init is in the

@@ -1110,7 +1110,7 @@ mod tests {
         assert_eq!(plan.command, vec!["sh"]);
         assert!(plan.request.init.readonly_root);
         let cg = plan.request.cgroup.as_ref().unwrap();
-        assert_eq!(cg.paths.path, "/nsbox/run-nsbox-unit/c");
+        assert_eq!(cg.paths.path, "/nsbox@run-nsbox-unit@c");
         assert_eq!(
             cg.resources.devices.len(),
             9,

@@ -54,13 +54,12 @@ fn detects_hybrid_as_v1_with_every_hierarchy() {
         ]
     );
     let p = l.paths(None, "web1", None).unwrap();
-    assert_eq!(p.path, "/nsbox/web1");
+    assert_eq!(p.path, "/nsbox@web1");
     assert!(!p.unified);
-    assert_eq!(p.owned_parents, ["/nsbox"]);
     assert!(p
         .dirs
         .iter()
-        .any(|d| d.controller == "memory" && d.dir == "/sys/fs/cgroup/memory/nsbox/web1"));
+        .any(|d| d.controller == "memory" && d.dir == "/sys/fs/cgroup/memory/nsbox@web1"));
     assert!(!p.dirs.iter().any(|d| d.dir.contains("unified")));
 }
 
@@ -77,7 +76,6 @@ fn detects_unified_and_joint_v1_hierarchies() {
         .paths(Some("/libpod_parent/libpod-abc"), "abc", Some("/x"))
         .unwrap();
     assert!(p.unified);
-    assert!(p.owned_parents.is_empty());
     assert_eq!(p.dirs[0].dir, "/sys/fs/cgroup/libpod_parent/libpod-abc");
 
     let joint =
@@ -197,18 +195,18 @@ fn v1_create_and_apply_write_each_controller() {
             .collect(),
         hybrid: true,
     };
-    let paths = layout.paths(None, "c1", None).unwrap();
+    let paths = layout.paths(Some("/parent/c1"), "c1", None).unwrap();
     f.cgroup(
         "cpuset",
         &[("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")],
     );
-    f.cgroup("cpuset/nsbox", &[("cpuset.cpus", ""), ("cpuset.mems", "")]);
+    f.cgroup("cpuset/parent", &[("cpuset.cpus", ""), ("cpuset.mems", "")]);
     let cs = f.cgroup(
-        "cpuset/nsbox/c1",
+        "cpuset/parent/c1",
         &[("cpuset.cpus", ""), ("cpuset.mems", "")],
     );
     let mem = f.cgroup(
-        "memory/nsbox/c1",
+        "memory/parent/c1",
         &[
             ("memory.limit_in_bytes", ""),
             ("memory.soft_limit_in_bytes", ""),
@@ -220,25 +218,25 @@ fn v1_create_and_apply_write_each_controller() {
         ],
     );
     let cpu = f.cgroup(
-        "cpu/nsbox/c1",
+        "cpu/parent/c1",
         &[
             ("cpu.shares", ""),
             ("cpu.cfs_period_us", ""),
             ("cpu.cfs_quota_us", ""),
         ],
     );
-    let pids = f.cgroup("pids/nsbox/c1", &[("pids.max", ""), ("cgroup.procs", "")]);
+    let pids = f.cgroup("pids/parent/c1", &[("pids.max", ""), ("cgroup.procs", "")]);
     let dev = f.cgroup(
-        "devices/nsbox/c1",
+        "devices/parent/c1",
         &[("devices.allow", ""), ("devices.deny", "")],
     );
-    let frz = f.cgroup("freezer/nsbox/c1", &[("freezer.state", "THAWED\n")]);
+    let frz = f.cgroup("freezer/parent/c1", &[("freezer.state", "THAWED\n")]);
 
     create(&paths, &resources()).unwrap();
 
     // cpuset: the parent's CPUs and nodes copied down each level.
-    assert_eq!(read(&f.0.join("cpuset/nsbox/cpuset.cpus")), "0-1");
-    assert_eq!(read(&f.0.join("cpuset/nsbox/cpuset.mems")), "0");
+    assert_eq!(read(&f.0.join("cpuset/parent/cpuset.cpus")), "0-1");
+    assert_eq!(read(&f.0.join("cpuset/parent/cpuset.mems")), "0");
     assert_eq!(
         read(&cs.join("cpuset.cpus")),
         "0-10",
@@ -427,7 +425,7 @@ fn weights_follow_runc() {
 }
 
 #[test]
-fn destroy_removes_leaf_and_owned_empty_parent_only() {
+fn destroy_removes_the_leaf_only() {
     let f = Fake::new("destroy");
     let layout = Layout::V1 {
         hierarchies: vec![
@@ -444,25 +442,21 @@ fn destroy_removes_leaf_and_owned_empty_parent_only() {
         }
     }
     destroy(&a, Duration::from_secs(1)).unwrap();
-    assert!(!f.0.join("memory/nsbox/a").exists());
-    assert!(f.0.join("memory/nsbox/b").exists(), "b's parent stays");
+    assert!(!f.0.join("memory/nsbox@a").exists());
+    assert!(f.0.join("memory/nsbox@b/sub").exists());
     destroy(&b, Duration::from_secs(1)).unwrap();
-    assert!(
-        !f.0.join("memory/nsbox").exists(),
-        "the last one takes /nsbox"
-    );
+    assert!(!f.0.join("memory/nsbox@b").exists());
     assert!(f.0.join("memory").exists());
     // Gone already: fine.
     destroy(&b, Duration::from_secs(1)).unwrap();
 
-    // Another state root's containers go one level deeper, and both
-    // levels are nsbox's.
+    // Another state root's containers are named after it too, one level
+    // deep all the same; '@' keeps roots and IDs apart.
     let s = layout.paths(None, "a", Some("/run/nsbox-t/12-3")).unwrap();
-    assert_eq!(s.path, "/nsbox/run-nsbox-t-12-3/a");
-    assert_eq!(s.owned_parents, ["/nsbox/run-nsbox-t-12-3", "/nsbox"]);
+    assert_eq!(s.path, "/nsbox@run-nsbox-t-12-3@a");
     fs::create_dir_all(&s.dirs[0].dir).unwrap();
     destroy(&s, Duration::from_secs(1)).unwrap();
-    assert!(!f.0.join("memory/nsbox").exists());
+    assert!(!Path::new(&s.dirs[0].dir).exists());
     assert_eq!(scope_name("/"), "root");
 
     // A caller's parent is not ours to remove.
@@ -628,10 +622,7 @@ fn v2_lifecycle_on_a_real_cgroup2_mount() {
         Some(9)
     );
     assert!(!Path::new(&paths.dirs[0].dir).exists());
-    assert!(!root
-        .join(DEFAULT_PARENT.trim_start_matches('/'))
-        .join(&scope)
-        .exists());
+    assert!(!Path::new(&paths.dirs[0].dir).exists());
 }
 
 #[test]

@@ -23,23 +23,13 @@ pub(super) fn create(paths: &CgroupPaths) -> Result<()> {
     let mut levels: Vec<&Path> = leaf.ancestors().take(depth).collect();
     levels.reverse();
     for level in levels {
-        let mut tries = 0;
-        loop {
-            if let Some(parent) = level.parent() {
-                enable_controllers(parent);
-            }
-            match std::fs::create_dir(level) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => break,
-                // Another container's `destroy` took an empty parent away.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 10 => {
-                    tries += 1;
-                    if let Some(parent) = level.parent() {
-                        super::mkdir_p(parent)?;
-                    }
-                }
-                Err(e) => return Err(io_err(level)(e)),
-            }
+        if let Some(parent) = level.parent() {
+            enable_controllers(parent);
+        }
+        match std::fs::create_dir(level) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(level)(e)),
         }
     }
     Ok(())

@@ -1202,9 +1202,9 @@ impl Test {
         found
     }
 
-    /// The directory name under /nsbox that the runtime gives this test's
-    /// state root (nsbox_host::cgroups::scope_name): containers without a
-    /// cgroupsPath go to /nsbox/SCOPE/ID in every hierarchy.
+    /// The name the runtime gives this test's state root
+    /// (nsbox_host::cgroups::scope_name): containers without a cgroupsPath
+    /// go to /nsbox@SCOPE@ID in every hierarchy.
     pub fn cgroup_scope(&self) -> String {
         self.root
             .to_string_lossy()
@@ -1223,7 +1223,15 @@ impl Test {
 
     /// This test's cgroup directories that still exist, in any hierarchy.
     pub fn cgroup_leftovers(&self) -> Vec<PathBuf> {
-        let mut rels = vec![format!("nsbox/{}", self.cgroup_scope())];
+        let ours = format!("nsbox@{}@", self.cgroup_scope());
+        let mut rels: Vec<String> = cgroup_hierarchies()
+            .iter()
+            .flat_map(|h| fs::read_dir(h).into_iter().flatten().flatten())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&ours))
+            .collect();
+        rels.sort();
+        rels.dedup();
         rels.extend(
             self.cgroups
                 .lock()
