@@ -278,6 +278,10 @@ pub struct InitConfig {
     /// the shim runs the createRuntime and createContainer hooks there,
     /// while the host's root is still this mount namespace's root.
     pub hook_pause: bool,
+    /// Start the workload right after `Ready`, without waiting for `Start`
+    /// (set by the shim for a `run` that has nothing to do in between):
+    /// `Started` (or `Failed`) follows `Ready` unasked.
+    pub start_at_once: bool,
     /// startContainer hooks, run inside the container on `Start`, before
     /// the workload, with `hook_state` on their stdin.
     pub start_hooks: Vec<Hook>,

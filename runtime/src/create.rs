@@ -414,7 +414,6 @@ pub fn run(g: &Global, id: &str, o: &CreateOpts, detach: bool) -> Result<i32> {
     }
     let waited = match c.pty.take() {
         Some(master) => {
-            let _ = c.channel.send(&RuntimeToShim::Wait, &[]);
             let pid = c.init.pid;
             crate::tty::relay(
                 &master,
@@ -454,12 +453,10 @@ pub fn run(g: &Global, id: &str, o: &CreateOpts, detach: bool) -> Result<i32> {
     Ok(code)
 }
 
-/// Wait for the shim's `Exited`, passing on the signals `run` receives.
+/// Wait for the shim's `Exited`, passing on the signals `run` receives. No
+/// `Wait` is needed: the shim tells every connection it still has, and the
+/// one `run` created it with is one.
 fn wait_forwarding_signals(c: &mut Created, set: &SigSet) -> Result<i32> {
-    // The shim may have ended already (the exit went out before this Wait
-    // arrived): its `Exited` is then waiting in the socket, or the state
-    // file has it.
-    let _ = c.channel.send(&RuntimeToShim::Wait, &[]);
     wait_for_exit_forwarding(&mut c.channel, set, c.init.pid)
 }
 

@@ -394,6 +394,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
                 new_cgroupns: new(NamespaceKind::Cgroup),
                 sysctl,
                 hook_pause,
+                start_at_once: false,
                 start_hooks: hooks.start_container.clone(),
                 hook_state: String::new(),
                 process,

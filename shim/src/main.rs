@@ -142,7 +142,8 @@ fn main() {
             if request.start {
                 // `run`: no Start to wait for; the runtime meanwhile sends
                 // the terminal on and writes the pid file.
-                let reply = match container.start() {
+                let ask = !container.init_started_at_once;
+                let reply = match container.start(ask) {
                     Ok(pid) => ShimToRuntime::Started { pid },
                     Err(f) => ShimToRuntime::Error(f),
                 };
@@ -202,6 +203,8 @@ struct Container {
     tty: Option<OwnedFd>,
     /// Attached runtimes: the shim's ends of their stream sockets.
     attached: Vec<OwnedFd>,
+    /// tiny-init was told to start the workload right after Ready.
+    init_started_at_once: bool,
 }
 
 struct Output {
@@ -358,6 +361,9 @@ fn clone_and_attach(
                 .map_err(|e| failure("let tiny-init go on", e.desc().into()))?;
         }
         let mut config = req.init.clone();
+        // A bridged container's workload must wait until the shim has
+        // plugged it in after Ready; any other run goes straight on.
+        config.start_at_once = req.start && req.network.is_none();
         if !config.start_hooks.is_empty() {
             config.hook_state = state.oci_state_as(Status::Created, init.pid).to_string();
         }
@@ -459,6 +465,7 @@ fn clone_and_attach(
         log: None,
         tty: None,
         attached: Vec::new(),
+        init_started_at_once: req.start && req.network.is_none(),
     };
     let mut pty = pty;
     if req.log_output {
@@ -789,7 +796,10 @@ impl Container {
                 }
             }
             clients = keep;
-            if pidfd_ready {
+            // tiny-init reports the exit before it exits, and its exit
+            // (tearing down the container's namespaces) takes a while: the
+            // code is final once reported, so the waiters need not wait.
+            if pidfd_ready || self.reported_exit.is_some() {
                 // Everyone still connected hears the exit, not only those
                 // whose `Wait` has arrived: a fast workload can end between
                 // a `run`'s `Start` and its `Wait`.
@@ -1030,7 +1040,7 @@ impl Container {
         }
         match msg {
             RuntimeToShim::Start => {
-                let reply = match self.start() {
+                let reply = match self.start(true) {
                     Ok(pid) => ShimToRuntime::Started { pid },
                     Err(f) => ShimToRuntime::Error(f),
                 };
@@ -1077,7 +1087,9 @@ impl Container {
         }
     }
 
-    fn start(&mut self) -> Result<i32, Failure> {
+    /// Start the workload (`ask`: tell tiny-init to; else it has been told
+    /// in its config) and wait until it runs.
+    fn start(&mut self, ask: bool) -> Result<i32, Failure> {
         if self.state.status != Status::Created {
             return Err(failure(
                 "start",
@@ -1087,8 +1099,10 @@ impl Container {
         let Some(ch) = &self.init_channel else {
             return Err(failure("start", "tiny-init has gone".into()));
         };
-        ch.send(&ShimToInit::Start, &[])
-            .map_err(|e| failure("start", format!("tell tiny-init: {e}")))?;
+        if ask {
+            ch.send(&ShimToInit::Start, &[])
+                .map_err(|e| failure("start", format!("tell tiny-init: {e}")))?;
+        }
         match ch.recv() {
             Ok((InitToShim::Started { pid }, _)) => {
                 self.state.status = Status::Running;
@@ -1173,10 +1187,14 @@ impl Container {
                 &[],
             );
         }
-        // tiny-init is reaped; whatever is left in the cgroup (a container
-        // without a PID namespace of its own) goes with it. After the
-        // answers: a `run` removes the state directory meanwhile (nothing
-        // here touches it any more), and waits for our exit status.
+        // Whatever is left in the cgroup (a container without a PID
+        // namespace of its own) goes with it, once tiny-init has left it.
+        // After the answers: a `run` removes the state directory meanwhile
+        // (nothing here touches it any more), and waits for our exit status.
+        if !nsbox_host::proc::wait_pidfd(&self.init.pidfd, CGROUP_TIMEOUT) {
+            log::warn!("{}: tiny-init is still exiting", self.state.id);
+        }
+        let _ = spawn::reap(&self.init.pidfd, false);
         if let Some(cg) = &cgroup {
             if let Err(e) = cgroups::destroy(cg, CGROUP_TIMEOUT) {
                 log::error!("{}: remove cgroup: {e}", self.state.id);

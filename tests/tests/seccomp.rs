@@ -207,6 +207,15 @@ fn hooks_run_in_order_with_the_state() {
     assert!(order().ends_with("poststart\npoststop\n"), "{}", order());
     assert_eq!(st("poststop")["status"], "stopped");
     assert_eq!(st("poststop")["pid"], 0);
+
+    // `run`, where tiny-init starts the workload without waiting for a
+    // Start: the same hooks, in the same order.
+    fs::write(log.join("order"), "").unwrap();
+    t.rt(&["run", "-b", b.path(), "hk2"]).ok();
+    assert_eq!(
+        order(),
+        "prestart\ncreateRuntime\ncreateContainer\nstartContainer\npoststart\npoststop\n"
+    );
 }
 
 #[test]
@@ -240,6 +249,10 @@ fn a_failing_hook_fails_create_and_rolls_back() {
     t.rt(&["start", "st"]).fails_with("st", &["startContainer"]);
     t.wait_status("st", "stopped");
     t.rt(&["delete", "st"]).ok();
+    // The same through `run`, where tiny-init starts unasked: the step is
+    // named, and nothing is left (the harness checks).
+    t.rt(&["run", "-b", b.path(), "st2"])
+        .fails_with("st2", &["startContainer"]);
 
     // A failing poststart hook is a warning; the container runs on.
     let b = t.bundle_with("b4", &[MT, "sleep", "10"], |c| {

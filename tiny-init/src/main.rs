@@ -117,7 +117,11 @@ fn main() {
         Some(s) => workload::Stdio::Terminal(s),
         None => workload::Stdio::Inherit,
     };
-    let workload = wait_for_start(&channel, &signals, prepared, stdio, preserved, &config);
+    let workload = if config.start_at_once {
+        start(&channel, prepared, stdio, &preserved, &config)
+    } else {
+        wait_for_start(&channel, &signals, prepared, stdio, preserved, &config)
+    };
     // The workload holds its terminal; our copy would keep it from hanging
     // up when the workload's session ends.
     drop(slave);
@@ -139,29 +143,7 @@ fn wait_for_start(
         match signals::wait_readable(channel, signals) {
             signals::Ready::Channel => match channel.recv() {
                 Ok((ShimToInit::Start, _)) => {
-                    match workload::hooks::run_all(
-                        "startContainer",
-                        &config.start_hooks,
-                        &config.hook_state,
-                        &[],
-                    )
-                    .map_err(|message| Failure {
-                        step: "startContainer hook".into(),
-                        message,
-                        exit_code: 1,
-                    })
-                    .and_then(|_| prepared.spawn(stdio, &preserved))
-                    {
-                        Ok(pid) => {
-                            let _ = channel.send(&InitToShim::Started { pid }, &[]);
-                            return pid;
-                        }
-                        Err(f) => {
-                            let code = f.exit_code;
-                            report_failure(channel, f);
-                            std::process::exit(code);
-                        }
-                    }
+                    return start(channel, prepared, stdio, &preserved, config)
                 }
                 Ok((other, _)) => {
                     let _ = channel.send(
@@ -187,6 +169,40 @@ fn wait_for_start(
                     signals::reap_all(|_, _| ());
                 }
             }
+        }
+    }
+}
+
+/// startContainer hooks, then the workload; `Started` with its pid, or
+/// the failure and our exit with its code.
+fn start(
+    channel: &InitChannel,
+    prepared: workload::Prepared,
+    stdio: workload::Stdio,
+    preserved: &[OwnedFd],
+    config: &protocol::InitConfig,
+) -> i32 {
+    let started = workload::hooks::run_all(
+        "startContainer",
+        &config.start_hooks,
+        &config.hook_state,
+        &[],
+    )
+    .map_err(|message| Failure {
+        step: "startContainer hook".into(),
+        message,
+        exit_code: 1,
+    })
+    .and_then(|_| prepared.spawn(stdio, preserved));
+    match started {
+        Ok(pid) => {
+            let _ = channel.send(&InitToShim::Started { pid }, &[]);
+            pid
+        }
+        Err(f) => {
+            let code = f.exit_code;
+            report_failure(channel, f);
+            std::process::exit(code);
         }
     }
 }
