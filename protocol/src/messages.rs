@@ -71,9 +71,9 @@ pub struct CreateRequest {
     /// The caller's-shim mode: tiny-init is cloned as the caller's child
     /// (CLONE_PARENT) so that the caller reaps it.
     pub caller_reaps: bool,
-    /// The cgroup (made by the runtime) that tiny-init is cloned into (v1)
-    /// or put in (v2) before the shim sends `Config`, so that nothing of the
-    /// container's runs outside it.
+    /// The cgroup (made by the runtime) that tiny-init's clone child moves
+    /// itself into before anything else, so that nothing of the container's
+    /// runs outside it.
     pub cgroup: Option<Cgroup>,
     /// prestart, createRuntime and createContainer run while tiny-init
     /// waits before pivot_root (see `InitConfig::hook_pause`).

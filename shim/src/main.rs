@@ -313,28 +313,25 @@ fn clone_and_attach(
     } else {
         Vec::new()
     };
-    // The runtime has made the cgroup. v1: tiny-init is born in it (see
-    // cgroups::enter); v2 still moves it in after the clone.
-    let v1_cgroup = req.cgroup.as_ref().filter(|cg| !cg.paths.unified);
-    let clone = || {
-        spawn::clone_init(
-            req.caller_reaps,
-            &req.namespaces,
-            &theirs,
-            &exe,
-            &argv,
-            sync.as_ref().map(|(r, _)| r),
-        )
-        .map_err(|m| failure("start tiny-init", m))
+    // The runtime has made the cgroup; the clone child moves itself in
+    // before anything else (cgroups::self_join_files says why not we).
+    let join = match &req.cgroup {
+        Some(cg) => {
+            cgroups::self_join_files(&cg.paths).map_err(|e| failure("cgroup", e.to_string()))?
+        }
+        None => Vec::new(),
     };
-    let init = match v1_cgroup {
-        Some(cg) => clone_inside(cg, clone).inspect_err(|_| {
-            if let Err(e) = cgroups::destroy(&cg.paths, CGROUP_TIMEOUT) {
-                log::warn!("{}: remove cgroup: {e}", req.id);
-            }
-        })?,
-        None => clone()?,
-    };
+    let join: Vec<i32> = join.iter().map(|f| f.as_raw_fd()).collect();
+    let init = spawn::clone_init(
+        req.caller_reaps,
+        &req.namespaces,
+        &theirs,
+        &exe,
+        &argv,
+        sync.as_ref().map(|(r, _)| r),
+        &join,
+    )
+    .map_err(|m| failure("start tiny-init", m))?;
     fault("shim", "after-clone");
     drop(theirs);
     drop(exe);
@@ -344,10 +341,6 @@ fn clone_and_attach(
     // container's (and, in a new user namespace, for its maps before it
     // execs), so joining the cgroup here puts all of it inside.
     let handshake = (|| {
-        if let Some(cg) = req.cgroup.as_ref().filter(|cg| cg.paths.unified) {
-            cgroups::add_process(&cg.paths, init.pid)
-                .map_err(|e| failure("cgroup", e.to_string()))?;
-        }
         if let Some((rd, wr)) = sync {
             drop(rd);
             spawn::write_maps(init.pid, &req.uid_mappings, &req.gid_mappings)
@@ -506,31 +499,6 @@ fn clone_and_attach(
     }
     fault("shim", "after-save");
     Ok((container, pty))
-}
-
-/// Step into the (v1) cgroup, clone tiny-init there, and step back out:
-/// tiny-init and all it forks are inside from their first instruction, and
-/// no process is ever moved (which costs a grace period).
-fn clone_inside(
-    cg: &protocol::Cgroup,
-    clone: impl FnOnce() -> Result<spawn::Child, Failure>,
-) -> Result<spawn::Child, Failure> {
-    let cgroup_failure = |e: cgroups::CgroupError| failure("cgroup", e.to_string());
-    let entered = cgroups::enter(&cg.paths).map_err(cgroup_failure)?;
-    let init = clone();
-    let left = entered.leave();
-    let init = init?;
-    if let Err(e) = left {
-        // The shim must not stay where the container's limits, freezer and
-        // OOM killer reach it.
-        let _ = pidfd_send_signal(&init.pidfd, libc::SIGKILL);
-        spawn::reap(&init.pidfd, true);
-        return Err(failure(
-            "cgroup",
-            format!("leave the container's cgroup: {e}"),
-        ));
-    }
-    Ok(init)
 }
 
 /// Our stdio becomes what tiny-init inherits: /dev/null in, and pipes out

@@ -96,7 +96,9 @@ pub struct Child {
 }
 
 /// Clone tiny-init into new namespaces (and join those given by path), with
-/// `socket` as its fd 3, and exec it from `exe`. Returns at once: whether
+/// `socket` as its fd 3, and exec it from `exe`. The child first writes "0"
+/// into each of `cgroup_join` (cgroups::self_join_files), so that nothing
+/// of the container's runs outside its cgroup. Returns at once: whether
 /// tiny-init got going is learnt from its `Hello`.
 pub fn clone_init(
     caller_reaps: bool,
@@ -105,6 +107,7 @@ pub fn clone_init(
     exe: &Exe,
     argv: &[CString],
     userns_sync: Option<&OwnedFd>,
+    cgroup_join: &[RawFd],
 ) -> Result<Child, String> {
     let mut flags = libc::CLONE_PIDFD | libc::SIGCHLD;
     if caller_reaps {
@@ -158,6 +161,12 @@ pub fn clone_init(
     }
     if pid == 0 {
         unsafe {
+            // Before the dup2s below can land on one of these fds.
+            for &fd in cgroup_join {
+                if libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                    libc::_exit(125);
+                }
+            }
             // Move the exe out of the way first: it may sit on fd 3.
             if exe_fd >= 0 && libc::dup2(exe_fd, 100) < 0 {
                 libc::_exit(120);
@@ -250,6 +259,7 @@ pub fn describe_early_exit(code: i32) -> &'static str {
         122 => "could not be executed",
         123 => "could not become root in its user namespace",
         124 => "could not bind its binary read-only",
+        125 => "could not join its cgroup",
         _ => "died during set-up",
     }
 }

@@ -258,9 +258,8 @@ fn cgroup_made_at_create_and_removed_at_delete() {
         assert!(cgroup_dir(c, &p).is_dir(), "no {c} cgroup {p}");
     }
     let pid = t.state("c1")["pid"].as_i64().unwrap() as i32;
-    // tiny-init was born inside (the shim stepped in to clone it, then
-    // out): it alone is in every hierarchy, and the shim is back where its
-    // caller is.
+    // tiny-init's clone child moved itself in before anything else: it
+    // alone is in every hierarchy, and the shim stays where its caller is.
     for c in [
         "memory", "pids", "freezer", "devices", "cpu", "blkio", "cpuset",
     ] {
@@ -271,7 +270,7 @@ fn cgroup_made_at_create_and_removed_at_delete() {
     assert_eq!(
         fs::read_to_string(format!("/proc/{shim}/cgroup")).unwrap(),
         fs::read_to_string("/proc/self/cgroup").unwrap(),
-        "the shim is not back in its caller's cgroups"
+        "the shim is not in its caller's cgroups"
     );
     let ps = t.rt(&["ps", "--format", "json", "c1"]);
     ps.ok();

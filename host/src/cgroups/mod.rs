@@ -357,130 +357,45 @@ pub fn apply(paths: &CgroupPaths, resources: &Resources, devices: bool) -> Resul
     }
 }
 
-/// Put process `pid` in the cgroup (every hierarchy of v1).
-pub fn add_process(paths: &CgroupPaths, pid: i32) -> Result<()> {
-    for d in &paths.dirs {
-        write_file(Path::new(&d.dir), "cgroup.procs", &pid.to_string())?;
-    }
-    Ok(())
-}
-
-/// The calling thread's way back to the cgroups it was in before
-/// [`enter`]: each hierarchy's `tasks` file, opened before it left.
-#[derive(Debug)]
-pub struct Entered {
-    back: Vec<(PathBuf, std::fs::File)>,
-}
-
-/// Move the calling thread into the container's cgroup (v1), so that the
-/// process it forks next is born inside and never has to be moved.
+/// The files through which a process moves itself into the container's
+/// cgroup by writing "0": each v1 hierarchy's `tasks`, or v2's
+/// cgroup.procs. Opened here by the caller for a child that has not exec'd
+/// yet; the kernel checks the opener's credentials, so a child already in
+/// a new user namespace (and nobody there yet) may still write.
 ///
-/// Moving another process in (its pid into cgroup.procs) write-locks the
-/// kernel's cgroup_threadgroup_rwsem, and the first such lock after a quiet
-/// spell waits for an RCU grace period: 6 to 20 ms here, on every `run`
-/// from a shell, paid by runc and crun too. A thread that moves itself
-/// ("0" into `tasks`) takes no such lock: nine hierarchies cost 0.3 ms.
-/// The caller must be single-threaded (the shim is), or only this thread
-/// moves. v2 has CLONE_INTO_CGROUP for the same end; this is v1 only.
-pub fn enter(paths: &CgroupPaths) -> Result<Entered> {
-    if paths.unified {
-        return Err(CgroupError::Unsupported(
-            "entering a cgroup by moving oneself is for v1; v2 clones into it".into(),
-        ));
-    }
-    let own = std::fs::read_to_string("/proc/thread-self/cgroup")
-        .map_err(io_err(Path::new("/proc/thread-self/cgroup")))?;
-    let open_tasks = |dir: &Path| {
-        let p = dir.join("tasks");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .map(|f| (p.clone(), f))
-            .map_err(io_err(&p))
-    };
-    // Every file opened first: failing half-way in is then unlikely, and
-    // the way back cannot have moved by the time it is taken.
-    let mut into = Vec::new();
-    let mut back = Vec::new();
-    for d in &paths.dirs {
-        let dir = Path::new(&d.dir);
-        let mount = mount_of(dir, &paths.path).ok_or_else(|| {
-            CgroupError::Invalid(format!("{} does not end in {}", d.dir, paths.path))
-        })?;
-        let mine = own_cgroup(&own, &d.controller).ok_or_else(|| {
-            CgroupError::Invalid(format!(
-                "/proc/thread-self/cgroup names no {} hierarchy",
-                d.controller
-            ))
-        })?;
-        back.push(open_tasks(&mount.join(mine.trim_start_matches('/')))?);
-        into.push(open_tasks(dir)?);
-    }
-    let mut entered = Entered { back: Vec::new() };
-    for ((path, mut f), b) in into.into_iter().zip(back) {
-        if let Err(e) = f.write_all(b"0") {
-            let err = io_err(&path)(e);
-            let _ = entered.leave();
-            return Err(err);
-        }
-        entered.back.push(b);
-    }
-    Ok(entered)
-}
-
-/// Move the calling thread into the container's cgroup for good: for a
-/// freshly forked, single-threaded child about to exec (`exec` in the
-/// caller's-shim mode). v1 by `tasks` (no grace period, see [`enter`]); v2
-/// has no such file for a process, and takes "0" in cgroup.procs.
-pub fn join_self(paths: &CgroupPaths) -> Result<()> {
+/// Why a process moves itself rather than being moved: writing a pid into
+/// cgroup.procs write-locks the kernel's cgroup_threadgroup_rwsem, and the
+/// first such lock after ~20 ms without one waits for an RCU grace period,
+/// 6 to 20 ms on this VM: on every `run` typed at a shell (runc and crun pay
+/// it). A single thread that moves itself through v1's `tasks` takes no such
+/// lock: nine hierarchies in 0.3 ms. (v2 has no per-thread file outside
+/// threaded subtrees; "0" into cgroup.procs there takes the lock.)
+pub fn self_join_files(paths: &CgroupPaths) -> Result<Vec<std::fs::File>> {
     let file = if paths.unified {
         "cgroup.procs"
     } else {
         "tasks"
     };
-    for d in &paths.dirs {
-        write_file(Path::new(&d.dir), file, "0")?;
+    paths
+        .dirs
+        .iter()
+        .map(|d| {
+            let p = Path::new(&d.dir).join(file);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .map_err(io_err(&p))
+        })
+        .collect()
+}
+
+/// Move the calling thread into the container's cgroup for good (a freshly
+/// forked, single-threaded child about to exec): see [`self_join_files`].
+pub fn join_self(paths: &CgroupPaths) -> Result<()> {
+    for (mut f, d) in self_join_files(paths)?.into_iter().zip(&paths.dirs) {
+        f.write_all(b"0").map_err(io_err(Path::new(&d.dir)))?;
     }
     Ok(())
-}
-
-impl Entered {
-    /// Back to where the thread was before [`enter`].
-    pub fn leave(self) -> Result<()> {
-        let mut first_err = None;
-        for (path, mut f) in self.back {
-            if let Err(e) = f.write_all(b"0") {
-                first_err.get_or_insert(io_err(&path)(e));
-            }
-        }
-        match first_err {
-            None => Ok(()),
-            Some(e) => Err(e),
-        }
-    }
-}
-
-/// The mount point of the hierarchy `dir` (= mount + path) is in.
-fn mount_of<'a>(dir: &'a Path, path: &str) -> Option<&'a Path> {
-    let mut m = dir;
-    for _ in Path::new(path.trim_start_matches('/')).components() {
-        m = m.parent()?;
-    }
-    (m.join(path.trim_start_matches('/')) == dir).then_some(m)
-}
-
-/// This thread's cgroup in the v1 hierarchy named `controller` ("cpu,cpuacct",
-/// "name=systemd"), from the text of /proc/thread-self/cgroup.
-fn own_cgroup<'a>(text: &'a str, controller: &str) -> Option<&'a str> {
-    let mut want: Vec<&str> = controller.split(',').collect();
-    want.sort_unstable();
-    text.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let _id = parts.next()?;
-        let mut have: Vec<&str> = parts.next()?.split(',').collect();
-        have.sort_unstable();
-        (have == want).then(|| parts.next()).flatten()
-    })
 }
 
 /// Every process in the cgroup and below it, sorted, as host pids.

@@ -4,6 +4,8 @@
 //! wrote in order.
 
 use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use protocol::{CpuResources, DeviceRule, MemoryResources, Resources};
@@ -135,6 +137,15 @@ impl Drop for Fake {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// Put process `pid` in the cgroup from outside (what nsbox avoids, see
+/// self_join_files; tests may).
+fn add_process(paths: &CgroupPaths, pid: i32) -> Result<()> {
+    for d in &paths.dirs {
+        write_file(Path::new(&d.dir), "cgroup.procs", &pid.to_string())?;
+    }
+    Ok(())
 }
 
 fn read(p: &Path) -> String {
@@ -625,28 +636,11 @@ fn v2_lifecycle_on_a_real_cgroup2_mount() {
     assert!(!Path::new(&paths.dirs[0].dir).exists());
 }
 
+/// A child that writes "0" into the files opened for it (before its
+/// fork, as the shim opens them before the clone) is in the container's
+/// cgroup in every hierarchy, alone; the parent stays where it was.
 #[test]
-fn own_cgroup_and_mount_are_found() {
-    let text = "9:name=systemd:/\n4:memory:/box/a\n1:cpu,cpuacct:/x\n0::/\n";
-    assert_eq!(own_cgroup(text, "memory"), Some("/box/a"));
-    assert_eq!(own_cgroup(text, "cpuacct,cpu"), Some("/x"));
-    assert_eq!(own_cgroup(text, "name=systemd"), Some("/"));
-    assert_eq!(own_cgroup(text, "pids"), None);
-    assert_eq!(
-        mount_of(Path::new("/sys/fs/cgroup/pids/nsbox/a"), "/nsbox/a"),
-        Some(Path::new("/sys/fs/cgroup/pids"))
-    );
-    assert_eq!(
-        mount_of(Path::new("/sys/fs/cgroup/pids/other"), "/nsbox/a"),
-        None
-    );
-}
-
-/// The shim's way in (v1, on this host's real hierarchies): the thread that
-/// enters forks a child born in the container's cgroup, in every
-/// hierarchy, and is back in its own cgroups after `leave`.
-#[test]
-fn entering_v1_puts_the_next_child_inside_and_leaving_goes_back() {
+fn a_child_joins_through_the_files_opened_for_it() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: needs root");
@@ -659,28 +653,38 @@ fn entering_v1_puts_the_next_child_inside_and_leaving_goes_back() {
             return;
         }
     };
-    let scope = format!("host-enter-{}", std::process::id());
+    let scope = format!("host-join-{}", std::process::id());
     let paths = layout.paths(None, "in", Some(&scope)).unwrap();
     create(&paths, &Resources::default()).unwrap();
-    let before = fs::read_to_string("/proc/thread-self/cgroup").unwrap();
-    let entered = enter(&paths).unwrap();
-    let mut child = std::process::Command::new("/bin/sleep")
-        .arg("30")
-        .spawn()
-        .unwrap();
-    let left = entered.leave();
-    let after = fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+    let before = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let files = self_join_files(&paths).unwrap();
+    let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+    let mut cmd = std::process::Command::new("/bin/sleep");
+    cmd.arg("30");
+    // SAFETY: the closure makes raw syscalls only (write, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    libc::_exit(99);
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
     let theirs = fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap();
-    let in_all = paths
-        .dirs
-        .iter()
-        .all(|d| own_cgroup(&theirs, &d.controller) == Some(paths.path.as_str()));
+    let in_all = paths.dirs.iter().all(|d| {
+        theirs
+            .lines()
+            .any(|l| l.ends_with(&format!(":{}:{}", d.controller, paths.path)))
+    });
     let listed = procs(&paths);
     let _ = child.kill();
     let _ = child.wait();
     destroy(&paths, Duration::from_secs(5)).unwrap();
-    left.unwrap();
     assert!(in_all, "child's cgroups:\n{theirs}");
     assert_eq!(listed, [child.id() as i32]);
-    assert_eq!(before, after);
+    assert_eq!(before, fs::read_to_string("/proc/self/cgroup").unwrap());
 }
