@@ -14,7 +14,9 @@
 //!
 //! Sections (numbers as in the issue):
 //! 1. full foreground `run` of /bin/true (each runtime deletes the
-//!    container itself when `run` ends in the foreground; checked);
+//!    container itself when `run` ends in the foreground; checked), each
+//!    run after an idle pause (`--gap-ms`); 1a. the same back to back, in
+//!    batches of five per runtime; 1b. after a pause, state on the disk;
 //! 2. `create`, `start`, `delete`, timed apart;
 //! 3. N detached `sleep` containers started one after another, then
 //!    killed and deleted;
