@@ -93,6 +93,10 @@ pub struct CreateRequest {
     /// `runtime run`: start the container as soon as it is created. The
     /// shim answers `Created`, then `Started` (or `Error`) unasked.
     pub start: bool,
+    /// A foreground `run`, waiting for the exit anyway, removes the cgroup
+    /// itself once it has heard `Exited`: the shim leaves it then, and its
+    /// own exit does not stand between the container's end and the run's.
+    pub caller_removes_cgroup: bool,
 }
 
 /// A container on a Linux bridge, as the runtime validated it.

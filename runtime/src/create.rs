@@ -104,6 +104,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     plan.request.init.preserve_fds = o.preserve_fds;
     plan.request.init.process.terminal |= o.tty;
     plan.request.start = o.start;
+    plan.request.caller_removes_cgroup = o.start && o.foreground;
     let terminal = plan.request.init.process.terminal;
     let relay = terminal && o.console_socket.is_none() && o.foreground;
     // A detached terminal without a console socket stays with the shim,
@@ -491,15 +492,24 @@ pub fn wait_for_exit_forwarding(
     }
 }
 
-/// After a foreground run: the state directory goes while the shim removes
-/// the cgroup (it writes nothing there once it has answered), then the
-/// shim's exit status says whether anything is left to us.
+/// After a run: the cgroup (a foreground run's own to remove, see
+/// CreateRequest::caller_removes_cgroup; removing it again is harmless),
+/// then the state directory, while the shim ends; its exit status says
+/// whether anything else is left to us.
 fn remove(c: &Created) {
     if let Some(fd) = c.init.pidfd() {
         let _ = pidfd_send_signal(&fd, libc::SIGKILL);
         nsbox_host::proc::wait_pidfd(&fd, Duration::from_secs(10));
     }
     let st = c.dir.load().ok();
+    // Before the state directory, which names it for `delete --force`
+    // should we die in between.
+    let cgroup_gone = match st.as_ref().and_then(|s| s.cgroup.as_ref()) {
+        Some(cg) => nsbox_host::cgroups::destroy(cg, Duration::from_secs(10))
+            .map_err(|e| log::warn!("remove cgroup {}: {e}", cg.path))
+            .is_ok(),
+        None => true,
+    };
     let removed = c.dir.remove();
     // A shim that exits 0 has removed the cgroup and released the network
     // itself; only after one that could not (or was killed) is it ours.
@@ -518,8 +528,10 @@ fn remove(c: &Created) {
             }
         }
         if let Some(cg) = st.as_ref().and_then(|s| s.cgroup.as_ref()) {
-            if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(10)) {
-                log::warn!("remove cgroup {}: {e}", cg.path);
+            if !cgroup_gone {
+                if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(10)) {
+                    log::warn!("remove cgroup {}: {e}", cg.path);
+                }
             }
         }
     }

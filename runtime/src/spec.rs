@@ -376,6 +376,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
             caller_reaps: false,
             log_output: false,
             start: false,
+            caller_removes_cgroup: false,
             init: InitConfig {
                 rootfs: rootfs.clone(),
                 overlay,

@@ -205,6 +205,8 @@ struct Container {
     attached: Vec<OwnedFd>,
     /// tiny-init was told to start the workload right after Ready.
     init_started_at_once: bool,
+    /// See CreateRequest::caller_removes_cgroup.
+    caller_removes_cgroup: bool,
 }
 
 struct Output {
@@ -459,6 +461,7 @@ fn clone_and_attach(
         tty: None,
         attached: Vec::new(),
         init_started_at_once: req.start && req.network.is_none(),
+        caller_removes_cgroup: req.caller_removes_cgroup,
     };
     let mut pty = pty;
     if req.log_output {
@@ -633,6 +636,8 @@ fn listen_on(path: &std::path::Path) -> Result<OwnedFd, String> {
 struct Client {
     channel: ShimRuntimeChannel,
     greeted: bool,
+    /// The `runtime run` that created us.
+    creator: bool,
 }
 
 enum Action {
@@ -672,9 +677,10 @@ impl Container {
             .map(|channel| Client {
                 channel,
                 greeted: true,
+                creator: true,
             })
             .collect();
-        let mut waiters: Vec<ShimRuntimeChannel> = Vec::new();
+        let mut waiters: Vec<Client> = Vec::new();
         loop {
             let (
                 init_ready,
@@ -746,6 +752,7 @@ impl Container {
                         // SAFETY: accept4 returned a new fd.
                         channel: ShimRuntimeChannel::new(unsafe { OwnedFd::from_raw_fd(fd) }),
                         greeted: false,
+                        creator: false,
                     });
                 }
             }
@@ -758,7 +765,7 @@ impl Container {
                 }
                 match self.handle(&mut c) {
                     Action::Keep => keep.push(c),
-                    Action::Park => waiters.push(c.channel),
+                    Action::Park => waiters.push(c),
                     Action::ParkExec(pid) => self.exec_waiters.push((pid, c.channel)),
                     Action::Drop => {}
                 }
@@ -771,7 +778,7 @@ impl Container {
                 // Everyone still connected hears the exit, not only those
                 // whose `Wait` has arrived: a fast workload can end between
                 // a `run`'s `Start` and its `Wait`.
-                waiters.extend(clients.into_iter().filter(|c| c.greeted).map(|c| c.channel));
+                waiters.extend(clients.into_iter().filter(|c| c.greeted));
                 self.stopped(waiters);
             }
         }
@@ -1097,11 +1104,16 @@ impl Container {
 
     /// tiny-init has ended: record the exit status durably, then tell every
     /// waiter, then go.
-    fn stopped(mut self, waiters: Vec<ShimRuntimeChannel>) -> ! {
-        // Drain a last `Exited` that may sit unread beside the pidfd event.
-        while self.init_channel.is_some() {
+    fn stopped(mut self, waiters: Vec<Client>) -> ! {
+        // Woken by the pidfd: drain a last `Exited` that may sit unread
+        // beside it (tiny-init is gone, so the channel ends at once). Woken
+        // by `Exited`: not a read more, since the channel's end comes only
+        // once tiny-init's exit has torn down the container's namespaces
+        // (its last fput runs late in exit), 0.6 ms here.
+        while self.reported_exit.is_none() && self.init_channel.is_some() {
             self.read_init();
         }
+        self.init_channel = None;
         // Our own child we reap; the caller's we cannot, and tiny-init told
         // us its code unless it was killed before it could: by SIGKILL then.
         let code = spawn::reap(&self.init.pidfd, false)
@@ -1139,11 +1151,13 @@ impl Container {
             }
         }
         let _ = std::fs::remove_file(self.dir.socket());
+        let mut creator_told = false;
         for w in waiters {
             // A waiter's unread `Wait` makes the kernel report ECONNRESET
             // ahead of this `Exited` once we exit; the channel reads on past
             // it (protocol::Channel::recv), so nothing is drained here.
-            let _ = w.send(&ShimToRuntime::Exited { code }, &[]);
+            let told = w.channel.send(&ShimToRuntime::Exited { code }, &[]);
+            creator_told |= w.creator && told.is_ok();
         }
         // Exec'd processes still running died with the PID namespace, by
         // SIGKILL.
@@ -1156,14 +1170,17 @@ impl Container {
             );
         }
         // Whatever is left in the cgroup (a container without a PID
-        // namespace of its own) goes with it, once tiny-init has left it.
+        // namespace of its own) goes with it, once tiny-init has left it;
+        // by the foreground `run` that created us if it has our answer.
         // After the answers: a `run` removes the state directory meanwhile
         // (nothing here touches it any more), and waits for our exit status.
         if !nsbox_host::proc::wait_pidfd(&self.init.pidfd, CGROUP_TIMEOUT) {
             log::warn!("{}: tiny-init is still exiting", self.state.id);
         }
         let _ = spawn::reap(&self.init.pidfd, false);
-        if let Some(cg) = &cgroup {
+        if self.caller_removes_cgroup && creator_told {
+            log::debug!("{}: the cgroup is left to `run`", self.state.id);
+        } else if let Some(cg) = &cgroup {
             if let Err(e) = cgroups::destroy(cg, CGROUP_TIMEOUT) {
                 log::error!("{}: remove cgroup: {e}", self.state.id);
                 clean = false;
