@@ -94,10 +94,19 @@ fn wants_log(o: &CreateOpts) -> bool {
 }
 
 pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
+    let dir = ContainerDir::new(&g.root, id);
+    // The shim first: its exec and start-up (0.5 ms and more, much of it
+    // glibc asking the CPU what it is, which a VM traps) then overlap with
+    // reading and checking config.json. Until it gets Create it touches
+    // nothing; if we give up before, it ends when its socket closes, and
+    // is reaped here.
+    let shim_path = sibling("shim")?;
+    let (ours, theirs) = protocol::seqpacket_pair().context("socketpair")?;
+    let mut early = EarlyShim(Some(spawn_shim(g, &shim_path, &dir, &theirs)?));
+    drop(theirs);
     let bundle = std::fs::canonicalize(&o.bundle)
         .map_err(|e| anyhow!("bundle {}: {e}", o.bundle.display()))?;
     let spec = crate::spec::load(&bundle)?;
-    let dir = ContainerDir::new(&g.root, id);
     let mut plan = crate::spec::plan(&spec, &bundle, &dir, id)?;
     plan.request.tiny_init = sibling("tiny-init")?.to_string_lossy().into_owned();
     plan.request.caller_reaps = g.caller_reaps;
@@ -124,7 +133,6 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         .filter(|_| plan.request.init.process.terminal)
         .map(connect_console)
         .transpose()?;
-    let shim_path = sibling("shim")?;
     if let Some(net) = &plan.request.network {
         nsbox_host::network::precheck(net, id).context("network")?;
     }
@@ -138,7 +146,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     // From here on, a failure removes what was made.
     let mut undo = Undo {
         dir: dir.clone(),
-        shim: None,
+        shim: early.0.take(),
         network: plan
             .request
             .network
@@ -161,10 +169,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
             }
         }
     }
-    let (ours, theirs) = protocol::seqpacket_pair().context("socketpair")?;
-    let shim = spawn_shim(g, &shim_path, &dir, &theirs)?;
-    undo.shim = Some(shim);
-    drop(theirs);
+    let shim = undo.shim.expect("the shim was started above");
     fault("create", "after-fork");
 
     let state = State {
@@ -247,6 +252,19 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         init,
         pty,
     })
+}
+
+/// The shim started before anything else of the container exists: killed
+/// and reaped if `create` gives up before it hands the shim to `Undo`.
+struct EarlyShim(Option<Pid>);
+
+impl Drop for EarlyShim {
+    fn drop(&mut self) {
+        if let Some(shim) = self.0.take() {
+            let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(shim, None);
+        }
+    }
 }
 
 struct Undo {

@@ -96,8 +96,6 @@ fn main() {
     let dir = ContainerDir {
         path: args.state_dir.clone(),
     };
-    let log_file = args.log.clone().unwrap_or_else(|| dir.shim_log());
-    let _ = nsbox_host::logger::init("shim", Some(&log_file), args.log_format, args.debug);
     // The caller's working directory may be a mount it wants to unmount.
     let _ = std::env::set_current_dir("/");
     // Processes that `exec` puts in the container and that outlive their
@@ -107,12 +105,25 @@ fn main() {
 
     // SAFETY: fd 3 is ours by contract with `runtime create`.
     let runtime = ShimRuntimeChannel::new(unsafe { OwnedFd::from_raw_fd(RUNTIME_FD) });
-    let (request, preserved) = match runtime
+    // `runtime create` starts us before it has read config.json, so that
+    // our start-up overlaps its checks: until Create comes, the state
+    // directory may not exist, or be another container's, and is not ours
+    // to touch (our log is there).
+    let received = runtime
         .wait_for_hello()
-        .and_then(|_| runtime.wait_for_create())
-    {
-        Ok(r) => r,
+        .and_then(|_| runtime.wait_for_create());
+    let log_file = args.log.clone().unwrap_or_else(|| dir.shim_log());
+    let (request, preserved) = match received {
+        Ok(r) => {
+            let _ = nsbox_host::logger::init("shim", Some(&log_file), args.log_format, args.debug);
+            r
+        }
+        // The runtime found something wrong before it asked for anything:
+        // it says what, not us.
+        Err(ChannelError::Closed) => std::process::exit(1),
         Err(e) => {
+            let _ =
+                nsbox_host::logger::init("shim", args.log.as_deref(), args.log_format, args.debug);
             log::error!("receive create request: {e}");
             let _ = runtime.send_error(failure("receive create request", e.to_string()));
             std::process::exit(1);
