@@ -192,8 +192,9 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     };
     dir.save(&state).context("write state")?;
     fault("create", "after-state");
-    // While the shim execs and starts on another CPU: made here, the shim
-    // only has to step in (state.json names it already, for a rollback).
+    // While the shim starts up on another CPU: made here, tiny-init's clone
+    // child only has to move itself in (state.json names it already, for a
+    // rollback).
     if let Some(cg) = &plan.request.cgroup {
         nsbox_host::cgroups::create(&cg.paths, &cg.resources).context("cgroup")?;
     }

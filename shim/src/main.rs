@@ -352,7 +352,7 @@ fn clone_and_attach(
     let mut root_fd = None;
     // tiny-init waits for `Config` before it does anything of the
     // container's (and, in a new user namespace, for its maps before it
-    // execs), so joining the cgroup here puts all of it inside.
+    // execs).
     let handshake = (|| {
         if let Some((rd, wr)) = sync {
             drop(rd);
@@ -787,8 +787,8 @@ impl Container {
             // code is final once reported, so the waiters need not wait.
             if pidfd_ready || self.reported_exit.is_some() {
                 // Everyone still connected hears the exit, not only those
-                // whose `Wait` has arrived: a fast workload can end between
-                // a `run`'s `Start` and its `Wait`.
+                // whose `Wait` has arrived: the `run` that created us sends
+                // none, and hears it on the connection it created us with.
                 waiters.extend(clients.into_iter().filter(|c| c.greeted));
                 self.stopped(waiters);
             }

@@ -152,8 +152,9 @@ impl Layout {
     /// `scope` names a state root other than the default, because IDs are
     /// unique within one root only. One level, with no parent of nsbox's
     /// own: making and removing a container's cgroup is then one mkdir and
-    /// one rmdir per hierarchy (a shared /nsbox parent, made and removed
-    /// with the first and last container, cost a `run` 1.4 ms here). '@'
+    /// one rmdir per hierarchy (shared /nsbox and /nsbox/ROOT parents,
+    /// made and removed with a root's first and last container, cost a
+    /// lone `run` 1.4 ms here). '@'
     /// is in neither an ID nor a scope name, so no two roots' names meet.
     pub fn paths(
         &self,
