@@ -8,7 +8,8 @@
 //!
 //! 1. learns everything from the shim (`Config`): it never reads config.json;
 //! 2. builds the inside: mounts, pivot_root, /dev, masked paths, hostname;
-//! 3. reports `Ready` and waits for `Start` (or a signal, or the shim's end);
+//! 3. reports `Ready` and waits for `Start` (or a signal, or the shim's end),
+//!    unless its config says to start at once (a `run`);
 //! 4. forks and execs the workload, forwards every signal it can catch to it,
 //!    and reaps every zombie in the PID namespace;
 //! 5. when the workload ends, reports `Exited` and exits with the same code.
