@@ -326,15 +326,27 @@ fn clone_and_attach(
     } else {
         Vec::new()
     };
-    // The runtime has made the cgroup; the clone child moves itself in
-    // before anything else (cgroups::self_join_files says why not we).
-    let join = match &req.cgroup {
-        Some(cg) => {
-            cgroups::self_join_files(&cg.paths).map_err(|e| failure("cgroup", e.to_string()))?
-        }
-        None => Vec::new(),
+    // The runtime has made the cgroup. v1: the clone child moves itself in
+    // before anything else; v2: it is born there (cgroups::self_join_files
+    // says why it is never moved there by us).
+    let cgroup_failure = |e: cgroups::CgroupError| failure("cgroup", e.to_string());
+    let (join, into) = match &req.cgroup {
+        Some(cg) if cg.paths.unified => (
+            Vec::new(),
+            Some(cgroups::open_dir(&cg.paths).map_err(cgroup_failure)?),
+        ),
+        Some(cg) => (
+            cgroups::self_join_files(&cg.paths).map_err(cgroup_failure)?,
+            None,
+        ),
+        None => (Vec::new(), None),
     };
     let join: Vec<i32> = join.iter().map(|f| f.as_raw_fd()).collect();
+    let entry = match (&into, join.is_empty()) {
+        (Some(dir), _) => spawn::CgroupEntry::Into(dir.as_raw_fd()),
+        (None, false) => spawn::CgroupEntry::Join(&join),
+        (None, true) => spawn::CgroupEntry::None,
+    };
     let init = spawn::clone_init(
         req.caller_reaps,
         &req.namespaces,
@@ -342,7 +354,7 @@ fn clone_and_attach(
         &exe,
         &argv,
         sync.as_ref().map(|(r, _)| r),
-        &join,
+        entry,
     )
     .map_err(|m| failure("start tiny-init", m))?;
     fault("shim", "after-clone");

@@ -95,11 +95,43 @@ pub struct Child {
     pub pidfd: OwnedFd,
 }
 
-/// Clone tiny-init into new namespaces (and join those given by path), with
-/// `socket` as its fd 3, and exec it from `exe`. The child first writes "0"
-/// into each of `cgroup_join` (cgroups::self_join_files), so that nothing
-/// of the container's runs outside its cgroup. Returns at once: whether
-/// tiny-init got going is learnt from its `Hello`.
+/// Where the clone child's cgroup comes from, so that nothing of the
+/// container's runs outside it (cgroups::self_join_files says why the
+/// child is never moved there by someone else).
+pub enum CgroupEntry<'a> {
+    /// None: the shim's own (no cgroup, as rootless).
+    None,
+    /// v1: the child writes "0" into each of these `tasks` files first.
+    Join(&'a [RawFd]),
+    /// v2: the child is born in the cgroup of this directory
+    /// (CLONE_INTO_CGROUP), as crun does.
+    Into(RawFd),
+}
+
+/// struct clone_args of <linux/sched.h>, up to `cgroup` (its second
+/// version), for clone3(2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Clone tiny-init into new namespaces (and join those given by path), in
+/// its cgroup (`cgroup`), with `socket` as its fd 3, and exec it from
+/// `exe`. Returns at once: whether tiny-init got going is learnt from its
+/// `Hello`.
 pub fn clone_init(
     caller_reaps: bool,
     namespaces: &[Namespace],
@@ -107,8 +139,12 @@ pub fn clone_init(
     exe: &Exe,
     argv: &[CString],
     userns_sync: Option<&OwnedFd>,
-    cgroup_join: &[RawFd],
+    cgroup: CgroupEntry,
 ) -> Result<Child, String> {
+    let cgroup_join: &[RawFd] = match cgroup {
+        CgroupEntry::Join(files) => files,
+        _ => &[],
+    };
     let mut flags = libc::CLONE_PIDFD | libc::SIGCHLD;
     if caller_reaps {
         // The runtime that started us is our parent; tiny-init becomes its
@@ -143,18 +179,40 @@ pub fn clone_init(
     let sync = userns_sync.map(|f| f.as_raw_fd());
     let mut pidfd: libc::c_int = -1;
 
-    // SAFETY: clone without CLONE_VM behaves as fork; the shim is
+    // SAFETY: clone and clone3 without CLONE_VM behave as fork; the shim is
     // single-threaded here, and the child below makes raw syscalls only
     // (no allocation, no locks) until it execs or exits.
     let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags as libc::c_ulong,
-            std::ptr::null_mut::<libc::c_void>(),
-            &mut pidfd as *mut libc::c_int,
-            std::ptr::null_mut::<libc::c_int>(),
-            0 as libc::c_ulong,
-        )
+        match cgroup {
+            CgroupEntry::Into(dir) => {
+                let mut args = CloneArgs {
+                    // clone3 takes the exit signal apart, and none with
+                    // CLONE_PARENT (the child then signals our parent).
+                    flags: (flags as u32 as u64 & !0xff) | CLONE_INTO_CGROUP,
+                    pidfd: &mut pidfd as *mut libc::c_int as u64,
+                    exit_signal: if caller_reaps {
+                        0
+                    } else {
+                        libc::SIGCHLD as u64
+                    },
+                    cgroup: dir as u64,
+                    ..Default::default()
+                };
+                libc::syscall(
+                    libc::SYS_clone3,
+                    &mut args as *mut CloneArgs,
+                    std::mem::size_of::<CloneArgs>(),
+                )
+            }
+            _ => libc::syscall(
+                libc::SYS_clone,
+                flags as libc::c_ulong,
+                std::ptr::null_mut::<libc::c_void>(),
+                &mut pidfd as *mut libc::c_int,
+                std::ptr::null_mut::<libc::c_int>(),
+                0 as libc::c_ulong,
+            ),
+        }
     };
     if pid < 0 {
         return Err(format!("clone: {}", Errno::last().desc()));
@@ -396,4 +454,82 @@ pub fn idmapped_tree(path: &str, pid: i32) -> Result<OwnedFd, String> {
         });
     }
     Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mount point of this host's cgroup2 hierarchy, if any.
+    fn cgroup2_root() -> Option<std::path::PathBuf> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        text.lines()
+            .filter_map(|l| l.split_once(" - cgroup2 ").map(|(left, _)| left))
+            .filter(|left| left.split(' ').nth(3) == Some("/"))
+            .find_map(|left| left.split(' ').nth(4).map(std::path::PathBuf::from))
+    }
+
+    /// v2 (here the hybrid's cgroup2 mount, which holds no controllers but
+    /// membership all the same): the clone child is born in the cgroup
+    /// given by its directory, and the shim stays where it is.
+    #[test]
+    fn clone_init_into_a_v2_cgroup() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let Some(root) = cgroup2_root() else {
+            eprintln!("skipped: no cgroup2 mount");
+            return;
+        };
+        let name = format!("nsbox-spawn-test-{}", std::process::id());
+        let dir = root.join(&name);
+        std::fs::create_dir(&dir).unwrap();
+        let fd = std::fs::File::open(&dir).unwrap();
+        let (ours, theirs) = protocol::seqpacket_pair().unwrap();
+        let exe = Exe::read_only_bind("/bin/sleep").unwrap();
+        let argv = [CString::new("sleep").unwrap(), CString::new("30").unwrap()];
+        // A mount namespace of its own: the child binds its binary there.
+        let mount_ns = [Namespace {
+            kind: NamespaceKind::Mount,
+            path: None,
+        }];
+        let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let child = clone_init(
+            false,
+            &mount_ns,
+            &theirs,
+            &exe,
+            &argv,
+            None,
+            CgroupEntry::Into(fd.as_raw_fd()),
+        );
+        let child = child.unwrap();
+        let theirs_cg = std::fs::read_to_string(format!("/proc/{}/cgroup", child.pid));
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs"));
+        // SAFETY: a signal to the child we just cloned, through its pidfd.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                child.pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        reap(&child.pidfd, true);
+        drop(ours);
+        let _ = std::fs::remove_dir(&dir);
+        let theirs_cg = theirs_cg.unwrap();
+        assert!(
+            theirs_cg.lines().any(|l| l == format!("0::/{name}")),
+            "{theirs_cg}"
+        );
+        assert_eq!(procs.unwrap().trim(), child.pid.to_string());
+        assert_eq!(
+            std::fs::read_to_string("/proc/self/cgroup").unwrap(),
+            before
+        );
+    }
 }

@@ -370,7 +370,8 @@ pub fn apply(paths: &CgroupPaths, resources: &Resources, devices: bool) -> Resul
 /// 6 to 20 ms on this VM: on every `run` typed at a shell (runc and crun pay
 /// it). A single thread that moves itself through v1's `tasks` takes no such
 /// lock: nine hierarchies in 0.3 ms. (v2 has no per-thread file outside
-/// threaded subtrees; "0" into cgroup.procs there takes the lock.)
+/// threaded subtrees; "0" into cgroup.procs there takes the lock, so a
+/// child is cloned into a v2 cgroup instead: [`open_dir`].)
 pub fn self_join_files(paths: &CgroupPaths) -> Result<Vec<std::fs::File>> {
     let file = if paths.unified {
         "cgroup.procs"
@@ -388,6 +389,15 @@ pub fn self_join_files(paths: &CgroupPaths) -> Result<Vec<std::fs::File>> {
                 .map_err(io_err(&p))
         })
         .collect()
+}
+
+/// The container's cgroup directory (v2), for clone3's CLONE_INTO_CGROUP:
+/// the child is born there, and nothing is moved at all.
+pub fn open_dir(paths: &CgroupPaths) -> Result<std::os::fd::OwnedFd> {
+    let dir = Path::new(&paths.dirs[0].dir);
+    std::fs::File::open(dir)
+        .map(std::os::fd::OwnedFd::from)
+        .map_err(io_err(dir))
 }
 
 /// Move the calling thread into the container's cgroup for good (a freshly
