@@ -63,6 +63,13 @@ pub fn copy_window_size(master: BorrowedFd) {
     }
 }
 
+/// How long the container's side of the terminal must have been quiet
+/// before the end of piped input is typed as ^D, and before it is typed
+/// again while the container runs on; and how many times in all.
+const EOF_FIRST_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
+const EOF_AGAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(500);
+const EOF_TRIES: u8 = 3;
+
 /// Where the end of the session comes from.
 pub enum Ending<'a> {
     /// The shim's `Exited` on this channel, after a `Wait` (run -t) or an
@@ -115,6 +122,15 @@ pub fn relay(master: &OwnedFd, winsize: Option<&OwnedFd>, ending: Ending) -> Res
     let mut matched = 0usize;
     let mut master_open = true;
     let mut buf = vec![0u8; 16 * 1024];
+    // Piped input's end becomes the terminal's EOF character, typed once
+    // the container's side has been quiet a moment, and again (at most
+    // EOF_TRIES in all) while it runs on: a ^D that reaches the terminal
+    // before the program reading it has set it up (an interactive shell
+    // turning off canonical mode) is turned into a NUL and lost, as the
+    // first Ctrl-D a person types too early would be.
+    let mut eofs_left = 0u8;
+    let mut quiet_since = std::time::Instant::now();
+    let mut eof_gap = EOF_FIRST_QUIET;
     loop {
         let stdin = std::io::stdin();
         let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
@@ -135,7 +151,13 @@ pub fn relay(master: &OwnedFd, winsize: Option<&OwnedFd>, ending: Ending) -> Res
             fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
             fds.len() - 1
         });
-        match poll(&mut fds, PollTimeout::NONE) {
+        let timeout = if eofs_left > 0 && pending.is_empty() {
+            let left = eof_gap.saturating_sub(quiet_since.elapsed());
+            PollTimeout::try_from(left.as_millis() as u32).unwrap_or(PollTimeout::ZERO)
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
@@ -167,6 +189,7 @@ pub fn relay(master: &OwnedFd, winsize: Option<&OwnedFd>, ending: Ending) -> Res
             }
         }
         if master_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+            quiet_since = std::time::Instant::now();
             master_open = drain(master.as_raw_fd(), &mut buf);
             if !master_open && channel.is_none() {
                 return Ok(Outcome::Closed);
@@ -189,7 +212,7 @@ pub fn relay(master: &OwnedFd, winsize: Option<&OwnedFd>, ending: Ending) -> Res
                     // character tells the container so, as a person's
                     // Ctrl-D would.
                     if !nix::unistd::isatty(0).unwrap_or(false) && detach_keys.is_empty() {
-                        pending.push(0x04);
+                        eofs_left = EOF_TRIES;
                     }
                 }
                 Ok(n) => {
@@ -213,6 +236,12 @@ pub fn relay(master: &OwnedFd, winsize: Option<&OwnedFd>, ending: Ending) -> Res
                 Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
                 Err(_) => stdin_open = false,
             }
+        }
+        if eofs_left > 0 && pending.is_empty() && quiet_since.elapsed() >= eof_gap {
+            pending.push(0x04);
+            eofs_left -= 1;
+            quiet_since = std::time::Instant::now();
+            eof_gap = EOF_AGAIN_QUIET;
         }
         if !channel_ev.is_empty() {
             if let Some(ch) = channel.take() {
