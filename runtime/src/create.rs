@@ -98,12 +98,20 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     // The shim first: its exec and start-up (0.5 ms and more, much of it
     // glibc asking the CPU what it is, which a VM traps) then overlap with
     // reading and checking config.json. Until it gets Create it touches
-    // nothing; if we give up before, it ends when its socket closes, and
-    // is reaped here.
+    // nothing; if we give up before, `undo` kills and reaps it. The rest
+    // of what `undo` removes is named once it exists.
     let shim_path = sibling("shim")?;
     let (ours, theirs) = protocol::seqpacket_pair().context("socketpair")?;
-    let mut early = EarlyShim(Some(spawn_shim(g, &shim_path, &dir, &theirs)?));
+    let shim = spawn_shim(g, &shim_path, &dir, &theirs)?;
     drop(theirs);
+    let mut undo = Undo {
+        dir: ContainerDir {
+            path: PathBuf::new(),
+        },
+        shim: Some(shim),
+        network: None,
+        cgroup: None,
+    };
     let bundle = std::fs::canonicalize(&o.bundle)
         .map_err(|e| anyhow!("bundle {}: {e}", o.bundle.display()))?;
     let spec = crate::spec::load(&bundle)?;
@@ -144,16 +152,13 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     }
     fault("create", "after-mkdir");
     // From here on, a failure removes what was made.
-    let mut undo = Undo {
-        dir: dir.clone(),
-        shim: early.0.take(),
-        network: plan
-            .request
-            .network
-            .as_ref()
-            .map(|n| (PathBuf::from(&n.root), id.to_string())),
-        cgroup: plan.request.cgroup.as_ref().map(|c| c.paths.clone()),
-    };
+    undo.dir = dir.clone();
+    undo.network = plan
+        .request
+        .network
+        .as_ref()
+        .map(|n| (PathBuf::from(&n.root), id.to_string()));
+    undo.cgroup = plan.request.cgroup.as_ref().map(|c| c.paths.clone());
     if plan.request.init.overlay.is_some() {
         for d in [dir.upper(), dir.work(), dir.merged()] {
             std::fs::create_dir(&d).with_context(|| format!("make {}", d.display()))?;
@@ -169,7 +174,6 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
             }
         }
     }
-    let shim = undo.shim.expect("the shim was started above");
     fault("create", "after-fork");
 
     let state = State {
@@ -255,19 +259,9 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     })
 }
 
-/// The shim started before anything else of the container exists: killed
-/// and reaped if `create` gives up before it hands the shim to `Undo`.
-struct EarlyShim(Option<Pid>);
-
-impl Drop for EarlyShim {
-    fn drop(&mut self) {
-        if let Some(shim) = self.0.take() {
-            let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(shim, None);
-        }
-    }
-}
-
+/// What a failed `create` removes: the shim (killed and reaped), and, once
+/// they exist, the state directory (an empty path until then: it may be
+/// another container's), the network reservation and the cgroup.
 struct Undo {
     dir: ContainerDir,
     shim: Option<Pid>,
