@@ -32,6 +32,8 @@ pub struct Created {
     pub init: ProcessId,
     /// The terminal's master, kept by a foreground `run` to relay.
     pub pty: Option<OwnedFd>,
+    /// config.json has poststart hooks (which `run` runs once started).
+    pub poststart: bool,
 }
 
 /// The shim and tiny-init live next to the runtime binary.
@@ -122,6 +124,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     plan.request.init.process.terminal |= o.tty;
     plan.request.start = o.start;
     plan.request.caller_removes_cgroup = o.start && o.foreground;
+    let poststart = !plan.request.hooks.poststart.is_empty();
     let terminal = plan.request.init.process.terminal;
     let relay = terminal && o.console_socket.is_none() && o.foreground;
     // A detached terminal without a console socket stays with the shim,
@@ -256,6 +259,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         shim,
         init,
         pty,
+        poststart,
     })
 }
 
@@ -443,8 +447,12 @@ pub fn run(g: &Global, id: &str, o: &CreateOpts, detach: bool) -> Result<i32> {
         remove(&c);
         return Err(e);
     }
-    if let Ok(st) = c.dir.load() {
-        crate::commands::poststart(&st);
+    // The state is read (the shim has just recorded it running) only for
+    // hooks that need it: not on every run's way.
+    if c.poststart {
+        if let Ok(st) = c.dir.load() {
+            crate::commands::poststart(&st);
+        }
     }
     if detach {
         return Ok(0);
