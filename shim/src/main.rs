@@ -362,6 +362,9 @@ fn clone_and_attach(
     drop(exe);
     let mut channel = ShimInitChannel::new(ours);
     let mut root_fd = None;
+    // A bridged container's workload must wait until the shim has plugged
+    // it in after Ready; any other run goes straight on.
+    let start_at_once = req.start && req.network.is_none();
     // tiny-init waits for `Config` before it does anything of the
     // container's (and, in a new user namespace, for its maps before it
     // execs).
@@ -379,9 +382,7 @@ fn clone_and_attach(
                 .map_err(|e| failure("let tiny-init go on", e.desc().into()))?;
         }
         let mut config = req.init.clone();
-        // A bridged container's workload must wait until the shim has
-        // plugged it in after Ready; any other run goes straight on.
-        config.start_at_once = req.start && req.network.is_none();
+        config.start_at_once = start_at_once;
         if !config.start_hooks.is_empty() {
             config.hook_state = state.oci_state_as(Status::Created, init.pid).to_string();
         }
@@ -483,7 +484,7 @@ fn clone_and_attach(
         log: None,
         tty: None,
         attached: Vec::new(),
-        init_started_at_once: req.start && req.network.is_none(),
+        init_started_at_once: start_at_once,
         caller_removes_cgroup: req.caller_removes_cgroup,
     };
     let mut pty = pty;
