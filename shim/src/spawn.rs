@@ -460,15 +460,6 @@ pub fn idmapped_tree(path: &str, pid: i32) -> Result<OwnedFd, String> {
 mod tests {
     use super::*;
 
-    /// The mount point of this host's cgroup2 hierarchy, if any.
-    fn cgroup2_root() -> Option<std::path::PathBuf> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        text.lines()
-            .filter_map(|l| l.split_once(" - cgroup2 ").map(|(left, _)| left))
-            .filter(|left| left.split(' ').nth(3) == Some("/"))
-            .find_map(|left| left.split(' ').nth(4).map(std::path::PathBuf::from))
-    }
-
     /// v2 (here the hybrid's cgroup2 mount, which holds no controllers but
     /// membership all the same): the clone child is born in the cgroup
     /// given by its directory, and the shim stays where it is.
@@ -479,7 +470,7 @@ mod tests {
             eprintln!("skipped: needs root");
             return;
         }
-        let Some(root) = cgroup2_root() else {
+        let Some(root) = nsbox_host::cgroups::cgroup2_mount() else {
             eprintln!("skipped: no cgroup2 mount");
             return;
         };

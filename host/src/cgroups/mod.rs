@@ -94,39 +94,7 @@ impl Layout {
     /// count: a bind of a sub-tree (as a container sees) is not a place to
     /// make cgroups of our own.
     pub fn from_mountinfo(text: &str) -> Result<Layout> {
-        let mut hierarchies: Vec<(String, PathBuf)> = Vec::new();
-        let mut unified: Option<PathBuf> = None;
-        for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let l: Vec<&str> = left.split(' ').collect();
-            let r: Vec<&str> = right.split(' ').collect();
-            if l.len() < 5 || r.len() < 3 || l[3] != "/" {
-                continue;
-            }
-            let mount_point = PathBuf::from(unescape(l[4]));
-            match r[0] {
-                "cgroup" => {
-                    let name: Vec<&str> = r[2]
-                        .split(',')
-                        .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
-                        .collect();
-                    if name.is_empty() {
-                        continue;
-                    }
-                    let name = name.join(",");
-                    if !hierarchies.iter().any(|(n, _)| *n == name) {
-                        hierarchies.push((name, mount_point));
-                    }
-                }
-                // The standard place wins over any other mount of it.
-                "cgroup2" if unified.is_none() || mount_point == Path::new("/sys/fs/cgroup") => {
-                    unified = Some(mount_point);
-                }
-                _ => {}
-            }
-        }
+        let (hierarchies, unified) = cgroup_mounts(text);
         match (hierarchies.is_empty(), unified) {
             (false, u) => Ok(Layout::V1 {
                 hierarchies,
@@ -189,6 +157,52 @@ impl Layout {
             dirs,
         })
     }
+}
+
+/// The v1 hierarchies (name from the mount options, mount point) and the
+/// cgroup2 mount, of a hierarchy's root each, in the text of a mountinfo
+/// file.
+fn cgroup_mounts(text: &str) -> (Vec<(String, PathBuf)>, Option<PathBuf>) {
+    let mut hierarchies: Vec<(String, PathBuf)> = Vec::new();
+    let mut unified: Option<PathBuf> = None;
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let l: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        if l.len() < 5 || r.len() < 3 || l[3] != "/" {
+            continue;
+        }
+        let mount_point = PathBuf::from(unescape(l[4]));
+        match r[0] {
+            "cgroup" => {
+                let name: Vec<&str> = r[2]
+                    .split(',')
+                    .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
+                    .collect();
+                if name.is_empty() {
+                    continue;
+                }
+                let name = name.join(",");
+                if !hierarchies.iter().any(|(n, _)| *n == name) {
+                    hierarchies.push((name, mount_point));
+                }
+            }
+            // The standard place wins over any other mount of it.
+            "cgroup2" if unified.is_none() || mount_point == Path::new("/sys/fs/cgroup") => {
+                unified = Some(mount_point);
+            }
+            _ => {}
+        }
+    }
+    (hierarchies, unified)
+}
+
+/// This host's cgroup2 mount (v2's, or hybrid's beside v1), if any.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    cgroup_mounts(&text).1
 }
 
 /// A state root as one directory name: "/run/nsbox-t/12-3" becomes

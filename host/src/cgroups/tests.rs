@@ -488,20 +488,9 @@ fn device_program_is_enforced_by_the_kernel() {
         eprintln!("skipped: needs root");
         return;
     }
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let root = match Layout::from_mountinfo(&text) {
-        Ok(Layout::V2 { root }) => root,
-        _ => match text
-            .lines()
-            .find(|l| l.contains(" - cgroup2 "))
-            .and_then(|l| l.split(' ').nth(4))
-        {
-            Some(p) => PathBuf::from(p),
-            None => {
-                eprintln!("skipped: no cgroup2 mount");
-                return;
-            }
-        },
+    let Some(root) = cgroup2_mount() else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
     };
     struct Rmdir(PathBuf);
     impl Drop for Rmdir {
@@ -565,13 +554,7 @@ fn v2_lifecycle_on_a_real_cgroup2_mount() {
         eprintln!("skipped: needs root");
         return;
     }
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let Some(root) = text
-        .lines()
-        .filter_map(|l| l.split_once(" - cgroup2 ").map(|(left, _)| left))
-        .filter(|left| left.split(' ').nth(3) == Some("/"))
-        .find_map(|left| left.split(' ').nth(4).map(PathBuf::from))
-    else {
+    let Some(root) = cgroup2_mount() else {
         eprintln!("skipped: no cgroup2 mount");
         return;
     };
