@@ -82,17 +82,10 @@ impl Writer {
         Ok(())
     }
 
+    /// The current file becomes the old one; `line` opens a new one.
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file = None;
-        std::fs::rename(current(&self.dir), rotated(&self.dir))?;
-        self.file = Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(current(&self.dir))?,
-        );
-        self.size = 0;
-        Ok(())
+        std::fs::rename(current(&self.dir), rotated(&self.dir))
     }
 }
 
