@@ -1072,6 +1072,24 @@ pub fn default_spec(o: &SpecOptions) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    /// `spec`'s options with nothing asked for: rootfs "rootfs", hostname
+    /// `hostname`, no network.
+    pub(super) fn opts(hostname: &str) -> SpecOptions {
+        SpecOptions {
+            userns: None,
+            rootless: None,
+            rootfs: "rootfs".into(),
+            image: None,
+            hostname: hostname.into(),
+            args: vec![],
+            net: Mode::None,
+            publish: vec![],
+            bridge: None,
+            subnet: None,
+            tty: false,
+        }
+    }
+
     #[test]
     fn mount_options_split_into_flags_propagation_and_data() {
         let o = parse_mount_options(&[
@@ -1092,19 +1110,7 @@ mod tests {
     fn default_spec_parses_and_plans() {
         let tmp = std::env::temp_dir().join(format!("nsbox-spec-{}", std::process::id()));
         std::fs::create_dir_all(tmp.join("rootfs")).unwrap();
-        let v = default_spec(&SpecOptions {
-            userns: None,
-            rootless: None,
-            rootfs: "rootfs".into(),
-            image: None,
-            hostname: "h".into(),
-            args: vec![],
-            net: Mode::None,
-            publish: vec![],
-            bridge: None,
-            subnet: None,
-            tty: false,
-        });
+        let v = default_spec(&opts("h"));
         std::fs::write(tmp.join("config.json"), v.to_string()).unwrap();
         let spec = load(&tmp).unwrap();
         let dir = ContainerDir::new(Path::new("/run/nsbox-unit"), "c");
@@ -1141,17 +1147,9 @@ mod tests {
         std::fs::create_dir_all(tmp.join("rootfs/etc")).unwrap();
         std::fs::write(tmp.join("rootfs/etc/hosts"), "").unwrap();
         let o = SpecOptions {
-            userns: None,
-            rootless: None,
-            rootfs: "rootfs".into(),
-            image: None,
-            hostname: "web".into(),
-            args: vec![],
             net,
             publish: publish.iter().map(|p| p.to_string()).collect(),
-            bridge: None,
-            subnet: None,
-            tty: false,
+            ..opts("web")
         };
         check_spec_options(&o)?;
         let mut v = default_spec(&o);
@@ -1453,16 +1451,7 @@ mod fuzz {
                 host: 100_000,
                 size: 65536,
             }),
-            rootless: None,
-            rootfs: "rootfs".into(),
-            image: None,
-            hostname: "h".into(),
-            args: vec![],
-            net: Mode::None,
-            publish: vec![],
-            bridge: None,
-            subnet: None,
-            tty: false,
+            ..tests::opts("h")
         });
         let dir = ContainerDir::new(Path::new("/run/nsbox-unit"), "c");
         let mut rng = Rng(0x6e73_626f_7846_757a);
