@@ -228,8 +228,9 @@ pub fn rootfs(out: &Path, mkrootfs: &Path, inits: &[PathBuf]) -> Result<PathBuf>
 
 /// The one config.json all runtimes get: `runc spec` without a terminal,
 /// with a read-only root and the same five namespaces, minus what one of
-/// them cannot take: no `linux.resources` (nsbox would only warn), no
-/// cgroup mount (nsbox has no cgroups yet), and no ambient capabilities
+/// them once could not take: no `linux.resources`, no cgroup mount (nsbox
+/// takes both now; left out so that figures stay comparable across
+/// reports), and no ambient capabilities
 /// (runc's default lists them without inheritable ones; runc ignores the
 /// failure, nsbox refuses it).
 pub fn spec(rootfs: &Path, args: &[&str]) -> Value {
