@@ -10,4 +10,5 @@ pub mod network;
 pub mod output_log;
 pub mod proc;
 pub mod state;
+pub mod teardown;
 pub mod testhooks;
