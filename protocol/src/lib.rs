@@ -15,6 +15,7 @@ use std::os::fd::OwnedFd;
 
 mod channel;
 mod messages;
+pub mod report;
 
 pub use channel::{decode, seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_MESSAGE};
 pub use messages::*;
