@@ -9,6 +9,7 @@ pub mod logger;
 pub mod network;
 pub mod output_log;
 pub mod proc;
+pub mod socket;
 pub mod state;
 pub mod teardown;
 pub mod testhooks;
