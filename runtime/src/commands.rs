@@ -59,10 +59,7 @@ pub fn connect_shim(dir: &ContainerDir) -> Result<RuntimeChannel> {
 
 pub fn start(g: &Global, id: &str) -> Result<i32> {
     let (dir, st) = load(g, id)?;
-    match st.status() {
-        Status::Created => {}
-        other => bail!("cannot start a {other} container"),
-    }
+    st.can_start()?;
     let mut ch = connect_shim(&dir)?;
     ch.set_timeout(Some(nsbox_host::testhooks::runtime_start_timeout()))?;
     ch.send(&RuntimeToShim::Start, &[])?;
@@ -109,7 +106,7 @@ pub fn state(g: &Global, id: &str) -> Result<i32> {
 /// a dead one never will, and is not waited for.
 fn settled(dir: &ContainerDir, mut st: State) -> State {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while st.status() == Status::Stopped
+    while st.current_status() == Status::Stopped
         && st.exit_code.is_none()
         && st.status != Status::Creating
         && std::time::Instant::now() < deadline
@@ -140,7 +137,10 @@ fn settled(dir: &ContainerDir, mut st: State) -> State {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    if st.status() == Status::Stopped && st.exit_code.is_none() && st.status != Status::Creating {
+    if st.current_status() == Status::Stopped
+        && st.exit_code.is_none()
+        && st.status != Status::Creating
+    {
         log::warn!(
             "{}: stopped, but its shim (alive: {}) has not recorded the exit code",
             st.id,
@@ -169,19 +169,10 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| anyhow!("unknown signal {s:?}"))
 }
 
-fn running_init(st: &State) -> Result<ProcessId> {
-    match (st.status(), st.init) {
-        (Status::Created | Status::Running | Status::Paused, Some(init)) => Ok(init),
-        // containerd recognises runc's words for this and treats the kill as
-        // done: keep them.
-        (status, _) => bail!("container not running (it is {status})"),
-    }
-}
-
 pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<i32> {
     let sig = parse_signal(signal.unwrap_or("TERM"))?;
     let (_, st) = load(g, id)?;
-    let init = running_init(&st)?;
+    let init = st.can_kill()?;
     if all {
         // Frozen, nothing can fork a process past the list (runc does the
         // same); a SIGKILL then lands once they are thawed.
@@ -215,11 +206,7 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<i32
 
 pub fn pause(g: &Global, id: &str) -> Result<i32> {
     let (_, st) = load(g, id)?;
-    match st.status() {
-        Status::Running | Status::Created => {}
-        Status::Paused => bail!("container is already paused"),
-        other => bail!("cannot pause a {other} container"),
-    }
+    st.can_pause()?;
     let cg = st
         .cgroup
         .as_ref()
@@ -230,10 +217,7 @@ pub fn pause(g: &Global, id: &str) -> Result<i32> {
 
 pub fn resume(g: &Global, id: &str) -> Result<i32> {
     let (_, st) = load(g, id)?;
-    match st.status() {
-        Status::Paused => {}
-        other => bail!("cannot resume a {other} container (it is not paused)"),
-    }
+    st.can_resume()?;
     let cg = st
         .cgroup
         .as_ref()
@@ -254,10 +238,7 @@ pub fn update(g: &Global, id: &str, file: &Path) -> Result<i32> {
         serde_json::from_str(&text).map_err(|e| anyhow!("resources {}: {e}", file.display()))?;
     let resources = crate::resources::from_oci(&oci)?;
     let (_, st) = load(g, id)?;
-    match st.status() {
-        Status::Created | Status::Running | Status::Paused => {}
-        other => bail!("cannot update a {other} container"),
-    }
+    st.can_update()?;
     let cg = st
         .cgroup
         .as_ref()
@@ -286,9 +267,8 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<i32> {
         Err(e) => bail!("{e} (use --force to remove it)"),
     };
     if let Some(st) = &st {
-        let status = st.status();
-        if !force && matches!(status, Status::Running | Status::Paused | Status::Creating) {
-            bail!("cannot delete a {status} container (stop it first, or use --force)");
+        if !force {
+            st.can_delete()?;
         }
         if let Some(fd) = st.init.and_then(|init| init.pidfd()) {
             let _ = proc::pidfd_send_signal(&fd, libc::SIGKILL);
@@ -346,7 +326,7 @@ fn container_pids_of(st: &State, init: ProcessId) -> Vec<i32> {
 
 fn container_pids(g: &Global, id: &str) -> Result<Vec<i32>> {
     let (_, st) = load(g, id)?;
-    let init = running_init(&st)?;
+    let init = st.can_kill()?;
     Ok(container_pids_of(&st, init))
 }
 
@@ -430,7 +410,7 @@ fn table(states: &[State]) -> String {
         rows[0].push("PORTS".into());
     }
     for s in states {
-        let status = s.status();
+        let status = s.current_status();
         let words = match status {
             Status::Running | Status::Paused => {
                 // The start of tiny-init is close enough to the workload's.

@@ -136,10 +136,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
     }
     let (dir, st) = crate::commands::load(g, &a.id)?;
-    let status = st.status();
-    if status != nsbox_host::state::Status::Running {
-        bail!("cannot exec in a {status} container");
-    }
+    st.can_exec()?;
     if g.caller_reaps {
         let init = st
             .init

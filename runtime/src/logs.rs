@@ -44,7 +44,9 @@ pub fn logs(g: &Global, id: &str, a: &LogsArgs) -> Result<i32> {
     loop {
         // The shim logs the container's last words before it records the
         // stop: once stopped, one more read has everything.
-        let stopped = dir.load().map_or(true, |s| s.status() == Status::Stopped);
+        let stopped = dir
+            .load()
+            .map_or(true, |s| s.current_status() == Status::Stopped);
         for r in follower.poll() {
             print_record(&mut out, &mut err, &r, a.timestamps);
         }
@@ -68,10 +70,7 @@ fn print_record(out: &mut impl Write, err: &mut impl Write, r: &Record, timestam
 pub fn attach(g: &Global, id: &str, detach_keys: &str) -> Result<i32> {
     let keys = parse_detach_keys(detach_keys)?;
     let (dir, st) = crate::commands::load(g, id)?;
-    let status = st.status();
-    if status != Status::Running {
-        bail!("cannot attach to a {status} container");
-    }
+    st.can_attach()?;
     let ch = crate::commands::connect_shim(&dir)?;
     ch.send(&RuntimeToShim::Attach, &[])?;
     let mut fds = ch
@@ -97,7 +96,7 @@ pub fn attach(g: &Global, id: &str, detach_keys: &str) -> Result<i32> {
         _ => {
             for _ in 0..50 {
                 if let Ok(s) = dir.load() {
-                    if let (Status::Stopped, Some(code)) = (s.status(), s.exit_code) {
+                    if let (Status::Stopped, Some(code)) = (s.current_status(), s.exit_code) {
                         return Ok(code);
                     }
                 }
