@@ -99,12 +99,16 @@ impl HostSide {
 }
 
 /// An error and its causes on one line, "a: b: c", for a log line or a
-/// message that crosses to another process.
+/// message that crosses to another process (an errno by its description
+/// alone, as the rest of nsbox words them).
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        let text = c.to_string();
+        let text = match c.downcast_ref::<nix::errno::Errno>() {
+            Some(errno) => errno.desc().to_string(),
+            None => c.to_string(),
+        };
         // Some of our errors already say their cause: say it once.
         if !out.ends_with(&text) {
             out.push_str(": ");
