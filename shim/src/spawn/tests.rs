@@ -1,0 +1,82 @@
+use super::*;
+
+/// v2 (here the hybrid's cgroup2 mount, which holds no controllers but
+/// membership all the same): the clone child is born in the cgroup given
+/// by its directory, and the shim stays where it is.
+#[test]
+fn clone_init_into_a_v2_cgroup() {
+    let Some(root) = cgroup2_root() else {
+        return;
+    };
+    clone_into_a_v2_cgroup_and_check(&root, "into");
+}
+
+/// The cgroup2 mount to make test cgroups under; None (and why, on stderr)
+/// where the test cannot run.
+fn cgroup2_root() -> Option<std::path::PathBuf> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    let root = nsbox_host::cgroups::cgroup2_mount();
+    if root.is_none() {
+        eprintln!("skipped: no cgroup2 mount");
+    }
+    root
+}
+
+/// Clone a shell as tiny-init would be cloned, into a new cgroup under the
+/// cgroup2 mount `root`, and check that it was born there while we stayed
+/// where we were.
+fn clone_into_a_v2_cgroup_and_check(root: &std::path::Path, test: &str) {
+    let name = format!("nsbox-spawn-test-{}-{test}", std::process::id());
+    let dir = root.join(&name);
+    std::fs::create_dir(&dir).unwrap();
+    let fd = std::fs::File::open(&dir).unwrap();
+    let (ours, theirs) = protocol::seqpacket_pair().unwrap();
+    // A shell that says when it runs (after the clone child's set-up, the
+    // cgroup included), on the socket tiny-init would have, then sleeps.
+    let exe = Exe::read_only_bind("/bin/sh").unwrap();
+    let argv = ["sh", "-c", "echo ready >&3; exec sleep 30"].map(|a| CString::new(a).unwrap());
+    // A mount namespace of its own: the child binds its binary there.
+    let mount_ns = [Namespace {
+        kind: NamespaceKind::Mount,
+        path: None,
+    }];
+    let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let child = clone_init(
+        false,
+        &mount_ns,
+        &theirs,
+        &exe,
+        &argv,
+        None,
+        CgroupEntry::Into(fd.as_raw_fd()),
+    );
+    drop(theirs);
+    let child = child.unwrap();
+    let mut buf = [0u8; 16];
+    let said = nix::unistd::read(ours.as_raw_fd(), &mut buf);
+    let theirs_cg = std::fs::read_to_string(format!("/proc/{}/cgroup", child.pid));
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs"));
+    let _ = nsbox_host::proc::pidfd_send_signal(&child.pidfd, libc::SIGKILL);
+    let code = reap(&child.pidfd, true);
+    drop(ours);
+    let _ = std::fs::remove_dir(&dir);
+    assert_eq!(
+        said.ok(),
+        Some(6),
+        "the child never ran (exit status {code:?})"
+    );
+    assert_eq!(code, Some(128 + libc::SIGKILL));
+    let theirs_cg = theirs_cg.unwrap();
+    assert!(
+        theirs_cg.lines().any(|l| l == format!("0::/{name}")),
+        "{theirs_cg}"
+    );
+    assert_eq!(procs.unwrap().trim(), child.pid.to_string());
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/cgroup").unwrap(),
+        before
+    );
+}
