@@ -19,6 +19,8 @@ pub struct Handshake<'a> {
     pub req: &'a CreateRequest,
     pub state: &'a State,
     pub init: &'a spawn::Child,
+    /// Where the clone child says why it died before `Hello`.
+    pub early: &'a spawn::EarlyReport,
     pub channel: &'a ShimInitChannel,
 }
 
@@ -146,21 +148,14 @@ impl Handshake<'_> {
     }
 
     /// What a failed exchange with tiny-init means. A closed channel is
-    /// tiny-init's early death: its exit code says at which step.
+    /// tiny-init's early death: its clone child's report says at which step.
     fn init_error(&self, e: ChannelError) -> Failure {
         match e {
             ChannelError::Failed(f) => f,
             ChannelError::Closed => {
                 let _ = pidfd_send_signal(&self.init.pidfd, libc::SIGKILL);
                 let code = spawn::reap(&self.init.pidfd, true);
-                failure(
-                    "start tiny-init",
-                    format!(
-                        "tiny-init {} (exit status {})",
-                        spawn::describe_early_exit(code.unwrap_or(-1)),
-                        code.unwrap_or(-1)
-                    ),
-                )
+                self.early.failure(code)
             }
             other => failure("set up the container", other.to_string()),
         }

@@ -5,26 +5,19 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
-use protocol::{Namespace, NamespaceKind};
+use protocol::report::{self, Step};
+use protocol::{Failure, Namespace, NamespaceKind};
 
 use crate::exe::Exe;
 
 /// fd numbers tiny-init finds its socket and its own binary at.
 const INIT_SOCKET_FD: RawFd = 3;
 const INIT_EXE_FD: RawFd = 4;
-
-/// The child's exit codes, one per step that can fail before exec; see
-/// [`describe_early_exit`].
-const EXIT_FDS: i32 = 120;
-const EXIT_SETNS: i32 = 121;
-const EXIT_EXEC: i32 = 122;
-const EXIT_USERNS_ROOT: i32 = 123;
-const EXIT_BIND: i32 = 124;
-const EXIT_CGROUP: i32 = 125;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -36,6 +29,8 @@ pub enum SpawnError {
     },
     #[error("a new time namespace (clone(2) has no room for its flag)")]
     NewTimeNamespace,
+    #[error("pipe")]
+    Pipe(#[source] Errno),
     #[error("clone")]
     Clone(#[source] Errno),
 }
@@ -43,6 +38,28 @@ pub enum SpawnError {
 pub struct Child {
     pub pid: i32,
     pub pidfd: OwnedFd,
+}
+
+/// The read end of the pipe on which the clone child reports the step it
+/// failed at (protocol::report); EOF once it has exec'd tiny-init.
+pub struct EarlyReport(OwnedFd);
+
+impl EarlyReport {
+    /// Why a child that never said hello died: its report, else its exit
+    /// status. Reap it first: the pipe ends only with the child.
+    pub fn failure(&self, exit_status: Option<i32>) -> Failure {
+        match report::receive(&self.0) {
+            Ok(Some(f)) => f,
+            Ok(None) | Err(_) => Failure {
+                step: "start tiny-init".into(),
+                message: format!(
+                    "tiny-init died during set-up (exit status {})",
+                    exit_status.unwrap_or(-1)
+                ),
+                exit_code: 1,
+            },
+        }
+    }
 }
 
 /// Where the clone child's cgroup comes from, so that nothing of the
@@ -61,7 +78,7 @@ pub enum CgroupEntry<'a> {
 /// Clone tiny-init into new namespaces (and join those given by path), in
 /// its cgroup (`cgroup`), with `socket` as its fd 3, and exec it from
 /// `exe`. Returns at once: whether tiny-init got going is learnt from its
-/// `Hello`.
+/// `Hello`, or else from the [`EarlyReport`].
 pub fn clone_init(
     caller_reaps: bool,
     namespaces: &[Namespace],
@@ -70,9 +87,10 @@ pub fn clone_init(
     argv: &[CString],
     userns_sync: Option<&OwnedFd>,
     cgroup: CgroupEntry,
-) -> Result<Child, SpawnError> {
+) -> Result<(Child, EarlyReport), SpawnError> {
     let (flags, joined) = clone_flags(caller_reaps, namespaces)?;
-    let mut plan = ChildPlan::new(socket, exe, argv, userns_sync, &joined);
+    let (report_rd, report_wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    let mut plan = ChildPlan::new(socket, exe, argv, userns_sync, &joined, &report_wr);
     let mut pidfd: libc::c_int = -1;
     let pid = match cgroup {
         CgroupEntry::None => clone(flags, &mut pidfd, &plan),
@@ -84,11 +102,12 @@ pub fn clone_init(
         CgroupEntry::Into(dir) => clone3_into_cgroup(flags, dir, &mut pidfd, &plan),
     }
     .map_err(SpawnError::Clone)?;
-    Ok(Child {
+    let child = Child {
         pid,
         // SAFETY: the kernel filled in a pidfd for the child (CLONE_PIDFD).
         pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
-    })
+    };
+    Ok((child, EarlyReport(report_rd)))
 }
 
 /// The flags for clone (exit signal in the low byte), and the namespaces
@@ -138,8 +157,11 @@ struct ChildPlan {
     setns: Vec<(RawFd, NamespaceKind)>,
     argv: Vec<*const libc::c_char>,
     envp: [*const libc::c_char; 1],
-    /// Above every fd here: where the child parks the memfd, out of the
-    /// way of the dup2s onto 3 and 4.
+    /// The write end of the report pipe (CLOEXEC).
+    report: RawFd,
+    /// Above every fd here: where the child moves the report pipe
+    /// (`high`) and parks the memfd (`high + 1`), out of the way of the
+    /// dup2s onto 3 and 4 and of close_range.
     high: RawFd,
 }
 
@@ -150,6 +172,7 @@ impl ChildPlan {
         argv: &[CString],
         userns_sync: Option<&OwnedFd>,
         joined: &[(OwnedFd, NamespaceKind)],
+        report: &OwnedFd,
     ) -> ChildPlan {
         let (exe_fd, bind) = match exe {
             Exe::Memfd(fd) => (fd.as_raw_fd(), None),
@@ -168,6 +191,7 @@ impl ChildPlan {
                 .chain(std::iter::once(std::ptr::null()))
                 .collect(),
             envp: [std::ptr::null()],
+            report: report.as_raw_fd(),
             high: 0,
         };
         plan.place_high();
@@ -176,7 +200,7 @@ impl ChildPlan {
 
     /// Recompute `high` once the plan's fds are all known.
     fn place_high(&mut self) {
-        let fds = [self.socket, self.exe_fd, INIT_EXE_FD]
+        let fds = [self.socket, self.exe_fd, self.report, INIT_EXE_FD]
             .into_iter()
             .chain(self.userns_sync)
             .chain(self.cgroup_join.iter().copied())
@@ -263,27 +287,41 @@ fn parent_or_child(pid: libc::c_long, plan: &ChildPlan) -> Result<i32, Errno> {
 }
 
 /// The clone child: into the cgroup, fds in place, root of its user
-/// namespace, namespaces joined, its binary bound read-only, exec. Each
-/// failing step exits with its own code, read by [`describe_early_exit`].
+/// namespace, namespaces joined, its binary bound read-only, exec. A step
+/// that fails is reported on the report pipe (protocol::report), and the
+/// child exits.
 fn child(plan: &ChildPlan) -> ! {
-    let parked_exe = plan.high;
+    let report_fd = plan.high;
+    let parked_exe = plan.high + 1;
+    let fail = |step: Step| -> ! {
+        // SAFETY: the report pipe is open at `report_fd` (the first dup3
+        // below put it there); _exit is async-signal-safe.
+        unsafe {
+            report::send(BorrowedFd::borrow_raw(report_fd), step, Errno::last_raw());
+            libc::_exit(1)
+        }
+    };
     // SAFETY: raw syscalls only, on values prepared before the clone; the
     // child ends in exec or _exit.
     unsafe {
-        // Before the dup2s below can land on one of these fds.
+        // Out of the way of everything below first: fds 3 and 4, and
+        // close_range. Without its report pipe, the child's exit status is
+        // all the shim learns.
+        if libc::dup3(plan.report, report_fd, libc::O_CLOEXEC) < 0 {
+            libc::_exit(1);
+        }
+        if plan.exe_fd >= 0 && libc::dup2(plan.exe_fd, parked_exe) < 0 {
+            fail(Step::InitFds);
+        }
         for &fd in &plan.cgroup_join {
             if libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
-                libc::_exit(EXIT_CGROUP);
+                fail(Step::JoinCgroup);
             }
-        }
-        // Move the exe out of the way first: it may sit on fd 3.
-        if plan.exe_fd >= 0 && libc::dup2(plan.exe_fd, parked_exe) < 0 {
-            libc::_exit(EXIT_FDS);
         }
         if libc::dup2(plan.socket, INIT_SOCKET_FD) < 0
             || (plan.exe_fd >= 0 && libc::dup2(parked_exe, INIT_EXE_FD) < 0)
         {
-            libc::_exit(EXIT_FDS);
+            fail(Step::InitFds);
         }
         if let Some(sync) = plan.userns_sync {
             // In a new user namespace we are nobody until the shim has
@@ -291,7 +329,7 @@ fn child(plan: &ChildPlan) -> ! {
             // capability. Wait, then become the namespace's root.
             let mut b = 0u8;
             if libc::read(sync, (&mut b as *mut u8).cast(), 1) != 1 {
-                libc::_exit(EXIT_USERNS_ROOT);
+                fail(Step::WaitForIdMaps);
             }
             // Fails where newgidmap has denied setgroups (rootless):
             // then there are no host groups to drop anyway.
@@ -299,12 +337,12 @@ fn child(plan: &ChildPlan) -> ! {
             if libc::syscall(libc::SYS_setresgid, 0, 0, 0) < 0
                 || libc::syscall(libc::SYS_setresuid, 0, 0, 0) < 0
             {
-                libc::_exit(EXIT_USERNS_ROOT);
+                fail(Step::BecomeRoot);
             }
         }
         for &(fd, kind) in &plan.setns {
             if libc::setns(fd, kind.clone_flag()) < 0 {
-                libc::_exit(EXIT_SETNS);
+                fail(Step::JoinNamespace(kind));
             }
         }
         if let Some((path, locked)) = plan.bind {
@@ -333,14 +371,15 @@ fn child(plan: &ChildPlan) -> ! {
                     std::ptr::null(),
                 ) < 0
             {
-                libc::_exit(EXIT_BIND);
+                fail(Step::BindInitReadOnly);
             }
-            libc::close_range(4, u32::MAX, 0);
+            // Nothing of the shim's beyond stdio, the socket and the
+            // report pipe (CLOEXEC).
+            close_all_but(INIT_SOCKET_FD, report_fd);
             libc::execve(path, plan.argv.as_ptr(), plan.envp.as_ptr());
-            libc::_exit(EXIT_EXEC);
+            fail(Step::ExecInit);
         }
-        // Nothing of the shim's beyond stdio and these two.
-        libc::close_range(5, u32::MAX, 0);
+        close_all_but(INIT_EXE_FD, report_fd);
         libc::fcntl(INIT_EXE_FD, libc::F_SETFD, libc::FD_CLOEXEC);
         libc::syscall(
             libc::SYS_execveat,
@@ -350,21 +389,17 @@ fn child(plan: &ChildPlan) -> ! {
             plan.envp.as_ptr(),
             libc::AT_EMPTY_PATH,
         );
-        libc::_exit(EXIT_EXEC);
+        fail(Step::ExecInit);
     }
 }
 
-/// Why a child that never said hello died: the codes of `child`.
-pub fn describe_early_exit(code: i32) -> &'static str {
-    match code {
-        EXIT_FDS => "could not set up its descriptors",
-        EXIT_SETNS => "could not join a namespace given by path",
-        EXIT_EXEC => "could not be executed",
-        EXIT_USERNS_ROOT => "could not become root in its user namespace",
-        EXIT_BIND => "could not bind its binary read-only",
-        EXIT_CGROUP => "could not join its cgroup",
-        _ => "died during set-up",
-    }
+/// Close every fd above `last_kept` except `report` (which is above it).
+///
+/// # Safety
+/// The clone child's: nothing of Rust's may own the fds it closes.
+unsafe fn close_all_but(last_kept: RawFd, report: RawFd) {
+    libc::close_range(last_kept as u32 + 1, report as u32 - 1, 0);
+    libc::close_range(report as u32 + 1, u32::MAX, 0);
 }
 
 /// waitid on a pidfd: the exit code, 128+N for a signal. None if it has not

@@ -86,7 +86,7 @@ pub fn create(
     } else {
         Vec::new()
     };
-    let init = clone_init(
+    let (init, early) = clone_init(
         req,
         &theirs,
         &exe,
@@ -105,6 +105,7 @@ pub fn create(
         req,
         state: &state,
         init: &init,
+        early: &early,
         channel: &channel,
     };
     let pty = handshake.run(userns_sync.map(|p| p.1), preserved, start_at_once)?;
@@ -213,7 +214,7 @@ fn clone_init(
     exe: &Exe,
     argv: &[CString],
     userns_sync: Option<&OwnedFd>,
-) -> Result<spawn::Child, Failure> {
+) -> Result<(spawn::Child, spawn::EarlyReport), Failure> {
     let cgroup_failure = |e: cgroups::CgroupError| failure("cgroup", e.to_string());
     let (join, into) = match &req.cgroup {
         Some(cg) if cg.paths.unified => (

@@ -11,6 +11,29 @@ fn clone_init_into_a_v2_cgroup() {
     clone_into_a_v2_cgroup_and_check(&root, "into");
 }
 
+/// A step of the clone child that fails reaches the shim as a Failure
+/// that names it, not as an exit code.
+#[test]
+fn the_clone_child_reports_the_step_it_failed_at() {
+    let (_ours, theirs) = protocol::seqpacket_pair().unwrap();
+    let exe = Exe::sealed_copy("/bin/true").unwrap();
+    let argv = [CString::new("true").unwrap()];
+    // Not a namespace: setns refuses it.
+    let ns = [Namespace {
+        kind: NamespaceKind::Network,
+        path: Some("/dev/null".into()),
+    }];
+    let (child, early) =
+        clone_init(false, &ns, &theirs, &exe, &argv, None, CgroupEntry::None).unwrap();
+    drop(theirs);
+    let code = reap(&child.pidfd, true);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        early.failure(code).to_string(),
+        "join the container's net namespace: Invalid argument"
+    );
+}
+
 /// The cgroup2 mount to make test cgroups under; None (and why, on stderr)
 /// where the test cannot run.
 fn cgroup2_root() -> Option<std::path::PathBuf> {
@@ -54,7 +77,7 @@ fn clone_into_a_v2_cgroup_and_check(root: &std::path::Path, test: &str) {
         CgroupEntry::Into(fd.as_raw_fd()),
     );
     drop(theirs);
-    let child = child.unwrap();
+    let (child, _early) = child.unwrap();
     let mut buf = [0u8; 16];
     let said = nix::unistd::read(ours.as_raw_fd(), &mut buf);
     let theirs_cg = std::fs::read_to_string(format!("/proc/{}/cgroup", child.pid));
