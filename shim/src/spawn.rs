@@ -8,7 +8,8 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::Mode;
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use protocol::report::{self, Step};
 use protocol::{Failure, Namespace, NamespaceKind};
@@ -26,6 +27,12 @@ pub enum SpawnError {
         path: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("open cgroup.procs (clone3 was refused: {})", refused.desc())]
+    CgroupProcs {
+        refused: Errno,
+        #[source]
+        source: Errno,
     },
     #[error("a new time namespace (clone(2) has no room for its flag)")]
     NewTimeNamespace,
@@ -71,7 +78,8 @@ pub enum CgroupEntry<'a> {
     /// v1: the child writes "0" into each of these `tasks` files first.
     Join(&'a [RawFd]),
     /// v2: the child is born in the cgroup of this directory
-    /// (CLONE_INTO_CGROUP), as crun does.
+    /// (CLONE_INTO_CGROUP), as crun does; where clone3 is refused, it
+    /// joins through the directory's cgroup.procs instead.
     Into(RawFd),
 }
 
@@ -99,7 +107,23 @@ pub fn clone_init(
             plan.place_high();
             clone(flags, &mut pidfd, &plan)
         }
-        CgroupEntry::Into(dir) => clone3_into_cgroup(flags, dir, &mut pidfd, &plan),
+        CgroupEntry::Into(dir) => match clone3_into_cgroup(flags, dir, &mut pidfd, &plan) {
+            // nsbox inside another container: a seccomp filter may answer
+            // clone3 with ENOSYS (Docker's default profile, since clone3's
+            // flags sit behind a pointer a filter cannot read) or EPERM;
+            // a kernel before 5.7 knows no CLONE_INTO_CGROUP (E2BIG). runc
+            // and crun fall back to clone(2) then, and so do we: the child
+            // joins through cgroup.procs, paying the cgroup move.
+            Err(refused @ (Errno::ENOSYS | Errno::EPERM | Errno::E2BIG)) => {
+                log::debug!("clone3 refused ({}): clone instead", refused.desc());
+                let procs = open_procs(dir)
+                    .map_err(|source| SpawnError::CgroupProcs { refused, source })?;
+                plan.cgroup_join = vec![procs.as_raw_fd()];
+                plan.place_high();
+                clone(flags, &mut pidfd, &plan)
+            }
+            other => other,
+        },
     }
     .map_err(SpawnError::Clone)?;
     let child = Child {
@@ -141,6 +165,18 @@ fn clone_flags(
         }
     }
     Ok((flags, joined))
+}
+
+/// The v2 directory's cgroup.procs, for a child that joins by itself.
+fn open_procs(dir: RawFd) -> Result<OwnedFd, Errno> {
+    let fd = openat(
+        Some(dir),
+        "cgroup.procs",
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    // SAFETY: openat returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Everything the clone child needs, as raw values made before the clone:

@@ -11,6 +11,31 @@ fn clone_init_into_a_v2_cgroup() {
     clone_into_a_v2_cgroup_and_check(&root, "into");
 }
 
+/// nsbox inside another container, whose seccomp filter answers clone3
+/// with ENOSYS (Docker's default) or EPERM: tiny-init still starts, in its
+/// cgroup, through clone(2). A filter holds for the thread that installs
+/// it (and what it clones): each runs in a thread of its own.
+#[test]
+fn clone_init_falls_back_to_clone_when_clone3_is_refused() {
+    let Some(root) = cgroup2_root() else {
+        return;
+    };
+    for errno in [libc::ENOSYS, libc::EPERM] {
+        let root = root.clone();
+        std::thread::spawn(move || {
+            refuse_clone3(errno as u32).unwrap();
+            // The filter answers first: an empty clone_args is EINVAL to
+            // the kernel.
+            // SAFETY: clone3 with no arguments fails before it does anything.
+            let r = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<CloneArgs>(), 0) };
+            assert_eq!((r, Errno::last_raw()), (-1, errno));
+            clone_into_a_v2_cgroup_and_check(&root, &format!("refused-{errno}"));
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("with clone3 refused by {}", Errno::from_raw(errno)));
+    }
+}
+
 /// A step of the clone child that fails reaches the shim as a Failure
 /// that names it, not as an exit code.
 #[test]
@@ -46,6 +71,48 @@ fn cgroup2_root() -> Option<std::path::PathBuf> {
         eprintln!("skipped: no cgroup2 mount");
     }
     root
+}
+
+/// Install a seccomp filter on this thread that answers clone3 with
+/// `errno`, and allows everything else.
+fn refuse_clone3(errno: u32) -> Result<(), Errno> {
+    let insn = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let mut filter = [
+        // seccomp_data.nr
+        insn(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        insn(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            1,
+            libc::SYS_clone3 as u32,
+        ),
+        insn(
+            libc::BPF_RET | libc::BPF_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | errno,
+        ),
+        insn(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    nix::sys::prctl::set_no_new_privs()?;
+    // SAFETY: PR_SET_SECCOMP reads the program, which outlives the call.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    Errno::result(r).map(drop)
 }
 
 /// Clone a shell as tiny-init would be cloned, into a new cgroup under the
