@@ -89,6 +89,12 @@ impl Terminal {
             }
         });
     }
+
+    /// The end of every attachment: their streams close, and each attached
+    /// runtime reads the exit code, already on disk (see the crate's doc).
+    pub fn detach_all(&mut self) {
+        self.attached.clear();
+    }
 }
 
 /// The answer to `Attach` when the shim keeps no terminal.

@@ -25,6 +25,45 @@
 //! The shim watches tiny-init through a pidfd, and takes the exit code from
 //! tiny-init's `Exited` message when it cannot reap it itself, so that the
 //! caller's-shim mode (where tiny-init is not our child) fits the same loop.
+//!
+//! # The order of a stop
+//!
+//! What a runtime reading the state directory may rely on. Once tiny-init
+//! has ended (its pidfd is readable, or it reported `Exited`), the shim
+//! first reads the container's last output into container.log, then
+//! writes state.json with `status: stopped`, `exit_code` and `finished`,
+//! fsync'd and renamed into place. Only after that does it, in order:
+//!
+//! 1. answer any request that arrived with the end, as a stopped
+//!    container's (`start`, `exec` and `attach` are refused);
+//! 2. close its listening socket and remove shim.sock (connections not yet
+//!    accepted are reset; new ones are refused);
+//! 3. close every attach stream;
+//! 4. release the network (and record that in state.json);
+//! 5. send `Exited` to every connection that said `Hello`, waiters or not;
+//! 6. wait for tiny-init to be gone, remove the cgroup (unless a
+//!    foreground `run` heard `Exited` and removes it), and exit: 0 when
+//!    the host side is all gone, 3 when some of it is left.
+//!
+//! So the exit code is durable before anything of the shim's can say the
+//! container stopped: an answer, a closed connection, a missing socket, an
+//! attach stream's end, or the shim's own exit. The one thing that can
+//! show the stop earlier is tiny-init's death itself (its pid gone from
+//! /proc, or a zombie). A reader that finds tiny-init dead and no
+//! `exit_code` in state.json is in that window, and:
+//!
+//! - if the shim named in state.json is alive, the code is in state.json
+//!   once any one of these has happened: a `Wait` sent on shim.sock is
+//!   answered (`Exited`), or its connection ends (closed or reset);
+//!   connecting to shim.sock fails with ENOENT or ECONNREFUSED; the shim's
+//!   pidfd is readable. One blocking wait, then one re-read, is enough: no
+//!   polling. Should the code still be missing, the shim died (killed) in
+//!   between, and no code will come. Bound the wait as for any shim: one
+//!   stopped by SIGSTOP answers nothing.
+//! - if the shim is dead, no code will come: the container stopped with
+//!   its exit code unknown.
+//! - `attach`: the shim ends an attach stream only once the code is on
+//!   disk, or when the stream itself fails: at its end, one re-read.
 
 #![deny(unsafe_code)]
 

@@ -29,7 +29,8 @@ pub struct Container {
     pub init: spawn::Child,
     /// None once tiny-init's end has closed it.
     pub init_channel: Option<ShimInitChannel>,
-    pub listener: OwnedFd,
+    /// None once the stop is recorded.
+    pub listener: Option<OwnedFd>,
     /// The exit code tiny-init reported, for when we cannot reap it.
     pub reported_exit: Option<i32>,
     /// Runtimes waiting for an exec'd process (by its pid in the container).
@@ -147,15 +148,20 @@ impl Container {
             if ready.init {
                 self.read_init();
             }
+            // tiny-init reports the exit before it exits, and its exit
+            // (tearing down the container's namespaces) takes a while: the
+            // code is final once reported, so nobody need wait for it. It is
+            // recorded before anything else is answered (crate doc: "The
+            // order of a stop").
+            let stopped = ready.pidfd || self.reported_exit.is_some();
+            if stopped {
+                self.record_exit();
+            }
             if ready.listener {
                 self.accept(&mut clients);
             }
             clients = self.serve_clients(clients, &ready.clients, &mut waiters);
-            // tiny-init reports the exit before it exits, and its exit
-            // (tearing down the container's namespaces) takes a while: the
-            // code is final once reported, so nobody need wait for it.
-            if ready.pidfd || self.reported_exit.is_some() {
-                self.record_exit();
+            if stopped {
                 // Everyone still connected hears the exit, not only those
                 // whose `Wait` has arrived: the `run` that created us sends
                 // none, and hears it on the connection it created us with.
@@ -166,11 +172,12 @@ impl Container {
     }
 
     fn poll(&self, clients: &[Client]) -> Ready {
-        let mut fds = vec![
-            PollFd::new(self.init.pidfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut fds = vec![PollFd::new(self.init.pidfd.as_fd(), PollFlags::POLLIN)];
         let at = |fds: &Vec<PollFd>| fds.len();
+        let listener_at = self.listener.as_ref().map(|l| {
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+            at(&fds) - 1
+        });
         let init_at = self.init_channel.as_ref().map(|ch| {
             fds.push(PollFd::new(ch.as_fd(), PollFlags::POLLIN));
             at(&fds) - 1
@@ -199,7 +206,7 @@ impl Container {
         Ready {
             pidfd: ready(&fds[0]),
             init: ready_at(init_at),
-            listener: ready(&fds[1]),
+            listener: ready_at(listener_at),
             outputs: fds[first_output..first_attached]
                 .iter()
                 .map(ready)
@@ -214,7 +221,10 @@ impl Container {
 
     #[allow(unsafe_code)]
     fn accept(&self, clients: &mut Vec<Client>) {
-        while let Ok(fd) = accept4(self.listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        while let Ok(fd) = accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
             // SAFETY: accept4 returned a new fd that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             clients.push(Client {

@@ -135,7 +135,7 @@ pub fn create(
         state,
         init,
         init_channel: Some(channel),
-        listener,
+        listener: Some(listener),
         reported_exit: None,
         exec_waiters: Vec::new(),
         network,

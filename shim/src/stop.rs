@@ -1,5 +1,6 @@
-//! The container's stop: the exit code on disk first, then the answers,
-//! then the host side's release, then our own exit.
+//! The container's stop, in the order the crate's doc ("The order of a
+//! stop") promises: the exit code on disk first, then the answers, then
+//! the host side's release, then our own exit.
 
 use nsbox_host::proc::wait_pidfd;
 use nsbox_host::state::{now_rfc3339, Status};
@@ -16,7 +17,7 @@ const EXIT_LEFT_SOMETHING: i32 = 3;
 impl Container {
     /// tiny-init has ended (its pidfd says so, or it reported the exit):
     /// the container's last output into its log, then the exit code into
-    /// state.json, durably.
+    /// state.json, durably. Nothing is answered before this returns.
     pub fn record_exit(&mut self) {
         // Woken by the pidfd: drain a last `Exited` that may sit unread
         // beside it (tiny-init is gone, so the channel ends at once). Woken
@@ -57,11 +58,19 @@ impl Container {
         }
     }
 
-    /// After [`Container::record_exit`]: release the network, tell every
-    /// waiter, remove the cgroup once tiny-init has left it, and exit. Our
-    /// exit status says whether everything of the host side went: a
-    /// `runtime run` that sees 0 has nothing left to clean after us.
+    /// After [`Container::record_exit`]: close the socket and the attached
+    /// terminals, release the network, tell every waiter, remove the
+    /// cgroup once tiny-init has left it, and exit. Our exit status says
+    /// whether everything of the host side went: a `runtime run` that sees
+    /// 0 has nothing left to clean after us.
     pub fn finish(mut self, waiters: Vec<Client>) -> ! {
+        // Connections not yet accepted are reset, new ones refused: for
+        // all of them the code is on disk already.
+        self.listener = None;
+        let _ = std::fs::remove_file(self.dir.socket());
+        if let Some(t) = &mut self.terminal {
+            t.detach_all();
+        }
         let id = self.state.id.clone();
         let code = self.state.exit_code.unwrap_or(128 + libc::SIGKILL);
         let mut clean = true;
@@ -75,7 +84,6 @@ impl Container {
                 log::error!("{id}: record the network released: {e}");
             }
         }
-        let _ = std::fs::remove_file(self.dir.socket());
         let mut creator_told = false;
         for w in waiters {
             // A waiter's unread `Wait` makes the kernel report ECONNRESET
