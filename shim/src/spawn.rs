@@ -452,4 +452,4 @@ pub fn reap(pidfd: &OwnedFd, block: bool) -> Option<i32> {
 }
 
 #[cfg(test)]
-mod tests;
+pub mod tests;

@@ -71,7 +71,7 @@ pub fn create(
     let mut state = dir
         .load()
         .map_err(|e| failure("read state", e.to_string()))?;
-    let mut rollback = Rollback::new(req);
+    let mut rollback = Rollback::new(&req.id, req.cgroup.as_ref().map(|c| c.paths.clone()));
     let reserved = reserve_network(req, dir, &mut rollback)?;
     let exe = Exe::for_container(req).map_err(|e| failure("prepare tiny-init", chain(&e)))?;
     let (ours, theirs) =

@@ -61,7 +61,7 @@ fn the_clone_child_reports_the_step_it_failed_at() {
 
 /// The cgroup2 mount to make test cgroups under; None (and why, on stderr)
 /// where the test cannot run.
-fn cgroup2_root() -> Option<std::path::PathBuf> {
+pub fn cgroup2_root() -> Option<std::path::PathBuf> {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: needs root");
         return None;
@@ -119,45 +119,14 @@ fn refuse_clone3(errno: u32) -> Result<(), Errno> {
 /// cgroup2 mount `root`, and check that it was born there while we stayed
 /// where we were.
 fn clone_into_a_v2_cgroup_and_check(root: &std::path::Path, test: &str) {
-    let name = format!("nsbox-spawn-test-{}-{test}", std::process::id());
-    let dir = root.join(&name);
-    std::fs::create_dir(&dir).unwrap();
-    let fd = std::fs::File::open(&dir).unwrap();
-    let (ours, theirs) = protocol::seqpacket_pair().unwrap();
-    // A shell that says when it runs (after the clone child's set-up, the
-    // cgroup included), on the socket tiny-init would have, then sleeps.
-    let exe = Exe::read_only_bind("/bin/sh").unwrap();
-    let argv = ["sh", "-c", "echo ready >&3; exec sleep 30"].map(|a| CString::new(a).unwrap());
-    // A mount namespace of its own: the child binds its binary there.
-    let mount_ns = [Namespace {
-        kind: NamespaceKind::Mount,
-        path: None,
-    }];
     let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let child = clone_init(
-        false,
-        &mount_ns,
-        &theirs,
-        &exe,
-        &argv,
-        None,
-        CgroupEntry::Into(fd.as_raw_fd()),
-    );
-    drop(theirs);
-    let (child, _early) = child.unwrap();
-    let mut buf = [0u8; 16];
-    let said = nix::unistd::read(ours.as_raw_fd(), &mut buf);
+    let (child, dir) = clone_a_sleeper(root, test);
+    let name = dir.file_name().unwrap().to_str().unwrap().to_string();
     let theirs_cg = std::fs::read_to_string(format!("/proc/{}/cgroup", child.pid));
     let procs = std::fs::read_to_string(dir.join("cgroup.procs"));
     let _ = nsbox_host::proc::pidfd_send_signal(&child.pidfd, libc::SIGKILL);
     let code = reap(&child.pidfd, true);
-    drop(ours);
     let _ = std::fs::remove_dir(&dir);
-    assert_eq!(
-        said.ok(),
-        Some(6),
-        "the child never ran (exit status {code:?})"
-    );
     assert_eq!(code, Some(128 + libc::SIGKILL));
     let theirs_cg = theirs_cg.unwrap();
     assert!(
@@ -169,4 +138,45 @@ fn clone_into_a_v2_cgroup_and_check(root: &std::path::Path, test: &str) {
         std::fs::read_to_string("/proc/self/cgroup").unwrap(),
         before
     );
+}
+
+/// A shell cloned as tiny-init would be, into a new cgroup (returned too)
+/// under the cgroup2 mount `root`, once it runs: it says so (after the
+/// clone child's set-up, the cgroup included) on the socket tiny-init
+/// would have, then sleeps.
+pub fn clone_a_sleeper(root: &std::path::Path, test: &str) -> (Child, std::path::PathBuf) {
+    let dir = root.join(format!("nsbox-spawn-test-{}-{test}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    let fd = std::fs::File::open(&dir).unwrap();
+    let (ours, theirs) = protocol::seqpacket_pair().unwrap();
+    let exe = Exe::read_only_bind("/bin/sh").unwrap();
+    let argv = ["sh", "-c", "echo ready >&3; exec sleep 30"].map(|a| CString::new(a).unwrap());
+    // A mount namespace of its own: the child binds its binary there.
+    let mount_ns = [Namespace {
+        kind: NamespaceKind::Mount,
+        path: None,
+    }];
+    let child = clone_init(
+        false,
+        &mount_ns,
+        &theirs,
+        &exe,
+        &argv,
+        None,
+        CgroupEntry::Into(fd.as_raw_fd()),
+    );
+    drop(theirs);
+    let (child, _early) = child.unwrap_or_else(|e| {
+        let _ = std::fs::remove_dir(&dir);
+        panic!("{}", nsbox_host::teardown::chain(&e))
+    });
+    let mut buf = [0u8; 16];
+    let said = nix::unistd::read(ours.as_raw_fd(), &mut buf);
+    if said.ok() != Some(6) {
+        let _ = nsbox_host::proc::pidfd_send_signal(&child.pidfd, libc::SIGKILL);
+        let code = reap(&child.pidfd, true);
+        let _ = std::fs::remove_dir(&dir);
+        panic!("the child never ran (exit status {code:?})");
+    }
+    (child, dir)
 }
