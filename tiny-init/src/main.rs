@@ -22,6 +22,7 @@
 
 mod mounts;
 mod signals;
+mod supervise;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -127,7 +128,7 @@ fn main() {
     // The workload holds its terminal; our copy would keep it from hanging
     // up when the workload's session ends.
     drop(slave);
-    supervise(channel, signals, workload)
+    supervise::supervise(channel, signals, workload)
 }
 
 /// The created state: wait for `Start`. A terminating signal ends the
@@ -205,96 +206,6 @@ fn start(
             let code = f.exit_code;
             report_failure(channel, f);
             std::process::exit(code);
-        }
-    }
-}
-
-/// The running state: forward signals, reap zombies, report the exit.
-fn supervise(channel: InitChannel, signals: signals::Signals, workload: i32) -> ! {
-    let mut channel = Some(channel);
-    // Exec'd processes, whose ends the shim wants to hear of.
-    let mut execs: Vec<i32> = Vec::new();
-    loop {
-        let ready = match &channel {
-            Some(ch) => signals::wait_readable(ch, &signals),
-            None => signals::Ready::Signal,
-        };
-        match ready {
-            signals::Ready::Channel => {
-                // Once the workload runs the shim only asks for execs; a
-                // closed channel means the shim is gone, and the container
-                // carries on without it.
-                if let Some(ch) = &channel {
-                    match ch.recv() {
-                        Ok((ShimToInit::Exec(process), fds)) => {
-                            let (reply, master) = exec(&process, &fds);
-                            if let InitToShim::ExecStarted { pid } = reply {
-                                execs.push(pid);
-                            }
-                            let master: Vec<i32> = master.iter().map(|m| m.as_raw_fd()).collect();
-                            let _ = ch.send(&reply, &master);
-                        }
-                        Ok(_) => {}
-                        Err(_) => channel = None,
-                    }
-                }
-            }
-            signals::Ready::Signal => {
-                let mut exit = None;
-                for sig in signals.wait_and_drain() {
-                    if sig == libc::SIGCHLD {
-                        signals::reap_all(|pid, code| {
-                            if pid == workload {
-                                exit = Some(code);
-                            } else if let Some(i) = execs.iter().position(|&p| p == pid) {
-                                execs.swap_remove(i);
-                                if let Some(ch) = &channel {
-                                    let _ = ch.send(&InitToShim::ExecExited { pid, code }, &[]);
-                                }
-                            }
-                        });
-                    } else {
-                        // SAFETY: kill with a pid we forked and still own (it
-                        // is not reaped while this loop runs).
-                        unsafe { libc::kill(workload, sig) };
-                    }
-                }
-                if let Some(code) = exit {
-                    if let Some(ch) = &channel {
-                        let _ = ch.send(&InitToShim::Exited { code }, &[]);
-                    }
-                    // Our exit ends the PID namespace: the kernel kills
-                    // whatever is left in it, as Docker does.
-                    std::process::exit(code);
-                }
-            }
-        }
-    }
-}
-
-/// Fork an exec'd process: with the caller's stdio, or with a new terminal
-/// whose master goes back with the reply.
-fn exec(
-    process: &protocol::Process,
-    stdio: &[std::os::fd::OwnedFd],
-) -> (InitToShim, Option<std::os::fd::OwnedFd>) {
-    let prepared = match workload::Prepared::new(process) {
-        Ok(p) => p,
-        Err(r) => return (InitToShim::Failed(workload::describe(process, r)), None),
-    };
-    if process.terminal {
-        let (master, slave) = match workload::open_pty() {
-            Ok(p) => p,
-            Err(r) => return (InitToShim::Failed(r.failure()), None),
-        };
-        match prepared.spawn(workload::Stdio::Terminal(&slave), &[]) {
-            Ok(pid) => (InitToShim::ExecStarted { pid }, Some(master)),
-            Err(f) => (InitToShim::Failed(f), None),
-        }
-    } else {
-        match prepared.spawn(workload::Stdio::Fds(stdio), &[]) {
-            Ok(pid) => (InitToShim::ExecStarted { pid }, None),
-            Err(f) => (InitToShim::Failed(f), None),
         }
     }
 }
