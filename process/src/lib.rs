@@ -538,17 +538,7 @@ mod tests {
             args: args.iter().map(|a| a.to_string()).collect(),
             env: vec!["PATH=/usr/bin:/bin".into()],
             cwd: cwd.into(),
-            uid: 0,
-            gid: 0,
-            additional_gids: vec![],
-            umask: None,
-            rlimits: vec![],
-            capabilities: None,
-            no_new_privileges: false,
-            terminal: false,
-            oom_score_adj: None,
-            io_priority: None,
-            seccomp: None,
+            ..Default::default()
         }
     }
 

@@ -319,7 +319,7 @@ pub struct Overlay {
     pub work: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitConfig {
     /// Host path of the directory that becomes `/`; with `overlay`, the
     /// (empty) directory the overlay is mounted on.
@@ -410,7 +410,7 @@ pub struct Capabilities {
     pub ambient: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     pub args: Vec<String>,
     pub env: Vec<String>,
