@@ -19,6 +19,8 @@
 
 // MS_* and friends are c_ulong: u64 here, but u32 on 32-bit targets.
 #![allow(clippy::unnecessary_cast)]
+// unsafe only where nix has no safe call, each allowed where it stands.
+#![deny(unsafe_code)]
 
 mod mounts;
 mod signals;
@@ -33,8 +35,10 @@ use protocol::{Failure, InitChannel, InitToShim, ShimToInit, PROTOCOL_VERSION};
 const SHIM_FD: i32 = 3;
 
 fn main() {
-    set_name(c"tiny-init");
+    // For `pstree -p`; a name is a nicety, not worth failing for.
+    let _ = nix::sys::prctl::set_name(c"tiny-init");
     // SAFETY: fd 3 is ours by contract with the shim, and nothing else owns it.
+    #[allow(unsafe_code)]
     let channel = InitChannel::new(unsafe { OwnedFd::from_raw_fd(SHIM_FD) });
     // Block first, so that no signal sent during set-up is lost: blocked
     // signals stay pending even for a PID namespace's init, which the kernel
@@ -61,14 +65,10 @@ fn main() {
     let mut fds = fds.into_iter();
     let root = if config.idmapped { fds.next() } else { None };
     let preserved: Vec<std::os::fd::OwnedFd> = fds.take(config.preserve_fds as usize).collect();
-    // SAFETY: unshare with a flag; we are single-threaded.
-    if config.new_cgroupns && unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
-        fail(
-            &channel,
-            "unshare the cgroup namespace",
-            nix::Error::last(),
-            1,
-        );
+    if config.new_cgroupns {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+            fail(&channel, "unshare the cgroup namespace", e, 1);
+        }
     }
     let hook_point = || -> Result<(), Failure> {
         if !config.hook_pause {
@@ -109,8 +109,9 @@ fn main() {
     };
     // Nothing in the container may read our memory or open our fds through
     // /proc/1 (the shim's socket in particular).
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        fail(&channel, "make tiny-init undumpable", e, 1);
+    }
     let master: Vec<i32> = pty.iter().map(|(m, _)| m.as_raw_fd()).collect();
     if channel.send(&InitToShim::Ready, &master).is_err() {
         std::process::exit(1);
@@ -237,9 +238,4 @@ fn quit(step: &str, e: protocol::ChannelError) -> ! {
         eprintln!("tiny-init: {step}: {e}");
     }
     std::process::exit(1)
-}
-
-fn set_name(name: &std::ffi::CStr) {
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
 }
