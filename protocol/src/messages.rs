@@ -18,6 +18,25 @@ pub struct Failure {
     pub exit_code: i32,
 }
 
+impl Failure {
+    /// `step` failed because of `error`: its whole chain of causes, joined
+    /// as anyhow's `{:#}` joins them, is the message.
+    pub fn from_error(step: impl Into<String>, error: &dyn std::error::Error) -> Failure {
+        let mut message = error.to_string();
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        Failure {
+            step: step.into(),
+            message,
+            exit_code: 1,
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.step, self.message)
