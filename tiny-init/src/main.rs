@@ -192,11 +192,7 @@ fn start(
         &config.hook_state,
         &[],
     )
-    .map_err(|message| Failure {
-        step: "startContainer hook".into(),
-        message,
-        exit_code: 1,
-    })
+    .map_err(|e| Failure::from_error("startContainer hook", &e))
     .and_then(|_| prepared.spawn(stdio, preserved));
     match started {
         Ok(pid) => {
