@@ -12,6 +12,8 @@ pub mod hooks;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use sys::pidfd_open;
+
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
