@@ -483,7 +483,7 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
         } => {
             let userns = userns.as_deref().map(spec::parse_userns).transpose()?;
             let rootless = rootless.then(spec::rootless_maps).transpose()?;
-            let net = net.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let net: nsbox_host::network::Mode = net.parse()?;
             let image = match image {
                 Some(i) => Some(
                     std::fs::canonicalize(&i)
