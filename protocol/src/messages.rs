@@ -150,7 +150,10 @@ pub struct CreateRequest {
     pub id: String,
     /// The container's directory under the state root; state.json is there.
     pub state_dir: String,
-    /// The tiny-init binary, copied into a sealed memfd before it runs.
+    /// The tiny-init binary on the host. The shim runs it from a read-only
+    /// bind of itself in the container's mount namespace, or from a sealed
+    /// memfd copy for a container that may hold CAP_SYS_ADMIN, so that
+    /// nothing written through /proc/1/exe reaches this file.
     pub tiny_init: String,
     pub namespaces: Vec<Namespace>,
     /// With a new user namespace: the maps the shim writes before tiny-init
