@@ -2,98 +2,31 @@
 //! ps, list, pause, resume, update; and spec, which writes a bundle's
 //! config.json.
 
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 use nsbox_host::cgroups;
 use nsbox_host::proc::{self, ProcessId};
 use nsbox_host::state::{self, ContainerDir, State, StateError, Status};
-use protocol::{RuntimeChannel, RuntimeToShim};
+use protocol::RuntimeToShim;
 
-use crate::Global;
+use crate::options::GlobalOptions;
+use crate::{hooks, shim_client};
 
-pub fn load(g: &Global, id: &str) -> Result<(ContainerDir, State)> {
-    let dir = ContainerDir::new(&g.root, id);
-    match dir.load() {
-        Ok(s) => Ok((dir, s)),
-        Err(StateError::NotFound) => Err(anyhow!("container does not exist")),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Connect to the shim's socket, through /proc/self/fd when the path is
-/// longer than sun_path allows.
-pub fn connect_shim(dir: &ContainerDir) -> Result<RuntimeChannel> {
-    let sock: OwnedFd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    let path = dir.socket();
-    let _dir_fd;
-    let addr = match UnixAddr::new(&path) {
-        Ok(a) => a,
-        Err(_) => {
-            let f = std::fs::File::open(&dir.path)?;
-            let short = format!("/proc/self/fd/{}/shim.sock", f.as_raw_fd());
-            _dir_fd = f;
-            UnixAddr::new(short.as_str())?
-        }
-    };
-    // A shim that is stopped (SIGSTOP, a frozen cgroup) with a full backlog
-    // would block connect(2) for ever; a unix connect honours SO_SNDTIMEO.
-    let bound = nix::sys::time::TimeVal::new(
-        nsbox_host::testhooks::runtime_start_timeout().as_secs() as _,
-        0,
-    );
-    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SendTimeout, &bound)?;
-    connect(sock.as_raw_fd(), &addr).map_err(|e| anyhow!("connect to the shim: {}", e.desc()))?;
-    let ch = RuntimeChannel::new(sock);
-    ch.send_hello()?;
-    Ok(ch)
-}
-
-pub fn start(g: &Global, id: &str) -> Result<i32> {
-    let (dir, st) = load(g, id)?;
+pub fn start(g: &GlobalOptions, id: &str) -> Result<i32> {
+    let (dir, st) = g.container(id)?;
     st.can_start()?;
-    let mut ch = connect_shim(&dir)?;
+    let mut ch = shim_client::connect(&dir)?;
     ch.set_timeout(Some(nsbox_host::testhooks::runtime_start_timeout()))?;
     ch.send(&RuntimeToShim::Start, &[])?;
-    ch.wait_for_started()
-        .map_err(crate::create::channel_error)?;
-    poststart(&st);
+    ch.wait_for_started().map_err(shim_client::channel_error)?;
+    hooks::poststart(&st);
     Ok(0)
 }
 
-/// The hooks that run after the fact: a failing one is a warning, and the
-/// rest still run (runtime-spec, poststart and poststop).
-pub fn run_hooks_warn(kind: &str, hooks: &[protocol::Hook], st: &State, status: Status, pid: i32) {
-    if hooks.is_empty() {
-        return;
-    }
-    let state = st.oci_state_as(status, pid).to_string();
-    for h in hooks {
-        if let Err(e) = nsbox_host::hooks::run(kind, h, &state, &[]) {
-            log::warn!("{}: {e}", st.id);
-        }
-    }
-}
-
-pub fn poststart(st: &State) {
-    let pid = st.init.map_or(0, |i| i.pid);
-    run_hooks_warn("poststart", &st.hooks.poststart, st, Status::Running, pid);
-}
-
-pub fn poststop(st: &State) {
-    run_hooks_warn("poststop", &st.hooks.poststop, st, Status::Stopped, 0);
-}
-
-pub fn state(g: &Global, id: &str) -> Result<i32> {
-    let (dir, st) = load(g, id)?;
+pub fn state(g: &GlobalOptions, id: &str) -> Result<i32> {
+    let (dir, st) = g.container(id)?;
     let st = settled(&dir, st);
     println!("{}", serde_json::to_string_pretty(&st.oci_state())?);
     Ok(0)
@@ -119,7 +52,7 @@ fn settled(dir: &ContainerDir, mut st: State) -> State {
             // The shim answers a `Wait` only once the code is on disk (and a
             // shim past its loop closes the connection after saving it):
             // either way the file then has it.
-            if let Ok(mut ch) = connect_shim(dir) {
+            if let Ok(mut ch) = shim_client::connect(dir) {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 let _ = ch.set_timeout(Some(left.max(Duration::from_millis(1))));
                 let _ = ch.send(&RuntimeToShim::Wait, &[]);
@@ -169,9 +102,9 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| anyhow!("unknown signal {s:?}"))
 }
 
-pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<i32> {
+pub fn kill(g: &GlobalOptions, id: &str, signal: Option<&str>, all: bool) -> Result<i32> {
     let sig = parse_signal(signal.unwrap_or("TERM"))?;
-    let (_, st) = load(g, id)?;
+    let (_, st) = g.container(id)?;
     let init = st.can_kill()?;
     if all {
         // Frozen, nothing can fork a process past the list (runc does the
@@ -204,8 +137,8 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<i32
     r
 }
 
-pub fn pause(g: &Global, id: &str) -> Result<i32> {
-    let (_, st) = load(g, id)?;
+pub fn pause(g: &GlobalOptions, id: &str) -> Result<i32> {
+    let (_, st) = g.container(id)?;
     st.can_pause()?;
     let cg = st
         .cgroup
@@ -215,8 +148,8 @@ pub fn pause(g: &Global, id: &str) -> Result<i32> {
     Ok(0)
 }
 
-pub fn resume(g: &Global, id: &str) -> Result<i32> {
-    let (_, st) = load(g, id)?;
+pub fn resume(g: &GlobalOptions, id: &str) -> Result<i32> {
+    let (_, st) = g.container(id)?;
     st.can_resume()?;
     let cg = st
         .cgroup
@@ -226,7 +159,7 @@ pub fn resume(g: &Global, id: &str) -> Result<i32> {
     Ok(0)
 }
 
-pub fn update(g: &Global, id: &str, file: &Path) -> Result<i32> {
+pub fn update(g: &GlobalOptions, id: &str, file: &Path) -> Result<i32> {
     let text = if file == Path::new("-") {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("read resources")?;
@@ -237,7 +170,7 @@ pub fn update(g: &Global, id: &str, file: &Path) -> Result<i32> {
     let oci: oci_spec::runtime::LinuxResources =
         serde_json::from_str(&text).map_err(|e| anyhow!("resources {}: {e}", file.display()))?;
     let resources = crate::resources::from_oci(&oci)?;
-    let (_, st) = load(g, id)?;
+    let (_, st) = g.container(id)?;
     st.can_update()?;
     let cg = st
         .cgroup
@@ -251,7 +184,7 @@ pub fn update(g: &Global, id: &str, file: &Path) -> Result<i32> {
     Ok(0)
 }
 
-pub fn delete(g: &Global, id: &str, force: bool) -> Result<i32> {
+pub fn delete(g: &GlobalOptions, id: &str, force: bool) -> Result<i32> {
     let dir = ContainerDir::new(&g.root, id);
     let st = match dir.load() {
         Ok(st) => Some(st),
@@ -305,7 +238,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<i32> {
     }
     dir.remove()?;
     if let Some(st) = &st {
-        poststop(st);
+        hooks::poststop(st);
     }
     Ok(0)
 }
@@ -324,13 +257,13 @@ fn container_pids_of(st: &State, init: ProcessId) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-fn container_pids(g: &Global, id: &str) -> Result<Vec<i32>> {
-    let (_, st) = load(g, id)?;
+fn container_pids(g: &GlobalOptions, id: &str) -> Result<Vec<i32>> {
+    let (_, st) = g.container(id)?;
     let init = st.can_kill()?;
     Ok(container_pids_of(&st, init))
 }
 
-pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<i32> {
+pub fn ps(g: &GlobalOptions, id: &str, format: &str, ps_args: &[String]) -> Result<i32> {
     let pids = container_pids(g, id)?;
     match format {
         "json" => {
@@ -377,7 +310,7 @@ pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<i32>
     }
 }
 
-pub fn list(g: &Global, format: &str, quiet: bool) -> Result<i32> {
+pub fn list(g: &GlobalOptions, format: &str, quiet: bool) -> Result<i32> {
     let states: Vec<State> = state::list(&g.root)
         .iter()
         .filter_map(|id| ContainerDir::new(&g.root, id).load().ok())

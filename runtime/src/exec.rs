@@ -7,10 +7,14 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::signal::SigSet;
 use protocol::RuntimeToShim;
 
-use crate::Global;
+use crate::handover::{connect_console, send_console, write_pid_file};
+use crate::options::GlobalOptions;
+use crate::reported::ReportedFailure;
+use crate::signals::{self, Forwarder};
+use crate::{shim_client, tty};
 
 #[derive(clap::Args)]
 pub struct ExecArgs {
@@ -53,8 +57,8 @@ pub struct ExecArgs {
     pub args: Vec<String>,
 }
 
-fn process(g: &Global, a: &ExecArgs) -> Result<protocol::Process> {
-    let (_, st) = crate::commands::load(g, &a.id)?;
+fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
+    let (_, st) = g.container(&a.id)?;
     let spec = crate::spec::load(std::path::Path::new(&st.bundle))?;
     // The container's seccomp profile binds what is exec'd in it too, as
     // with runc.
@@ -113,14 +117,14 @@ fn process(g: &Global, a: &ExecArgs) -> Result<protocol::Process> {
     Ok(p)
 }
 
-pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
+pub fn exec(g: &GlobalOptions, a: &ExecArgs) -> Result<i32> {
     let mut process = process(g, a)?;
     process.terminal |= a.tty;
     // Own-shim mode, in the foreground, without a console socket: the
     // terminal is the person's, relayed by us.
     let relay = process.terminal && a.console_socket.is_none() && !a.detach && !g.caller_reaps;
     let console = match (&a.console_socket, process.terminal) {
-        (Some(p), true) => Some(crate::create::connect_console(p)?),
+        (Some(p), true) => Some(connect_console(p)?),
         (None, true) if relay => None,
         (None, true) => bail!(
             "a terminal needs --console-socket, where its master is sent (a foreground \
@@ -128,14 +132,12 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         ),
         (_, false) => None,
     };
-    let mut set = SigSet::empty();
-    if !a.detach {
-        for s in crate::create::FORWARDED {
-            set.add(s);
-        }
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    }
-    let (dir, st) = crate::commands::load(g, &a.id)?;
+    let set = if a.detach {
+        SigSet::empty()
+    } else {
+        signals::block(&[])?
+    };
+    let (dir, st) = g.container(&a.id)?;
     st.can_exec()?;
     if g.caller_reaps {
         let init = st
@@ -153,7 +155,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     if a.preserve_fds > 0 {
         bail!("--preserve-fds is supported in the caller's-shim mode only (--shim-mode caller)");
     }
-    let mut ch = crate::commands::connect_shim(&dir)?;
+    let mut ch = shim_client::connect(&dir)?;
     ch.set_timeout(Some(nsbox_host::testhooks::runtime_start_timeout()))?;
     let stdio = [
         std::io::stdin().as_raw_fd(),
@@ -170,14 +172,14 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     .context("send the exec request to the shim")?;
     let (pid, pty) = ch
         .wait_for_exec_started()
-        .map_err(crate::create::channel_error)?;
+        .map_err(shim_client::channel_error)?;
     if let (Some(sock), Some(master)) = (&console, pty.first()) {
-        crate::create::send_console(sock, master)?;
+        send_console(sock, master)?;
     }
     let master = if relay { pty.into_iter().next() } else { None };
     if let Some(f) = &a.pid_file {
         if pid > 0 {
-            crate::create::write_pid_file(f, pid)?;
+            write_pid_file(f, pid)?;
         } else {
             log::warn!(
                 "{}: the exec'd process ended before its pid was known; no pid file",
@@ -189,19 +191,19 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         return Ok(0);
     }
     if let Some(master) = master {
-        return match crate::tty::relay(
+        return match tty::relay(
             &master,
             Some(&master),
-            crate::tty::Ending::Exit {
+            tty::Ending::Exit {
                 channel: &mut ch,
                 pid,
             },
         )? {
-            crate::tty::Outcome::Exited(code) => Ok(code),
+            tty::Outcome::Exited(code) => Ok(code),
             _ => Ok(255),
         };
     }
-    crate::create::wait_for_exit_forwarding(&mut ch, &set, pid)
+    signals::forward_until_exited(&mut ch, &set, pid)
 }
 
 /// The caller's-shim mode: the process must be the caller's to reap, so the
@@ -306,7 +308,7 @@ pub fn exec_as_our_child(
             if process.terminal {
                 if let (Ok((_, fds)), Some(sock)) = (pty_ours.recv(), console) {
                     if let Some(master) = fds.first() {
-                        crate::create::send_console(sock, master)?;
+                        send_console(sock, master)?;
                     }
                 }
             }
@@ -315,10 +317,16 @@ pub fn exec_as_our_child(
             let _ = std::fs::File::from(rd).read_to_string(&mut text);
             if let Some((code, msg)) = text.split_once('\n') {
                 let _ = nix::sys::wait::waitpid(child, None);
-                return Err(crate::Coded(code.parse().unwrap_or(1), msg.to_string()).into());
+                let (step, message) = msg.split_once(": ").unwrap_or((msg, ""));
+                return Err(ReportedFailure(protocol::Failure {
+                    step: step.into(),
+                    message: message.into(),
+                    exit_code: code.parse().unwrap_or(1),
+                })
+                .into());
             }
             if let Some(f) = pid_file {
-                crate::create::write_pid_file(f, child.as_raw())?;
+                write_pid_file(f, child.as_raw())?;
             }
             if detach {
                 return Ok(0);
@@ -330,31 +338,12 @@ pub fn exec_as_our_child(
 
 /// Wait for our child, passing on the signals in `set`.
 fn wait_child_forwarding(child: nix::unistd::Pid, set: &SigSet) -> Result<i32> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use nix::sys::signalfd::{SfdFlags, SignalFd};
     use std::os::fd::AsFd;
-    let sigfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
     let pidfd = nsbox_host::proc::pidfd_open(child.as_raw())?;
-    loop {
-        let mut fds = [
-            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-        if fds[1].any().unwrap_or(false) {
-            while let Ok(Some(info)) = sigfd.read_signal() {
-                let _ = nsbox_host::proc::pidfd_send_signal(&pidfd, info.ssi_signo as i32);
-            }
-        }
-        if fds[0].any().unwrap_or(false) {
-            return Ok(match nix::sys::wait::waitpid(child, None)? {
-                nix::sys::wait::WaitStatus::Exited(_, code) => code,
-                nix::sys::wait::WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
-                _ => 255,
-            });
-        }
-    }
+    Forwarder::new(set, Some(pidfd.try_clone()?))?.forward_until(pidfd.as_fd())?;
+    Ok(match nix::sys::wait::waitpid(child, None)? {
+        nix::sys::wait::WaitStatus::Exited(_, code) => code,
+        nix::sys::wait::WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        _ => 255,
+    })
 }
