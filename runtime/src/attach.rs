@@ -2,7 +2,7 @@
 //! container, which its shim keeps; the detach keys leave it running.
 
 use anyhow::{anyhow, bail, Result};
-use nsbox_host::state::Status;
+use nsbox_host::state::{ContainerDir, Status};
 use protocol::RuntimeToShim;
 
 use crate::options::GlobalOptions;
@@ -34,18 +34,22 @@ pub fn attach(g: &GlobalOptions, id: &str, detach_keys: &str) -> Result<i32> {
             );
             Ok(0)
         }
-        // The container stopped: its exit code, once the shim has recorded it.
-        _ => {
-            for _ in 0..50 {
-                if let Ok(s) = dir.load() {
-                    if let (Status::Stopped, Some(code)) = (s.current_status(), s.exit_code) {
-                        return Ok(code);
-                    }
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Ok(0)
-        }
+        Outcome::Closed | Outcome::Exited(_) => exit_code(&dir),
+    }
+}
+
+/// The shim closes the terminal's stream when the container stops: its
+/// exit code, once the shim has recorded it. Never a made-up 0.
+fn exit_code(dir: &ContainerDir) -> Result<i32> {
+    let st = shim_client::recorded_stop(dir, dir.load()?)?;
+    match (st.current_status(), st.exit_code) {
+        (Status::Stopped, Some(code)) => Ok(code),
+        (Status::Stopped, None) => Err(anyhow!(
+            "the container stopped, but its shim recorded no exit code (it ended first)"
+        )),
+        (status, _) => Err(anyhow!(
+            "the shim closed the terminal, and the container is {status}"
+        )),
     }
 }
 

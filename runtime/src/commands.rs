@@ -25,62 +25,13 @@ pub fn start(g: &GlobalOptions, id: &str) -> Result<i32> {
     Ok(0)
 }
 
+/// The state as it is: a container whose init has ended is still what was
+/// recorded until its shim has recorded the stop with the exit code (see
+/// `State::current_status`), so "stopped" never shows without its code.
 pub fn state(g: &GlobalOptions, id: &str) -> Result<i32> {
-    let (dir, st) = g.container(id)?;
-    let st = settled(&dir, st);
+    let (_, st) = g.container(id)?;
     println!("{}", serde_json::to_string_pretty(&st.oci_state())?);
     Ok(0)
-}
-
-/// Between tiny-init's death and the shim's record of it, the state file
-/// still says running while the process says stopped: a `state` then would
-/// report a stop without its exit code (seen under load, 100 containers from
-/// 8 callers). A live shim is about to write the code, so give it a moment;
-/// a dead one never will, and is not waited for.
-fn settled(dir: &ContainerDir, mut st: State) -> State {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while st.current_status() == Status::Stopped
-        && st.exit_code.is_none()
-        && st.status != Status::Creating
-        && std::time::Instant::now() < deadline
-    {
-        // Whether the shim lives is read *before* the file: a shim that
-        // wrote the code and exited between our read and this check has
-        // left it there for the reload.
-        let shim_alive = st.shim.is_some_and(|s| s.is_alive());
-        if shim_alive {
-            // The shim answers a `Wait` only once the code is on disk (and a
-            // shim past its loop closes the connection after saving it):
-            // either way the file then has it.
-            if let Ok(mut ch) = shim_client::connect(dir) {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let _ = ch.set_timeout(Some(left.max(Duration::from_millis(1))));
-                let _ = ch.send(&RuntimeToShim::Wait, &[]);
-                let _ = ch.recv();
-            }
-        }
-        match dir.load() {
-            Ok(new) => st = new,
-            Err(_) => break,
-        }
-        if !shim_alive {
-            break;
-        }
-        if st.exit_code.is_none() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    if st.current_status() == Status::Stopped
-        && st.exit_code.is_none()
-        && st.status != Status::Creating
-    {
-        log::warn!(
-            "{}: stopped, but its shim (alive: {}) has not recorded the exit code",
-            st.id,
-            st.shim.is_some_and(|s| s.is_alive())
-        );
-    }
-    st
 }
 
 /// "TERM", "SIGTERM", "sigterm" or "15".
@@ -199,10 +150,17 @@ pub fn delete(g: &GlobalOptions, id: &str, force: bool) -> Result<i32> {
         }
         Err(e) => bail!("{e} (use --force to remove it)"),
     };
-    if let Some(st) = &st {
-        if !force {
+    // A stop its shim has yet to record is waited for: delete then finds
+    // the container stopped, as it is.
+    let st = match st {
+        Some(st) if !force => {
+            let st = shim_client::recorded_stop(&dir, st)?;
             st.can_delete()?;
+            Some(st)
         }
+        st => st,
+    };
+    if let Some(st) = &st {
         if let Some(fd) = st.init.and_then(|init| init.pidfd()) {
             let _ = proc::pidfd_send_signal(&fd, libc::SIGKILL);
             // Frozen, it would never die (v1): thaw after the signal.
