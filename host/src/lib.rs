@@ -9,5 +9,6 @@ pub mod logger;
 pub mod network;
 pub mod output_log;
 pub mod proc;
+pub mod socket;
 pub mod state;
 pub mod testhooks;

@@ -11,55 +11,15 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 
+use std::os::fd::{AsFd, BorrowedFd};
+
 use nix::errno::Errno;
+use nix::sys::wait::WaitStatus;
+use protocol::report::{self, Report, Step};
 use protocol::{Capabilities, Failure, Process};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const DEFAULT_UMASK: u32 = 0o022;
-
-/// Steps of the child's set-up, reported to the parent over a pipe.
-#[derive(Clone, Copy)]
-#[repr(u8)]
-enum Step {
-    Setsid = 1,
-    Rlimit,
-    OomScoreAdj,
-    IoPriority,
-    Seccomp,
-    Bounding,
-    Groups,
-    Gid,
-    Uid,
-    Caps,
-    Ambient,
-    NoNewPrivs,
-    Chdir,
-    Exec,
-}
-
-impl Step {
-    fn from(b: u8) -> Option<Step> {
-        use Step::*;
-        [
-            Setsid,
-            Rlimit,
-            OomScoreAdj,
-            IoPriority,
-            Seccomp,
-            Bounding,
-            Groups,
-            Gid,
-            Uid,
-            Caps,
-            Ambient,
-            NoNewPrivs,
-            Chdir,
-            Exec,
-        ]
-        .into_iter()
-        .find(|s| *s as u8 == b)
-    }
-}
 
 pub struct Prepared {
     process: Process,
@@ -70,16 +30,61 @@ pub struct Prepared {
     last_cap: u8,
 }
 
-fn nul_free(what: &str, s: &str) -> Result<CString, Failure> {
-    CString::new(s).map_err(|_| Failure {
-        step: what.into(),
-        message: "contains a NUL byte".into(),
-        exit_code: 1,
-    })
+fn nul_free(step: Step, s: &str) -> Result<CString, Report> {
+    CString::new(s).map_err(|_| Report::new(step, Errno::EINVAL))
+}
+
+/// The exit code of a process as a shell reports it: its own, or 128+N
+/// when signal N ended it.
+pub fn exit_code(status: WaitStatus) -> i32 {
+    match status {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        // Stopped or continued: not an end (waitpid without WUNTRACED
+        // does not report these).
+        _ => 255,
+    }
+}
+
+/// [`exit_code`] of a raw wait(2) status.
+pub fn exit_code_raw(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+/// A report of the container's process worded with what only the process
+/// knows: its command, cwd, uid and gid.
+pub fn describe(process: &Process, report: Report) -> Failure {
+    let arg0 = process.args.first().map(String::as_str).unwrap_or("");
+    let step = match report.step {
+        Step::Exec | Step::FindInPath | Step::EmptyCommand => format!("exec {arg0}"),
+        Step::Chdir => format!("chdir to {}", process.cwd),
+        Step::Gid => format!("set gid {}", process.gid),
+        Step::Uid => format!("set uid {}", process.uid),
+        other => other.to_string(),
+    };
+    report.failure_as(step)
+}
+
+/// In a child between fork and exec: tell the parent what failed on the
+/// report pipe, and leave with the exit code the step calls for.
+pub fn report_and_exit(pipe: BorrowedFd, failed: Report) -> ! {
+    report::send(pipe, failed.step, failed.errno as i32);
+    // SAFETY: _exit is async-signal-safe and skips the atexit handlers and
+    // destructors, which belong to the parent's state.
+    unsafe { libc::_exit(failed.exit_code()) }
 }
 
 impl Prepared {
-    pub fn new(process: &Process) -> Result<Prepared, Failure> {
+    /// Resolve the command in the current root (the container's) and
+    /// check what the process needs; a report of what is wrong, which
+    /// [`describe`] words.
+    pub fn new(process: &Process) -> Result<Prepared, Report> {
         let arg0 = process.args.first().cloned().unwrap_or_default();
         let path = resolve(&arg0, &process.env, &process.cwd)?;
         let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -87,18 +92,18 @@ impl Prepared {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(40);
         Ok(Prepared {
-            path: nul_free("exec", &path)?,
+            path: nul_free(Step::NulInArgs, &path)?,
             argv: process
                 .args
                 .iter()
-                .map(|a| nul_free("args", a))
+                .map(|a| nul_free(Step::NulInArgs, a))
                 .collect::<Result<_, _>>()?,
             envp: process
                 .env
                 .iter()
-                .map(|a| nul_free("env", a))
+                .map(|a| nul_free(Step::NulInEnv, a))
                 .collect::<Result<_, _>>()?,
-            cwd: nul_free("cwd", &process.cwd)?,
+            cwd: nul_free(Step::NulInCwd, &process.cwd)?,
             process: process.clone(),
             last_cap,
         })
@@ -116,34 +121,22 @@ impl Prepared {
             Ok(nix::unistd::ForkResult::Child) => {
                 drop(rd);
                 let terminal = place_fds(&stdio, preserved);
-                let (step, err) = self.child(terminal, preserved.len() as u32);
-                let mut msg = [0u8; 5];
-                msg[0] = step as u8;
-                msg[1..].copy_from_slice(&(err as i32).to_ne_bytes());
-                let _ = nix::unistd::write(&wr, &msg);
-                let code = match (step, err) {
-                    (Step::Exec, Errno::ENOENT | Errno::ENOTDIR) => 127,
-                    (Step::Exec, _) => 126,
-                    _ => 1,
-                };
-                // SAFETY: leave without running destructors or atexit handlers
-                // of the parent's state.
-                unsafe { libc::_exit(code) }
+                report_and_exit(wr.as_fd(), self.child(terminal, preserved.len() as u32))
             }
             Ok(nix::unistd::ForkResult::Parent { child }) => {
                 drop(wr);
-                let mut msg = [0u8; 5];
-                let n = read_full(&rd, &mut msg);
-                if n < msg.len() {
-                    // EOF: exec closed the CLOEXEC pipe, the workload runs.
-                    return Ok(child.as_raw());
-                }
-                let mut status = 0;
-                // SAFETY: reap the child that just failed.
-                unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
-                let err = Errno::from_raw(i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]));
-                let step = Step::from(msg[0]).unwrap_or(Step::Exec);
-                Err(self.describe(step, err))
+                let failed = match report::receive_report(&rd) {
+                    // exec closed the CLOEXEC pipe: the workload runs.
+                    Ok(None) => return Ok(child.as_raw()),
+                    Ok(Some(r)) => describe(&self.process, r),
+                    Err(e) => Failure {
+                        step: "start the process".into(),
+                        message: e.to_string(),
+                        exit_code: 1,
+                    },
+                };
+                let _ = nix::sys::wait::waitpid(child, None);
+                Err(failed)
             }
         }
     }
@@ -154,48 +147,19 @@ impl Prepared {
     ///
     /// With `terminal`, fd 0 is a terminal that becomes the controlling one;
     /// fds 3 to 3+`keep`-1 stay open across exec.
-    pub fn exec_in_place(&self, terminal: bool, keep: u32) -> Failure {
-        let (step, err) = self.child(terminal, keep);
-        self.describe(step, err)
-    }
-
-    fn describe(&self, step: Step, err: Errno) -> Failure {
-        let arg0 = self.process.args.first().map(String::as_str).unwrap_or("");
-        let (what, code) = match step {
-            Step::Setsid => ("setsid".to_string(), 1),
-            Step::Rlimit => ("set rlimits".into(), 1),
-            Step::OomScoreAdj => ("set oom_score_adj".into(), 1),
-            Step::IoPriority => ("set the I/O priority".into(), 1),
-            Step::Seccomp => ("load the seccomp filter".into(), 1),
-            Step::Bounding => ("drop bounding capabilities".into(), 1),
-            Step::Groups => ("set additional groups".into(), 1),
-            Step::Gid => (format!("set gid {}", self.process.gid), 1),
-            Step::Uid => (format!("set uid {}", self.process.uid), 1),
-            Step::Caps => ("set capabilities".into(), 1),
-            Step::Ambient => ("set ambient capabilities".into(), 1),
-            Step::NoNewPrivs => ("set no_new_privs".into(), 1),
-            Step::Chdir => (format!("chdir to {}", self.process.cwd), 1),
-            Step::Exec => (
-                format!("exec {arg0}"),
-                if matches!(err, Errno::ENOENT | Errno::ENOTDIR) {
-                    127
-                } else {
-                    126
-                },
-            ),
-        };
-        fail(&what, err, code)
+    pub fn exec_in_place(&self, terminal: bool, keep: u32) -> Report {
+        self.child(terminal, keep)
     }
 
     /// In the forked child: returns only on failure.
-    fn child(&self, terminal: bool, keep: u32) -> (Step, Errno) {
+    fn child(&self, terminal: bool, keep: u32) -> Report {
         let p = &self.process;
         restore_default_mask();
         reset_dispositions();
         macro_rules! check {
             ($step:expr, $r:expr) => {
                 if let Err(e) = $r {
-                    return ($step, e);
+                    return Report::new($step, e);
                 }
             };
         }
@@ -205,7 +169,7 @@ impl Prepared {
             // The new session's controlling terminal, as a shell expects.
             // SAFETY: an ioctl on our own stdin.
             let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
-            check!(Step::Setsid, Errno::result(r));
+            check!(Step::ControllingTerminal, Errno::result(r));
         }
         for r in &p.rlimits {
             let lim = libc::rlimit {
@@ -236,7 +200,7 @@ impl Prepared {
                         libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
                     };
                     if r < 0 && Errno::last() != Errno::EINVAL {
-                        return (Step::Bounding, Errno::last());
+                        return Report::new(Step::Bounding, Errno::last());
                     }
                 }
             }
@@ -328,7 +292,7 @@ impl Prepared {
             .collect();
         // SAFETY: NULL-terminated arrays of NUL-terminated strings.
         unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        (Step::Exec, Errno::last())
+        Report::new(Step::Exec, Errno::last())
     }
 }
 
@@ -387,9 +351,9 @@ fn place_fds(stdio: &Stdio, preserved: &[OwnedFd]) -> bool {
 
 /// A new pseudo-terminal of the devpts mounted at /dev/pts (the
 /// container's, once we are inside it): (master, slave).
-pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Failure> {
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Report> {
     use std::os::fd::FromRawFd;
-    let err = |what: &str| fail(what, Errno::last(), 1);
+    let err = |step| Report::new(step, Errno::last());
     // SAFETY: open, ioctls and open again, on fds we own.
     unsafe {
         let m = libc::open(
@@ -397,12 +361,12 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Failure> {
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
         );
         if m < 0 {
-            return Err(err("open /dev/ptmx"));
+            return Err(err(Step::OpenPtmx));
         }
         let master = OwnedFd::from_raw_fd(m);
         let mut unlock: libc::c_int = 0;
         if libc::ioctl(m, libc::TIOCSPTLCK, &mut unlock) < 0 {
-            return Err(err("unlock the pty"));
+            return Err(err(Step::UnlockPty));
         }
         // TIOCGPTPEER opens the slave through the master's own devpts,
         // with no path to race on.
@@ -412,7 +376,7 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Failure> {
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
         );
         if s < 0 {
-            return Err(err("open the pty's slave"));
+            return Err(err(Step::OpenPtySlave));
         }
         Ok((master, OwnedFd::from_raw_fd(s)))
     }
@@ -453,19 +417,6 @@ fn load_seccomp(s: &protocol::Seccomp) -> Result<(), Errno> {
         )
     };
     Errno::result(r).map(drop)
-}
-
-fn read_full(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    while n < buf.len() {
-        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(fd), &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
-    n
 }
 
 /// Rust's runtime ignores SIGPIPE, and ignored signals survive exec: give
@@ -534,35 +485,17 @@ fn fail(step: &str, e: Errno, exit_code: i32) -> Failure {
 
 /// Find the command as execvp would, with the container's PATH, and check
 /// that it can be executed: 127 when it is missing, 126 when it cannot run.
-fn resolve(arg0: &str, env: &[String], cwd: &str) -> Result<String, Failure> {
-    let not_found = |message: &str| Failure {
-        step: format!("exec {arg0}"),
-        message: message.into(),
-        exit_code: 127,
-    };
+fn resolve(arg0: &str, env: &[String], cwd: &str) -> Result<String, Report> {
     if arg0.is_empty() {
-        return Err(not_found("empty command"));
+        return Err(Report::new(Step::EmptyCommand, Errno::ENOENT));
     }
-    let check = |path: &str| -> Result<(), Failure> {
+    let check = |path: &str| -> Result<(), Report> {
+        let denied = |errno| Err(Report::new(Step::Exec, errno));
         match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(not_found("No such file or directory"))
-            }
-            Err(e) => Err(Failure {
-                step: format!("exec {arg0}"),
-                message: e.to_string(),
-                exit_code: 126,
-            }),
+            Err(e) => denied(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
             Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
-            Ok(m) => Err(Failure {
-                step: format!("exec {arg0}"),
-                message: if m.is_dir() {
-                    "Is a directory".into()
-                } else {
-                    "Permission denied".into()
-                },
-                exit_code: 126,
-            }),
+            Ok(m) if m.is_dir() => denied(Errno::EISDIR),
+            Ok(_) => denied(Errno::EACCES),
         }
     };
     if arg0.contains('/') {
@@ -579,15 +512,108 @@ fn resolve(arg0: &str, env: &[String], cwd: &str) -> Result<String, Failure> {
         .rev()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH);
+    // A directory that holds it but will not run it is the answer only if
+    // no later one runs it.
     let mut denied = None;
     for dir in path_var.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };
         let candidate = format!("{}/{}", dir.trim_end_matches('/'), arg0);
         match check(&candidate) {
             Ok(()) => return Ok(candidate),
-            Err(f) if f.exit_code == 126 => denied = denied.or(Some(f)),
+            Err(r) if r.exit_code() == 126 => denied = denied.or(Some(r)),
             Err(_) => {}
         }
     }
-    Err(denied.unwrap_or_else(|| not_found("executable file not found in $PATH")))
+    Err(denied.unwrap_or(Report::new(Step::FindInPath, Errno::ENOENT)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+    use nix::unistd::Pid;
+
+    fn process(args: &[&str], cwd: &str) -> Process {
+        Process {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            cwd: cwd.into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            umask: None,
+            rlimits: vec![],
+            capabilities: None,
+            no_new_privileges: false,
+            terminal: false,
+            oom_score_adj: None,
+            io_priority: None,
+            seccomp: None,
+        }
+    }
+
+    fn refused(args: &[&str]) -> Failure {
+        let p = process(args, "/");
+        match Prepared::new(&p) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(r) => describe(&p, r),
+        }
+    }
+
+    #[test]
+    fn exit_codes_are_the_shells() {
+        let pid = Pid::from_raw(1);
+        assert_eq!(exit_code(WaitStatus::Exited(pid, 3)), 3);
+        assert_eq!(
+            exit_code(WaitStatus::Signaled(pid, Signal::SIGTERM, false)),
+            143
+        );
+        assert_eq!(exit_code_raw(3 << 8), 3);
+        assert_eq!(exit_code_raw(0), 0);
+        assert_eq!(exit_code_raw(libc::SIGKILL), 137);
+        // A core dump does not change the code.
+        assert_eq!(exit_code_raw(libc::SIGSEGV | 0x80), 128 + libc::SIGSEGV);
+    }
+
+    #[test]
+    fn a_missing_command_is_127_and_a_bad_one_126() {
+        let f = refused(&["nsbox-no-such-command"]);
+        assert_eq!(f.exit_code, 127);
+        assert_eq!(
+            f.to_string(),
+            "exec nsbox-no-such-command: executable file not found in $PATH"
+        );
+        let f = refused(&["/nsbox/no/such"]);
+        assert_eq!(
+            (f.exit_code, f.to_string().as_str()),
+            (127, "exec /nsbox/no/such: No such file or directory")
+        );
+        let f = refused(&["/etc/passwd"]);
+        assert_eq!(
+            (f.exit_code, f.to_string().as_str()),
+            (126, "exec /etc/passwd: Permission denied")
+        );
+        let f = refused(&["/"]);
+        assert_eq!(
+            (f.exit_code, f.to_string().as_str()),
+            (126, "exec /: Is a directory")
+        );
+        assert_eq!(refused(&[]).exit_code, 127);
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused_by_name() {
+        let f = refused(&["sh", "a\0b"]);
+        assert_eq!(
+            (f.exit_code, f.to_string().as_str()),
+            (1, "args: contains a NUL byte")
+        );
+    }
+
+    #[test]
+    fn a_found_command_resolves_through_path() {
+        let p = process(&["sh"], "/");
+        let prepared = Prepared::new(&p).unwrap_or_else(|r| panic!("{}", describe(&p, r)));
+        assert!(prepared.path.to_str().unwrap().ends_with("/sh"));
+    }
 }

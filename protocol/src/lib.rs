@@ -15,12 +15,13 @@ use std::os::fd::OwnedFd;
 
 mod channel;
 mod messages;
+pub mod report;
 
 pub use channel::{decode, seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_MESSAGE};
 pub use messages::*;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// runtime's end of a connection to a shim.
 pub type RuntimeChannel = Channel<RuntimeToShim, ShimToRuntime>;

@@ -24,6 +24,8 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A kind of Linux namespace. The one table of their names and clone
+/// flags: everything that creates, joins or names a namespace asks it here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NamespaceKind {
     Pid,
@@ -33,6 +35,78 @@ pub enum NamespaceKind {
     Network,
     User,
     Cgroup,
+    /// Added last: bincode numbers variants in the order they are declared.
+    Time,
+}
+
+impl NamespaceKind {
+    /// Every kind, in the order to join them: the user namespace first,
+    /// because joining it gives the capabilities that joining the others
+    /// needs; the mount namespace last, because after it /proc (where the
+    /// others are opened) may no longer be the host's.
+    pub const ALL: [NamespaceKind; 8] = [
+        NamespaceKind::User,
+        NamespaceKind::Cgroup,
+        NamespaceKind::Ipc,
+        NamespaceKind::Uts,
+        NamespaceKind::Network,
+        NamespaceKind::Pid,
+        NamespaceKind::Time,
+        NamespaceKind::Mount,
+    ];
+
+    /// The CLONE_NEW* flag of clone(2), unshare(2) and setns(2).
+    pub fn clone_flag(self) -> nix::libc::c_int {
+        use nix::libc;
+        match self {
+            NamespaceKind::Pid => libc::CLONE_NEWPID,
+            NamespaceKind::Mount => libc::CLONE_NEWNS,
+            NamespaceKind::Ipc => libc::CLONE_NEWIPC,
+            NamespaceKind::Uts => libc::CLONE_NEWUTS,
+            NamespaceKind::Network => libc::CLONE_NEWNET,
+            NamespaceKind::User => libc::CLONE_NEWUSER,
+            NamespaceKind::Cgroup => libc::CLONE_NEWCGROUP,
+            NamespaceKind::Time => libc::CLONE_NEWTIME,
+        }
+    }
+
+    /// Its file under /proc/PID/ns.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            NamespaceKind::Pid => "pid",
+            NamespaceKind::Mount => "mnt",
+            NamespaceKind::Ipc => "ipc",
+            NamespaceKind::Uts => "uts",
+            NamespaceKind::Network => "net",
+            NamespaceKind::User => "user",
+            NamespaceKind::Cgroup => "cgroup",
+            NamespaceKind::Time => "time",
+        }
+    }
+
+    /// Its `type` in config.json's linux.namespaces.
+    pub fn oci_name(self) -> &'static str {
+        match self {
+            NamespaceKind::Pid => "pid",
+            NamespaceKind::Mount => "mount",
+            NamespaceKind::Ipc => "ipc",
+            NamespaceKind::Uts => "uts",
+            NamespaceKind::Network => "network",
+            NamespaceKind::User => "user",
+            NamespaceKind::Cgroup => "cgroup",
+            NamespaceKind::Time => "time",
+        }
+    }
+
+    pub fn from_oci_name(name: &str) -> Option<NamespaceKind> {
+        Self::ALL.into_iter().find(|k| k.oci_name() == name)
+    }
+}
+
+impl std::fmt::Display for NamespaceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.oci_name())
+    }
 }
 
 /// A namespace to create (no path) or to join (path).

@@ -300,6 +300,7 @@ pub fn exec_as_our_child(
                 Ok(p) => p.exec_in_place(process.terminal, a.preserve_fds),
                 Err(f) => f,
             };
+            let f = nsbox_process::describe(process, f);
             report(f.exit_code, f.to_string())
         }
         nix::unistd::ForkResult::Parent { child } => {

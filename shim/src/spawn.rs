@@ -47,6 +47,7 @@ fn clone_flag(kind: NamespaceKind) -> libc::c_int {
         NamespaceKind::Network => libc::CLONE_NEWNET,
         NamespaceKind::User => libc::CLONE_NEWUSER,
         NamespaceKind::Cgroup => libc::CLONE_NEWCGROUP,
+        NamespaceKind::Time => libc::CLONE_NEWTIME,
     }
 }
 

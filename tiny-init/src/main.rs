@@ -89,8 +89,8 @@ fn main() {
     let pty = if config.process.terminal {
         match workload::open_pty() {
             Ok(p) => Some(p),
-            Err(f) => {
-                report_failure(&channel, f);
+            Err(r) => {
+                report_failure(&channel, r.failure());
                 std::process::exit(1);
             }
         }
@@ -99,7 +99,8 @@ fn main() {
     };
     let prepared = match workload::Prepared::new(&config.process) {
         Ok(p) => p,
-        Err(f) => {
+        Err(r) => {
+            let f = workload::describe(&config.process, r);
             let code = f.exit_code;
             report_failure(&channel, f);
             std::process::exit(code);
@@ -279,12 +280,12 @@ fn exec(
 ) -> (InitToShim, Option<std::os::fd::OwnedFd>) {
     let prepared = match workload::Prepared::new(process) {
         Ok(p) => p,
-        Err(f) => return (InitToShim::Failed(f), None),
+        Err(r) => return (InitToShim::Failed(workload::describe(process, r)), None),
     };
     if process.terminal {
         let (master, slave) = match workload::open_pty() {
             Ok(p) => p,
-            Err(f) => return (InitToShim::Failed(f), None),
+            Err(r) => return (InitToShim::Failed(r.failure()), None),
         };
         match prepared.spawn(workload::Stdio::Terminal(&slave), &[]) {
             Ok(pid) => (InitToShim::ExecStarted { pid }, Some(master)),

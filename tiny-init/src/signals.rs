@@ -97,17 +97,7 @@ pub fn reap_all(mut f: impl FnMut(i32, i32)) {
             // which the next SIGCHLD retries).
             return;
         }
-        f(pid, exit_code(status));
-    }
-}
-
-pub fn exit_code(status: i32) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
+        f(pid, nsbox_process::exit_code_raw(status));
     }
 }
 
