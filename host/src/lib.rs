@@ -11,4 +11,5 @@ pub mod output_log;
 pub mod proc;
 pub mod socket;
 pub mod state;
+pub mod teardown;
 pub mod testhooks;
