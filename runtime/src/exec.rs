@@ -3,12 +3,16 @@
 //! process settings given and the caller's stdio; a foreground exec waits
 //! for it and ends with its exit code.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
 use nix::sys::signal::SigSet;
-use protocol::RuntimeToShim;
+use nix::unistd::ForkResult;
+use protocol::report::{Report, Step};
+use protocol::{NamespaceKind, RuntimeToShim};
 
 use crate::handover::{connect_console, send_console, write_pid_file};
 use crate::options::GlobalOptions;
@@ -219,21 +223,11 @@ pub fn exec_as_our_child(
     set: &SigSet,
 ) -> Result<i32> {
     let (detach, pid_file) = (a.detach, a.pid_file.as_deref());
-    use std::io::Read;
-    use std::os::fd::OwnedFd;
-    // The user namespace first: joining it gives the capabilities that
-    // joining the others then needs.
-    const KINDS: [(&str, libc::c_int); 7] = [
-        ("user", libc::CLONE_NEWUSER),
-        ("cgroup", libc::CLONE_NEWCGROUP),
-        ("ipc", libc::CLONE_NEWIPC),
-        ("uts", libc::CLONE_NEWUTS),
-        ("net", libc::CLONE_NEWNET),
-        ("pid", libc::CLONE_NEWPID),
-        ("mnt", libc::CLONE_NEWNS),
-    ];
-    let mut join: Vec<(OwnedFd, libc::c_int, &str)> = Vec::new();
-    for (name, kind) in KINDS {
+    // Every namespace of the container's that is not ours, opened while
+    // /proc is still the host's, in the order they must be joined.
+    let mut join: Vec<(OwnedFd, NamespaceKind)> = Vec::new();
+    for kind in NamespaceKind::ALL {
+        let name = kind.proc_name();
         let theirs = nsbox_host::proc::namespace_inode(init_pid, name);
         if theirs.is_none()
             || theirs == nsbox_host::proc::namespace_inode(std::process::id() as i32, name)
@@ -242,68 +236,29 @@ pub fn exec_as_our_child(
         }
         let f = std::fs::File::open(format!("/proc/{init_pid}/ns/{name}"))
             .map_err(|e| anyhow!("open the container's {name} namespace: {e}"))?;
-        join.push((OwnedFd::from(f), kind, name));
+        join.push((OwnedFd::from(f), kind));
     }
     // Our own PID namespace stays; our children are born in theirs.
-    if let Some((fd, _, _)) = join.iter().find(|(_, k, _)| *k == libc::CLONE_NEWPID) {
-        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWPID)
+    if let Some((fd, _)) = join.iter().find(|(_, k)| *k == NamespaceKind::Pid) {
+        nix::sched::setns(fd, CloneFlags::CLONE_NEWPID)
             .map_err(|e| anyhow!("join the container's pid namespace: {}", e.desc()))?;
     }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // The terminal is made by the child, inside; its master comes back here.
     let (pty_ours, pty_theirs) = protocol::seqpacket_pair()?;
     let pty_ours: protocol::Channel<u8, u8> = protocol::Channel::new(pty_ours);
-    // SAFETY: the runtime is single-threaded.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => {
+    // SAFETY: fork in a single-threaded process (the runtime starts no
+    // thread): the child may call anything its parent could.
+    #[allow(unsafe_code)]
+    let forked = unsafe { nix::unistd::fork() }?;
+    match forked {
+        ForkResult::Child => {
             drop(rd);
-            let report = |code: i32, msg: String| -> ! {
-                let _ = nix::unistd::write(&wr, format!("{code}\n{msg}").as_bytes());
-                // SAFETY: leave without running the parent's destructors.
-                unsafe { libc::_exit(code) }
-            };
-            // Into the container's cgroup by moving ourselves, before the
-            // mount namespace hides the host's cgroupfs (cheaper than being
-            // moved: see cgroups::enter).
-            if let Some(cg) = cgroup {
-                if let Err(e) = nsbox_host::cgroups::join_self(cg) {
-                    report(1, format!("join the container's cgroup: {e}"));
-                }
-            }
-            for (fd, kind, name) in &join {
-                if *kind == libc::CLONE_NEWPID {
-                    continue;
-                }
-                if let Err(e) =
-                    nix::sched::setns(fd, nix::sched::CloneFlags::from_bits_retain(*kind))
-                {
-                    report(
-                        1,
-                        format!("join the container's {name} namespace: {}", e.desc()),
-                    );
-                }
-            }
-            if process.terminal {
-                match nsbox_process::open_pty() {
-                    Ok((master, slave)) => {
-                        let theirs: protocol::Channel<u8, u8> = protocol::Channel::new(pty_theirs);
-                        let _ = theirs.send(&1, &[master.as_raw_fd()]);
-                        for fd in 0..3 {
-                            // SAFETY: dup2 onto our own stdio.
-                            unsafe { libc::dup2(slave.as_raw_fd(), fd) };
-                        }
-                    }
-                    Err(f) => report(1, f.to_string()),
-                }
-            }
-            let f = match nsbox_process::Prepared::new(process) {
-                Ok(p) => p.exec_in_place(process.terminal, a.preserve_fds),
-                Err(f) => f,
-            };
-            let f = nsbox_process::describe(process, f);
-            report(f.exit_code, f.to_string())
+            let pty = protocol::Channel::new(pty_theirs);
+            let failed = join_and_exec(cgroup, &join, &pty, process, a.preserve_fds);
+            nsbox_process::report_and_exit(wr.as_fd(), failed)
         }
-        nix::unistd::ForkResult::Parent { child } => {
+        ForkResult::Parent { child } => {
             drop(wr);
             drop(pty_theirs);
             if process.terminal {
@@ -313,18 +268,10 @@ pub fn exec_as_our_child(
                     }
                 }
             }
-            // EOF without a word: exec succeeded (the pipe was CLOEXEC).
-            let mut text = String::new();
-            let _ = std::fs::File::from(rd).read_to_string(&mut text);
-            if let Some((code, msg)) = text.split_once('\n') {
+            // EOF without a report: exec succeeded (the pipe was CLOEXEC).
+            if let Some(report) = protocol::report::receive_report(&rd)? {
                 let _ = nix::sys::wait::waitpid(child, None);
-                let (step, message) = msg.split_once(": ").unwrap_or((msg, ""));
-                return Err(ReportedFailure(protocol::Failure {
-                    step: step.into(),
-                    message: message.into(),
-                    exit_code: code.parse().unwrap_or(1),
-                })
-                .into());
+                return Err(ReportedFailure(nsbox_process::describe(process, report)).into());
             }
             if let Some(f) = pid_file {
                 write_pid_file(f, child.as_raw())?;
@@ -337,14 +284,65 @@ pub fn exec_as_our_child(
     }
 }
 
+/// The forked child, up to its exec: into the container's cgroup and
+/// namespaces, onto a terminal of its own if asked, then the process.
+/// What failed, if it comes back.
+fn join_and_exec(
+    cgroup: Option<&protocol::CgroupPaths>,
+    join: &[(OwnedFd, NamespaceKind)],
+    pty: &protocol::Channel<u8, u8>,
+    process: &protocol::Process,
+    preserve_fds: u32,
+) -> Report {
+    // Into the container's cgroup by moving ourselves, before the mount
+    // namespace hides the host's cgroupfs (cheaper than being moved: see
+    // cgroups::enter).
+    if let Some(cg) = cgroup {
+        if let Err(e) = nsbox_host::cgroups::join_self(cg) {
+            return Report::new(Step::JoinCgroup, errno_of(&e));
+        }
+    }
+    for (fd, kind) in join {
+        if *kind == NamespaceKind::Pid {
+            continue;
+        }
+        if let Err(e) = nix::sched::setns(fd, CloneFlags::from_bits_retain(kind.clone_flag())) {
+            return Report::new(Step::JoinNamespace(*kind), e);
+        }
+    }
+    if process.terminal {
+        let (master, slave) = match nsbox_process::open_pty() {
+            Ok(pair) => pair,
+            Err(r) => return r,
+        };
+        let _ = pty.send(&1, &[master.as_raw_fd()]);
+        for fd in 0..3 {
+            if let Err(e) = nix::unistd::dup2(slave.as_raw_fd(), fd) {
+                return Report::new(Step::OpenPtySlave, e);
+            }
+        }
+    }
+    match nsbox_process::Prepared::new(process) {
+        Ok(p) => p.exec_in_place(process.terminal, preserve_fds),
+        Err(r) => r,
+    }
+}
+
+/// The errno of a cgroup error, for a report (EINVAL when it has none).
+fn errno_of(e: &nsbox_host::cgroups::CgroupError) -> Errno {
+    match e {
+        nsbox_host::cgroups::CgroupError::Io { source, .. } => {
+            Errno::from_raw(source.raw_os_error().unwrap_or(libc::EINVAL))
+        }
+        _ => Errno::EINVAL,
+    }
+}
+
 /// Wait for our child, passing on the signals in `set`.
 fn wait_child_forwarding(child: nix::unistd::Pid, set: &SigSet) -> Result<i32> {
-    use std::os::fd::AsFd;
     let pidfd = nsbox_host::proc::pidfd_open(child.as_raw())?;
     Forwarder::new(set, Some(pidfd.try_clone()?))?.forward_until(pidfd.as_fd())?;
-    Ok(match nix::sys::wait::waitpid(child, None)? {
-        nix::sys::wait::WaitStatus::Exited(_, code) => code,
-        nix::sys::wait::WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
-        _ => 255,
-    })
+    Ok(nsbox_process::exit_code(nix::sys::wait::waitpid(
+        child, None,
+    )?))
 }
