@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use nsbox_host::cgroups;
 use nsbox_host::proc::{self, ProcessId};
 use nsbox_host::state::{self, ContainerDir, State, StateError, Status};
+use nsbox_host::teardown::HostSide;
 use protocol::RuntimeToShim;
 
 use crate::options::GlobalOptions;
@@ -184,16 +185,16 @@ pub fn delete(g: &GlobalOptions, id: &str, force: bool) -> Result<i32> {
             }
         }
     }
-    // The shim releases the network when the container stops; after a
-    // shim that was killed, or that never got that far, this does. The
-    // state directory stays until it succeeds, so that a retry can.
-    nsbox_host::network::release(&g.root, id).context("release the network")?;
-    // The shim removes the cgroup when the container stops; after a shim
-    // that crashed, or one killed just now, it is ours to do.
-    if let Some(cg) = st.as_ref().and_then(|s| s.cgroup.as_ref()) {
-        cgroups::destroy(cg, Duration::from_secs(10))
-            .map_err(|e| anyhow!("remove cgroup {}: {e}", cg.path))?;
+    // The shim releases the network and removes the cgroup when the
+    // container stops; after a shim that was killed, or that never got
+    // that far, this does (see nsbox_host::teardown). The state directory
+    // stays until it succeeds, so that a retry can.
+    HostSide {
+        id: id.to_string(),
+        network_root: Some(g.root.clone()),
+        cgroup: st.as_ref().and_then(|s| s.cgroup.clone()),
     }
+    .release()?;
     dir.remove()?;
     if let Some(st) = &st {
         hooks::poststop(st);

@@ -13,6 +13,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use nsbox_host::proc::ProcessId;
 use nsbox_host::state::{now_rfc3339, ContainerDir, State, StateError, Status};
+use nsbox_host::teardown::HostSide;
 use nsbox_host::testhooks::fault;
 use protocol::{ChannelError, RuntimeChannel, RuntimeToShim};
 
@@ -98,10 +99,9 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     let shim = spawn_shim(g, &shim_path, &dir, &theirs)?;
     drop(theirs);
     let mut undo = Undo {
-        dir: None,
         shim: Some(shim),
-        network: None,
-        cgroup: None,
+        host: None,
+        dir: None,
     };
     let bundle = std::fs::canonicalize(&o.bundle)
         .map_err(|e| anyhow!("bundle {}: {e}", o.bundle.display()))?;
@@ -145,12 +145,15 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     fault("create", "after-mkdir");
     // From here on, a failure removes what was made.
     undo.dir = Some(dir.clone());
-    undo.network = plan
-        .request
-        .network
-        .as_ref()
-        .map(|n| (PathBuf::from(&n.root), id.to_string()));
-    undo.cgroup = plan.request.cgroup.as_ref().map(|c| c.paths.clone());
+    undo.host = Some(HostSide {
+        id: id.to_string(),
+        network_root: plan
+            .request
+            .network
+            .as_ref()
+            .map(|n| PathBuf::from(&n.root)),
+        cgroup: plan.request.cgroup.as_ref().map(|c| c.paths.clone()),
+    });
     if plan.request.init.overlay.is_some() {
         for d in [dir.upper(), dir.work(), dir.merged()] {
             std::fs::create_dir(&d).with_context(|| format!("make {}", d.display()))?;
@@ -252,23 +255,20 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     })
 }
 
-/// What a failed `create` removes: the shim (killed and reaped), and, once
-/// they exist, the state directory (None until we made it: it may be
-/// another container's), the network reservation and the cgroup.
+/// What a failed `create` removes (see nsbox_host::teardown): the shim
+/// (killed and reaped), and, once they exist, its host side (a shim that
+/// failed released it, one killed here could not) and the state directory
+/// (None until we made it: it may be another container's).
 struct Undo {
-    dir: Option<ContainerDir>,
     shim: Option<Pid>,
-    /// (root, id) of a bridged container: a shim killed here may have left
-    /// its reservation.
-    network: Option<(PathBuf, String)>,
-    cgroup: Option<protocol::CgroupPaths>,
+    host: Option<HostSide>,
+    dir: Option<ContainerDir>,
 }
 
 impl Undo {
     fn disarm(&mut self) {
         self.shim = None;
-        self.network = None;
-        self.cgroup = None;
+        self.host = None;
         self.dir = None;
     }
 }
@@ -281,16 +281,8 @@ impl Drop for Undo {
             let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(shim, None);
         }
-        if let Some((root, id)) = &self.network {
-            if let Err(e) = nsbox_host::network::release(root, id) {
-                log::warn!("{id}: release the network: {e}");
-            }
-        }
-        // A shim that failed removed its cgroup; one that was killed could not.
-        if let Some(cg) = &self.cgroup {
-            if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(5)) {
-                log::warn!("remove cgroup {}: {e}", cg.path);
-            }
+        if let Some(host) = &self.host {
+            host.release_logged();
         }
         if let Some(dir) = &self.dir {
             let _ = dir.remove();

@@ -2,12 +2,14 @@
 //! (or relay the terminal) until the workload ends, then remove the
 //! container and end with the workload's exit code.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use nsbox_host::proc::{pidfd_open, pidfd_send_signal};
+use nsbox_host::teardown::{chain, HostSide, TeardownError};
 use nsbox_host::testhooks::runtime_start_timeout;
 
 use crate::create::{create, CreateOpts, Created};
@@ -88,24 +90,25 @@ pub fn run(g: &GlobalOptions, id: &str, o: &CreateOpts, detach: bool) -> Result<
     Ok(code)
 }
 
-/// After a run: the cgroup (a foreground run's own to remove, see
-/// CreateRequest::caller_removes_cgroup; removing it again is harmless),
-/// then the state directory, while the shim ends; its exit status says
-/// whether anything else is left to us.
+/// After a run (see nsbox_host::teardown): the cgroup (a foreground run's
+/// own to remove, see CreateRequest::caller_removes_cgroup; removing it
+/// again is harmless), then the state directory, while the shim ends; its
+/// exit status says whether anything else is left to us.
 fn remove(c: &Created) {
     if let Some(fd) = c.init.pidfd() {
         let _ = pidfd_send_signal(&fd, libc::SIGKILL);
         nsbox_host::proc::wait_pidfd(&fd, Duration::from_secs(10));
     }
     let st = c.dir.load().ok();
+    let host = HostSide {
+        id: c.id.clone(),
+        network_root: c.dir.path.parent().map(Path::to_path_buf),
+        cgroup: st.as_ref().and_then(|s| s.cgroup.clone()),
+    };
+    let warn = |e: TeardownError| log::warn!("{}: {}", c.id, chain(&e));
     // Before the state directory, which names it for `delete --force`
     // should we die in between.
-    let cgroup_gone = match st.as_ref().and_then(|s| s.cgroup.as_ref()) {
-        Some(cg) => nsbox_host::cgroups::destroy(cg, Duration::from_secs(10))
-            .map_err(|e| log::warn!("remove cgroup {}: {e}", cg.path))
-            .is_ok(),
-        None => true,
-    };
+    let cgroup_gone = host.remove_cgroup().map_err(warn).is_ok();
     let removed = c.dir.remove();
     // A shim that exits 0 has removed the cgroup and released the network
     // itself; only after one that could not (or was killed) is it ours.
@@ -118,17 +121,9 @@ fn remove(c: &Created) {
         }
     };
     if !shim_cleaned {
-        if let Some(root) = c.dir.path.parent() {
-            if let Err(e) = nsbox_host::network::release(root, &c.id) {
-                log::warn!("{}: release the network: {e}", c.id);
-            }
-        }
-        if let Some(cg) = st.as_ref().and_then(|s| s.cgroup.as_ref()) {
-            if !cgroup_gone {
-                if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(10)) {
-                    log::warn!("remove cgroup {}: {e}", cg.path);
-                }
-            }
+        let _ = host.release_network().map_err(warn);
+        if !cgroup_gone {
+            let _ = host.remove_cgroup().map_err(warn);
         }
     }
     // A shim killed while it wrote state.json may have left a file behind
@@ -143,15 +138,15 @@ fn remove(c: &Created) {
     }
 }
 
-/// Wait for our child at most `timeout`: its exit code once reaped (a
-/// signal counts as not clean), None if it is still running.
+/// Wait for our child at most `timeout`: its exit code once reaped (128+N
+/// for a signal), None if it is still running.
 fn wait_child(pid: Pid, timeout: Duration) -> Option<i32> {
     let fd = pidfd_open(pid.as_raw()).ok()?;
     if !nsbox_host::proc::wait_pidfd(&fd, timeout) {
         return None;
     }
     Some(match nix::sys::wait::waitpid(pid, None) {
-        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => code,
-        _ => -1,
+        Ok(status) => nsbox_process::exit_code(status),
+        Err(_) => -1,
     })
 }
