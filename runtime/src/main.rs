@@ -460,7 +460,7 @@ fn dispatch(g: &GlobalOptions, cmd: Cmd) -> anyhow::Result<i32> {
             tty,
         } => {
             let userns = userns.as_deref().map(spec::parse_userns).transpose()?;
-            let rootless = rootless.then(spec::rootless_maps).transpose()?;
+            let rootless = rootless.then(spec::rootless_maps);
             let net = net.parse().map_err(|e: String| anyhow::anyhow!(e))?;
             let image = match image {
                 Some(i) => Some(
