@@ -321,8 +321,10 @@ fn spawn_shim(g: &GlobalOptions, shim: &Path, dir: &ContainerDir, socket: &Owned
     // posix_spawn rather than fork: glibc clones with CLONE_VM|CLONE_VFORK,
     // so neither the copy of our page tables nor the copy-on-write faults
     // that a fork makes us pay afterwards.
-    // SAFETY: the spawn attributes and file actions are initialised before
-    // use and destroyed after; argv and environ are NULL-terminated.
+    // SAFETY: nix 0.29 has no posix_spawn; the spawn attributes and file
+    // actions are initialised before use and destroyed after; argv and
+    // environ are NULL-terminated and outlive the call.
+    #[allow(unsafe_code)]
     unsafe {
         extern "C" {
             static environ: *const *mut libc::c_char;

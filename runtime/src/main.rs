@@ -6,6 +6,8 @@
 
 // MS_* and friends are c_ulong: u64 here, but u32 on 32-bit targets.
 #![allow(clippy::unnecessary_cast)]
+// Unsafe only where nix lacks the call or for fork, each allowed by name.
+#![deny(unsafe_code)]
 
 // Verbs, each importing only the shared modules below them.
 mod attach;

@@ -55,9 +55,16 @@ impl Drop for RawMode {
 
 /// Give `master` our terminal's window size (nothing when stdin is not a
 /// terminal).
+#[allow(unsafe_code)]
 pub fn copy_window_size(master: BorrowedFd) {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ and TIOCSWINSZ read and write one winsize.
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: nix 0.29 has no call for these two ioctls; TIOCGWINSZ writes
+    // one winsize into `ws`, TIOCSWINSZ reads one from it.
     unsafe {
         if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_row > 0 {
             libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
