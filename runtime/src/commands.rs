@@ -96,7 +96,7 @@ pub fn pause(g: &GlobalOptions, id: &str) -> Result<i32> {
         .cgroup
         .as_ref()
         .ok_or_else(|| anyhow!("container has no cgroup to freeze"))?;
-    cgroups::freeze(cg).map_err(|e| anyhow!("freeze: {e}"))?;
+    cgroups::freeze(cg).context("freeze")?;
     Ok(0)
 }
 
@@ -107,7 +107,7 @@ pub fn resume(g: &GlobalOptions, id: &str) -> Result<i32> {
         .cgroup
         .as_ref()
         .ok_or_else(|| anyhow!("container has no cgroup to thaw"))?;
-    cgroups::thaw(cg).map_err(|e| anyhow!("thaw: {e}"))?;
+    cgroups::thaw(cg).context("thaw")?;
     Ok(0)
 }
 
@@ -120,7 +120,7 @@ pub fn update(g: &GlobalOptions, id: &str, file: &Path) -> Result<i32> {
         std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?
     };
     let oci: oci_spec::runtime::LinuxResources =
-        serde_json::from_str(&text).map_err(|e| anyhow!("resources {}: {e}", file.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("resources {}", file.display()))?;
     let resources = crate::resources::from_oci(&oci)?;
     let (_, st) = g.container(id)?;
     st.can_update()?;
@@ -132,7 +132,7 @@ pub fn update(g: &GlobalOptions, id: &str, file: &Path) -> Result<i32> {
         // Rewriting the list would deny every device for a moment.
         log::warn!("{id}: update leaves the device rules as they are (as runc does)");
     }
-    cgroups::apply(cg, &resources, false).map_err(|e| anyhow!("{e}"))?;
+    cgroups::apply(cg, &resources, false)?;
     Ok(0)
 }
 

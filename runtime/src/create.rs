@@ -104,7 +104,7 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
         dir: None,
     };
     let bundle = std::fs::canonicalize(&o.bundle)
-        .map_err(|e| anyhow!("bundle {}: {e}", o.bundle.display()))?;
+        .with_context(|| format!("bundle {}", o.bundle.display()))?;
     let spec = crate::spec::load(&bundle)?;
     let mut plan = crate::spec::plan(&spec, &bundle, &dir, id)?;
     plan.request.tiny_init = sibling("tiny-init")?.to_string_lossy().into_owned();

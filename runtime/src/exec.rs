@@ -71,9 +71,9 @@ fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
         None => None,
     };
     if let Some(file) = &a.process {
-        let text = std::fs::read(file).map_err(|e| anyhow!("read {}: {e}", file.display()))?;
+        let text = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
         let p: oci_spec::runtime::Process =
-            serde_json::from_slice(&text).map_err(|e| anyhow!("parse {}: {e}", file.display()))?;
+            serde_json::from_slice(&text).with_context(|| format!("parse {}", file.display()))?;
         if !a.args.is_empty() {
             bail!("give the command in --process or on the command line, not both");
         }
@@ -235,7 +235,7 @@ pub fn exec_as_our_child(
             continue;
         }
         let f = std::fs::File::open(format!("/proc/{init_pid}/ns/{name}"))
-            .map_err(|e| anyhow!("open the container's {name} namespace: {e}"))?;
+            .with_context(|| format!("open the container's {name} namespace"))?;
         join.push((OwnedFd::from(f), kind));
     }
     // Our own PID namespace stays; our children are born in theirs.

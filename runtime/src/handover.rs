@@ -5,12 +5,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 
 /// Connect to the caller's console socket (before anything is made, so that
 /// a wrong path fails early).
 pub fn connect_console(path: &Path) -> Result<UnixStream> {
-    UnixStream::connect(path).map_err(|e| anyhow!("console socket {}: {e}", path.display()))
+    UnixStream::connect(path).with_context(|| format!("console socket {}", path.display()))
 }
 
 /// Hand the terminal's master to the caller, as runc does: one message
@@ -39,5 +39,5 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     ));
     std::fs::write(&tmp, pid.to_string())
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| anyhow!("write pid file {}: {e}", path.display()))
+        .with_context(|| format!("write pid file {}", path.display()))
 }

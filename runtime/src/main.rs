@@ -31,6 +31,7 @@ use std::path::PathBuf;
 
 use options::GlobalOptions;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use nsbox_host::state::validate_id;
 
@@ -467,7 +468,7 @@ fn dispatch(g: &GlobalOptions, cmd: Cmd) -> anyhow::Result<i32> {
             let image = match image {
                 Some(i) => Some(
                     std::fs::canonicalize(&i)
-                        .map_err(|e| anyhow::anyhow!("image {}: {e}", i.display()))?
+                        .with_context(|| format!("image {}", i.display()))?
                         .to_string_lossy()
                         .into_owned(),
                 ),
