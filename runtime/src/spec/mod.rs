@@ -66,6 +66,16 @@ pub enum SpecError {
     /// linux.cgroupsPath, which the error names itself.
     #[error(transparent)]
     CgroupPath(nsbox_host::cgroups::CgroupError),
+    /// nsbox.* network annotations and options, which host::network's
+    /// checks word in full.
+    #[error(transparent)]
+    Network(Box<dyn std::error::Error + Send + Sync>),
+    #[error("annotation {key}")]
+    Annotation {
+        key: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(transparent)]
     Resources(#[from] crate::resources::ResourcesError),
     #[error(transparent)]
@@ -73,6 +83,12 @@ pub enum SpecError {
 }
 
 pub type Result<T, E = SpecError> = std::result::Result<T, E>;
+
+impl SpecError {
+    fn network(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> SpecError {
+        SpecError::Network(e.into())
+    }
+}
 
 fn io_error(what: String) -> impl FnOnce(std::io::Error) -> SpecError {
     move |source| SpecError::Io { what, source }

@@ -508,9 +508,10 @@ fn network(
     let mode = match annotations.get(key) {
         None => derived,
         Some(m) => {
-            let m: Mode = m
-                .parse()
-                .map_err(|e| SpecError::Invalid(format!("annotation {key}: {e}")))?;
+            let m: Mode = m.parse().map_err(|e| SpecError::Annotation {
+                key,
+                source: Box::<dyn std::error::Error + Send + Sync>::from(e),
+            })?;
             match (m, derived) {
                 (Mode::Bridge | Mode::None, Mode::None) | (Mode::Host, Mode::Host) => m,
                 (Mode::Host, _) => refuse!(
@@ -525,9 +526,7 @@ fn network(
             }
         }
     };
-    // The network's own checks say what is wrong in full; they have no
-    // cause beyond that to chain.
-    let Some(settings) = netcfg::bridge_settings(mode, annotations).map_err(SpecError::Invalid)?
+    let Some(settings) = netcfg::bridge_settings(mode, annotations).map_err(SpecError::network)?
     else {
         return Ok(None);
     };
@@ -535,7 +534,7 @@ fn network(
     // container's ID stands in, made fit.
     let hostname = match spec.hostname() {
         Some(h) => {
-            netcfg::validate_hostname(h).map_err(SpecError::Invalid)?;
+            netcfg::validate_hostname(h).map_err(SpecError::network)?;
             h.clone()
         }
         None => netcfg::hostname_from_id(id),

@@ -54,17 +54,15 @@ pub fn check_spec_options(o: &SpecOptions) -> Result<()> {
             refuse!("--bridge and --subnet need --net bridge");
         }
     }
-    // The network's own checks say what is wrong in full; they have no
-    // cause beyond that to chain.
-    netcfg::parse_ports(&o.publish.join(",")).map_err(SpecError::Invalid)?;
+    netcfg::parse_ports(&o.publish.join(",")).map_err(SpecError::network)?;
     if let Some(b) = &o.bridge {
-        netcfg::validate_bridge(b).map_err(SpecError::Invalid)?;
+        netcfg::validate_bridge(b).map_err(SpecError::network)?;
     }
     if let Some(s) = &o.subnet {
-        netcfg::parse_subnet(s).map_err(SpecError::Invalid)?;
+        netcfg::parse_subnet(s).map_err(SpecError::network)?;
     }
     if o.net == Mode::Bridge {
-        netcfg::validate_hostname(&o.hostname).map_err(SpecError::Invalid)?;
+        netcfg::validate_hostname(&o.hostname).map_err(SpecError::network)?;
     }
     Ok(())
 }
