@@ -14,5 +14,6 @@ pub mod output_log;
 pub mod proc;
 pub mod socket;
 pub mod state;
+pub mod teardown;
 #[allow(unsafe_code)]
 pub mod testhooks;
