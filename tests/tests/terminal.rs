@@ -19,10 +19,11 @@ struct Tmux {
 }
 
 impl Tmux {
-    /// None (after saying why) when tmux is not installed.
+    /// None when tmux is not installed, after reporting the test skipped
+    /// (`make deps` installs it).
     fn new(t: &Test) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            println!("{}: skipped: tmux is not installed", t.name);
+            skip(&t.name, "tmux is not installed");
             return None;
         }
         Some(Tmux {
