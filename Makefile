@@ -22,8 +22,9 @@ ROOTFS_STAMP := demo/.rootfs.stamp
 # Debian packages the project needs (busybox for the rootfs, pstree, ip, ps;
 # libseccomp-dev for the libseccomp.a the static runtime links; nft, which
 # bridge networking runs to apply its nftables rules; newuidmap for rootless
-# containers; containerd and runc for the end-to-end tests).
-DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc podman conmon
+# containers; containerd, runc, podman and conmon for the end-to-end tests;
+# tmux, the terminal the terminal tests type into).
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc podman conmon tmux
 # What `make bench` compares nsbox with, its reaper (tini), and perf for the
 # breakdown of a run. Installed without recommends (runc would bring criu).
 BENCH_PACKAGES := runc crun conmon catatonit tini linux-perf
@@ -49,7 +50,7 @@ deps: ## install the Debian packages nsbox needs (as root; no apt-get when all a
 		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' \
 			|| missing="$$missing $$pkg"; \
 	done; \
-	for cmd in busybox pstree ip ps nft newuidmap; do \
+	for cmd in busybox pstree ip ps nft newuidmap tmux; do \
 		command -v "$$cmd" >/dev/null 2>&1 || missing="$$missing (command $$cmd)"; \
 	done; \
 	if [ -z "$$missing" ]; then \
