@@ -161,8 +161,11 @@ fn cpu_and_pids_values_written_and_updated() {
         .fails_with("cpu", &["blockIO"]);
     t.rt(&["kill", "cpu", "KILL"]).ok();
     t.wait_status("cpu", "stopped");
+    // A stopped container has nothing left to update, however good the
+    // resources.
+    fs::write(&file, json!({ "pids": { "limit": 16 } }).to_string()).unwrap();
     t.rt(&["update", "--resources", file.to_str().unwrap(), "cpu"])
-        .fails_with("cpu", &[]);
+        .fails_with("cpu", &["cannot update a stopped container"]);
     t.rt(&["delete", "cpu"]).ok();
 }
 
