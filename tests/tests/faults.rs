@@ -142,7 +142,7 @@ fn shim_killed_at_every_step_of_create_leaves_nothing() {
         let mut cmd = t.command(&["create", "-b", b.path(), &id]);
         cmd.env("NSBOX_FAULT", format!("shim:{point}"));
         let out = t.exec_to(cmd, &t.ctr_stdout(&id), &t.ctr_stderr(&id), TIMEOUT);
-        out.fails_with(&id, &["shim"]);
+        out.fails_with(&id, &["the shim exited before it answered"]);
         assert!(!t.root.join(&id).exists(), "{point}: state left behind");
         assert_nothing_left(&t, &format!("a shim killed {point}"));
         // The ID is free again, and works.

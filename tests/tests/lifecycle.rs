@@ -69,10 +69,12 @@ fn state_transitions() {
     );
 
     // start of a stopped container is refused.
-    t.rt(&["start", "st"]).fails_with("st", &[]);
+    t.rt(&["start", "st"])
+        .fails_with("st", &["cannot start a stopped container"]);
 
     t.rt(&["delete", "st"]).ok();
-    t.rt(&["state", "st"]).fails_with("st", &[]);
+    t.rt(&["state", "st"])
+        .fails_with("st", &["container does not exist"]);
 }
 
 #[test]
@@ -106,7 +108,8 @@ fn delete_of_a_created_container() {
     let start = proc_stat(pid).unwrap().2;
     t.rt(&["delete", "c"]).ok();
     assert!(!alive(pid, start), "tiny-init {pid} outlived delete");
-    t.rt(&["state", "c"]).fails_with("c", &[]);
+    t.rt(&["state", "c"])
+        .fails_with("c", &["container does not exist"]);
 }
 
 #[test]
@@ -354,7 +357,8 @@ fn ps_lists_the_workload() {
     );
 
     t.rt(&["delete", "--force", "ps"]).ok();
-    t.rt(&["state", "ps"]).fails_with("ps", &[]);
+    t.rt(&["state", "ps"])
+        .fails_with("ps", &["container does not exist"]);
 }
 
 #[test]
@@ -374,7 +378,14 @@ fn json_log_of_a_failing_create() {
         missing.to_str().unwrap(),
         "logged",
     ]);
-    out.fails_with("logged", &[]);
+    out.fails_with(
+        "logged",
+        &[
+            "bundle",
+            missing.to_str().unwrap(),
+            "no such file or directory",
+        ],
+    );
     let text = read_lossy(&log);
     let errors: Vec<Value> = text
         .lines()
