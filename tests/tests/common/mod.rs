@@ -951,10 +951,9 @@ impl Test {
         out
     }
 
-    /// `runtime state ID` parsed; fails the test if it fails.
-    #[track_caller]
     /// `state` once the shim has recorded the exit: "stopped" shows as soon
     /// as the init is dead, the exit code a moment later.
+    #[track_caller]
     pub fn stopped_with_code(&self, id: &str) -> Value {
         self.wait_status(id, "stopped");
         wait_for("the exit code in state", Duration::from_secs(10), || {
@@ -963,6 +962,8 @@ impl Test {
         })
     }
 
+    /// `runtime state ID` parsed; fails the test if it fails.
+    #[track_caller]
     pub fn state(&self, id: &str) -> Value {
         let out = self.rt(&["state", id]);
         out.ok();
@@ -1140,8 +1141,14 @@ impl Test {
             // SAFETY: plain kill(2) of a process this test started.
             unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
-        if !victims.is_empty() {
-            std::thread::sleep(Duration::from_millis(200));
+        // Until they are dead (zombies at most), so that their mounts can go.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while victims
+            .iter()
+            .any(|&p| proc_stat(p).is_some_and(|s| s.0 != "Z"))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
         }
         let mut points: Vec<String> = mountinfo()
             .iter()
