@@ -225,6 +225,8 @@ fn pause_freezes_and_resume_thaws() {
         "FROZEN"
     );
     let n = lines(&t, "frz");
+    // The test is about time passing with nothing happening: a counter
+    // that ticks every 20 ms gets 300 ms to tick while frozen.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(lines(&t, "frz"), n, "the counter went on while paused");
     t.rt(&["pause", "frz"]).fails_with("frz", &["paused"]);

@@ -161,9 +161,13 @@ fn shim_killed_under_a_running_container() {
     for (id, finish) in [("sk-kill", "kill"), ("sk-force", "delete")] {
         t.run_detached(&b, id).ok();
         let pid = t.state(id)["pid"].as_i64().unwrap() as i32;
-        signal(shim_pid(&t, id), libc::SIGKILL);
+        let shim = shim_pid(&t, id);
+        signal(shim, libc::SIGKILL);
+        wait_for("the shim to die", Duration::from_secs(5), || {
+            let alive = proc_stat(shim).is_some_and(|(state, _, _)| state != "Z");
+            (!alive).then_some(())
+        });
         // The workload lives on without its shim, and `state` says so.
-        std::thread::sleep(Duration::from_millis(200));
         assert_eq!(t.status(id), "running");
         assert!(proc_stat(pid).is_some(), "tiny-init died with its shim");
         if finish == "kill" {

@@ -84,7 +84,15 @@ fn created_container_does_not_run_the_workload_before_start() {
     };
     let b = t.bundle("b", &["sh", "-c", "echo started"]);
     t.create(&b, "lazy").ok();
+    let init = t.state("lazy")["pid"].as_i64().unwrap() as i32;
+    // The test is about something not happening: it gives a workload
+    // started too early time to show.
     std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        children(init),
+        Vec::<i32>::new(),
+        "tiny-init forked before start"
+    );
     assert_eq!(
         read_lossy(&t.ctr_stdout("lazy")),
         "",
@@ -213,8 +221,13 @@ fn kill_term_of_a_workload_without_handler_gives_143() {
     let b = t.bundle("b", &["sh", "-c", "echo ready; exec sleep 30"]);
     let run = t.spawn(&["run", "-b", b.path(), "term"]);
     wait_for_text(&run.stdout, "ready");
-    // sh has exec'd sleep; give it a moment to be sleep and not sh.
-    std::thread::sleep(Duration::from_millis(200));
+    // Until sh has exec'd sleep, which has no handler for TERM.
+    let init = t.state("term")["pid"].as_i64().unwrap() as i32;
+    wait_for("the workload to be sleep", Duration::from_secs(5), || {
+        children(init)
+            .into_iter()
+            .find(|&p| comm(p).as_deref() == Some("sleep"))
+    });
     t.rt(&["kill", "term", "TERM"]).ok();
     run.wait(TIMEOUT).code_is(143);
 }
