@@ -269,8 +269,16 @@ fn containerd_runs_nsbox_as_it_runs_runc() {
     let runc = scenario(&c, "runc", "runc");
     let ours = scenario(&c, bins().runtime.to_str().unwrap(), "nsbox");
     assert_eq!(ours, runc, "nsbox under containerd differs from runc");
+    // What both must show, not only the same: the exit codes came through.
     assert!(
-        runc[0].contains("exit Some(0)") && runc[1].contains("exit Some(3)"),
+        runc[0].contains("exit Some(0)")
+            && runc[1].contains("exit Some(3)")
+            && runc[2].contains("exit Some(137)"),
+        "{runc:?}"
+    );
+    assert!(
+        runc.iter()
+            .any(|l| l == "exec: exit Some(5) out \"in-exec\""),
         "{runc:?}"
     );
     assert!(
@@ -605,8 +613,18 @@ fn podman_runs_nsbox_as_it_runs_runc() {
     let runc = podman_scenario(&p, "runc", "runc", port);
     let ours = podman_scenario(&p, bins().runtime.to_str().unwrap(), "nsbox", port + 1);
     assert_eq!(ours, runc, "nsbox under Podman differs from runc");
+    // What both must show, not only the same.
+    for want in [
+        "run --rm 0: exit Some(0) out \"out-0\"",
+        "run --rm 3: exit Some(3) out \"out-3\"",
+        "exec: exit Some(5) out \"in-exec\"",
+        "fetched: page-from-podman",
+    ] {
+        assert!(runc.iter().any(|l| l == want), "no {want:?} in {runc:?}");
+    }
     assert!(
-        runc.iter().any(|l| l == "fetched: page-from-podman"),
+        runc.iter()
+            .any(|l| l.starts_with("run --rm 137: exit Some(137)")),
         "{runc:?}"
     );
     assert!(
