@@ -364,6 +364,12 @@ impl ContainerDir {
 impl State {
     /// The status now: the recorded one, corrected by whether the processes
     /// it names are still alive.
+    ///
+    /// A stop is derived from a dead init only once no shim can record it:
+    /// the shim records "stopped" and the exit code in one durable write, so
+    /// a container read as stopped has its exit code in `exit_code`, unless
+    /// its shim died without writing it. Until then (see
+    /// [`State::stop_unrecorded`]) the container is still what was recorded.
     pub fn current_status(&self) -> Status {
         match self.status {
             Status::Creating => match self.shim {
@@ -377,10 +383,30 @@ impl State {
                     _ if self.status == Status::Paused => Status::Running,
                     _ => self.status,
                 },
+                _ if self.shim_alive() => match self.status {
+                    Status::Paused => Status::Running,
+                    recorded => recorded,
+                },
                 _ => Status::Stopped,
             },
             Status::Stopped => Status::Stopped,
         }
+    }
+
+    fn shim_alive(&self) -> bool {
+        self.shim.is_some_and(|s| s.is_alive())
+    }
+
+    /// The init has ended and its shim, alive, has not recorded the stop
+    /// yet (it is about to: it is woken by the init's end). A verb that
+    /// must see the stop asks the shim to `Wait`, which it answers once the
+    /// exit code is on disk.
+    pub fn stop_unrecorded(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Created | Status::Running | Status::Paused
+        ) && !self.init.is_some_and(|i| i.is_alive())
+            && self.shim_alive()
     }
 
     /// `start`, asked of the status now.
@@ -672,5 +698,19 @@ mod tests {
             finished: None,
         };
         assert_eq!(st.current_status(), Status::Stopped);
+        assert!(!st.stop_unrecorded());
+        // While a live shim has yet to record the stop (and its exit code),
+        // the container is what was recorded.
+        let shim = ProcessId::of(std::process::id() as i32);
+        let st = State { shim, ..st };
+        assert_eq!(st.current_status(), Status::Running);
+        assert!(st.stop_unrecorded());
+        let st = State {
+            status: Status::Stopped,
+            exit_code: Some(0),
+            ..st
+        };
+        assert_eq!(st.current_status(), Status::Stopped);
+        assert!(!st.stop_unrecorded());
     }
 }

@@ -5,16 +5,24 @@
 //! exec'd processes with it; `runtime exec` in the caller's-shim mode
 //! starts its process with it after joining the container's namespaces.
 
+// unsafe lives in `sys`: the calls nix 0.29 does not wrap.
+#![deny(unsafe_code)]
+
 pub mod hooks;
+#[allow(unsafe_code)]
+mod sys;
+
+pub use sys::pidfd_open;
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 
-use std::os::fd::{AsFd, BorrowedFd};
-
+use caps::{CapSet, Capability, CapsHashSet};
 use nix::errno::Errno;
+use nix::sys::stat::Mode;
 use nix::sys::wait::WaitStatus;
+use nix::unistd::{Gid, Uid};
 use protocol::report::{self, Report, Step};
 use protocol::{Capabilities, Failure, Process};
 
@@ -75,9 +83,7 @@ pub fn describe(process: &Process, report: Report) -> Failure {
 /// report pipe, and leave with the exit code the step calls for.
 pub fn report_and_exit(pipe: BorrowedFd, failed: Report) -> ! {
     report::send(pipe, failed.step, failed.errno as i32);
-    // SAFETY: _exit is async-signal-safe and skips the atexit handlers and
-    // destructors, which belong to the parent's state.
-    unsafe { libc::_exit(failed.exit_code()) }
+    sys::exit_now(failed.exit_code())
 }
 
 impl Prepared {
@@ -115,8 +121,7 @@ impl Prepared {
     pub fn spawn(&self, stdio: Stdio, preserved: &[OwnedFd]) -> Result<i32, Failure> {
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| fail("create exec pipe", e, 1))?;
-        // SAFETY: tiny-init is single-threaded, so the child may run any code.
-        match unsafe { nix::unistd::fork() } {
+        match sys::fork() {
             Err(e) => Err(fail("fork workload", e, 1)),
             Ok(nix::unistd::ForkResult::Child) => {
                 drop(rd);
@@ -151,11 +156,14 @@ impl Prepared {
         self.child(terminal, keep)
     }
 
-    /// In the forked child: returns only on failure.
+    /// In the forked child: returns only on failure. Its callers fork
+    /// from a single-threaded process (tiny-init, the runtime), so the
+    /// child may allocate (the caps crate does, and so do nix's execve and
+    /// setgroups): no other thread can hold the allocator's lock.
     fn child(&self, terminal: bool, keep: u32) -> Report {
         let p = &self.process;
         restore_default_mask();
-        reset_dispositions();
+        sys::reset_dispositions();
         macro_rules! check {
             ($step:expr, $r:expr) => {
                 if let Err(e) = $r {
@@ -167,43 +175,19 @@ impl Prepared {
         check!(Step::Setsid, nix::unistd::setsid());
         if terminal {
             // The new session's controlling terminal, as a shell expects.
-            // SAFETY: an ioctl on our own stdin.
-            let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
-            check!(Step::ControllingTerminal, Errno::result(r));
+            check!(Step::ControllingTerminal, sys::set_controlling_terminal());
         }
         for r in &p.rlimits {
-            let lim = libc::rlimit {
-                rlim_cur: r.soft,
-                rlim_max: r.hard,
-            };
-            // SAFETY: setrlimit reads `lim`.
-            check!(
-                Step::Rlimit,
-                Errno::result(unsafe { libc::setrlimit(r.resource as _, &lim) })
-            );
+            check!(Step::Rlimit, sys::setrlimit(r));
         }
         if let Some(adj) = p.oom_score_adj {
             check!(Step::OomScoreAdj, write_oom_score_adj(adj));
         }
         if let Some(io) = p.io_priority {
-            const IOPRIO_WHO_PROCESS: libc::c_int = 1;
-            let prio = ((io.class as libc::c_int) << 13) | io.level as libc::c_int;
-            // SAFETY: ioprio_set with integer arguments.
-            let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) };
-            check!(Step::IoPriority, Errno::result(r));
+            check!(Step::IoPriority, sys::ioprio_set(io));
         }
         if let Some(caps) = &p.capabilities {
-            for cap in 0..=self.last_cap {
-                if !caps.bounding.contains(&cap) {
-                    // SAFETY: prctl with integer arguments.
-                    let r = unsafe {
-                        libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
-                    };
-                    if r < 0 && Errno::last() != Errno::EINVAL {
-                        return Report::new(Step::Bounding, Errno::last());
-                    }
-                }
-            }
+            check!(Step::Bounding, self.drop_bounding(caps));
         }
         // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which
         // the user and capability changes below may drop: load it now, as
@@ -212,87 +196,63 @@ impl Prepared {
         // under it.
         if !p.no_new_privileges {
             if let Some(s) = &p.seccomp {
-                check!(Step::Seccomp, load_seccomp(s));
+                check!(Step::Seccomp, sys::load_seccomp(s));
             }
         }
-        // Keep the permitted set across the uid change; capset below then
-        // chooses exactly what the workload has.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-        let groups: Vec<libc::gid_t> = p.additional_gids.clone();
-        // SAFETY: setgroups reads `groups`.
-        let r = Errno::result(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) });
+        // Keep the permitted set across the uid change; the capability
+        // sets below then say exactly what the workload has.
+        check!(Step::KeepCaps, nix::sys::prctl::set_keepcaps(true));
+        let groups: Vec<Gid> = p
+            .additional_gids
+            .iter()
+            .map(|&g| Gid::from_raw(g))
+            .collect();
+        let r = nix::unistd::setgroups(&groups);
         // A rootless user namespace may deny setgroups: with no groups to
         // set, nothing is lost.
         if !(groups.is_empty() && r == Err(Errno::EPERM)) {
             check!(Step::Groups, r);
         }
-        // SAFETY: plain syscalls.
-        check!(
-            Step::Gid,
-            Errno::result(unsafe { libc::setresgid(p.gid, p.gid, p.gid) })
-        );
-        check!(
-            Step::Uid,
-            Errno::result(unsafe { libc::setresuid(p.uid, p.uid, p.uid) })
-        );
+        let (uid, gid) = (Uid::from_raw(p.uid), Gid::from_raw(p.gid));
+        check!(Step::Gid, nix::unistd::setresgid(gid, gid, gid));
+        check!(Step::Uid, nix::unistd::setresuid(uid, uid, uid));
         if let Some(caps) = &p.capabilities {
-            check!(Step::Caps, capset(caps));
-            // SAFETY: prctl with integer arguments.
-            unsafe {
-                libc::prctl(
-                    libc::PR_CAP_AMBIENT,
-                    libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                )
-            };
-            for &cap in caps.ambient.iter().filter(|c| caps.permitted.contains(c)) {
-                let r = unsafe {
-                    libc::prctl(
-                        libc::PR_CAP_AMBIENT,
-                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-                        cap as libc::c_ulong,
-                        0,
-                        0,
-                    )
-                };
-                check!(Step::Ambient, Errno::result(r));
-            }
+            check!(Step::Caps, set_capabilities(caps));
+            check!(Step::Ambient, set_ambient(caps));
         }
         if p.no_new_privileges {
-            // SAFETY: prctl with integer arguments.
-            let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-            check!(Step::NoNewPrivs, Errno::result(r));
+            check!(Step::NoNewPrivs, nix::sys::prctl::set_no_new_privs());
         }
-        // SAFETY: umask cannot fail.
-        unsafe { libc::umask(p.umask.unwrap_or(DEFAULT_UMASK) as libc::mode_t) };
+        let umask = p.umask.unwrap_or(DEFAULT_UMASK);
+        nix::sys::stat::umask(Mode::from_bits_truncate(umask as libc::mode_t));
         check!(Step::Chdir, nix::unistd::chdir(self.cwd.as_c_str()));
         // No descriptor of ours, nor any the host passed down, beyond 0, 1
         // and 2 (CVE-2024-21626): mark them all close-on-exec.
-        // SAFETY: close_range with CLOEXEC only sets flags.
-        unsafe { libc::close_range(3 + keep, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+        sys::close_range_on_exec(3 + keep);
         if p.no_new_privileges {
             if let Some(s) = &p.seccomp {
-                check!(Step::Seccomp, load_seccomp(s));
+                check!(Step::Seccomp, sys::load_seccomp(s));
             }
         }
-        let argv: Vec<*const libc::c_char> = self
-            .argv
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        let envp: Vec<*const libc::c_char> = self
-            .envp
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        // SAFETY: NULL-terminated arrays of NUL-terminated strings.
-        unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        Report::new(Step::Exec, Errno::last())
+        match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
+            Err(e) => Report::new(Step::Exec, e),
+        }
+    }
+
+    /// Every capability the bounding set must lose, up to the kernel's last
+    /// one: a kernel newer than the caps crate has capabilities the crate
+    /// cannot name, and they must go too.
+    fn drop_bounding(&self, caps: &Capabilities) -> Result<(), Errno> {
+        for cap in 0..=self.last_cap {
+            if !caps.bounding.contains(&cap) {
+                match sys::drop_bounding(cap) {
+                    // Beyond what this kernel has: nothing to drop.
+                    Ok(()) | Err(Errno::EINVAL) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -317,34 +277,35 @@ pub enum Stdio<'a> {
 }
 
 /// In the forked child: stdio to 0-2, `preserved` to 3 and up. True when
-/// stdio is a terminal.
+/// stdio is a terminal. Nothing to do if a dup fails: the process then
+/// finds the descriptor closed, as it would if the caller had passed none.
 fn place_fds(stdio: &Stdio, preserved: &[OwnedFd]) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg};
     // Out of the way first: a source may sit on a target number.
-    let high: Vec<i32> = preserved
+    let high: Vec<Result<i32, Errno>> = preserved
         .iter()
-        // SAFETY: fcntl duplicates an fd we hold.
-        .map(|f| unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 1000) })
+        .map(|f| fcntl(f.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(1000)))
         .collect();
     let terminal = match stdio {
         Stdio::Inherit => false,
         Stdio::Fds(fds) => {
             for (target, fd) in fds.iter().take(3).enumerate() {
-                // SAFETY: dup2 onto our own stdio in the child.
-                unsafe { libc::dup2(fd.as_raw_fd(), target as i32) };
+                let _ = nix::unistd::dup2(fd.as_raw_fd(), target as i32);
             }
             false
         }
         Stdio::Terminal(pty) => {
             for target in 0..3 {
-                // SAFETY: dup2 onto our own stdio in the child.
-                unsafe { libc::dup2(pty.as_raw_fd(), target) };
+                let _ = nix::unistd::dup2(pty.as_raw_fd(), target);
             }
             true
         }
     };
     for (i, fd) in high.into_iter().enumerate() {
-        // SAFETY: dup2 clears close-on-exec on the target.
-        unsafe { libc::dup2(fd, 3 + i as i32) };
+        // dup2 leaves the copy without close-on-exec: it stays open.
+        if let Ok(fd) = fd {
+            let _ = nix::unistd::dup2(fd, 3 + i as i32);
+        }
     }
     terminal
 }
@@ -352,34 +313,11 @@ fn place_fds(stdio: &Stdio, preserved: &[OwnedFd]) -> bool {
 /// A new pseudo-terminal of the devpts mounted at /dev/pts (the
 /// container's, once we are inside it): (master, slave).
 pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Report> {
-    use std::os::fd::FromRawFd;
-    let err = |step| Report::new(step, Errno::last());
-    // SAFETY: open, ioctls and open again, on fds we own.
-    unsafe {
-        let m = libc::open(
-            c"/dev/ptmx".as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        if m < 0 {
-            return Err(err(Step::OpenPtmx));
-        }
-        let master = OwnedFd::from_raw_fd(m);
-        let mut unlock: libc::c_int = 0;
-        if libc::ioctl(m, libc::TIOCSPTLCK, &mut unlock) < 0 {
-            return Err(err(Step::UnlockPty));
-        }
-        // TIOCGPTPEER opens the slave through the master's own devpts,
-        // with no path to race on.
-        let s = libc::ioctl(
-            m,
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        if s < 0 {
-            return Err(err(Step::OpenPtySlave));
-        }
-        Ok((master, OwnedFd::from_raw_fd(s)))
-    }
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let master = nix::pty::posix_openpt(flags).map_err(|e| Report::new(Step::OpenPtmx, e))?;
+    nix::pty::unlockpt(&master).map_err(|e| Report::new(Step::UnlockPty, e))?;
+    sys::open_pty_peer(master, flags).map_err(|e| Report::new(Step::OpenPtySlave, e))
 }
 
 fn write_oom_score_adj(adj: i32) -> Result<(), Errno> {
@@ -391,88 +329,59 @@ fn write_oom_score_adj(adj: i32) -> Result<(), Errno> {
         .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
-/// seccomp(2) with the program the runtime compiled.
-fn load_seccomp(s: &protocol::Seccomp) -> Result<(), Errno> {
-    #[repr(C)]
-    struct SockFprog {
-        len: libc::c_ushort,
-        filter: *const u8,
-    }
-    let len = s.bpf.len() / 8;
-    if len == 0 || len > u16::MAX as usize {
-        return Err(Errno::EINVAL);
-    }
-    let prog = SockFprog {
-        len: len as libc::c_ushort,
-        filter: s.bpf.as_ptr(),
-    };
-    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
-    // SAFETY: the kernel reads `len` instructions of 8 bytes from `filter`.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            SECCOMP_SET_MODE_FILTER,
-            s.flags as libc::c_ulong,
-            &prog as *const SockFprog,
-        )
-    };
-    Errno::result(r).map(drop)
-}
-
-/// Rust's runtime ignores SIGPIPE, and ignored signals survive exec: give
-/// the workload every default back.
-fn reset_dispositions() {
-    for sig in 1..libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: restoring the default disposition.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
-}
-
-fn capset(caps: &Capabilities) -> Result<(), Errno> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let mut data = [Data::default(); 2];
-    let set = |list: &[u8], pick: fn(&mut Data) -> &mut u32, data: &mut [Data; 2]| {
-        for &c in list {
-            if let Some(d) = data.get_mut(c as usize / 32) {
-                *pick(d) |= 1 << (c % 32);
-            }
-        }
-    };
-    set(&caps.effective, |d| &mut d.effective, &mut data);
-    set(&caps.permitted, |d| &mut d.permitted, &mut data);
-    set(&caps.inheritable, |d| &mut d.inheritable, &mut data);
+/// The effective, permitted and inheritable sets, one set at a time
+/// (effective first, while the permitted set still holds it; permitted
+/// last). The kernel refuses the same requests as one capset would: an
+/// effective capability that is not permitted, a permitted one we lack.
+fn set_capabilities(caps: &Capabilities) -> Result<(), Errno> {
     // An ambient capability must be inheritable too, or the kernel refuses
     // to raise it; runc's own `spec` lists ambient ones alone, and runc and
     // crun run it: so do we, making the permitted ones inheritable.
-    let ambient: Vec<u8> = caps
-        .ambient
+    let mut inheritable = caps.inheritable.clone();
+    inheritable.extend(ambient(caps));
+    for (set, list) in [
+        (CapSet::Effective, &caps.effective),
+        (CapSet::Inheritable, &inheritable),
+        (CapSet::Permitted, &caps.permitted),
+    ] {
+        caps::set(None, set, &cap_set(list)?).map_err(caps_errno)?;
+    }
+    Ok(())
+}
+
+fn set_ambient(caps: &Capabilities) -> Result<(), Errno> {
+    caps::clear(None, CapSet::Ambient).map_err(caps_errno)?;
+    for cap in ambient(caps) {
+        caps::raise(None, CapSet::Ambient, capability(cap)?).map_err(caps_errno)?;
+    }
+    Ok(())
+}
+
+/// The ambient capabilities that can be raised: the permitted ones.
+fn ambient(caps: &Capabilities) -> impl Iterator<Item = u8> + '_ {
+    caps.ambient
         .iter()
         .copied()
         .filter(|c| caps.permitted.contains(c))
-        .collect();
-    set(&ambient, |d| &mut d.inheritable, &mut data);
-    let header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    // SAFETY: capset reads a v3 header and two data structs.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
-    Errno::result(r).map(drop)
+}
+
+fn capability(number: u8) -> Result<Capability, Errno> {
+    // The runtime names capabilities with the same crate, so a number it
+    // sends is one the crate knows.
+    caps::all()
+        .into_iter()
+        .find(|c| c.index() == number)
+        .ok_or(Errno::EINVAL)
+}
+
+fn cap_set(numbers: &[u8]) -> Result<CapsHashSet, Errno> {
+    numbers.iter().map(|&n| capability(n)).collect()
+}
+
+/// The caps crate's errors are text only; the errno of the capget,
+/// capset or prctl that failed is still the thread's last one.
+fn caps_errno(_: caps::errors::CapsError) -> Errno {
+    Errno::last()
 }
 
 fn fail(step: &str, e: Errno, exit_code: i32) -> Failure {
@@ -538,17 +447,7 @@ mod tests {
             args: args.iter().map(|a| a.to_string()).collect(),
             env: vec!["PATH=/usr/bin:/bin".into()],
             cwd: cwd.into(),
-            uid: 0,
-            gid: 0,
-            additional_gids: vec![],
-            umask: None,
-            rlimits: vec![],
-            capabilities: None,
-            no_new_privileges: false,
-            terminal: false,
-            oom_score_adj: None,
-            io_priority: None,
-            seccomp: None,
+            ..Default::default()
         }
     }
 

@@ -11,6 +11,8 @@
 //! errors, and channels are typed per role so that an unexpected message is
 //! reported as such.
 
+#![deny(unsafe_code)]
+
 use std::os::fd::OwnedFd;
 
 mod channel;

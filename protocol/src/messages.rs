@@ -18,6 +18,25 @@ pub struct Failure {
     pub exit_code: i32,
 }
 
+impl Failure {
+    /// `step` failed because of `error`: its whole chain of causes, joined
+    /// as anyhow's `{:#}` joins them, is the message.
+    pub fn from_error(step: impl Into<String>, error: &dyn std::error::Error) -> Failure {
+        let mut message = error.to_string();
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        Failure {
+            step: step.into(),
+            message,
+            exit_code: 1,
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.step, self.message)
@@ -131,7 +150,10 @@ pub struct CreateRequest {
     pub id: String,
     /// The container's directory under the state root; state.json is there.
     pub state_dir: String,
-    /// The tiny-init binary, copied into a sealed memfd before it runs.
+    /// The tiny-init binary on the host. The shim runs it from a read-only
+    /// bind of itself in the container's mount namespace, or from a sealed
+    /// memfd copy for a container that may hold CAP_SYS_ADMIN, so that
+    /// nothing written through /proc/1/exe reaches this file.
     pub tiny_init: String,
     pub namespaces: Vec<Namespace>,
     /// With a new user namespace: the maps the shim writes before tiny-init
@@ -319,7 +341,7 @@ pub struct Overlay {
     pub work: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitConfig {
     /// Host path of the directory that becomes `/`; with `overlay`, the
     /// (empty) directory the overlay is mounted on.
@@ -410,7 +432,7 @@ pub struct Capabilities {
     pub ambient: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     pub args: Vec<String>,
     pub env: Vec<String>,

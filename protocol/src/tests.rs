@@ -295,3 +295,17 @@ fn a_namespace_kind_keeps_its_wire_number() {
     assert_eq!(encode(&NamespaceKind::Pid), vec![0]);
     assert_eq!(encode(&NamespaceKind::Time), vec![7]);
 }
+
+#[test]
+fn a_failure_from_an_error_keeps_its_causes() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("open /x")]
+    struct Open(#[source] std::io::Error);
+    let e = Open(std::io::Error::from_raw_os_error(2));
+    let f = Failure::from_error("mount", &e);
+    assert_eq!(
+        f.to_string(),
+        "mount: open /x: No such file or directory (os error 2)"
+    );
+    assert_eq!(f.exit_code, 1);
+}

@@ -120,7 +120,7 @@ impl Handshake<'_> {
             .state
             .oci_state_as(Status::Creating, init_pid)
             .to_string();
-        let hook_failure = |m: String| failure("run hooks", m);
+        let hook_failure = |e: hooks::HookError| Failure::from_error("run hooks", &e);
         hooks::run_all("prestart", &req.hooks.prestart, &st, &[]).map_err(hook_failure)?;
         hooks::run_all("createRuntime", &req.hooks.create_runtime, &st, &[])
             .map_err(hook_failure)?;
