@@ -7,7 +7,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nsbox_host::hooks;
 use nsbox_host::proc::pidfd_send_signal;
 use nsbox_host::state::{State, Status};
-use nsbox_host::teardown::chain;
 use protocol::{
     ChannelError, CreateRequest, Failure, NamespaceKind, ShimInitChannel, ShimToInit,
     PROTOCOL_VERSION,
@@ -73,10 +72,11 @@ impl Handshake<'_> {
     fn make_root(&self, go_on: OwnedFd) -> Result<Option<OwnedFd>, Failure> {
         let (req, pid) = (self.req, self.init.pid);
         idmap::write_maps(pid, &req.uid_mappings, &req.gid_mappings)
-            .map_err(|e| failure("write the id maps", chain(&e)))?;
+            .map_err(|e| Failure::from_error("write the id maps", &e))?;
         let root_fd = match &req.idmap_source {
             Some(src) => Some(
-                idmap::idmapped_tree(src, pid).map_err(|e| failure("idmapped root", chain(&e)))?,
+                idmap::idmapped_tree(src, pid)
+                    .map_err(|e| Failure::from_error("idmapped root", &e))?,
             ),
             None => None,
         };

@@ -11,7 +11,7 @@ use nsbox_host::cgroups;
 use nsbox_host::network::{self, Reserved};
 use nsbox_host::proc::ProcessId;
 use nsbox_host::state::{ContainerDir, State, Status};
-use nsbox_host::teardown::{chain, HostSide};
+use nsbox_host::teardown::HostSide;
 use nsbox_host::testhooks::{fault, shim_start_timeout};
 use protocol::{
     BridgeNetwork, ChannelError, CreateRequest, Failure, NamespaceKind, ShimInitChannel,
@@ -73,7 +73,7 @@ pub fn create(
         .map_err(|e| failure("read state", e.to_string()))?;
     let mut rollback = Rollback::new(&req.id, req.cgroup.as_ref().map(|c| c.paths.clone()));
     let reserved = reserve_network(req, dir, &mut rollback)?;
-    let exe = Exe::for_container(req).map_err(|e| failure("prepare tiny-init", chain(&e)))?;
+    let exe = Exe::for_container(req).map_err(|e| Failure::from_error("prepare tiny-init", &e))?;
     let (ours, theirs) =
         protocol::seqpacket_pair().map_err(|e| failure("socketpair", e.desc().into()))?;
     let argv = init_argv(req)?;
@@ -116,7 +116,7 @@ pub fn create(
     };
     let _ = channel.set_timeout(Some(shim_start_timeout()));
     let listener = nsbox_host::socket::listen_seqpacket(&dir.socket())
-        .map_err(|e| failure("listen on shim.sock", chain(&e)))?;
+        .map_err(|e| Failure::from_error("listen on shim.sock", &e))?;
     let init_id = ProcessId::of(init.pid)
         .ok_or_else(|| failure("read tiny-init's start time", "it has ended".into()))?;
     let (output, terminal, pty) = keep_output(dir, req, pipes, pty)?;
@@ -242,7 +242,7 @@ fn clone_init(
         userns_sync,
         entry,
     )
-    .map_err(|e| failure("start tiny-init", chain(&e)))
+    .map_err(|e| Failure::from_error("start tiny-init", &e))
 }
 
 /// Plug the container into its bridge, through tiny-init's network

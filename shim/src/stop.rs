@@ -4,8 +4,8 @@
 
 use nsbox_host::proc::wait_pidfd;
 use nsbox_host::state::{now_rfc3339, Status};
-use nsbox_host::teardown::{chain, CGROUP_TIMEOUT};
-use protocol::ShimToRuntime;
+use nsbox_host::teardown::CGROUP_TIMEOUT;
+use protocol::{Failure, ShimToRuntime};
 
 use crate::server::{Client, Container};
 use crate::spawn;
@@ -76,7 +76,7 @@ impl Container {
         let mut clean = true;
         if self.network.take().is_some() {
             if let Err(e) = self.host.release_network() {
-                log::error!("{id}: {}", chain(&e));
+                log::error!("{}", Failure::from_error(&id, &e));
                 clean = false;
             }
             self.state.network = None;
@@ -114,7 +114,7 @@ impl Container {
         if self.caller_removes_cgroup && creator_told {
             log::debug!("{id}: the cgroup is left to `run`");
         } else if let Err(e) = self.host.remove_cgroup() {
-            log::error!("{id}: {}", chain(&e));
+            log::error!("{}", Failure::from_error(&id, &e));
             clean = false;
         }
         log::debug!("{id}: stopped with {code}");

@@ -168,7 +168,7 @@ pub fn clone_a_sleeper(root: &std::path::Path, test: &str) -> (Child, std::path:
     drop(theirs);
     let (child, _early) = child.unwrap_or_else(|e| {
         let _ = std::fs::remove_dir(&dir);
-        panic!("{}", nsbox_host::teardown::chain(&e))
+        panic!("{}", Failure::from_error("clone", &e))
     });
     let mut buf = [0u8; 16];
     let said = nix::unistd::read(ours.as_raw_fd(), &mut buf);
