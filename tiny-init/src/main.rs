@@ -74,10 +74,16 @@ fn main() {
         if !config.hook_pause {
             return Ok(());
         }
-        let lost = |e: protocol::ChannelError| Failure {
-            step: "wait for the createRuntime and createContainer hooks".into(),
-            message: e.to_string(),
-            exit_code: 1,
+        let step = "wait for the createRuntime and createContainer hooks";
+        // A closed channel is the shim giving up on us (a hook failed): it
+        // tells the caller why, so we leave without a second line.
+        let lost = |e: protocol::ChannelError| match e {
+            protocol::ChannelError::Closed => quit(step, e),
+            e => Failure {
+                step: step.into(),
+                message: e.to_string(),
+                exit_code: 1,
+            },
         };
         channel.send(&InitToShim::HookPoint, &[]).map_err(lost)?;
         channel.wait_for_continue().map_err(lost)
