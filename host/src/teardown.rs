@@ -90,33 +90,12 @@ impl HostSide {
         let mut clean = true;
         for r in [self.release_network(), self.remove_cgroup()] {
             if let Err(e) = r {
-                log::warn!("{}: {}", self.id, chain(&e));
+                log::warn!("{}: {}", self.id, protocol::error_chain(&e));
                 clean = false;
             }
         }
         clean
     }
-}
-
-/// An error and its causes on one line, "a: b: c", for a log line or a
-/// message that crosses to another process (an errno by its description
-/// alone, as the rest of nsbox words them).
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = match c.downcast_ref::<nix::errno::Errno>() {
-            Some(errno) => errno.desc().to_string(),
-            None => c.to_string(),
-        };
-        // Some of our errors already say their cause: say it once.
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 #[cfg(test)]
@@ -144,7 +123,7 @@ mod tests {
                 source: io,
             },
         };
-        let text = chain(&e);
+        let text = protocol::error_chain(&e);
         assert!(
             text.starts_with("remove cgroup /nsbox@c1: /sys/fs/cgroup/pids/nsbox@c1: "),
             "{text}"

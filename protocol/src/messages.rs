@@ -19,22 +19,40 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// `step` failed because of `error`: its whole chain of causes, joined
-    /// as anyhow's `{:#}` joins them, is the message.
-    pub fn from_error(step: impl Into<String>, error: &dyn std::error::Error) -> Failure {
-        let mut message = error.to_string();
-        let mut cause = error.source();
-        while let Some(c) = cause {
-            message.push_str(": ");
-            message.push_str(&c.to_string());
-            cause = c.source();
-        }
+    /// `step` failed because of `error`: its whole chain of causes, as
+    /// [`error_chain`] words it, is the message.
+    pub fn from_error(
+        step: impl Into<String>,
+        error: &(dyn std::error::Error + 'static),
+    ) -> Failure {
         Failure {
             step: step.into(),
-            message,
+            message: error_chain(error),
             exit_code: 1,
         }
     }
+}
+
+/// An error and its causes on one line, "a: b: c": the one way nsbox words
+/// an error for a person, in a log line, on stderr, or in a [`Failure`]
+/// that crosses to another process. An errno is worded by its description
+/// alone ("No such file or directory"), and a cause that an error already
+/// ends with is not said twice.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = match c.downcast_ref::<nix::errno::Errno>() {
+            Some(errno) => errno.desc().to_string(),
+            None => c.to_string(),
+        };
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl std::fmt::Display for Failure {

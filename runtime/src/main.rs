@@ -342,7 +342,7 @@ fn main() {
             };
             // Each cause once, though some of the host's errors say their
             // source in their own text too.
-            let cause = without_os_error(&nsbox_host::teardown::chain(e.as_ref()));
+            let cause = without_os_error(&protocol::error_chain(e.as_ref()));
             let line = format!("runtime: {who}: {cause}");
             if nsbox_host::logger::has_file() {
                 log::error!("{who}: {cause}");

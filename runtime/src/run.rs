@@ -9,8 +9,9 @@ use anyhow::Result;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use nsbox_host::proc::{pidfd_open, pidfd_send_signal};
-use nsbox_host::teardown::{chain, HostSide, TeardownError};
+use nsbox_host::teardown::{HostSide, TeardownError};
 use nsbox_host::testhooks::runtime_start_timeout;
+use protocol::error_chain;
 
 use crate::create::{create, CreateOpts, Created};
 use crate::options::GlobalOptions;
@@ -105,7 +106,7 @@ fn remove(c: &Created) {
         network_root: c.dir.path.parent().map(Path::to_path_buf),
         cgroup: st.as_ref().and_then(|s| s.cgroup.clone()),
     };
-    let warn = |e: TeardownError| log::warn!("{}: {}", c.id, chain(&e));
+    let warn = |e: TeardownError| log::warn!("{}: {}", c.id, error_chain(&e));
     // Before the state directory, which names it for `delete --force`
     // should we die in between.
     let cgroup_gone = host.remove_cgroup().map_err(warn).is_ok();

@@ -618,7 +618,7 @@ mod tests {
         let dir = ContainerDir::new(Path::new("/run/nsbox-unit"), "c");
         let plan = plan(&spec, &tmp, &dir, "c");
         std::fs::remove_dir_all(&tmp).unwrap();
-        plan.map_err(|e| nsbox_host::teardown::chain(&e))
+        plan.map_err(|e| protocol::error_chain(&e))
     }
 
     #[test]
