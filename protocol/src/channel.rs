@@ -36,6 +36,9 @@ pub enum ChannelError {
     Version { ours: u32, theirs: u32 },
     #[error("{0}")]
     Failed(Failure),
+    /// The container's init ended instead of answering, with this code.
+    #[error("the container exited with {0} before it started")]
+    Exited(i32),
     #[error("{0}")]
     Io(#[from] Errno),
 }

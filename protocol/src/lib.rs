@@ -156,10 +156,14 @@ impl ShimInitChannel {
         }
     }
 
+    /// The workload runs, with this pid in the container. An `Exited`
+    /// instead (a terminating signal before the start) keeps its code,
+    /// which the caller's-shim mode cannot reap: `ChannelError::Exited`.
     pub fn wait_for_started(&self) -> Result<i32, ChannelError> {
         match self.recv()?.0 {
             InitToShim::Started { pid } => Ok(pid),
             InitToShim::Failed(f) => Err(ChannelError::Failed(f)),
+            InitToShim::Exited { code } => Err(ChannelError::Exited(code)),
             other => Err(unexpected("Started", &other)),
         }
     }

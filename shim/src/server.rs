@@ -297,7 +297,7 @@ impl Container {
             }
             RuntimeToShim::Wait => Action::Park,
             RuntimeToShim::Attach => {
-                let status = self.state.status;
+                let status = self.state.recorded_status;
                 let attached = match &mut self.terminal {
                     Some(t) => t.attach(status),
                     None => Err(attach::no_terminal()),
@@ -344,7 +344,7 @@ impl Container {
     /// in its config) and wait until it runs.
     fn start(&mut self, ask: bool) -> Result<i32, Failure> {
         self.state
-            .status
+            .recorded_status
             .can_start()
             .map_err(|e| failure("start", e.to_string()))?;
         let Some(ch) = &self.init_channel else {
@@ -354,30 +354,24 @@ impl Container {
             ch.send(&ShimToInit::Start, &[])
                 .map_err(|e| failure("start", format!("tell tiny-init: {e}")))?;
         }
-        // Not wait_for_started: an `Exited` instead of `Started` (a
-        // terminating signal before the start) carries the code that the
-        // caller's-shim mode cannot reap.
-        match ch.recv() {
-            Ok((InitToShim::Started { pid }, _)) => {
-                self.state.status = Status::Running;
+        match ch.wait_for_started() {
+            Ok(pid) => {
+                self.state.recorded_status = Status::Running;
                 if let Err(e) = self.dir.save(&self.state) {
                     log::error!("{}: record running: {e}", self.state.id);
                 }
                 Ok(pid)
             }
-            Ok((InitToShim::Failed(f), _)) => {
+            Err(ChannelError::Failed(f)) => {
                 self.reported_exit = Some(f.exit_code);
                 Err(f)
             }
-            Ok((InitToShim::Exited { code }, _)) => {
-                self.reported_exit = Some(code);
-                Err(failure(
-                    "start",
-                    format!("the container exited with {code} before it started"),
-                ))
+            Err(e) => {
+                if let ChannelError::Exited(code) = e {
+                    self.reported_exit = Some(code);
+                }
+                Err(Failure::from_error("start", &e))
             }
-            Ok((other, _)) => Err(failure("start", format!("expected Started, got {other:?}"))),
-            Err(e) => Err(failure("start", format!("tiny-init: {e}"))),
         }
     }
 
