@@ -166,7 +166,8 @@ pub struct State {
     pub created: String,
     /// The status as `create` or the shim last recorded it; what is true
     /// now is [`State::current_status`].
-    pub status: Status,
+    #[serde(rename = "status")]
+    pub recorded_status: Status,
     pub shim: Option<ProcessId>,
     pub init: Option<ProcessId>,
     pub exit_code: Option<i32>,
@@ -371,7 +372,7 @@ impl State {
     /// its shim died without writing it. Until then (see
     /// [`State::stop_unrecorded`]) the container is still what was recorded.
     pub fn current_status(&self) -> Status {
-        match self.status {
+        match self.recorded_status {
             Status::Creating => match self.shim {
                 Some(shim) if shim.is_alive() => Status::Creating,
                 _ => Status::Stopped,
@@ -380,10 +381,10 @@ impl State {
             Status::Created | Status::Running | Status::Paused => match self.init {
                 Some(init) if init.is_alive() => match &self.cgroup {
                     Some(cg) if crate::cgroups::is_frozen(cg) => Status::Paused,
-                    _ if self.status == Status::Paused => Status::Running,
-                    _ => self.status,
+                    _ if self.recorded_status == Status::Paused => Status::Running,
+                    _ => self.recorded_status,
                 },
-                _ if self.shim_alive() => match self.status {
+                _ if self.shim_alive() => match self.recorded_status {
                     Status::Paused => Status::Running,
                     recorded => recorded,
                 },
@@ -403,7 +404,7 @@ impl State {
     /// exit code is on disk.
     pub fn stop_unrecorded(&self) -> bool {
         matches!(
-            self.status,
+            self.recorded_status,
             Status::Created | Status::Running | Status::Paused
         ) && !self.init.is_some_and(|i| i.is_alive())
             && self.shim_alive()
@@ -590,7 +591,7 @@ mod tests {
             bundle: "/b".into(),
             rootfs: "/b/rootfs".into(),
             created: now_rfc3339(),
-            status: Status::Stopped,
+            recorded_status: Status::Stopped,
             shim: None,
             init: None,
             exit_code: Some(3),
@@ -681,7 +682,7 @@ mod tests {
             bundle: String::new(),
             rootfs: String::new(),
             created: String::new(),
-            status: Status::Running,
+            recorded_status: Status::Running,
             shim: None,
             init: Some(ProcessId {
                 pid: i32::MAX - 1,
@@ -706,7 +707,7 @@ mod tests {
         assert_eq!(st.current_status(), Status::Running);
         assert!(st.stop_unrecorded());
         let st = State {
-            status: Status::Stopped,
+            recorded_status: Status::Stopped,
             exit_code: Some(0),
             ..st
         };

@@ -405,7 +405,7 @@ mod tests {
             bundle: "/b".into(),
             rootfs: "/b/rootfs".into(),
             created: state::now_rfc3339(),
-            status: Status::Stopped,
+            recorded_status: Status::Stopped,
             shim: None,
             init: None,
             exit_code: Some(3),

@@ -176,7 +176,7 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
         bundle: bundle.to_string_lossy().into_owned(),
         rootfs: plan.rootfs.clone(),
         created: now_rfc3339(),
-        status: Status::Creating,
+        recorded_status: Status::Creating,
         shim: ProcessId::of(shim.as_raw()),
         init: None,
         exit_code: None,

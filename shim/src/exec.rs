@@ -17,7 +17,7 @@ impl Container {
         stdio: Vec<OwnedFd>,
     ) -> Result<(i32, i32, Option<OwnedFd>), Failure> {
         self.state
-            .status
+            .recorded_status
             .can_exec()
             .map_err(|e| failure("exec", e.to_string()))?;
         if stdio.len() != 3 {

@@ -120,7 +120,7 @@ pub fn create(
     let init_id = ProcessId::of(init.pid)
         .ok_or_else(|| failure("read tiny-init's start time", "it has ended".into()))?;
     let (output, terminal, pty) = keep_output(dir, req, pipes, pty)?;
-    state.status = Status::Created;
+    state.recorded_status = Status::Created;
     state.init = Some(init_id);
     dir.save(&state)
         .map_err(|e| failure("write state", e.to_string()))?;

@@ -36,7 +36,7 @@ impl Container {
         // `logs -f` ends once it sees the container stopped, and must have
         // read everything by then.
         self.output.drain(self.terminal.as_mut());
-        self.state.status = Status::Stopped;
+        self.state.recorded_status = Status::Stopped;
         self.state.exit_code = Some(code);
         self.state.finished = Some(now_rfc3339());
         if let Some(kills) = self
