@@ -366,12 +366,11 @@ impl Container {
                 self.reported_exit = Some(f.exit_code);
                 Err(f)
             }
-            Err(e) => {
-                if let ChannelError::Exited(code) = e {
-                    self.reported_exit = Some(code);
-                }
+            Err(e @ ChannelError::Exited(code)) => {
+                self.reported_exit = Some(code);
                 Err(Failure::from_error("start", &e))
             }
+            Err(e) => Err(failure("start", format!("tiny-init: {e}"))),
         }
     }
 
