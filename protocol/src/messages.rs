@@ -287,6 +287,37 @@ pub struct Resources {
     pub devices: Vec<DeviceRule>,
     /// cgroup v2 files written as they are (linux.resources.unified).
     pub unified: Vec<(String, String)>,
+    /// linux.resources.blockIO; None when it asks for nothing.
+    pub block_io: Option<BlockIo>,
+}
+
+/// linux.resources.blockIO with runc's reading of it: a zero weight is
+/// "not set" (None), as is a device entry with neither weight.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockIo {
+    pub weight: Option<u16>,
+    pub leaf_weight: Option<u16>,
+    pub weight_device: Vec<WeightDevice>,
+    pub throttle_read_bps: Vec<Throttle>,
+    pub throttle_write_bps: Vec<Throttle>,
+    pub throttle_read_iops: Vec<Throttle>,
+    pub throttle_write_iops: Vec<Throttle>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightDevice {
+    pub major: i64,
+    pub minor: i64,
+    pub weight: Option<u16>,
+    pub leaf_weight: Option<u16>,
+}
+
+/// A device's limit in bytes or I/Os per second; 0 lifts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throttle {
+    pub major: i64,
+    pub minor: i64,
+    pub rate: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

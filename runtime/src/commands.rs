@@ -119,8 +119,11 @@ pub fn update(g: &GlobalOptions, id: &str, file: &Path) -> Result<i32> {
     } else {
         std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?
     };
-    let oci: oci_spec::runtime::LinuxResources =
+    let mut value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("resources {}", file.display()))?;
+    crate::resources::spec_names(&mut value);
+    let oci: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(value).with_context(|| format!("resources {}", file.display()))?;
     let resources = crate::resources::from_oci(&oci)?;
     let (_, st) = g.container(id)?;
     st.can_update()?;

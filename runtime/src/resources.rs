@@ -2,8 +2,11 @@
 //! `Resources` that host::cgroups applies. What nsbox cannot apply is
 //! refused here, by name, rather than silently left out.
 
+use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice};
 use oci_spec::runtime::{LinuxDeviceType, LinuxResources};
-use protocol::{CpuResources, DeviceRule, MemoryResources, Resources};
+use protocol::{
+    BlockIo, CpuResources, DeviceRule, MemoryResources, Resources, Throttle, WeightDevice,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResourcesError {
@@ -113,26 +116,7 @@ pub fn from_oci(r: &LinuxResources) -> Result<Resources> {
         out.pids_limit = Some(p.limit());
     }
     if let Some(b) = r.block_io() {
-        let any = b.weight().is_some()
-            || b.leaf_weight().is_some()
-            || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-            || b.throttle_read_bps_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty())
-            || b.throttle_write_bps_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty())
-            || b.throttle_read_iops_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty())
-            || b.throttle_write_iops_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty());
-        if any {
-            return Err(ResourcesError::Unsupported(
-                "linux.resources.blockIO is not supported",
-            ));
-        }
+        out.block_io = block_io(b);
     }
     if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(ResourcesError::Unsupported(
@@ -162,11 +146,70 @@ pub fn from_oci(r: &LinuxResources) -> Result<Resources> {
     Ok(out)
 }
 
+/// The runtime spec names two blockIO lists "throttleReadIOPSDevice" and
+/// "throttleWriteIOPSDevice"; oci-spec 0.7 reads them only as
+/// "...IopsDevice" and would drop them without a word. `resources` is a
+/// linux.resources object, renamed in place before it is parsed.
+pub fn spec_names(resources: &mut serde_json::Value) {
+    if let Some(b) = resources
+        .get_mut("blockIO")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for (spec, ours) in [
+            ("throttleReadIOPSDevice", "throttleReadIopsDevice"),
+            ("throttleWriteIOPSDevice", "throttleWriteIopsDevice"),
+        ] {
+            if let Some(v) = b.remove(spec) {
+                b.insert(ours.to_string(), v);
+            }
+        }
+    }
+}
+
+/// blockIO as runc reads it: zero weights and empty lists ask for nothing
+/// (Docker puts `"weight": 0` into every config); None when nothing is
+/// asked for at all. Whether the host can apply it is host::cgroups' call.
+fn block_io(b: &LinuxBlockIo) -> Option<BlockIo> {
+    let set = |w: Option<u16>| w.filter(|&w| w != 0);
+    let throttles = |l: &Option<Vec<LinuxThrottleDevice>>| -> Vec<Throttle> {
+        l.iter()
+            .flatten()
+            .map(|t| Throttle {
+                major: t.major(),
+                minor: t.minor(),
+                rate: t.rate(),
+            })
+            .collect()
+    };
+    let out = BlockIo {
+        weight: set(b.weight()),
+        leaf_weight: set(b.leaf_weight()),
+        weight_device: b
+            .weight_device()
+            .iter()
+            .flatten()
+            .map(|d| WeightDevice {
+                major: d.major(),
+                minor: d.minor(),
+                weight: set(d.weight()),
+                leaf_weight: set(d.leaf_weight()),
+            })
+            .filter(|d| d.weight.is_some() || d.leaf_weight.is_some())
+            .collect(),
+        throttle_read_bps: throttles(b.throttle_read_bps_device()),
+        throttle_write_bps: throttles(b.throttle_write_bps_device()),
+        throttle_read_iops: throttles(b.throttle_read_iops_device()),
+        throttle_write_iops: throttles(b.throttle_write_iops_device()),
+    };
+    (out != BlockIo::default()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(v: serde_json::Value) -> Resources {
+    fn parse(mut v: serde_json::Value) -> Resources {
+        spec_names(&mut v);
         from_oci(&serde_json::from_value(v).unwrap()).unwrap()
     }
 
@@ -203,10 +246,45 @@ mod tests {
     }
 
     #[test]
+    fn block_io_zeros_ask_for_nothing() {
+        // What Docker puts into every config.json.
+        let r = parse(serde_json::json!({ "blockIO": { "weight": 0 } }));
+        assert_eq!(r.block_io, None);
+        let r = parse(serde_json::json!({ "blockIO": {
+            "weight": 0, "leafWeight": 0,
+            "weightDevice": [{ "major": 8, "minor": 0, "weight": 0 }],
+            "throttleReadBpsDevice": [] } }));
+        assert_eq!(r.block_io, None);
+    }
+
+    #[test]
+    fn block_io_keeps_what_is_asked() {
+        let r = parse(serde_json::json!({ "blockIO": {
+            "weight": 300, "leafWeight": 0,
+            "weightDevice": [{ "major": 8, "minor": 0, "weight": 0 },
+                             { "major": 8, "minor": 16, "weight": 200, "leafWeight": 50 }],
+            "throttleReadBpsDevice": [{ "major": 254, "minor": 0, "rate": 1048576 }],
+            "throttleWriteIOPSDevice": [{ "major": 254, "minor": 0, "rate": 0 }] } }));
+        let b = r.block_io.unwrap();
+        assert_eq!((b.weight, b.leaf_weight), (Some(300), None));
+        assert_eq!(
+            b.weight_device,
+            vec![WeightDevice {
+                major: 8,
+                minor: 16,
+                weight: Some(200),
+                leaf_weight: Some(50)
+            }]
+        );
+        assert_eq!(b.throttle_read_bps.len(), 1);
+        assert_eq!(b.throttle_read_bps[0].rate, 1048576);
+        // A zero rate lifts a limit (update), so it is kept.
+        assert_eq!(b.throttle_write_iops.len(), 1);
+        assert!(b.throttle_write_bps.is_empty() && b.throttle_read_iops.is_empty());
+    }
+
+    #[test]
     fn unsupported_parts_are_refused() {
-        let r: LinuxResources =
-            serde_json::from_value(serde_json::json!({ "blockIO": { "weight": 10 } })).unwrap();
-        assert!(from_oci(&r).is_err());
         let r: LinuxResources = serde_json::from_value(
             serde_json::json!({ "devices": [{ "allow": true, "access": "rwx" }] }),
         )

@@ -15,6 +15,7 @@
 //! cgroupsPath; `CgroupPaths` records them in state.json, so that `delete
 //! --force` after a crashed shim removes exactly what the shim made.
 
+mod blkio;
 // bpf(2), which nix 0.29 lacks.
 #[allow(unsafe_code)]
 mod bpf;

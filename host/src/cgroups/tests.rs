@@ -192,6 +192,7 @@ fn resources() -> Resources {
             },
         ],
         unified: vec![],
+        block_io: None,
     }
 }
 

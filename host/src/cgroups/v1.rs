@@ -112,6 +112,9 @@ pub(super) fn apply(paths: &CgroupPaths, r: &Resources, devices: bool) -> Result
             write_file(dir, file, &device_line(rule))?;
         }
     }
+    if let Some(b) = &r.block_io {
+        super::blkio::apply_v1(controller_dir(paths, "blkio")?, b)?;
+    }
     if !r.unified.is_empty() {
         return Err(CgroupError::Unsupported(
             "linux.resources.unified needs cgroup v2; this host has v1".into(),

@@ -143,6 +143,9 @@ pub(super) fn apply(dir: &Path, r: &Resources, devices: bool) -> Result<()> {
     if let Some(v) = r.pids_limit.filter(|&v| v != 0) {
         write_file(dir, "pids.max", &max_or(v))?;
     }
+    if let Some(b) = &r.block_io {
+        super::blkio::apply_v2(dir, b)?;
+    }
     for (key, value) in &r.unified {
         // A file of this very cgroup, never a path out of it.
         if key.is_empty() || key.contains('/') || key.starts_with('.') || !key.contains('.') {

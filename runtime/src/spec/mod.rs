@@ -98,7 +98,10 @@ fn io_error(what: String) -> impl FnOnce(std::io::Error) -> SpecError {
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let text = std::fs::read(&path).map_err(io_error(format!("read {}", path.display())))?;
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_slice(&text).map_err(|source| SpecError::Parse { path, source })?;
+    if let Some(r) = value.pointer_mut("/linux/resources") {
+        crate::resources::spec_names(r);
+    }
     serde_json::from_value(value).map_err(SpecError::Schema)
 }
