@@ -79,14 +79,17 @@ pub fn from_oci(r: &LinuxResources) -> Result<Resources> {
         }
     }
     if let Some(m) = r.memory() {
-        if m.kernel().is_some() || m.kernel_tcp().is_some() {
+        if m.kernel().is_some_and(|v| v != 0) || m.kernel_tcp().is_some_and(|v| v != 0) {
             // Deprecated by the kernel and ignored by runc too.
             log::warn!("linux.resources.memory.kernel and kernelTCP are ignored");
         }
+        // 0 is "not set", as runc reads these: Docker's `update` sends
+        // every field, zero where the user gave none.
+        let set = |v: Option<i64>| v.filter(|&v| v != 0);
         out.memory = Some(MemoryResources {
-            limit: m.limit(),
-            reservation: m.reservation(),
-            swap: m.swap(),
+            limit: set(m.limit()),
+            reservation: set(m.reservation()),
+            swap: set(m.swap()),
             swappiness: m.swappiness(),
             disable_oom_killer: m.disable_oom_killer(),
         });
@@ -104,10 +107,11 @@ pub fn from_oci(r: &LinuxResources) -> Result<Resources> {
                 "linux.resources.cpu idle and burst are not supported",
             ));
         }
+        // 0 is "not set" here too (a period of 0 is EINVAL to the kernel).
         out.cpu = Some(CpuResources {
-            shares: c.shares(),
-            quota: c.quota(),
-            period: c.period(),
+            shares: c.shares().filter(|&v| v != 0),
+            quota: c.quota().filter(|&v| v != 0),
+            period: c.period().filter(|&v| v != 0),
             cpus: c.cpus().clone().filter(|s| !s.is_empty()),
             mems: c.mems().clone().filter(|s| !s.is_empty()),
         });
@@ -243,6 +247,24 @@ mod tests {
             let r = parse(v["linux"]["resources"].clone());
             assert!(!r.devices.is_empty(), "{f}");
         }
+    }
+
+    #[test]
+    fn zero_memory_and_cpu_values_ask_for_nothing() {
+        // What `docker update --memory 64m --memory-swap 128m` sends.
+        let r = parse(serde_json::json!({
+            "memory": { "limit": 67108864, "reservation": 0, "swap": 134217728, "kernel": 0 },
+            "cpu": { "shares": 0, "quota": 0, "period": 0, "cpus": "", "mems": "" } }));
+        let m = r.memory.unwrap();
+        assert_eq!(
+            (m.limit, m.reservation, m.swap),
+            (Some(64 << 20), None, Some(128 << 20))
+        );
+        let c = r.cpu.unwrap();
+        assert_eq!(
+            (c.shares, c.quota, c.period, c.cpus, c.mems),
+            (None, None, None, None, None)
+        );
     }
 
     #[test]
