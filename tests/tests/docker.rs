@@ -748,6 +748,21 @@ impl Pty {
         }
     }
 
+    /// Types `line` every 300 ms until the terminal shows `needle`, for at
+    /// most 10 s; whether it did.
+    fn ask_until(&mut self, line: &str, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            self.send(&format!("{line}\n"));
+            std::thread::sleep(Duration::from_millis(300));
+            if self.screen().contains(needle) {
+                return true;
+            }
+        }
+        eprintln!("the terminal never showed {needle:?}:\n{}", self.screen());
+        false
+    }
+
     /// The client's exit code (30 s at most).
     fn exit_code(&mut self) -> Option<i32> {
         wait_timeout(&mut self.child.0, TIMEOUT).and_then(|s| s.code())
@@ -763,9 +778,12 @@ fn at_a_terminal(d: &Dockerd, rt: &str) -> Vec<String> {
         31,
         101,
     );
-    pty.send("stty size; echo mark-$((6*7))\n");
-    pty.wait("mark-42", 1);
-    seen.push(format!("run -it size: {}", pty.screen().contains("31 101")));
+    // The client sets the size once the container has started, which may
+    // be after the shell's first prompt: ask until it shows (10 s at most).
+    seen.push(format!(
+        "run -it size: {}",
+        pty.ask_until("stty size", "31 101")
+    ));
     pty.send("sleep 30\n");
     std::thread::sleep(Duration::from_millis(500));
     pty.send("\x03");
