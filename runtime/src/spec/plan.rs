@@ -185,8 +185,7 @@ fn root(
     })
 }
 
-/// The kind nsbox knows for an OCI namespace type; time namespaces are
-/// not supported yet.
+/// The kind nsbox knows for an OCI namespace type.
 fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
     Ok(match t {
         LinuxNamespaceType::Pid => NamespaceKind::Pid,
@@ -196,13 +195,14 @@ fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
         LinuxNamespaceType::Network => NamespaceKind::Network,
         LinuxNamespaceType::Cgroup => NamespaceKind::Cgroup,
         LinuxNamespaceType::User => NamespaceKind::User,
-        LinuxNamespaceType::Time => refuse!("time namespaces are not supported"),
+        LinuxNamespaceType::Time => NamespaceKind::Time,
     })
 }
 
-/// linux.namespaces: each kind once; joined by path only where nsbox can
-/// join one; a new mount namespace always; and a new uts namespace for a
-/// hostname or domainname to go in.
+/// linux.namespaces: each kind once, new or joined by path (every kind);
+/// a mount namespace always; a new uts namespace for a hostname or
+/// domainname to go in; no new time namespace (yet); and no new pid
+/// namespace beside a user namespace joined by path (see below).
 fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
     let mut list: Vec<Namespace> = Vec::new();
     for ns in linux.namespaces().clone().unwrap_or_default() {
@@ -213,12 +213,6 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
         let path = match ns.path() {
             None => None,
             Some(p) => {
-                if matches!(
-                    kind,
-                    NamespaceKind::Pid | NamespaceKind::Mount | NamespaceKind::User
-                ) {
-                    refuse!("joining an existing {kind} namespace by path is not supported");
-                }
                 if !p.exists() {
                     refuse!(
                         "namespace {kind} path {}: No such file or directory",
@@ -228,11 +222,29 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
                 Some(p.to_string_lossy().into_owned())
             }
         };
+        if kind == NamespaceKind::Time && path.is_none() {
+            refuse!("a new time namespace is not supported (join one by path)");
+        }
         list.push(Namespace { kind, path });
     }
     let namespaces = Namespaces(list);
-    if !namespaces.own(NamespaceKind::Mount) {
-        refuse!("a new mount namespace is required (linux.namespaces has no \"mount\")");
+    if !namespaces.has(NamespaceKind::Mount) {
+        refuse!("a mount namespace is required (linux.namespaces has no \"mount\")");
+    }
+    // tiny-init joins such a user namespace first and makes its other new
+    // namespaces there, owned by it; but a new pid namespace is made by the
+    // clone itself, before any join, and would belong to the host's user
+    // namespace, where tiny-init could not even mount its /proc.
+    if namespaces.own(NamespaceKind::Pid)
+        && namespaces
+            .0
+            .iter()
+            .any(|n| n.kind == NamespaceKind::User && n.path.is_some())
+    {
+        refuse!(
+            "a new pid namespace beside a user namespace joined by path is not supported \
+             (join a pid namespace of that user namespace by path too)"
+        );
     }
     if spec.hostname().is_some() && !namespaces.own(NamespaceKind::Uts) {
         refuse!("hostname is set, but there is no new uts namespace to set it in");
