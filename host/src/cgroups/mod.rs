@@ -23,6 +23,8 @@ mod v1;
 mod v2;
 
 use std::io::Write;
+
+use nsbox_process::mountinfo::unescape;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -235,28 +237,6 @@ pub(crate) fn mkdir_p(dir: &Path) -> Result<()> {
         .recursive(true)
         .create(dir)
         .map_err(io_err(dir))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            let n = std::str::from_utf8(&b[i + 1..i + 4])
-                .ok()
-                .and_then(|o| u8::from_str_radix(o, 8).ok());
-            if let Some(n) = n {
-                out.push(n);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// cgroupsPath as nsbox takes it: a cgroupfs path ("/libpod_parent/x" or
