@@ -67,7 +67,12 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     if rootless {
         rootless_id_maps(&ids)?;
     }
-    let idmap = IdmappedRoot::of(root.overlay, &root.rootfs, ids.userns && !rootless, dir)?;
+    let idmap = IdmappedRoot::of(
+        root.overlay,
+        &root.rootfs,
+        ids.userns && !rootless && !owned_by_container_root(&root.rootfs, &ids.uid),
+        dir,
+    )?;
     let network = network(spec, &annotations, &namespaces, dir, id)?;
     if network.is_some() && rootless {
         refuse!("bridge networking needs root (veths, addresses and nftables rules on the host); a rootless container can have --net none or host");
@@ -449,6 +454,18 @@ fn rootless_id_maps(ids: &IdMappings) -> Result<()> {
         nix::unistd::getgid().as_raw(),
         "/etc/subgid",
     )
+}
+
+/// Is the rootfs owned already by the host uid the container's root maps
+/// to? Then it needs no idmapped mount: the image was made for this
+/// mapping (Docker's userns-remap chowns its layers so, and an overlay, as
+/// Docker's rootfs is, cannot be idmapped anyway).
+fn owned_by_container_root(rootfs: &str, uid_map: &[IdMap]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(root) = uid_map.iter().find(|m| m.container == 0 && m.size > 0) else {
+        return false;
+    };
+    std::fs::metadata(rootfs).is_ok_and(|m| m.uid() == root.host)
 }
 
 /// With a user namespace (and host privilege), the rootfs, or the image
