@@ -22,8 +22,9 @@ ROOTFS_STAMP := demo/.rootfs.stamp
 # Debian packages the project needs (busybox for the rootfs, pstree, ip, ps;
 # libseccomp-dev for the libseccomp.a the static runtime links; nft, which
 # bridge networking runs to apply its nftables rules; newuidmap for rootless
-# containers; containerd and runc for the end-to-end tests).
-DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc podman conmon
+# containers; containerd, runc, podman and conmon for the end-to-end tests;
+# tmux, the terminal the terminal tests type into).
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc podman conmon tmux
 # What `make bench` compares nsbox with, its reaper (tini), and perf for the
 # breakdown of a run. Installed without recommends (runc would bring criu).
 BENCH_PACKAGES := runc crun conmon catatonit tini linux-perf
@@ -31,6 +32,9 @@ BENCH_PACKAGES := runc crun conmon catatonit tini linux-perf
 # test-cgroup2`: QEMU, Debian's kernel (booted in the VM, not here),
 # a static busybox for its initramfs, and the tools that build it.
 VM_PACKAGES  := qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils kmod
+# Where the integration tests record a test that could not run here
+# (tests/tests/common/mod.rs `skip`), for the summary to count.
+TEST_ENV     := NSBOX_TEST_SKIPS=$(CURDIR)/target/test-skips.txt
 # Arguments for nsbox-bench (`target/x86_64-unknown-linux-gnu/release/nsbox-bench --help`).
 BENCH_ARGS   ?=
 
@@ -50,7 +54,7 @@ deps: ## install the Debian packages nsbox needs (as root; no apt-get when all a
 		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' \
 			|| missing="$$missing $$pkg"; \
 	done; \
-	for cmd in busybox pstree ip ps nft newuidmap; do \
+	for cmd in busybox pstree ip ps nft newuidmap tmux; do \
 		command -v "$$cmd" >/dev/null 2>&1 || missing="$$missing (command $$cmd)"; \
 	done; \
 	if [ -z "$$missing" ]; then \
@@ -118,13 +122,18 @@ lint: ## check formatting and run clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps lint ## lint, build and run all tests (tests that start containers need root)
+test: deps lint ## lint, build and run all tests (containers need root: skipped without, failed under CI=true)
 	$(CARGO) build --workspace
 	@mkdir -p target
-	$(CARGO) test --workspace 2>&1 | tee target/test.log
-	@# cargo ends with the doc-tests' "0 passed": sum every binary's counts
-	@# into one closing line, so the total is what a reader (or CI) sees last.
-	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "summary: %d passed, %d failed\n", p, f }' target/test.log
+	@rm -f target/test-skips.txt
+	@# Every binary runs (--no-fail-fast), so that the summary counts them all.
+	@# cargo ends with the doc-tests' "0 passed": the summary sums every
+	@# binary's counts into one closing line, skips taken out of "passed",
+	@# so the total is what a reader (or CI) sees last.
+	@echo "$(TEST_ENV) $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test.log"
+	@status=0; \
+	$(TEST_ENV) $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test.log || status=$$?; \
+	scripts/test-summary.sh target/test.log target/test-skips.txt $$status
 
 test-cgroup2: deps ## the cgroup tests inside a cgroup-v2-only VM, and the resource tests in a v1 one (root, qemu: make vm-deps; ~6 min)
 	scripts/test-cgroup2.sh

@@ -73,11 +73,11 @@ struct Args {
     runs: usize,
     /// Idle pause before each timed run of sections 1 and 2, in ms. The
     /// first move of a process into a cgroup after a quiet spell waits for
-    /// an RCU grace period (5-20 ms here); within ~15 ms of another move it
-    /// does not. Back to back, a runtime's time thus depends on which one ran
-    /// just before it; after a pause every runtime starts from the same quiet
-    /// kernel, as a run typed at a shell does. Section 1 is also measured
-    /// back to back.
+    /// an RCU grace period; shortly after another move it does not (see
+    /// docs/performance.md). Back to back, a runtime's time thus depends on
+    /// which one ran just before it; after a pause every runtime starts from
+    /// the same quiet kernel, as a run typed at a shell does. Section 1 is
+    /// also measured back to back.
     #[arg(long, default_value_t = 50)]
     gap_ms: u64,
     /// Full runs per runtime with the state roots on the disk (0: skip).
@@ -212,11 +212,11 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 /// nsbox's three binaries copied from `from` into `to`, as `make install`
 /// (or a package) would put them; the runtime's path there.
 ///
-/// The same binaries ran a full run 0.65-0.9 ms slower straight from
-/// target/ than from a copy here (Linux 6.18, ext4, 300 alternating runs
-/// of each): the linker writes its output piecemeal, and executing such a
-/// file takes more page faults than executing one written in one go, as a
-/// copy, or dpkg's crun and runc, are. Every runtime is measured installed.
+/// The linker writes its output piecemeal, and executing such a file takes
+/// more page faults than executing one written in one go, as a copy, or
+/// dpkg's crun and runc, are: run straight from target/, nsbox would be
+/// measured slower than it runs installed (docs/performance.md has by how
+/// much). Every runtime is measured installed.
 fn installed(from: &Path, to: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(to).with_context(|| format!("make {}", to.display()))?;
     for b in ["runtime", "shim", "tiny-init"] {

@@ -1,7 +1,7 @@
 //! Host processes named by pid *and* start time, so that a pid the kernel
 //! has reused is never mistaken for one of ours.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -48,9 +48,11 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 /// system's uptime.
 pub fn age_secs(pid: i32) -> Option<u64> {
     let start = stat(pid)?.start_time;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as u64 } else { 100 };
+    use nix::unistd::{sysconf, SysconfVar};
+    let hz = match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(hz)) if hz > 0 => hz as u64,
+        _ => 100,
+    };
     let uptime: f64 = std::fs::read_to_string("/proc/uptime")
         .ok()?
         .split_whitespace()
@@ -89,17 +91,13 @@ impl ProcessId {
     }
 }
 
-pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
-    // SAFETY: a plain syscall; the fd it returns is ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
+pub use nsbox_process::pidfd_open;
 
+/// nix 0.29 has no pidfd_send_signal.
+#[allow(unsafe_code)]
 pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> Result<(), Errno> {
-    // SAFETY: a plain syscall on a pidfd we own.
+    // SAFETY: pidfd_send_signal reads nothing of ours (no siginfo) and
+    // signals the process of a pidfd we hold.
     let r = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,

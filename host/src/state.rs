@@ -57,6 +57,105 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// The verbs a container's status gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Start,
+    Kill,
+    Exec,
+    Attach,
+    Pause,
+    Resume,
+    Update,
+    Delete,
+}
+
+/// A verb refused because of the container's status; it names both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct WrongStatus {
+    pub verb: Verb,
+    pub status: Status,
+}
+
+impl WrongStatus {
+    fn describe(&self) -> String {
+        let s = self.status;
+        match self.verb {
+            Verb::Start => format!("cannot start a {s} container"),
+            // runc's words: containerd recognises them and takes the kill
+            // of a stopped container as done.
+            Verb::Kill => format!("container not running (it is {s})"),
+            Verb::Exec => format!("cannot exec in a {s} container"),
+            Verb::Attach => format!("cannot attach to a {s} container"),
+            Verb::Pause if s == Status::Paused => "container is already paused".into(),
+            Verb::Pause => format!("cannot pause a {s} container"),
+            Verb::Resume => format!("cannot resume a {s} container (it is not paused)"),
+            Verb::Update => format!("cannot update a {s} container"),
+            Verb::Delete => {
+                format!("cannot delete a {s} container (stop it first, or use --force)")
+            }
+        }
+    }
+}
+
+/// Which verb each status allows, in one place. Asked of
+/// [`State::current_status`] by the runtime; the shim, which records the
+/// status, may ask it of the recorded one.
+impl Status {
+    fn allows(self, verb: Verb, ok: bool) -> Result<(), WrongStatus> {
+        if ok {
+            Ok(())
+        } else {
+            Err(WrongStatus { verb, status: self })
+        }
+    }
+
+    /// The init runs (it may be frozen): there is a process to signal.
+    fn has_init(self) -> bool {
+        matches!(self, Status::Created | Status::Running | Status::Paused)
+    }
+
+    pub fn can_start(self) -> Result<(), WrongStatus> {
+        self.allows(Verb::Start, self == Status::Created)
+    }
+
+    pub fn can_kill(self) -> Result<(), WrongStatus> {
+        self.allows(Verb::Kill, self.has_init())
+    }
+
+    pub fn can_exec(self) -> Result<(), WrongStatus> {
+        self.allows(Verb::Exec, self == Status::Running)
+    }
+
+    pub fn can_attach(self) -> Result<(), WrongStatus> {
+        self.allows(Verb::Attach, self == Status::Running)
+    }
+
+    pub fn can_pause(self) -> Result<(), WrongStatus> {
+        self.allows(
+            Verb::Pause,
+            matches!(self, Status::Created | Status::Running),
+        )
+    }
+
+    pub fn can_resume(self) -> Result<(), WrongStatus> {
+        self.allows(Verb::Resume, self == Status::Paused)
+    }
+
+    pub fn can_update(self) -> Result<(), WrongStatus> {
+        self.allows(Verb::Update, self.has_init())
+    }
+
+    /// Without --force: nothing of the container may still run.
+    pub fn can_delete(self) -> Result<(), WrongStatus> {
+        self.allows(
+            Verb::Delete,
+            matches!(self, Status::Created | Status::Stopped),
+        )
+    }
+}
+
 /// What `state.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -65,8 +164,10 @@ pub struct State {
     pub rootfs: String,
     /// RFC 3339.
     pub created: String,
-    /// As last recorded; see [`State::status`] for what is true now.
-    pub status: Status,
+    /// The status as `create` or the shim last recorded it; what is true
+    /// now is [`State::current_status`].
+    #[serde(rename = "status")]
+    pub recorded_status: Status,
     pub shim: Option<ProcessId>,
     pub init: Option<ProcessId>,
     pub exit_code: Option<i32>,
@@ -264,8 +365,14 @@ impl ContainerDir {
 impl State {
     /// The status now: the recorded one, corrected by whether the processes
     /// it names are still alive.
-    pub fn status(&self) -> Status {
-        match self.status {
+    ///
+    /// A stop is derived from a dead init only once no shim can record it:
+    /// the shim records "stopped" and the exit code in one durable write, so
+    /// a container read as stopped has its exit code in `exit_code`, unless
+    /// its shim died without writing it. Until then (see
+    /// [`State::stop_unrecorded`]) the container is still what was recorded.
+    pub fn current_status(&self) -> Status {
+        match self.recorded_status {
             Status::Creating => match self.shim {
                 Some(shim) if shim.is_alive() => Status::Creating,
                 _ => Status::Stopped,
@@ -274,8 +381,12 @@ impl State {
             Status::Created | Status::Running | Status::Paused => match self.init {
                 Some(init) if init.is_alive() => match &self.cgroup {
                     Some(cg) if crate::cgroups::is_frozen(cg) => Status::Paused,
-                    _ if self.status == Status::Paused => Status::Running,
-                    _ => self.status,
+                    _ if self.recorded_status == Status::Paused => Status::Running,
+                    _ => self.recorded_status,
+                },
+                _ if self.shim_alive() => match self.recorded_status {
+                    Status::Paused => Status::Running,
+                    recorded => recorded,
                 },
                 _ => Status::Stopped,
             },
@@ -283,9 +394,65 @@ impl State {
         }
     }
 
+    fn shim_alive(&self) -> bool {
+        self.shim.is_some_and(|s| s.is_alive())
+    }
+
+    /// The init has ended and its shim, alive, has not recorded the stop
+    /// yet (it is about to: it is woken by the init's end). A verb that
+    /// must see the stop asks the shim to `Wait`, which it answers once the
+    /// exit code is on disk.
+    pub fn stop_unrecorded(&self) -> bool {
+        matches!(
+            self.recorded_status,
+            Status::Created | Status::Running | Status::Paused
+        ) && !self.init.is_some_and(|i| i.is_alive())
+            && self.shim_alive()
+    }
+
+    /// `start`, asked of the status now.
+    pub fn can_start(&self) -> Result<(), WrongStatus> {
+        self.current_status().can_start()
+    }
+
+    /// `kill` (and `ps`): the init to signal, of a container that has one.
+    pub fn can_kill(&self) -> Result<ProcessId, WrongStatus> {
+        let status = self.current_status();
+        status.can_kill()?;
+        self.init.ok_or(WrongStatus {
+            verb: Verb::Kill,
+            status,
+        })
+    }
+
+    pub fn can_exec(&self) -> Result<(), WrongStatus> {
+        self.current_status().can_exec()
+    }
+
+    pub fn can_attach(&self) -> Result<(), WrongStatus> {
+        self.current_status().can_attach()
+    }
+
+    pub fn can_pause(&self) -> Result<(), WrongStatus> {
+        self.current_status().can_pause()
+    }
+
+    pub fn can_resume(&self) -> Result<(), WrongStatus> {
+        self.current_status().can_resume()
+    }
+
+    pub fn can_update(&self) -> Result<(), WrongStatus> {
+        self.current_status().can_update()
+    }
+
+    /// `delete` without --force.
+    pub fn can_delete(&self) -> Result<(), WrongStatus> {
+        self.current_status().can_delete()
+    }
+
     /// The OCI state document (runtime-spec "State"), with runc's extras.
     pub fn oci_state(&self) -> serde_json::Value {
-        let status = self.status();
+        let status = self.current_status();
         let pid = match (status, self.init) {
             (Status::Created | Status::Running | Status::Paused, Some(init)) => init.pid,
             _ => 0,
@@ -424,7 +591,7 @@ mod tests {
             bundle: "/b".into(),
             rootfs: "/b/rootfs".into(),
             created: now_rfc3339(),
-            status: Status::Stopped,
+            recorded_status: Status::Stopped,
             shim: None,
             init: None,
             exit_code: Some(3),
@@ -477,13 +644,45 @@ mod tests {
     }
 
     #[test]
+    fn each_verb_is_refused_naming_the_status() {
+        use Status::*;
+        let all = [Creating, Created, Running, Paused, Stopped];
+        let allowed = |q: fn(Status) -> Result<(), WrongStatus>| -> Vec<Status> {
+            all.into_iter().filter(|s| q(*s).is_ok()).collect()
+        };
+        assert_eq!(allowed(Status::can_start), [Created]);
+        assert_eq!(allowed(Status::can_kill), [Created, Running, Paused]);
+        assert_eq!(allowed(Status::can_exec), [Running]);
+        assert_eq!(allowed(Status::can_attach), [Running]);
+        assert_eq!(allowed(Status::can_pause), [Created, Running]);
+        assert_eq!(allowed(Status::can_resume), [Paused]);
+        assert_eq!(allowed(Status::can_update), [Created, Running, Paused]);
+        assert_eq!(allowed(Status::can_delete), [Created, Stopped]);
+        let e = |r: Result<(), WrongStatus>| r.unwrap_err().to_string();
+        assert_eq!(e(Running.can_start()), "cannot start a running container");
+        assert_eq!(
+            e(Stopped.can_kill()),
+            "container not running (it is stopped)"
+        );
+        assert_eq!(e(Paused.can_pause()), "container is already paused");
+        assert_eq!(
+            e(Running.can_resume()),
+            "cannot resume a running container (it is not paused)"
+        );
+        assert_eq!(
+            e(Paused.can_delete()),
+            "cannot delete a paused container (stop it first, or use --force)"
+        );
+    }
+
+    #[test]
     fn a_dead_init_means_stopped() {
         let st = State {
             id: "c1".into(),
             bundle: String::new(),
             rootfs: String::new(),
             created: String::new(),
-            status: Status::Running,
+            recorded_status: Status::Running,
             shim: None,
             init: Some(ProcessId {
                 pid: i32::MAX - 1,
@@ -499,6 +698,20 @@ mod tests {
             oom_kills: 0,
             finished: None,
         };
-        assert_eq!(st.status(), Status::Stopped);
+        assert_eq!(st.current_status(), Status::Stopped);
+        assert!(!st.stop_unrecorded());
+        // While a live shim has yet to record the stop (and its exit code),
+        // the container is what was recorded.
+        let shim = ProcessId::of(std::process::id() as i32);
+        let st = State { shim, ..st };
+        assert_eq!(st.current_status(), Status::Running);
+        assert!(st.stop_unrecorded());
+        let st = State {
+            recorded_status: Status::Stopped,
+            exit_code: Some(0),
+            ..st
+        };
+        assert_eq!(st.current_status(), Status::Stopped);
+        assert!(!st.stop_unrecorded());
     }
 }

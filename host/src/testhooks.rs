@@ -2,12 +2,12 @@
 //! their environment variable is set, and no user needs to set them.
 //!
 //! - `NSBOX_FAULT=create:POINT`: `runtime create` kills itself with SIGKILL
-//!   at POINT (see [`CREATE_FAULT_POINTS`]). Timing cannot hit each step of
-//!   `create` reliably; this does, so that the tests can show that a runtime
-//!   killed anywhere leaves nothing that `delete --force` cannot clear.
+//!   at POINT (see [`POINTS`]). Timing cannot hit each step of `create`
+//!   reliably; this does, so that the tests can show that a runtime killed
+//!   anywhere leaves nothing that `delete --force` cannot clear.
 //! - `NSBOX_FAULT=shim:POINT`: the shim does the same while it makes the
-//!   container (see [`SHIM_FAULT_POINTS`]): `create` must then fail and
-//!   roll back everything, tiny-init, cgroup and network included.
+//!   container: `create` must then fail and roll back everything,
+//!   tiny-init, cgroup and network included.
 //! - `NSBOX_START_TIMEOUT_MS=N`: how long the shim waits for tiny-init to
 //!   answer `Start` (the runtime waits 5 s longer, so that the shim's own,
 //!   more precise error arrives first). The default, 30 s, is too long for a
@@ -15,23 +15,31 @@
 
 use std::time::Duration;
 
-/// Where `runtime create` can be made to die, in the order it gets there.
-pub const CREATE_FAULT_POINTS: &[&str] = &[
-    "after-mkdir",
-    "after-fork",
-    "after-state",
-    "after-send",
-    "after-created",
-    "before-pidfile",
+/// Every `(verb, point)` that [`fault`] is called with, in the order each
+/// verb gets there: `runtime create`'s, then the shim's while it makes a
+/// container (it gets `NSBOX_FAULT=shim:POINT` from the runtime's
+/// environment). tests/tests/faults.rs kills nsbox at each of them; a call
+/// of [`fault`] with a point not listed here panics in a debug build, so
+/// that a new point cannot go untested.
+pub const POINTS: &[(&str, &str)] = &[
+    ("create", "after-mkdir"),
+    ("create", "after-fork"),
+    ("create", "after-state"),
+    ("create", "after-send"),
+    ("create", "after-created"),
+    ("create", "before-pidfile"),
+    ("shim", "after-clone"),
+    ("shim", "after-ready"),
+    ("shim", "after-network"),
+    ("shim", "after-save"),
 ];
-
-/// Where the shim can be made to die while it makes a container (it gets
-/// `NSBOX_FAULT=shim:POINT` from the runtime's environment).
-pub const SHIM_FAULT_POINTS: &[&str] =
-    &["after-clone", "after-ready", "after-network", "after-save"];
 
 /// SIGKILL ourselves if `NSBOX_FAULT` names `verb:point`.
 pub fn fault(verb: &str, point: &str) {
+    debug_assert!(
+        POINTS.contains(&(verb, point)),
+        "fault point {verb}:{point} is not in nsbox_host::testhooks::POINTS"
+    );
     let Some(want) = std::env::var_os("NSBOX_FAULT") else {
         return;
     };
@@ -59,4 +67,16 @@ pub fn shim_start_timeout() -> Duration {
 /// How long the runtime waits for the shim's answer to `Start` (or `Exec`).
 pub fn runtime_start_timeout() -> Duration {
     shim_start_timeout() + RUNTIME_MARGIN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "fault point create:no-such-point is not in")]
+    fn a_point_not_listed_is_refused() {
+        fault("create", "no-such-point");
+    }
 }

@@ -6,20 +6,56 @@
 //! shown when it fails, as runc shows it.
 
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protocol::Hook;
 
+/// Why a hook failed; each names the hook ("prestart hook /usr/bin/x").
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("{hook}: keep its output")]
+    Output {
+        hook: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{hook}")]
+    Spawn {
+        hook: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{hook}: wait")]
+    Wait {
+        hook: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{hook}: timed out after {seconds} s")]
+    Timeout { hook: String, seconds: u32 },
+    /// It ended unsuccessfully: how, and the last line it printed.
+    #[error("{hook}: {how}{}", last_line.as_ref().map(|l| format!(": {l}")).unwrap_or_default())]
+    Failed {
+        hook: String,
+        how: String,
+        last_line: Option<String>,
+    },
+}
+
 /// Run `hook`; `join` are namespace fds to setns into first (the path is
-/// then resolved in the joined mount namespace). Err says why it failed.
-pub fn run(kind: &str, hook: &Hook, state: &str, join: &[OwnedFd]) -> Result<(), String> {
+/// then resolved in the joined mount namespace).
+pub fn run(kind: &str, hook: &Hook, state: &str, join: &[OwnedFd]) -> Result<(), HookError> {
     let what = format!("{kind} hook {}", hook.path);
+    let output_error = |source| HookError::Output {
+        hook: what.clone(),
+        source,
+    };
     let out =
         nix::sys::memfd::memfd_create(c"nsbox-hook", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
-            .map_err(|e| format!("{what}: memfd_create: {}", e.desc()))?;
+            .map_err(|e| output_error(e.into()))?;
     let mut out = std::fs::File::from(out);
     let mut cmd = Command::new(&hook.path);
     if let Some(arg0) = hook.args.first() {
@@ -34,80 +70,61 @@ pub fn run(kind: &str, hook: &Hook, state: &str, join: &[OwnedFd]) -> Result<(),
             }
         }
     }
-    let err_file = out.try_clone().map_err(|e| format!("{what}: {e}"))?;
-    let out_file = out.try_clone().map_err(|e| format!("{what}: {e}"))?;
+    let err_file = out.try_clone().map_err(output_error)?;
+    let out_file = out.try_clone().map_err(output_error)?;
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::from(out_file))
         .stderr(Stdio::from(err_file));
     if !join.is_empty() {
-        let fds: Vec<i32> = join.iter().map(|f| f.as_raw_fd()).collect();
-        // SAFETY: setns and chdir are async-signal-safe syscalls.
-        unsafe {
-            cmd.pre_exec(move || {
-                for &fd in &fds {
-                    if libc::setns(fd, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                if libc::chdir(c"/".as_ptr()) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            })
-        };
+        crate::sys::join_before_exec(&mut cmd, join.iter().map(|f| f.as_raw_fd()).collect());
     }
-    let mut child = cmd.spawn().map_err(|e| format!("{what}: {e}"))?;
+    let mut child = cmd.spawn().map_err(|source| HookError::Spawn {
+        hook: what.clone(),
+        source,
+    })?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook need not read its stdin: never block on it.
-        // SAFETY: fcntl on the pipe we own.
-        unsafe {
-            let fd = stdin.as_raw_fd();
-            libc::fcntl(
-                fd,
-                libc::F_SETFL,
-                libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
-            );
-        }
+        set_nonblocking(&stdin);
         let _ = stdin.write_all(state.as_bytes());
     }
     let deadline = hook
         .timeout
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
     // Woken by the hook's end (its pidfd), not by polling its status.
-    // SAFETY: pidfd_open of our own child; the fd is ours.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) } as i32;
-    // Closed on every way out.
-    let _owned =
-        (pidfd >= 0).then(|| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) });
+    let pidfd = crate::sys::pidfd_open(child.id() as libc::pid_t).ok();
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
             Ok(None) => {}
-            Err(e) => return Err(format!("{what}: wait: {e}")),
+            Err(source) => {
+                return Err(HookError::Wait {
+                    hook: what.clone(),
+                    source,
+                })
+            }
         }
         let left_ms = deadline.map_or(-1, |d| {
             d.saturating_duration_since(Instant::now())
                 .as_millis()
                 .min(i32::MAX as u128) as i32
         });
-        if pidfd >= 0 && left_ms != 0 {
-            let mut p = libc::pollfd {
-                fd: pidfd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: poll on one pollfd we own.
-            unsafe { libc::poll(&mut p, 1, left_ms) };
-        } else if left_ms != 0 {
-            std::thread::sleep(Duration::from_millis(2));
+        match &pidfd {
+            Some(fd) if left_ms != 0 => {
+                use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                let timeout = PollTimeout::try_from(left_ms).unwrap_or(PollTimeout::NONE);
+                let _ = poll(&mut fds, timeout);
+            }
+            None if left_ms != 0 => std::thread::sleep(Duration::from_millis(2)),
+            _ => {}
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!(
-                "{what}: timed out after {} s",
-                hook.timeout.unwrap_or(0)
-            ));
+            return Err(HookError::Timeout {
+                hook: what,
+                seconds: hook.timeout.unwrap_or(0),
+            });
         }
     };
     let mut text = String::new();
@@ -126,15 +143,23 @@ pub fn run(kind: &str, hook: &Hook, state: &str, join: &[OwnedFd]) -> Result<(),
         _ => "failed".into(),
     };
     let last = text.lines().last().unwrap_or("");
-    Err(if last.is_empty() {
-        format!("{what}: {how}")
-    } else {
-        format!("{what}: {how}: {last}")
+    Err(HookError::Failed {
+        hook: what,
+        how,
+        last_line: (!last.is_empty()).then(|| last.to_string()),
     })
 }
 
+fn set_nonblocking(fd: &impl AsRawFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(flags) = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
+        let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+        let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags));
+    }
+}
+
 /// Run every hook of a list in order; the first failure stops it.
-pub fn run_all(kind: &str, hooks: &[Hook], state: &str, join: &[OwnedFd]) -> Result<(), String> {
+pub fn run_all(kind: &str, hooks: &[Hook], state: &str, join: &[OwnedFd]) -> Result<(), HookError> {
     hooks.iter().try_for_each(|h| run(kind, h, state, join))
 }
 
@@ -168,9 +193,19 @@ mod tests {
             "state on stdin, and exactly the hook's env"
         );
         let e = run("test", &sh("echo bad thing >&2; exit 3", None), "", &[]).unwrap_err();
-        assert!(e.contains("exited with 3: bad thing"), "{e}");
+        assert_eq!(e.to_string(), "test hook /bin/sh: exited with 3: bad thing");
         let e = run("test", &sh("sleep 5", Some(1)), "", &[]).unwrap_err();
-        assert!(e.contains("timed out"), "{e}");
+        assert_eq!(e.to_string(), "test hook /bin/sh: timed out after 1 s");
+        let missing = Hook {
+            path: "/nsbox/no/such/hook".into(),
+            args: vec![],
+            env: None,
+            timeout: None,
+        };
+        let e = run("test", &missing, "", &[]).unwrap_err();
+        let source = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(e.to_string(), "test hook /nsbox/no/such/hook");
+        assert!(source.unwrap().starts_with("No such file"), "{e:?}");
         // Big state, a hook that never reads it: no hang.
         run("test", &sh("exit 0", Some(5)), &"x".repeat(1 << 20), &[]).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();

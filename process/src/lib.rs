@@ -5,61 +5,29 @@
 //! exec'd processes with it; `runtime exec` in the caller's-shim mode
 //! starts its process with it after joining the container's namespaces.
 
+// unsafe lives in `sys`: the calls nix 0.29 does not wrap.
+#![deny(unsafe_code)]
+
 pub mod hooks;
+#[allow(unsafe_code)]
+mod sys;
+
+pub use sys::pidfd_open;
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 
+use caps::{CapSet, Capability, CapsHashSet};
 use nix::errno::Errno;
+use nix::sys::stat::Mode;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::{Gid, Uid};
+use protocol::report::{self, Report, Step};
 use protocol::{Capabilities, Failure, Process};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const DEFAULT_UMASK: u32 = 0o022;
-
-/// Steps of the child's set-up, reported to the parent over a pipe.
-#[derive(Clone, Copy)]
-#[repr(u8)]
-enum Step {
-    Setsid = 1,
-    Rlimit,
-    OomScoreAdj,
-    IoPriority,
-    Seccomp,
-    Bounding,
-    Groups,
-    Gid,
-    Uid,
-    Caps,
-    Ambient,
-    NoNewPrivs,
-    Chdir,
-    Exec,
-}
-
-impl Step {
-    fn from(b: u8) -> Option<Step> {
-        use Step::*;
-        [
-            Setsid,
-            Rlimit,
-            OomScoreAdj,
-            IoPriority,
-            Seccomp,
-            Bounding,
-            Groups,
-            Gid,
-            Uid,
-            Caps,
-            Ambient,
-            NoNewPrivs,
-            Chdir,
-            Exec,
-        ]
-        .into_iter()
-        .find(|s| *s as u8 == b)
-    }
-}
 
 pub struct Prepared {
     process: Process,
@@ -70,16 +38,59 @@ pub struct Prepared {
     last_cap: u8,
 }
 
-fn nul_free(what: &str, s: &str) -> Result<CString, Failure> {
-    CString::new(s).map_err(|_| Failure {
-        step: what.into(),
-        message: "contains a NUL byte".into(),
-        exit_code: 1,
-    })
+fn nul_free(step: Step, s: &str) -> Result<CString, Report> {
+    CString::new(s).map_err(|_| Report::new(step, Errno::EINVAL))
+}
+
+/// The exit code of a process as a shell reports it: its own, or 128+N
+/// when signal N ended it.
+pub fn exit_code(status: WaitStatus) -> i32 {
+    match status {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        // Stopped or continued: not an end (waitpid without WUNTRACED
+        // does not report these).
+        _ => 255,
+    }
+}
+
+/// [`exit_code`] of a raw wait(2) status.
+pub fn exit_code_raw(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+/// A report of the container's process worded with what only the process
+/// knows: its command, cwd, uid and gid.
+pub fn describe(process: &Process, report: Report) -> Failure {
+    let arg0 = process.args.first().map(String::as_str).unwrap_or("");
+    let step = match report.step {
+        Step::Exec | Step::FindInPath | Step::EmptyCommand => format!("exec {arg0}"),
+        Step::Chdir => format!("chdir to {}", process.cwd),
+        Step::Gid => format!("set gid {}", process.gid),
+        Step::Uid => format!("set uid {}", process.uid),
+        other => other.to_string(),
+    };
+    report.failure_as(step)
+}
+
+/// In a child between fork and exec: tell the parent what failed on the
+/// report pipe, and leave with the exit code the step calls for.
+pub fn report_and_exit(pipe: BorrowedFd, failed: Report) -> ! {
+    report::send(pipe, failed.step, failed.errno as i32);
+    sys::exit_now(failed.exit_code())
 }
 
 impl Prepared {
-    pub fn new(process: &Process) -> Result<Prepared, Failure> {
+    /// Resolve the command in the current root (the container's) and
+    /// check what the process needs; a report of what is wrong, which
+    /// [`describe`] words.
+    pub fn new(process: &Process) -> Result<Prepared, Report> {
         let arg0 = process.args.first().cloned().unwrap_or_default();
         let path = resolve(&arg0, &process.env, &process.cwd)?;
         let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -87,18 +98,18 @@ impl Prepared {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(40);
         Ok(Prepared {
-            path: nul_free("exec", &path)?,
+            path: nul_free(Step::NulInArgs, &path)?,
             argv: process
                 .args
                 .iter()
-                .map(|a| nul_free("args", a))
+                .map(|a| nul_free(Step::NulInArgs, a))
                 .collect::<Result<_, _>>()?,
             envp: process
                 .env
                 .iter()
-                .map(|a| nul_free("env", a))
+                .map(|a| nul_free(Step::NulInEnv, a))
                 .collect::<Result<_, _>>()?,
-            cwd: nul_free("cwd", &process.cwd)?,
+            cwd: nul_free(Step::NulInCwd, &process.cwd)?,
             process: process.clone(),
             last_cap,
         })
@@ -110,40 +121,27 @@ impl Prepared {
     pub fn spawn(&self, stdio: Stdio, preserved: &[OwnedFd]) -> Result<i32, Failure> {
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| fail("create exec pipe", e, 1))?;
-        // SAFETY: tiny-init is single-threaded, so the child may run any code.
-        match unsafe { nix::unistd::fork() } {
+        match sys::fork() {
             Err(e) => Err(fail("fork workload", e, 1)),
             Ok(nix::unistd::ForkResult::Child) => {
                 drop(rd);
                 let terminal = place_fds(&stdio, preserved);
-                let (step, err) = self.child(terminal, preserved.len() as u32);
-                let mut msg = [0u8; 5];
-                msg[0] = step as u8;
-                msg[1..].copy_from_slice(&(err as i32).to_ne_bytes());
-                let _ = nix::unistd::write(&wr, &msg);
-                let code = match (step, err) {
-                    (Step::Exec, Errno::ENOENT | Errno::ENOTDIR) => 127,
-                    (Step::Exec, _) => 126,
-                    _ => 1,
-                };
-                // SAFETY: leave without running destructors or atexit handlers
-                // of the parent's state.
-                unsafe { libc::_exit(code) }
+                report_and_exit(wr.as_fd(), self.child(terminal, preserved.len() as u32))
             }
             Ok(nix::unistd::ForkResult::Parent { child }) => {
                 drop(wr);
-                let mut msg = [0u8; 5];
-                let n = read_full(&rd, &mut msg);
-                if n < msg.len() {
-                    // EOF: exec closed the CLOEXEC pipe, the workload runs.
-                    return Ok(child.as_raw());
-                }
-                let mut status = 0;
-                // SAFETY: reap the child that just failed.
-                unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
-                let err = Errno::from_raw(i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]));
-                let step = Step::from(msg[0]).unwrap_or(Step::Exec);
-                Err(self.describe(step, err))
+                let failed = match report::receive_report(&rd) {
+                    // exec closed the CLOEXEC pipe: the workload runs.
+                    Ok(None) => return Ok(child.as_raw()),
+                    Ok(Some(r)) => describe(&self.process, r),
+                    Err(e) => Failure {
+                        step: "start the process".into(),
+                        message: e.to_string(),
+                        exit_code: 1,
+                    },
+                };
+                let _ = nix::sys::wait::waitpid(child, None);
+                Err(failed)
             }
         }
     }
@@ -154,48 +152,22 @@ impl Prepared {
     ///
     /// With `terminal`, fd 0 is a terminal that becomes the controlling one;
     /// fds 3 to 3+`keep`-1 stay open across exec.
-    pub fn exec_in_place(&self, terminal: bool, keep: u32) -> Failure {
-        let (step, err) = self.child(terminal, keep);
-        self.describe(step, err)
+    pub fn exec_in_place(&self, terminal: bool, keep: u32) -> Report {
+        self.child(terminal, keep)
     }
 
-    fn describe(&self, step: Step, err: Errno) -> Failure {
-        let arg0 = self.process.args.first().map(String::as_str).unwrap_or("");
-        let (what, code) = match step {
-            Step::Setsid => ("setsid".to_string(), 1),
-            Step::Rlimit => ("set rlimits".into(), 1),
-            Step::OomScoreAdj => ("set oom_score_adj".into(), 1),
-            Step::IoPriority => ("set the I/O priority".into(), 1),
-            Step::Seccomp => ("load the seccomp filter".into(), 1),
-            Step::Bounding => ("drop bounding capabilities".into(), 1),
-            Step::Groups => ("set additional groups".into(), 1),
-            Step::Gid => (format!("set gid {}", self.process.gid), 1),
-            Step::Uid => (format!("set uid {}", self.process.uid), 1),
-            Step::Caps => ("set capabilities".into(), 1),
-            Step::Ambient => ("set ambient capabilities".into(), 1),
-            Step::NoNewPrivs => ("set no_new_privs".into(), 1),
-            Step::Chdir => (format!("chdir to {}", self.process.cwd), 1),
-            Step::Exec => (
-                format!("exec {arg0}"),
-                if matches!(err, Errno::ENOENT | Errno::ENOTDIR) {
-                    127
-                } else {
-                    126
-                },
-            ),
-        };
-        fail(&what, err, code)
-    }
-
-    /// In the forked child: returns only on failure.
-    fn child(&self, terminal: bool, keep: u32) -> (Step, Errno) {
+    /// In the forked child: returns only on failure. Its callers fork
+    /// from a single-threaded process (tiny-init, the runtime), so the
+    /// child may allocate (the caps crate does, and so do nix's execve and
+    /// setgroups): no other thread can hold the allocator's lock.
+    fn child(&self, terminal: bool, keep: u32) -> Report {
         let p = &self.process;
         restore_default_mask();
-        reset_dispositions();
+        sys::reset_dispositions();
         macro_rules! check {
             ($step:expr, $r:expr) => {
                 if let Err(e) = $r {
-                    return ($step, e);
+                    return Report::new($step, e);
                 }
             };
         }
@@ -203,43 +175,19 @@ impl Prepared {
         check!(Step::Setsid, nix::unistd::setsid());
         if terminal {
             // The new session's controlling terminal, as a shell expects.
-            // SAFETY: an ioctl on our own stdin.
-            let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
-            check!(Step::Setsid, Errno::result(r));
+            check!(Step::ControllingTerminal, sys::set_controlling_terminal());
         }
         for r in &p.rlimits {
-            let lim = libc::rlimit {
-                rlim_cur: r.soft,
-                rlim_max: r.hard,
-            };
-            // SAFETY: setrlimit reads `lim`.
-            check!(
-                Step::Rlimit,
-                Errno::result(unsafe { libc::setrlimit(r.resource as _, &lim) })
-            );
+            check!(Step::Rlimit, sys::setrlimit(r));
         }
         if let Some(adj) = p.oom_score_adj {
             check!(Step::OomScoreAdj, write_oom_score_adj(adj));
         }
         if let Some(io) = p.io_priority {
-            const IOPRIO_WHO_PROCESS: libc::c_int = 1;
-            let prio = ((io.class as libc::c_int) << 13) | io.level as libc::c_int;
-            // SAFETY: ioprio_set with integer arguments.
-            let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) };
-            check!(Step::IoPriority, Errno::result(r));
+            check!(Step::IoPriority, sys::ioprio_set(io));
         }
         if let Some(caps) = &p.capabilities {
-            for cap in 0..=self.last_cap {
-                if !caps.bounding.contains(&cap) {
-                    // SAFETY: prctl with integer arguments.
-                    let r = unsafe {
-                        libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
-                    };
-                    if r < 0 && Errno::last() != Errno::EINVAL {
-                        return (Step::Bounding, Errno::last());
-                    }
-                }
-            }
+            check!(Step::Bounding, self.drop_bounding(caps));
         }
         // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which
         // the user and capability changes below may drop: load it now, as
@@ -248,87 +196,63 @@ impl Prepared {
         // under it.
         if !p.no_new_privileges {
             if let Some(s) = &p.seccomp {
-                check!(Step::Seccomp, load_seccomp(s));
+                check!(Step::Seccomp, sys::load_seccomp(s));
             }
         }
-        // Keep the permitted set across the uid change; capset below then
-        // chooses exactly what the workload has.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-        let groups: Vec<libc::gid_t> = p.additional_gids.clone();
-        // SAFETY: setgroups reads `groups`.
-        let r = Errno::result(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) });
+        // Keep the permitted set across the uid change; the capability
+        // sets below then say exactly what the workload has.
+        check!(Step::KeepCaps, nix::sys::prctl::set_keepcaps(true));
+        let groups: Vec<Gid> = p
+            .additional_gids
+            .iter()
+            .map(|&g| Gid::from_raw(g))
+            .collect();
+        let r = nix::unistd::setgroups(&groups);
         // A rootless user namespace may deny setgroups: with no groups to
         // set, nothing is lost.
         if !(groups.is_empty() && r == Err(Errno::EPERM)) {
             check!(Step::Groups, r);
         }
-        // SAFETY: plain syscalls.
-        check!(
-            Step::Gid,
-            Errno::result(unsafe { libc::setresgid(p.gid, p.gid, p.gid) })
-        );
-        check!(
-            Step::Uid,
-            Errno::result(unsafe { libc::setresuid(p.uid, p.uid, p.uid) })
-        );
+        let (uid, gid) = (Uid::from_raw(p.uid), Gid::from_raw(p.gid));
+        check!(Step::Gid, nix::unistd::setresgid(gid, gid, gid));
+        check!(Step::Uid, nix::unistd::setresuid(uid, uid, uid));
         if let Some(caps) = &p.capabilities {
-            check!(Step::Caps, capset(caps));
-            // SAFETY: prctl with integer arguments.
-            unsafe {
-                libc::prctl(
-                    libc::PR_CAP_AMBIENT,
-                    libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                )
-            };
-            for &cap in caps.ambient.iter().filter(|c| caps.permitted.contains(c)) {
-                let r = unsafe {
-                    libc::prctl(
-                        libc::PR_CAP_AMBIENT,
-                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-                        cap as libc::c_ulong,
-                        0,
-                        0,
-                    )
-                };
-                check!(Step::Ambient, Errno::result(r));
-            }
+            check!(Step::Caps, set_capabilities(caps));
+            check!(Step::Ambient, set_ambient(caps));
         }
         if p.no_new_privileges {
-            // SAFETY: prctl with integer arguments.
-            let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-            check!(Step::NoNewPrivs, Errno::result(r));
+            check!(Step::NoNewPrivs, nix::sys::prctl::set_no_new_privs());
         }
-        // SAFETY: umask cannot fail.
-        unsafe { libc::umask(p.umask.unwrap_or(DEFAULT_UMASK) as libc::mode_t) };
+        let umask = p.umask.unwrap_or(DEFAULT_UMASK);
+        nix::sys::stat::umask(Mode::from_bits_truncate(umask as libc::mode_t));
         check!(Step::Chdir, nix::unistd::chdir(self.cwd.as_c_str()));
         // No descriptor of ours, nor any the host passed down, beyond 0, 1
         // and 2 (CVE-2024-21626): mark them all close-on-exec.
-        // SAFETY: close_range with CLOEXEC only sets flags.
-        unsafe { libc::close_range(3 + keep, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+        sys::close_range_on_exec(3 + keep);
         if p.no_new_privileges {
             if let Some(s) = &p.seccomp {
-                check!(Step::Seccomp, load_seccomp(s));
+                check!(Step::Seccomp, sys::load_seccomp(s));
             }
         }
-        let argv: Vec<*const libc::c_char> = self
-            .argv
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        let envp: Vec<*const libc::c_char> = self
-            .envp
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        // SAFETY: NULL-terminated arrays of NUL-terminated strings.
-        unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        (Step::Exec, Errno::last())
+        match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
+            Err(e) => Report::new(Step::Exec, e),
+        }
+    }
+
+    /// Every capability the bounding set must lose, up to the kernel's last
+    /// one: a kernel newer than the caps crate has capabilities the crate
+    /// cannot name, and they must go too.
+    fn drop_bounding(&self, caps: &Capabilities) -> Result<(), Errno> {
+        for cap in 0..=self.last_cap {
+            if !caps.bounding.contains(&cap) {
+                match sys::drop_bounding(cap) {
+                    // Beyond what this kernel has: nothing to drop.
+                    Ok(()) | Err(Errno::EINVAL) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -353,69 +277,47 @@ pub enum Stdio<'a> {
 }
 
 /// In the forked child: stdio to 0-2, `preserved` to 3 and up. True when
-/// stdio is a terminal.
+/// stdio is a terminal. Nothing to do if a dup fails: the process then
+/// finds the descriptor closed, as it would if the caller had passed none.
 fn place_fds(stdio: &Stdio, preserved: &[OwnedFd]) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg};
     // Out of the way first: a source may sit on a target number.
-    let high: Vec<i32> = preserved
+    let high: Vec<Result<i32, Errno>> = preserved
         .iter()
-        // SAFETY: fcntl duplicates an fd we hold.
-        .map(|f| unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 1000) })
+        .map(|f| fcntl(f.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(1000)))
         .collect();
     let terminal = match stdio {
         Stdio::Inherit => false,
         Stdio::Fds(fds) => {
             for (target, fd) in fds.iter().take(3).enumerate() {
-                // SAFETY: dup2 onto our own stdio in the child.
-                unsafe { libc::dup2(fd.as_raw_fd(), target as i32) };
+                let _ = nix::unistd::dup2(fd.as_raw_fd(), target as i32);
             }
             false
         }
         Stdio::Terminal(pty) => {
             for target in 0..3 {
-                // SAFETY: dup2 onto our own stdio in the child.
-                unsafe { libc::dup2(pty.as_raw_fd(), target) };
+                let _ = nix::unistd::dup2(pty.as_raw_fd(), target);
             }
             true
         }
     };
     for (i, fd) in high.into_iter().enumerate() {
-        // SAFETY: dup2 clears close-on-exec on the target.
-        unsafe { libc::dup2(fd, 3 + i as i32) };
+        // dup2 leaves the copy without close-on-exec: it stays open.
+        if let Ok(fd) = fd {
+            let _ = nix::unistd::dup2(fd, 3 + i as i32);
+        }
     }
     terminal
 }
 
 /// A new pseudo-terminal of the devpts mounted at /dev/pts (the
 /// container's, once we are inside it): (master, slave).
-pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Failure> {
-    use std::os::fd::FromRawFd;
-    let err = |what: &str| fail(what, Errno::last(), 1);
-    // SAFETY: open, ioctls and open again, on fds we own.
-    unsafe {
-        let m = libc::open(
-            c"/dev/ptmx".as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        if m < 0 {
-            return Err(err("open /dev/ptmx"));
-        }
-        let master = OwnedFd::from_raw_fd(m);
-        let mut unlock: libc::c_int = 0;
-        if libc::ioctl(m, libc::TIOCSPTLCK, &mut unlock) < 0 {
-            return Err(err("unlock the pty"));
-        }
-        // TIOCGPTPEER opens the slave through the master's own devpts,
-        // with no path to race on.
-        let s = libc::ioctl(
-            m,
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        if s < 0 {
-            return Err(err("open the pty's slave"));
-        }
-        Ok((master, OwnedFd::from_raw_fd(s)))
-    }
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Report> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let master = nix::pty::posix_openpt(flags).map_err(|e| Report::new(Step::OpenPtmx, e))?;
+    nix::pty::unlockpt(&master).map_err(|e| Report::new(Step::UnlockPty, e))?;
+    sys::open_pty_peer(master, flags).map_err(|e| Report::new(Step::OpenPtySlave, e))
 }
 
 fn write_oom_score_adj(adj: i32) -> Result<(), Errno> {
@@ -427,101 +329,59 @@ fn write_oom_score_adj(adj: i32) -> Result<(), Errno> {
         .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
-/// seccomp(2) with the program the runtime compiled.
-fn load_seccomp(s: &protocol::Seccomp) -> Result<(), Errno> {
-    #[repr(C)]
-    struct SockFprog {
-        len: libc::c_ushort,
-        filter: *const u8,
-    }
-    let len = s.bpf.len() / 8;
-    if len == 0 || len > u16::MAX as usize {
-        return Err(Errno::EINVAL);
-    }
-    let prog = SockFprog {
-        len: len as libc::c_ushort,
-        filter: s.bpf.as_ptr(),
-    };
-    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
-    // SAFETY: the kernel reads `len` instructions of 8 bytes from `filter`.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            SECCOMP_SET_MODE_FILTER,
-            s.flags as libc::c_ulong,
-            &prog as *const SockFprog,
-        )
-    };
-    Errno::result(r).map(drop)
-}
-
-fn read_full(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    while n < buf.len() {
-        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(fd), &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
-    n
-}
-
-/// Rust's runtime ignores SIGPIPE, and ignored signals survive exec: give
-/// the workload every default back.
-fn reset_dispositions() {
-    for sig in 1..libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: restoring the default disposition.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
-}
-
-fn capset(caps: &Capabilities) -> Result<(), Errno> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let mut data = [Data::default(); 2];
-    let set = |list: &[u8], pick: fn(&mut Data) -> &mut u32, data: &mut [Data; 2]| {
-        for &c in list {
-            if let Some(d) = data.get_mut(c as usize / 32) {
-                *pick(d) |= 1 << (c % 32);
-            }
-        }
-    };
-    set(&caps.effective, |d| &mut d.effective, &mut data);
-    set(&caps.permitted, |d| &mut d.permitted, &mut data);
-    set(&caps.inheritable, |d| &mut d.inheritable, &mut data);
+/// The effective, permitted and inheritable sets, one set at a time
+/// (effective first, while the permitted set still holds it; permitted
+/// last). The kernel refuses the same requests as one capset would: an
+/// effective capability that is not permitted, a permitted one we lack.
+fn set_capabilities(caps: &Capabilities) -> Result<(), Errno> {
     // An ambient capability must be inheritable too, or the kernel refuses
     // to raise it; runc's own `spec` lists ambient ones alone, and runc and
     // crun run it: so do we, making the permitted ones inheritable.
-    let ambient: Vec<u8> = caps
-        .ambient
+    let mut inheritable = caps.inheritable.clone();
+    inheritable.extend(ambient(caps));
+    for (set, list) in [
+        (CapSet::Effective, &caps.effective),
+        (CapSet::Inheritable, &inheritable),
+        (CapSet::Permitted, &caps.permitted),
+    ] {
+        caps::set(None, set, &cap_set(list)?).map_err(caps_errno)?;
+    }
+    Ok(())
+}
+
+fn set_ambient(caps: &Capabilities) -> Result<(), Errno> {
+    caps::clear(None, CapSet::Ambient).map_err(caps_errno)?;
+    for cap in ambient(caps) {
+        caps::raise(None, CapSet::Ambient, capability(cap)?).map_err(caps_errno)?;
+    }
+    Ok(())
+}
+
+/// The ambient capabilities that can be raised: the permitted ones.
+fn ambient(caps: &Capabilities) -> impl Iterator<Item = u8> + '_ {
+    caps.ambient
         .iter()
         .copied()
         .filter(|c| caps.permitted.contains(c))
-        .collect();
-    set(&ambient, |d| &mut d.inheritable, &mut data);
-    let header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    // SAFETY: capset reads a v3 header and two data structs.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
-    Errno::result(r).map(drop)
+}
+
+fn capability(number: u8) -> Result<Capability, Errno> {
+    // The runtime names capabilities with the same crate, so a number it
+    // sends is one the crate knows.
+    caps::all()
+        .into_iter()
+        .find(|c| c.index() == number)
+        .ok_or(Errno::EINVAL)
+}
+
+fn cap_set(numbers: &[u8]) -> Result<CapsHashSet, Errno> {
+    numbers.iter().map(|&n| capability(n)).collect()
+}
+
+/// The caps crate's errors are text only; the errno of the capget,
+/// capset or prctl that failed is still the thread's last one.
+fn caps_errno(_: caps::errors::CapsError) -> Errno {
+    Errno::last()
 }
 
 fn fail(step: &str, e: Errno, exit_code: i32) -> Failure {
@@ -534,35 +394,17 @@ fn fail(step: &str, e: Errno, exit_code: i32) -> Failure {
 
 /// Find the command as execvp would, with the container's PATH, and check
 /// that it can be executed: 127 when it is missing, 126 when it cannot run.
-fn resolve(arg0: &str, env: &[String], cwd: &str) -> Result<String, Failure> {
-    let not_found = |message: &str| Failure {
-        step: format!("exec {arg0}"),
-        message: message.into(),
-        exit_code: 127,
-    };
+fn resolve(arg0: &str, env: &[String], cwd: &str) -> Result<String, Report> {
     if arg0.is_empty() {
-        return Err(not_found("empty command"));
+        return Err(Report::new(Step::EmptyCommand, Errno::ENOENT));
     }
-    let check = |path: &str| -> Result<(), Failure> {
+    let check = |path: &str| -> Result<(), Report> {
+        let denied = |errno| Err(Report::new(Step::Exec, errno));
         match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(not_found("No such file or directory"))
-            }
-            Err(e) => Err(Failure {
-                step: format!("exec {arg0}"),
-                message: e.to_string(),
-                exit_code: 126,
-            }),
+            Err(e) => denied(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
             Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
-            Ok(m) => Err(Failure {
-                step: format!("exec {arg0}"),
-                message: if m.is_dir() {
-                    "Is a directory".into()
-                } else {
-                    "Permission denied".into()
-                },
-                exit_code: 126,
-            }),
+            Ok(m) if m.is_dir() => denied(Errno::EISDIR),
+            Ok(_) => denied(Errno::EACCES),
         }
     };
     if arg0.contains('/') {
@@ -579,15 +421,98 @@ fn resolve(arg0: &str, env: &[String], cwd: &str) -> Result<String, Failure> {
         .rev()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH);
+    // A directory that holds it but will not run it is the answer only if
+    // no later one runs it.
     let mut denied = None;
     for dir in path_var.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };
         let candidate = format!("{}/{}", dir.trim_end_matches('/'), arg0);
         match check(&candidate) {
             Ok(()) => return Ok(candidate),
-            Err(f) if f.exit_code == 126 => denied = denied.or(Some(f)),
+            Err(r) if r.exit_code() == 126 => denied = denied.or(Some(r)),
             Err(_) => {}
         }
     }
-    Err(denied.unwrap_or_else(|| not_found("executable file not found in $PATH")))
+    Err(denied.unwrap_or(Report::new(Step::FindInPath, Errno::ENOENT)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+    use nix::unistd::Pid;
+
+    fn process(args: &[&str], cwd: &str) -> Process {
+        Process {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            cwd: cwd.into(),
+            ..Default::default()
+        }
+    }
+
+    fn refused(args: &[&str]) -> Failure {
+        let p = process(args, "/");
+        match Prepared::new(&p) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(r) => describe(&p, r),
+        }
+    }
+
+    #[test]
+    fn exit_codes_are_the_shells() {
+        let pid = Pid::from_raw(1);
+        assert_eq!(exit_code(WaitStatus::Exited(pid, 3)), 3);
+        assert_eq!(
+            exit_code(WaitStatus::Signaled(pid, Signal::SIGTERM, false)),
+            143
+        );
+        assert_eq!(exit_code_raw(3 << 8), 3);
+        assert_eq!(exit_code_raw(0), 0);
+        assert_eq!(exit_code_raw(libc::SIGKILL), 137);
+        // A core dump does not change the code.
+        assert_eq!(exit_code_raw(libc::SIGSEGV | 0x80), 128 + libc::SIGSEGV);
+    }
+
+    #[test]
+    fn a_missing_command_is_127_and_a_bad_one_126() {
+        let f = refused(&["nsbox-no-such-command"]);
+        assert_eq!(f.exit_code, 127);
+        assert_eq!(
+            f.to_string(),
+            "exec nsbox-no-such-command: executable file not found in $PATH"
+        );
+        let f = refused(&["/nsbox/no/such"]);
+        assert_eq!(
+            (f.exit_code, f.to_string().as_str()),
+            (127, "exec /nsbox/no/such: No such file or directory")
+        );
+        let f = refused(&["/etc/passwd"]);
+        assert_eq!(
+            (f.exit_code, f.to_string().as_str()),
+            (126, "exec /etc/passwd: Permission denied")
+        );
+        let f = refused(&["/"]);
+        assert_eq!(
+            (f.exit_code, f.to_string().as_str()),
+            (126, "exec /: Is a directory")
+        );
+        assert_eq!(refused(&[]).exit_code, 127);
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused_by_name() {
+        let f = refused(&["sh", "a\0b"]);
+        assert_eq!(
+            (f.exit_code, f.to_string().as_str()),
+            (1, "args: contains a NUL byte")
+        );
+    }
+
+    #[test]
+    fn a_found_command_resolves_through_path() {
+        let p = process(&["sh"], "/");
+        let prepared = Prepared::new(&p).unwrap_or_else(|r| panic!("{}", describe(&p, r)));
+        assert!(prepared.path.to_str().unwrap().ends_with("/sh"));
+    }
 }

@@ -36,6 +36,9 @@ pub enum ChannelError {
     Version { ours: u32, theirs: u32 },
     #[error("{0}")]
     Failed(Failure),
+    /// The container's init ended instead of answering, with this code.
+    #[error("the container exited with {0} before it started")]
+    Exited(i32),
     #[error("{0}")]
     Io(#[from] Errno),
 }
@@ -144,8 +147,7 @@ impl<S: Serialize, R: DeserializeOwned> Channel<S, R> {
                     let mut fds = Vec::new();
                     for c in msg.cmsgs().map_err(ChannelError::Io)? {
                         if let ControlMessageOwned::ScmRights(raw) = c {
-                            // SAFETY: the kernel just installed these fds for us.
-                            fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+                            fds.extend(raw.into_iter().map(received_fd));
                         }
                     }
                     if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
@@ -213,4 +215,12 @@ pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
         None,
         SockFlag::SOCK_CLOEXEC,
     )
+}
+
+/// An fd that came with SCM_RIGHTS (nix 0.29 hands them out raw).
+#[allow(unsafe_code)]
+fn received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel has just installed it in our table for this
+    // message, and nothing else holds it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }

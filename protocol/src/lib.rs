@@ -11,16 +11,19 @@
 //! errors, and channels are typed per role so that an unexpected message is
 //! reported as such.
 
+#![deny(unsafe_code)]
+
 use std::os::fd::OwnedFd;
 
 mod channel;
 mod messages;
+pub mod report;
 
 pub use channel::{decode, seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_MESSAGE};
 pub use messages::*;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// runtime's end of a connection to a shim.
 pub type RuntimeChannel = Channel<RuntimeToShim, ShimToRuntime>;
@@ -153,10 +156,14 @@ impl ShimInitChannel {
         }
     }
 
+    /// The workload runs, with this pid in the container. An `Exited`
+    /// instead (a terminating signal before the start) keeps its code,
+    /// which the caller's-shim mode cannot reap: `ChannelError::Exited`.
     pub fn wait_for_started(&self) -> Result<i32, ChannelError> {
         match self.recv()?.0 {
             InitToShim::Started { pid } => Ok(pid),
             InitToShim::Failed(f) => Err(ChannelError::Failed(f)),
+            InitToShim::Exited { code } => Err(ChannelError::Exited(code)),
             other => Err(unexpected("Started", &other)),
         }
     }

@@ -18,12 +18,51 @@ pub struct Failure {
     pub exit_code: i32,
 }
 
+impl Failure {
+    /// `step` failed because of `error`: its whole chain of causes, as
+    /// [`error_chain`] words it, is the message.
+    pub fn from_error(
+        step: impl Into<String>,
+        error: &(dyn std::error::Error + 'static),
+    ) -> Failure {
+        Failure {
+            step: step.into(),
+            message: error_chain(error),
+            exit_code: 1,
+        }
+    }
+}
+
+/// An error and its causes on one line, "a: b: c": the one way nsbox words
+/// an error for a person, in a log line, on stderr, or in a [`Failure`]
+/// that crosses to another process. An errno is worded by its description
+/// alone ("No such file or directory"), and a cause that an error already
+/// ends with is not said twice.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = match c.downcast_ref::<nix::errno::Errno>() {
+            Some(errno) => errno.desc().to_string(),
+            None => c.to_string(),
+        };
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.step, self.message)
     }
 }
 
+/// A kind of Linux namespace. The one table of their names and clone
+/// flags: everything that creates, joins or names a namespace asks it here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NamespaceKind {
     Pid,
@@ -33,6 +72,78 @@ pub enum NamespaceKind {
     Network,
     User,
     Cgroup,
+    /// Added last: bincode numbers variants in the order they are declared.
+    Time,
+}
+
+impl NamespaceKind {
+    /// Every kind, in the order to join them: the user namespace first,
+    /// because joining it gives the capabilities that joining the others
+    /// needs; the mount namespace last, because after it /proc (where the
+    /// others are opened) may no longer be the host's.
+    pub const ALL: [NamespaceKind; 8] = [
+        NamespaceKind::User,
+        NamespaceKind::Cgroup,
+        NamespaceKind::Ipc,
+        NamespaceKind::Uts,
+        NamespaceKind::Network,
+        NamespaceKind::Pid,
+        NamespaceKind::Time,
+        NamespaceKind::Mount,
+    ];
+
+    /// The CLONE_NEW* flag of clone(2), unshare(2) and setns(2).
+    pub fn clone_flag(self) -> nix::libc::c_int {
+        use nix::libc;
+        match self {
+            NamespaceKind::Pid => libc::CLONE_NEWPID,
+            NamespaceKind::Mount => libc::CLONE_NEWNS,
+            NamespaceKind::Ipc => libc::CLONE_NEWIPC,
+            NamespaceKind::Uts => libc::CLONE_NEWUTS,
+            NamespaceKind::Network => libc::CLONE_NEWNET,
+            NamespaceKind::User => libc::CLONE_NEWUSER,
+            NamespaceKind::Cgroup => libc::CLONE_NEWCGROUP,
+            NamespaceKind::Time => libc::CLONE_NEWTIME,
+        }
+    }
+
+    /// Its file under /proc/PID/ns.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            NamespaceKind::Pid => "pid",
+            NamespaceKind::Mount => "mnt",
+            NamespaceKind::Ipc => "ipc",
+            NamespaceKind::Uts => "uts",
+            NamespaceKind::Network => "net",
+            NamespaceKind::User => "user",
+            NamespaceKind::Cgroup => "cgroup",
+            NamespaceKind::Time => "time",
+        }
+    }
+
+    /// Its `type` in config.json's linux.namespaces.
+    pub fn oci_name(self) -> &'static str {
+        match self {
+            NamespaceKind::Pid => "pid",
+            NamespaceKind::Mount => "mount",
+            NamespaceKind::Ipc => "ipc",
+            NamespaceKind::Uts => "uts",
+            NamespaceKind::Network => "network",
+            NamespaceKind::User => "user",
+            NamespaceKind::Cgroup => "cgroup",
+            NamespaceKind::Time => "time",
+        }
+    }
+
+    pub fn from_oci_name(name: &str) -> Option<NamespaceKind> {
+        Self::ALL.into_iter().find(|k| k.oci_name() == name)
+    }
+}
+
+impl std::fmt::Display for NamespaceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.oci_name())
+    }
 }
 
 /// A namespace to create (no path) or to join (path).
@@ -57,7 +168,10 @@ pub struct CreateRequest {
     pub id: String,
     /// The container's directory under the state root; state.json is there.
     pub state_dir: String,
-    /// The tiny-init binary, copied into a sealed memfd before it runs.
+    /// The tiny-init binary on the host. The shim runs it from a read-only
+    /// bind of itself in the container's mount namespace, or from a sealed
+    /// memfd copy for a container that may hold CAP_SYS_ADMIN, so that
+    /// nothing written through /proc/1/exe reaches this file.
     pub tiny_init: String,
     pub namespaces: Vec<Namespace>,
     /// With a new user namespace: the maps the shim writes before tiny-init
@@ -245,7 +359,7 @@ pub struct Overlay {
     pub work: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitConfig {
     /// Host path of the directory that becomes `/`; with `overlay`, the
     /// (empty) directory the overlay is mounted on.
@@ -336,7 +450,7 @@ pub struct Capabilities {
     pub ambient: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     pub args: Vec<String>,
     pub env: Vec<String>,

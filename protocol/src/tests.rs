@@ -255,3 +255,57 @@ fn hostile_inputs() {
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }
+
+/// A kind added to the enum but not to the table fails to compile here.
+fn listed(kind: NamespaceKind) -> bool {
+    use NamespaceKind::*;
+    match kind {
+        Pid | Mount | Ipc | Uts | Network | User | Cgroup | Time => {
+            NamespaceKind::ALL.contains(&kind)
+        }
+    }
+}
+
+#[test]
+fn the_namespace_table_is_whole_and_consistent() {
+    for kind in NamespaceKind::ALL {
+        assert!(listed(kind));
+        assert_eq!(NamespaceKind::from_oci_name(kind.oci_name()), Some(kind));
+        assert!(
+            std::path::Path::new("/proc/self/ns")
+                .join(kind.proc_name())
+                .exists(),
+            "{kind}: no /proc/self/ns/{}",
+            kind.proc_name()
+        );
+        let others = NamespaceKind::ALL.iter().filter(|k| **k != kind);
+        for other in others {
+            assert_eq!(kind.clone_flag() & other.clone_flag(), 0, "{kind} {other}");
+        }
+    }
+    assert_eq!(NamespaceKind::from_oci_name("net"), None);
+    assert_eq!(NamespaceKind::ALL[0], NamespaceKind::User);
+    assert_eq!(NamespaceKind::ALL[7], NamespaceKind::Mount);
+}
+
+#[test]
+fn a_namespace_kind_keeps_its_wire_number() {
+    // Peers of the same version only, but a reordering would still be a
+    // silent change of meaning: Time came last.
+    assert_eq!(encode(&NamespaceKind::Pid), vec![0]);
+    assert_eq!(encode(&NamespaceKind::Time), vec![7]);
+}
+
+#[test]
+fn a_failure_from_an_error_keeps_its_causes() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("open /x")]
+    struct Open(#[source] std::io::Error);
+    let e = Open(std::io::Error::from_raw_os_error(2));
+    let f = Failure::from_error("mount", &e);
+    assert_eq!(
+        f.to_string(),
+        "mount: open /x: No such file or directory (os error 2)"
+    );
+    assert_eq!(f.exit_code, 1);
+}

@@ -2,152 +2,37 @@
 //! ps, list, pause, resume, update; and spec, which writes a bundle's
 //! config.json.
 
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 use nsbox_host::cgroups;
 use nsbox_host::proc::{self, ProcessId};
 use nsbox_host::state::{self, ContainerDir, State, StateError, Status};
-use protocol::{RuntimeChannel, RuntimeToShim};
+use nsbox_host::teardown::HostSide;
+use protocol::RuntimeToShim;
 
-use crate::Global;
+use crate::options::GlobalOptions;
+use crate::{hooks, shim_client};
 
-pub fn load(g: &Global, id: &str) -> Result<(ContainerDir, State)> {
-    let dir = ContainerDir::new(&g.root, id);
-    match dir.load() {
-        Ok(s) => Ok((dir, s)),
-        Err(StateError::NotFound) => Err(anyhow!("container does not exist")),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Connect to the shim's socket, through /proc/self/fd when the path is
-/// longer than sun_path allows.
-pub fn connect_shim(dir: &ContainerDir) -> Result<RuntimeChannel> {
-    let sock: OwnedFd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    let path = dir.socket();
-    let _dir_fd;
-    let addr = match UnixAddr::new(&path) {
-        Ok(a) => a,
-        Err(_) => {
-            let f = std::fs::File::open(&dir.path)?;
-            let short = format!("/proc/self/fd/{}/shim.sock", f.as_raw_fd());
-            _dir_fd = f;
-            UnixAddr::new(short.as_str())?
-        }
-    };
-    // A shim that is stopped (SIGSTOP, a frozen cgroup) with a full backlog
-    // would block connect(2) for ever; a unix connect honours SO_SNDTIMEO.
-    let bound = nix::sys::time::TimeVal::new(
-        nsbox_host::testhooks::runtime_start_timeout().as_secs() as _,
-        0,
-    );
-    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SendTimeout, &bound)?;
-    connect(sock.as_raw_fd(), &addr).map_err(|e| anyhow!("connect to the shim: {}", e.desc()))?;
-    let ch = RuntimeChannel::new(sock);
-    ch.send_hello()?;
-    Ok(ch)
-}
-
-pub fn start(g: &Global, id: &str) -> Result<i32> {
-    let (dir, st) = load(g, id)?;
-    match st.status() {
-        Status::Created => {}
-        other => bail!("cannot start a {other} container"),
-    }
-    let mut ch = connect_shim(&dir)?;
+pub fn start(g: &GlobalOptions, id: &str) -> Result<i32> {
+    let (dir, st) = g.container(id)?;
+    st.can_start()?;
+    let mut ch = shim_client::connect(&dir)?;
     ch.set_timeout(Some(nsbox_host::testhooks::runtime_start_timeout()))?;
     ch.send(&RuntimeToShim::Start, &[])?;
-    ch.wait_for_started()
-        .map_err(crate::create::channel_error)?;
-    poststart(&st);
+    ch.wait_for_started().map_err(shim_client::channel_error)?;
+    hooks::poststart(&st);
     Ok(0)
 }
 
-/// The hooks that run after the fact: a failing one is a warning, and the
-/// rest still run (runtime-spec, poststart and poststop).
-pub fn run_hooks_warn(kind: &str, hooks: &[protocol::Hook], st: &State, status: Status, pid: i32) {
-    if hooks.is_empty() {
-        return;
-    }
-    let state = st.oci_state_as(status, pid).to_string();
-    for h in hooks {
-        if let Err(e) = nsbox_host::hooks::run(kind, h, &state, &[]) {
-            log::warn!("{}: {e}", st.id);
-        }
-    }
-}
-
-pub fn poststart(st: &State) {
-    let pid = st.init.map_or(0, |i| i.pid);
-    run_hooks_warn("poststart", &st.hooks.poststart, st, Status::Running, pid);
-}
-
-pub fn poststop(st: &State) {
-    run_hooks_warn("poststop", &st.hooks.poststop, st, Status::Stopped, 0);
-}
-
-pub fn state(g: &Global, id: &str) -> Result<i32> {
-    let (dir, st) = load(g, id)?;
-    let st = settled(&dir, st);
+/// The state as it is: a container whose init has ended is still what was
+/// recorded until its shim has recorded the stop with the exit code (see
+/// `State::current_status`), so "stopped" never shows without its code.
+pub fn state(g: &GlobalOptions, id: &str) -> Result<i32> {
+    let (_, st) = g.container(id)?;
     println!("{}", serde_json::to_string_pretty(&st.oci_state())?);
     Ok(0)
-}
-
-/// Between tiny-init's death and the shim's record of it, the state file
-/// still says running while the process says stopped: a `state` then would
-/// report a stop without its exit code (seen under load, 100 containers from
-/// 8 callers). A live shim is about to write the code, so give it a moment;
-/// a dead one never will, and is not waited for.
-fn settled(dir: &ContainerDir, mut st: State) -> State {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while st.status() == Status::Stopped
-        && st.exit_code.is_none()
-        && st.status != Status::Creating
-        && std::time::Instant::now() < deadline
-    {
-        // Whether the shim lives is read *before* the file: a shim that
-        // wrote the code and exited between our read and this check has
-        // left it there for the reload.
-        let shim_alive = st.shim.is_some_and(|s| s.is_alive());
-        if shim_alive {
-            // The shim answers a `Wait` only once the code is on disk (and a
-            // shim past its loop closes the connection after saving it):
-            // either way the file then has it.
-            if let Ok(mut ch) = connect_shim(dir) {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let _ = ch.set_timeout(Some(left.max(Duration::from_millis(1))));
-                let _ = ch.send(&RuntimeToShim::Wait, &[]);
-                let _ = ch.recv();
-            }
-        }
-        match dir.load() {
-            Ok(new) => st = new,
-            Err(_) => break,
-        }
-        if !shim_alive {
-            break;
-        }
-        if st.exit_code.is_none() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    if st.status() == Status::Stopped && st.exit_code.is_none() && st.status != Status::Creating {
-        log::warn!(
-            "{}: stopped, but its shim (alive: {}) has not recorded the exit code",
-            st.id,
-            st.shim.is_some_and(|s| s.is_alive())
-        );
-    }
-    st
 }
 
 /// "TERM", "SIGTERM", "sigterm" or "15".
@@ -169,19 +54,10 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| anyhow!("unknown signal {s:?}"))
 }
 
-fn running_init(st: &State) -> Result<ProcessId> {
-    match (st.status(), st.init) {
-        (Status::Created | Status::Running | Status::Paused, Some(init)) => Ok(init),
-        // containerd recognises runc's words for this and treats the kill as
-        // done: keep them.
-        (status, _) => bail!("container not running (it is {status})"),
-    }
-}
-
-pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<i32> {
+pub fn kill(g: &GlobalOptions, id: &str, signal: Option<&str>, all: bool) -> Result<i32> {
     let sig = parse_signal(signal.unwrap_or("TERM"))?;
-    let (_, st) = load(g, id)?;
-    let init = running_init(&st)?;
+    let (_, st) = g.container(id)?;
+    let init = st.can_kill()?;
     if all {
         // Frozen, nothing can fork a process past the list (runc does the
         // same); a SIGKILL then lands once they are thawed.
@@ -213,36 +89,29 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<i32
     r
 }
 
-pub fn pause(g: &Global, id: &str) -> Result<i32> {
-    let (_, st) = load(g, id)?;
-    match st.status() {
-        Status::Running | Status::Created => {}
-        Status::Paused => bail!("container is already paused"),
-        other => bail!("cannot pause a {other} container"),
-    }
+pub fn pause(g: &GlobalOptions, id: &str) -> Result<i32> {
+    let (_, st) = g.container(id)?;
+    st.can_pause()?;
     let cg = st
         .cgroup
         .as_ref()
         .ok_or_else(|| anyhow!("container has no cgroup to freeze"))?;
-    cgroups::freeze(cg).map_err(|e| anyhow!("freeze: {e}"))?;
+    cgroups::freeze(cg).context("freeze")?;
     Ok(0)
 }
 
-pub fn resume(g: &Global, id: &str) -> Result<i32> {
-    let (_, st) = load(g, id)?;
-    match st.status() {
-        Status::Paused => {}
-        other => bail!("cannot resume a {other} container (it is not paused)"),
-    }
+pub fn resume(g: &GlobalOptions, id: &str) -> Result<i32> {
+    let (_, st) = g.container(id)?;
+    st.can_resume()?;
     let cg = st
         .cgroup
         .as_ref()
         .ok_or_else(|| anyhow!("container has no cgroup to thaw"))?;
-    cgroups::thaw(cg).map_err(|e| anyhow!("thaw: {e}"))?;
+    cgroups::thaw(cg).context("thaw")?;
     Ok(0)
 }
 
-pub fn update(g: &Global, id: &str, file: &Path) -> Result<i32> {
+pub fn update(g: &GlobalOptions, id: &str, file: &Path) -> Result<i32> {
     let text = if file == Path::new("-") {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("read resources")?;
@@ -251,13 +120,10 @@ pub fn update(g: &Global, id: &str, file: &Path) -> Result<i32> {
         std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?
     };
     let oci: oci_spec::runtime::LinuxResources =
-        serde_json::from_str(&text).map_err(|e| anyhow!("resources {}: {e}", file.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("resources {}", file.display()))?;
     let resources = crate::resources::from_oci(&oci)?;
-    let (_, st) = load(g, id)?;
-    match st.status() {
-        Status::Created | Status::Running | Status::Paused => {}
-        other => bail!("cannot update a {other} container"),
-    }
+    let (_, st) = g.container(id)?;
+    st.can_update()?;
     let cg = st
         .cgroup
         .as_ref()
@@ -266,11 +132,11 @@ pub fn update(g: &Global, id: &str, file: &Path) -> Result<i32> {
         // Rewriting the list would deny every device for a moment.
         log::warn!("{id}: update leaves the device rules as they are (as runc does)");
     }
-    cgroups::apply(cg, &resources, false).map_err(|e| anyhow!("{e}"))?;
+    cgroups::apply(cg, &resources, false)?;
     Ok(0)
 }
 
-pub fn delete(g: &Global, id: &str, force: bool) -> Result<i32> {
+pub fn delete(g: &GlobalOptions, id: &str, force: bool) -> Result<i32> {
     let dir = ContainerDir::new(&g.root, id);
     let st = match dir.load() {
         Ok(st) => Some(st),
@@ -285,11 +151,17 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<i32> {
         }
         Err(e) => bail!("{e} (use --force to remove it)"),
     };
-    if let Some(st) = &st {
-        let status = st.status();
-        if !force && matches!(status, Status::Running | Status::Paused | Status::Creating) {
-            bail!("cannot delete a {status} container (stop it first, or use --force)");
+    // A stop its shim has yet to record is waited for: delete then finds
+    // the container stopped, as it is.
+    let st = match st {
+        Some(st) if !force => {
+            let st = shim_client::recorded_stop(&dir, st)?;
+            st.can_delete()?;
+            Some(st)
         }
+        st => st,
+    };
+    if let Some(st) = &st {
         if let Some(fd) = st.init.and_then(|init| init.pidfd()) {
             let _ = proc::pidfd_send_signal(&fd, libc::SIGKILL);
             // Frozen, it would never die (v1): thaw after the signal.
@@ -313,19 +185,19 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<i32> {
             }
         }
     }
-    // The shim releases the network when the container stops; after a
-    // shim that was killed, or that never got that far, this does. The
-    // state directory stays until it succeeds, so that a retry can.
-    nsbox_host::network::release(&g.root, id).context("release the network")?;
-    // The shim removes the cgroup when the container stops; after a shim
-    // that crashed, or one killed just now, it is ours to do.
-    if let Some(cg) = st.as_ref().and_then(|s| s.cgroup.as_ref()) {
-        cgroups::destroy(cg, Duration::from_secs(10))
-            .map_err(|e| anyhow!("remove cgroup {}: {e}", cg.path))?;
+    // The shim releases the network and removes the cgroup when the
+    // container stops; after a shim that was killed, or that never got
+    // that far, this does (see nsbox_host::teardown). The state directory
+    // stays until it succeeds, so that a retry can.
+    HostSide {
+        id: id.to_string(),
+        network_root: Some(g.root.clone()),
+        cgroup: st.as_ref().and_then(|s| s.cgroup.clone()),
     }
+    .release()?;
     dir.remove()?;
     if let Some(st) = &st {
-        poststop(st);
+        hooks::poststop(st);
     }
     Ok(0)
 }
@@ -344,13 +216,13 @@ fn container_pids_of(st: &State, init: ProcessId) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-fn container_pids(g: &Global, id: &str) -> Result<Vec<i32>> {
-    let (_, st) = load(g, id)?;
-    let init = running_init(&st)?;
+fn container_pids(g: &GlobalOptions, id: &str) -> Result<Vec<i32>> {
+    let (_, st) = g.container(id)?;
+    let init = st.can_kill()?;
     Ok(container_pids_of(&st, init))
 }
 
-pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<i32> {
+pub fn ps(g: &GlobalOptions, id: &str, format: &str, ps_args: &[String]) -> Result<i32> {
     let pids = container_pids(g, id)?;
     match format {
         "json" => {
@@ -397,7 +269,7 @@ pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<i32>
     }
 }
 
-pub fn list(g: &Global, format: &str, quiet: bool) -> Result<i32> {
+pub fn list(g: &GlobalOptions, format: &str, quiet: bool) -> Result<i32> {
     let states: Vec<State> = state::list(&g.root)
         .iter()
         .filter_map(|id| ContainerDir::new(&g.root, id).load().ok())
@@ -430,7 +302,7 @@ fn table(states: &[State]) -> String {
         rows[0].push("PORTS".into());
     }
     for s in states {
-        let status = s.status();
+        let status = s.current_status();
         let words = match status {
             Status::Running | Status::Paused => {
                 // The start of tiny-init is close enough to the workload's.
@@ -533,7 +405,7 @@ mod tests {
             bundle: "/b".into(),
             rootfs: "/b/rootfs".into(),
             created: state::now_rfc3339(),
-            status: Status::Stopped,
+            recorded_status: Status::Stopped,
             shim: None,
             init: None,
             exit_code: Some(3),

@@ -4,21 +4,22 @@
 //! before the error is printed.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use nsbox_host::proc::{pidfd_open, pidfd_send_signal, ProcessId};
+use nsbox_host::proc::ProcessId;
 use nsbox_host::state::{now_rfc3339, ContainerDir, State, StateError, Status};
-use nsbox_host::testhooks::{fault, runtime_start_timeout};
+use nsbox_host::teardown::HostSide;
+use nsbox_host::testhooks::fault;
 use protocol::{ChannelError, RuntimeChannel, RuntimeToShim};
 
-use crate::{Coded, Global};
+use crate::handover::{connect_console, send_console, write_pid_file};
+use crate::options::GlobalOptions;
+use crate::shim_client::channel_error;
 
 /// How long the shim may take to build a container. Mounts over a slow
 /// filesystem can take a while; a shim that dies answers at once (EOF).
@@ -47,15 +48,6 @@ fn sibling(name: &str) -> Result<PathBuf> {
         ));
     }
     Ok(p)
-}
-
-/// Turns a protocol error into the error the user sees, keeping the exit
-/// code that tiny-init chose (127: command not found, 126: not executable).
-pub fn channel_error(e: ChannelError) -> anyhow::Error {
-    match e {
-        ChannelError::Failed(f) => Coded(f.exit_code, f.to_string()).into(),
-        other => anyhow!(other),
-    }
 }
 
 /// What `create` and `run` are told besides the ID.
@@ -95,7 +87,7 @@ fn wants_log(o: &CreateOpts) -> bool {
         })
 }
 
-pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
+pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     let dir = ContainerDir::new(&g.root, id);
     // The shim first: its exec and start-up (0.5 ms and more, much of it
     // glibc asking the CPU what it is, which a VM traps) then overlap with
@@ -107,15 +99,12 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     let shim = spawn_shim(g, &shim_path, &dir, &theirs)?;
     drop(theirs);
     let mut undo = Undo {
-        dir: ContainerDir {
-            path: PathBuf::new(),
-        },
         shim: Some(shim),
-        network: None,
-        cgroup: None,
+        host: None,
+        dir: None,
     };
     let bundle = std::fs::canonicalize(&o.bundle)
-        .map_err(|e| anyhow!("bundle {}: {e}", o.bundle.display()))?;
+        .with_context(|| format!("bundle {}", o.bundle.display()))?;
     let spec = crate::spec::load(&bundle)?;
     let mut plan = crate::spec::plan(&spec, &bundle, &dir, id)?;
     plan.request.tiny_init = sibling("tiny-init")?.to_string_lossy().into_owned();
@@ -155,13 +144,16 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     }
     fault("create", "after-mkdir");
     // From here on, a failure removes what was made.
-    undo.dir = dir.clone();
-    undo.network = plan
-        .request
-        .network
-        .as_ref()
-        .map(|n| (PathBuf::from(&n.root), id.to_string()));
-    undo.cgroup = plan.request.cgroup.as_ref().map(|c| c.paths.clone());
+    undo.dir = Some(dir.clone());
+    undo.host = Some(HostSide {
+        id: id.to_string(),
+        network_root: plan
+            .request
+            .network
+            .as_ref()
+            .map(|n| PathBuf::from(&n.root)),
+        cgroup: plan.request.cgroup.as_ref().map(|c| c.paths.clone()),
+    });
     if plan.request.init.overlay.is_some() {
         for d in [dir.upper(), dir.work(), dir.merged()] {
             std::fs::create_dir(&d).with_context(|| format!("make {}", d.display()))?;
@@ -184,7 +176,7 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
         bundle: bundle.to_string_lossy().into_owned(),
         rootfs: plan.rootfs.clone(),
         created: now_rfc3339(),
-        status: Status::Creating,
+        recorded_status: Status::Creating,
         shim: ProcessId::of(shim.as_raw()),
         init: None,
         exit_code: None,
@@ -263,24 +255,21 @@ pub fn create(g: &Global, id: &str, o: &CreateOpts) -> Result<Created> {
     })
 }
 
-/// What a failed `create` removes: the shim (killed and reaped), and, once
-/// they exist, the state directory (an empty path until then: it may be
-/// another container's), the network reservation and the cgroup.
+/// What a failed `create` removes (see nsbox_host::teardown): the shim
+/// (killed and reaped), and, once they exist, its host side (a shim that
+/// failed released it, one killed here could not) and the state directory
+/// (None until we made it: it may be another container's).
 struct Undo {
-    dir: ContainerDir,
     shim: Option<Pid>,
-    /// (root, id) of a bridged container: a shim killed here may have left
-    /// its reservation.
-    network: Option<(PathBuf, String)>,
-    cgroup: Option<protocol::CgroupPaths>,
+    host: Option<HostSide>,
+    dir: Option<ContainerDir>,
 }
 
 impl Undo {
     fn disarm(&mut self) {
         self.shim = None;
-        self.network = None;
-        self.cgroup = None;
-        self.dir.path = PathBuf::new();
+        self.host = None;
+        self.dir = None;
     }
 }
 
@@ -292,60 +281,18 @@ impl Drop for Undo {
             let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(shim, None);
         }
-        if let Some((root, id)) = &self.network {
-            if let Err(e) = nsbox_host::network::release(root, id) {
-                log::warn!("{id}: release the network: {e}");
-            }
+        if let Some(host) = &self.host {
+            host.release_logged();
         }
-        // A shim that failed removed its cgroup; one that was killed could not.
-        if let Some(cg) = &self.cgroup {
-            if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(5)) {
-                log::warn!("remove cgroup {}: {e}", cg.path);
-            }
-        }
-        if !self.dir.path.as_os_str().is_empty() {
-            let _ = self.dir.remove();
+        if let Some(dir) = &self.dir {
+            let _ = dir.remove();
         }
     }
 }
 
-/// Connect to the caller's console socket (before anything is made, so that
-/// a wrong path fails early).
-pub fn connect_console(path: &Path) -> Result<std::os::unix::net::UnixStream> {
-    std::os::unix::net::UnixStream::connect(path)
-        .map_err(|e| anyhow!("console socket {}: {e}", path.display()))
-}
-
-/// Hand the terminal's master to the caller, as runc does: one message
-/// naming the terminal, the fd in SCM_RIGHTS.
-pub fn send_console(sock: &std::os::unix::net::UnixStream, master: &OwnedFd) -> Result<()> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let fds = [master.as_raw_fd()];
-    let name = b"/dev/ptmx";
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &[std::io::IoSlice::new(name)],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(|e| anyhow!("send the terminal to the console socket: {}", e.desc()))?;
-    Ok(())
-}
-
-pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    std::fs::write(&tmp, pid.to_string())
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| anyhow!("write pid file {}: {e}", path.display()))
-}
-
 /// Start the shim in a session of its own, with `socket` as fd 3
 /// and our stdio as the container's.
-fn spawn_shim(g: &Global, shim: &Path, dir: &ContainerDir, socket: &OwnedFd) -> Result<Pid> {
+fn spawn_shim(g: &GlobalOptions, shim: &Path, dir: &ContainerDir, socket: &OwnedFd) -> Result<Pid> {
     let mut args = vec![
         "shim".to_string(),
         "--state-dir".into(),
@@ -374,8 +321,10 @@ fn spawn_shim(g: &Global, shim: &Path, dir: &ContainerDir, socket: &OwnedFd) -> 
     // posix_spawn rather than fork: glibc clones with CLONE_VM|CLONE_VFORK,
     // so neither the copy of our page tables nor the copy-on-write faults
     // that a fork makes us pay afterwards.
-    // SAFETY: the spawn attributes and file actions are initialised before
-    // use and destroyed after; argv and environ are NULL-terminated.
+    // SAFETY: nix 0.29 has no posix_spawn; the spawn attributes and file
+    // actions are initialised before use and destroyed after; argv and
+    // environ are NULL-terminated and outlive the call.
+    #[allow(unsafe_code)]
     unsafe {
         extern "C" {
             static environ: *const *mut libc::c_char;
@@ -411,195 +360,4 @@ fn spawn_shim(g: &Global, shim: &Path, dir: &ContainerDir, socket: &OwnedFd) -> 
         }
         Ok(Pid::from_raw(pid))
     }
-}
-
-/// Signals a foreground `run` passes on to the container, as runc's signal
-/// proxy does.
-pub const FORWARDED: [Signal; 6] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
-
-pub fn run(g: &Global, id: &str, o: &CreateOpts, detach: bool) -> Result<i32> {
-    // Blocked before the container exists, so that none is lost in between.
-    let mut set = SigSet::empty();
-    if !detach {
-        for s in FORWARDED {
-            set.add(s);
-        }
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    }
-    let mut c = create(
-        g,
-        id,
-        &CreateOpts {
-            start: true,
-            ..o.clone()
-        },
-    )?;
-    c.channel.set_timeout(Some(runtime_start_timeout()))?;
-    let started = c.channel.wait_for_started().map_err(channel_error);
-    if let Err(e) = started {
-        remove(&c);
-        return Err(e);
-    }
-    // The state is read (the shim has just recorded it running) only for
-    // hooks that need it: not on every run's way.
-    if c.poststart {
-        if let Ok(st) = c.dir.load() {
-            crate::commands::poststart(&st);
-        }
-    }
-    if detach {
-        return Ok(0);
-    }
-    let waited = match c.pty.take() {
-        Some(master) => {
-            let pid = c.init.pid;
-            crate::tty::relay(
-                &master,
-                Some(&master),
-                crate::tty::Ending::Exit {
-                    channel: &mut c.channel,
-                    pid,
-                },
-            )
-            .map(|o| match o {
-                crate::tty::Outcome::Exited(code) => code,
-                _ => 255,
-            })
-        }
-        None => wait_forwarding_signals(&mut c, &set),
-    };
-    let code = waited.unwrap_or_else(|e| {
-        // The shim is gone without a word (or its word was lost to the
-        // ECONNRESET of a socket closed with our `Wait` unread): take the
-        // truth from the state it left, after the container is gone too.
-        if let Some(fd) = c.init.pidfd() {
-            let _ = pidfd_send_signal(&fd, libc::SIGKILL);
-            nsbox_host::proc::wait_pidfd(&fd, Duration::from_secs(10));
-        }
-        match c.dir.load().ok().and_then(|s| s.exit_code) {
-            Some(code) => {
-                log::debug!("{id}: wait for the exit: {e:#}; state.json has {code}");
-                code
-            }
-            None => {
-                log::warn!("{id}: wait for the exit: {e:#}");
-                255
-            }
-        }
-    });
-    remove(&c);
-    Ok(code)
-}
-
-/// Wait for the shim's `Exited`, passing on the signals `run` receives. No
-/// `Wait` is needed: the shim tells every connection it still has, and the
-/// one `run` created it with is one.
-fn wait_forwarding_signals(c: &mut Created, set: &SigSet) -> Result<i32> {
-    wait_for_exit_forwarding(&mut c.channel, set, c.init.pid)
-}
-
-/// Wait for `Exited` on `channel`, passing the signals in `set` on to `pid`.
-pub fn wait_for_exit_forwarding(
-    channel: &mut RuntimeChannel,
-    set: &SigSet,
-    pid: i32,
-) -> Result<i32> {
-    channel.set_timeout(None)?;
-    let sigfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-    let init_fd = pidfd_open(pid).ok();
-    loop {
-        let mut fds = [
-            PollFd::new(channel.as_fd(), PollFlags::POLLIN),
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-        if fds[1].any().unwrap_or(false) {
-            while let Ok(Some(info)) = sigfd.read_signal() {
-                if let Some(fd) = &init_fd {
-                    let _ = pidfd_send_signal(fd, info.ssi_signo as i32);
-                }
-            }
-        }
-        if fds[0].any().unwrap_or(false) {
-            return Ok(channel.wait_for_exit()?);
-        }
-    }
-}
-
-/// After a run: the cgroup (a foreground run's own to remove, see
-/// CreateRequest::caller_removes_cgroup; removing it again is harmless),
-/// then the state directory, while the shim ends; its exit status says
-/// whether anything else is left to us.
-fn remove(c: &Created) {
-    if let Some(fd) = c.init.pidfd() {
-        let _ = pidfd_send_signal(&fd, libc::SIGKILL);
-        nsbox_host::proc::wait_pidfd(&fd, Duration::from_secs(10));
-    }
-    let st = c.dir.load().ok();
-    // Before the state directory, which names it for `delete --force`
-    // should we die in between.
-    let cgroup_gone = match st.as_ref().and_then(|s| s.cgroup.as_ref()) {
-        Some(cg) => nsbox_host::cgroups::destroy(cg, Duration::from_secs(10))
-            .map_err(|e| log::warn!("remove cgroup {}: {e}", cg.path))
-            .is_ok(),
-        None => true,
-    };
-    let removed = c.dir.remove();
-    // A shim that exits 0 has removed the cgroup and released the network
-    // itself; only after one that could not (or was killed) is it ours.
-    let shim_cleaned = match wait_child(c.shim, Duration::from_secs(5)) {
-        Some(code) => code == 0,
-        None => {
-            let _ = nix::sys::signal::kill(c.shim, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(c.shim, None);
-            false
-        }
-    };
-    if !shim_cleaned {
-        if let Some(root) = c.dir.path.parent() {
-            if let Err(e) = nsbox_host::network::release(root, &c.id) {
-                log::warn!("{}: release the network: {e}", c.id);
-            }
-        }
-        if let Some(cg) = st.as_ref().and_then(|s| s.cgroup.as_ref()) {
-            if !cgroup_gone {
-                if let Err(e) = nsbox_host::cgroups::destroy(cg, Duration::from_secs(10)) {
-                    log::warn!("remove cgroup {}: {e}", cg.path);
-                }
-            }
-        }
-    }
-    // A shim killed while it wrote state.json may have left a file behind
-    // after our first try.
-    if removed.is_err() || !shim_cleaned {
-        if let Err(e) = c.dir.remove() {
-            log::warn!("remove {}: {e}", c.dir.path.display());
-        }
-    }
-    if let Some(st) = &st {
-        crate::commands::poststop(st);
-    }
-}
-
-/// Wait for our child at most `timeout`: its exit code once reaped (a
-/// signal counts as not clean), None if it is still running.
-fn wait_child(pid: Pid, timeout: Duration) -> Option<i32> {
-    let fd = pidfd_open(pid.as_raw()).ok()?;
-    if !nsbox_host::proc::wait_pidfd(&fd, timeout) {
-        return None;
-    }
-    Some(match nix::sys::wait::waitpid(pid, None) {
-        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => code,
-        _ => -1,
-    })
 }

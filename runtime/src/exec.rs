@@ -3,14 +3,22 @@
 //! process settings given and the caller's stdio; a foreground exec waits
 //! for it and ends with its exit code.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::{SigSet, SigmaskHow};
-use protocol::RuntimeToShim;
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::sys::signal::SigSet;
+use nix::unistd::ForkResult;
+use protocol::report::{Report, Step};
+use protocol::{NamespaceKind, RuntimeToShim};
 
-use crate::Global;
+use crate::handover::{connect_console, send_console, write_pid_file};
+use crate::options::GlobalOptions;
+use crate::reported::ReportedFailure;
+use crate::signals::{self, Forwarder};
+use crate::{shim_client, tty};
 
 #[derive(clap::Args)]
 pub struct ExecArgs {
@@ -53,8 +61,8 @@ pub struct ExecArgs {
     pub args: Vec<String>,
 }
 
-fn process(g: &Global, a: &ExecArgs) -> Result<protocol::Process> {
-    let (_, st) = crate::commands::load(g, &a.id)?;
+fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
+    let (_, st) = g.container(&a.id)?;
     let spec = crate::spec::load(std::path::Path::new(&st.bundle))?;
     // The container's seccomp profile binds what is exec'd in it too, as
     // with runc.
@@ -63,9 +71,9 @@ fn process(g: &Global, a: &ExecArgs) -> Result<protocol::Process> {
         None => None,
     };
     if let Some(file) = &a.process {
-        let text = std::fs::read(file).map_err(|e| anyhow!("read {}: {e}", file.display()))?;
+        let text = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
         let p: oci_spec::runtime::Process =
-            serde_json::from_slice(&text).map_err(|e| anyhow!("parse {}: {e}", file.display()))?;
+            serde_json::from_slice(&text).with_context(|| format!("parse {}", file.display()))?;
         if !a.args.is_empty() {
             bail!("give the command in --process or on the command line, not both");
         }
@@ -113,14 +121,14 @@ fn process(g: &Global, a: &ExecArgs) -> Result<protocol::Process> {
     Ok(p)
 }
 
-pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
+pub fn exec(g: &GlobalOptions, a: &ExecArgs) -> Result<i32> {
     let mut process = process(g, a)?;
     process.terminal |= a.tty;
     // Own-shim mode, in the foreground, without a console socket: the
     // terminal is the person's, relayed by us.
     let relay = process.terminal && a.console_socket.is_none() && !a.detach && !g.caller_reaps;
     let console = match (&a.console_socket, process.terminal) {
-        (Some(p), true) => Some(crate::create::connect_console(p)?),
+        (Some(p), true) => Some(connect_console(p)?),
         (None, true) if relay => None,
         (None, true) => bail!(
             "a terminal needs --console-socket, where its master is sent (a foreground \
@@ -128,18 +136,13 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         ),
         (_, false) => None,
     };
-    let mut set = SigSet::empty();
-    if !a.detach {
-        for s in crate::create::FORWARDED {
-            set.add(s);
-        }
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    }
-    let (dir, st) = crate::commands::load(g, &a.id)?;
-    let status = st.status();
-    if status != nsbox_host::state::Status::Running {
-        bail!("cannot exec in a {status} container");
-    }
+    let set = if a.detach {
+        SigSet::empty()
+    } else {
+        signals::block(&[])?
+    };
+    let (dir, st) = g.container(&a.id)?;
+    st.can_exec()?;
     if g.caller_reaps {
         let init = st
             .init
@@ -156,7 +159,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     if a.preserve_fds > 0 {
         bail!("--preserve-fds is supported in the caller's-shim mode only (--shim-mode caller)");
     }
-    let mut ch = crate::commands::connect_shim(&dir)?;
+    let mut ch = shim_client::connect(&dir)?;
     ch.set_timeout(Some(nsbox_host::testhooks::runtime_start_timeout()))?;
     let stdio = [
         std::io::stdin().as_raw_fd(),
@@ -173,14 +176,14 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     .context("send the exec request to the shim")?;
     let (pid, pty) = ch
         .wait_for_exec_started()
-        .map_err(crate::create::channel_error)?;
+        .map_err(shim_client::channel_error)?;
     if let (Some(sock), Some(master)) = (&console, pty.first()) {
-        crate::create::send_console(sock, master)?;
+        send_console(sock, master)?;
     }
     let master = if relay { pty.into_iter().next() } else { None };
     if let Some(f) = &a.pid_file {
         if pid > 0 {
-            crate::create::write_pid_file(f, pid)?;
+            write_pid_file(f, pid)?;
         } else {
             log::warn!(
                 "{}: the exec'd process ended before its pid was known; no pid file",
@@ -192,19 +195,19 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         return Ok(0);
     }
     if let Some(master) = master {
-        return match crate::tty::relay(
+        return match tty::relay(
             &master,
             Some(&master),
-            crate::tty::Ending::Exit {
+            tty::Ending::Exit {
                 channel: &mut ch,
                 pid,
             },
         )? {
-            crate::tty::Outcome::Exited(code) => Ok(code),
+            tty::Outcome::Exited(code) => Ok(code),
             _ => Ok(255),
         };
     }
-    crate::create::wait_for_exit_forwarding(&mut ch, &set, pid)
+    signals::forward_until_exited(&mut ch, &set, pid)
 }
 
 /// The caller's-shim mode: the process must be the caller's to reap, so the
@@ -220,21 +223,11 @@ pub fn exec_as_our_child(
     set: &SigSet,
 ) -> Result<i32> {
     let (detach, pid_file) = (a.detach, a.pid_file.as_deref());
-    use std::io::Read;
-    use std::os::fd::OwnedFd;
-    // The user namespace first: joining it gives the capabilities that
-    // joining the others then needs.
-    const KINDS: [(&str, libc::c_int); 7] = [
-        ("user", libc::CLONE_NEWUSER),
-        ("cgroup", libc::CLONE_NEWCGROUP),
-        ("ipc", libc::CLONE_NEWIPC),
-        ("uts", libc::CLONE_NEWUTS),
-        ("net", libc::CLONE_NEWNET),
-        ("pid", libc::CLONE_NEWPID),
-        ("mnt", libc::CLONE_NEWNS),
-    ];
-    let mut join: Vec<(OwnedFd, libc::c_int, &str)> = Vec::new();
-    for (name, kind) in KINDS {
+    // Every namespace of the container's that is not ours, opened while
+    // /proc is still the host's, in the order they must be joined.
+    let mut join: Vec<(OwnedFd, NamespaceKind)> = Vec::new();
+    for kind in NamespaceKind::ALL {
+        let name = kind.proc_name();
         let theirs = nsbox_host::proc::namespace_inode(init_pid, name);
         if theirs.is_none()
             || theirs == nsbox_host::proc::namespace_inode(std::process::id() as i32, name)
@@ -242,86 +235,46 @@ pub fn exec_as_our_child(
             continue;
         }
         let f = std::fs::File::open(format!("/proc/{init_pid}/ns/{name}"))
-            .map_err(|e| anyhow!("open the container's {name} namespace: {e}"))?;
-        join.push((OwnedFd::from(f), kind, name));
+            .with_context(|| format!("open the container's {name} namespace"))?;
+        join.push((OwnedFd::from(f), kind));
     }
     // Our own PID namespace stays; our children are born in theirs.
-    if let Some((fd, _, _)) = join.iter().find(|(_, k, _)| *k == libc::CLONE_NEWPID) {
-        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWPID)
+    if let Some((fd, _)) = join.iter().find(|(_, k)| *k == NamespaceKind::Pid) {
+        nix::sched::setns(fd, CloneFlags::CLONE_NEWPID)
             .map_err(|e| anyhow!("join the container's pid namespace: {}", e.desc()))?;
     }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // The terminal is made by the child, inside; its master comes back here.
     let (pty_ours, pty_theirs) = protocol::seqpacket_pair()?;
     let pty_ours: protocol::Channel<u8, u8> = protocol::Channel::new(pty_ours);
-    // SAFETY: the runtime is single-threaded.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => {
+    // SAFETY: fork in a single-threaded process (the runtime starts no
+    // thread): the child may call anything its parent could.
+    #[allow(unsafe_code)]
+    let forked = unsafe { nix::unistd::fork() }?;
+    match forked {
+        ForkResult::Child => {
             drop(rd);
-            let report = |code: i32, msg: String| -> ! {
-                let _ = nix::unistd::write(&wr, format!("{code}\n{msg}").as_bytes());
-                // SAFETY: leave without running the parent's destructors.
-                unsafe { libc::_exit(code) }
-            };
-            // Into the container's cgroup by moving ourselves, before the
-            // mount namespace hides the host's cgroupfs (cheaper than being
-            // moved: see cgroups::enter).
-            if let Some(cg) = cgroup {
-                if let Err(e) = nsbox_host::cgroups::join_self(cg) {
-                    report(1, format!("join the container's cgroup: {e}"));
-                }
-            }
-            for (fd, kind, name) in &join {
-                if *kind == libc::CLONE_NEWPID {
-                    continue;
-                }
-                if let Err(e) =
-                    nix::sched::setns(fd, nix::sched::CloneFlags::from_bits_retain(*kind))
-                {
-                    report(
-                        1,
-                        format!("join the container's {name} namespace: {}", e.desc()),
-                    );
-                }
-            }
-            if process.terminal {
-                match nsbox_process::open_pty() {
-                    Ok((master, slave)) => {
-                        let theirs: protocol::Channel<u8, u8> = protocol::Channel::new(pty_theirs);
-                        let _ = theirs.send(&1, &[master.as_raw_fd()]);
-                        for fd in 0..3 {
-                            // SAFETY: dup2 onto our own stdio.
-                            unsafe { libc::dup2(slave.as_raw_fd(), fd) };
-                        }
-                    }
-                    Err(f) => report(1, f.to_string()),
-                }
-            }
-            let f = match nsbox_process::Prepared::new(process) {
-                Ok(p) => p.exec_in_place(process.terminal, a.preserve_fds),
-                Err(f) => f,
-            };
-            report(f.exit_code, f.to_string())
+            let pty = protocol::Channel::new(pty_theirs);
+            let failed = join_and_exec(cgroup, &join, &pty, process, a.preserve_fds);
+            nsbox_process::report_and_exit(wr.as_fd(), failed)
         }
-        nix::unistd::ForkResult::Parent { child } => {
+        ForkResult::Parent { child } => {
             drop(wr);
             drop(pty_theirs);
             if process.terminal {
                 if let (Ok((_, fds)), Some(sock)) = (pty_ours.recv(), console) {
                     if let Some(master) = fds.first() {
-                        crate::create::send_console(sock, master)?;
+                        send_console(sock, master)?;
                     }
                 }
             }
-            // EOF without a word: exec succeeded (the pipe was CLOEXEC).
-            let mut text = String::new();
-            let _ = std::fs::File::from(rd).read_to_string(&mut text);
-            if let Some((code, msg)) = text.split_once('\n') {
+            // EOF without a report: exec succeeded (the pipe was CLOEXEC).
+            if let Some(report) = protocol::report::receive_report(&rd)? {
                 let _ = nix::sys::wait::waitpid(child, None);
-                return Err(crate::Coded(code.parse().unwrap_or(1), msg.to_string()).into());
+                return Err(ReportedFailure(nsbox_process::describe(process, report)).into());
             }
             if let Some(f) = pid_file {
-                crate::create::write_pid_file(f, child.as_raw())?;
+                write_pid_file(f, child.as_raw())?;
             }
             if detach {
                 return Ok(0);
@@ -331,33 +284,65 @@ pub fn exec_as_our_child(
     }
 }
 
-/// Wait for our child, passing on the signals in `set`.
-fn wait_child_forwarding(child: nix::unistd::Pid, set: &SigSet) -> Result<i32> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use nix::sys::signalfd::{SfdFlags, SignalFd};
-    use std::os::fd::AsFd;
-    let sigfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-    let pidfd = nsbox_host::proc::pidfd_open(child.as_raw())?;
-    loop {
-        let mut fds = [
-            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-        if fds[1].any().unwrap_or(false) {
-            while let Ok(Some(info)) = sigfd.read_signal() {
-                let _ = nsbox_host::proc::pidfd_send_signal(&pidfd, info.ssi_signo as i32);
-            }
-        }
-        if fds[0].any().unwrap_or(false) {
-            return Ok(match nix::sys::wait::waitpid(child, None)? {
-                nix::sys::wait::WaitStatus::Exited(_, code) => code,
-                nix::sys::wait::WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
-                _ => 255,
-            });
+/// The forked child, up to its exec: into the container's cgroup and
+/// namespaces, onto a terminal of its own if asked, then the process.
+/// What failed, if it comes back.
+fn join_and_exec(
+    cgroup: Option<&protocol::CgroupPaths>,
+    join: &[(OwnedFd, NamespaceKind)],
+    pty: &protocol::Channel<u8, u8>,
+    process: &protocol::Process,
+    preserve_fds: u32,
+) -> Report {
+    // Into the container's cgroup by moving ourselves, before the mount
+    // namespace hides the host's cgroupfs (cheaper than being moved: see
+    // cgroups::enter).
+    if let Some(cg) = cgroup {
+        if let Err(e) = nsbox_host::cgroups::join_self(cg) {
+            return Report::new(Step::JoinCgroup, errno_of(&e));
         }
     }
+    for (fd, kind) in join {
+        if *kind == NamespaceKind::Pid {
+            continue;
+        }
+        if let Err(e) = nix::sched::setns(fd, CloneFlags::from_bits_retain(kind.clone_flag())) {
+            return Report::new(Step::JoinNamespace(*kind), e);
+        }
+    }
+    if process.terminal {
+        let (master, slave) = match nsbox_process::open_pty() {
+            Ok(pair) => pair,
+            Err(r) => return r,
+        };
+        let _ = pty.send(&1, &[master.as_raw_fd()]);
+        for fd in 0..3 {
+            if let Err(e) = nix::unistd::dup2(slave.as_raw_fd(), fd) {
+                return Report::new(Step::OpenPtySlave, e);
+            }
+        }
+    }
+    match nsbox_process::Prepared::new(process) {
+        Ok(p) => p.exec_in_place(process.terminal, preserve_fds),
+        Err(r) => r,
+    }
+}
+
+/// The errno of a cgroup error, for a report (EINVAL when it has none).
+fn errno_of(e: &nsbox_host::cgroups::CgroupError) -> Errno {
+    match e {
+        nsbox_host::cgroups::CgroupError::Io { source, .. } => {
+            Errno::from_raw(source.raw_os_error().unwrap_or(libc::EINVAL))
+        }
+        _ => Errno::EINVAL,
+    }
+}
+
+/// Wait for our child, passing on the signals in `set`.
+fn wait_child_forwarding(child: nix::unistd::Pid, set: &SigSet) -> Result<i32> {
+    let pidfd = nsbox_host::proc::pidfd_open(child.as_raw())?;
+    Forwarder::new(set, Some(pidfd.try_clone()?))?.forward_until(pidfd.as_fd())?;
+    Ok(nsbox_process::exit_code(nix::sys::wait::waitpid(
+        child, None,
+    )?))
 }

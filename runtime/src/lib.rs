@@ -4,6 +4,7 @@
 
 // MS_* and friends are c_ulong: u64 here, but u32 on 32-bit targets.
 #![allow(clippy::unnecessary_cast)]
+#![forbid(unsafe_code)]
 
 pub mod resources;
 pub mod seccomp;

@@ -1,14 +1,13 @@
-//! `logs` and `attach`: what a detached container said, and its terminal.
+//! `logs`: what a detached container said, kept in its state directory.
 
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use nsbox_host::output_log::{self, Record};
 use nsbox_host::state::Status;
-use protocol::RuntimeToShim;
 
-use crate::Global;
+use crate::options::GlobalOptions;
 
 /// How often `logs -f` looks for more.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
@@ -19,8 +18,8 @@ pub struct LogsArgs {
     pub timestamps: bool,
 }
 
-pub fn logs(g: &Global, id: &str, a: &LogsArgs) -> Result<i32> {
-    let (dir, _) = crate::commands::load(g, id)?;
+pub fn logs(g: &GlobalOptions, id: &str, a: &LogsArgs) -> Result<i32> {
+    let (dir, _) = g.container(id)?;
     if !output_log::current(&dir.path).exists() && !output_log::rotated(&dir.path).exists() {
         bail!(
             "no log: the container's output went to the stdout of the `runtime` that made it \
@@ -44,7 +43,9 @@ pub fn logs(g: &Global, id: &str, a: &LogsArgs) -> Result<i32> {
     loop {
         // The shim logs the container's last words before it records the
         // stop: once stopped, one more read has everything.
-        let stopped = dir.load().map_or(true, |s| s.status() == Status::Stopped);
+        let stopped = dir
+            .load()
+            .map_or(true, |s| s.current_status() == Status::Stopped);
         for r in follower.poll() {
             print_record(&mut out, &mut err, &r, a.timestamps);
         }
@@ -63,87 +64,4 @@ fn print_record(out: &mut impl Write, err: &mut impl Write, r: &Record, timestam
     } else {
         writeln!(w, "{}", r.text)
     };
-}
-
-pub fn attach(g: &Global, id: &str, detach_keys: &str) -> Result<i32> {
-    let keys = parse_detach_keys(detach_keys)?;
-    let (dir, st) = crate::commands::load(g, id)?;
-    let status = st.status();
-    if status != Status::Running {
-        bail!("cannot attach to a {status} container");
-    }
-    let ch = crate::commands::connect_shim(&dir)?;
-    ch.send(&RuntimeToShim::Attach, &[])?;
-    let mut fds = ch
-        .wait_for_attached()
-        .map_err(crate::create::channel_error)?
-        .into_iter();
-    let (Some(stream), Some(master)) = (fds.next(), fds.next()) else {
-        bail!("the shim sent no terminal");
-    };
-    drop(ch);
-    match crate::tty::relay(
-        &stream,
-        Some(&master),
-        crate::tty::Ending::Detachable { detach_keys: keys },
-    )? {
-        crate::tty::Outcome::Detached => {
-            eprintln!(
-                "\r\nruntime: detached from {id}; it runs on (runtime attach {id} to come back)\r"
-            );
-            Ok(0)
-        }
-        // The container stopped: its exit code, once the shim has recorded it.
-        _ => {
-            for _ in 0..50 {
-                if let Ok(s) = dir.load() {
-                    if let (Status::Stopped, Some(code)) = (s.status(), s.exit_code) {
-                        return Ok(code);
-                    }
-                }
-                std::thread::sleep(FOLLOW_INTERVAL);
-            }
-            Ok(0)
-        }
-    }
-}
-
-/// Docker's notation: "ctrl-p,ctrl-q", "ctrl-a,d"; ctrl-@ to ctrl-_ and
-/// single characters.
-pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
-    let mut keys = Vec::new();
-    for k in s.split(',') {
-        let k = k.trim();
-        let lower = k.to_ascii_lowercase();
-        if let Some(c) = lower.strip_prefix("ctrl-") {
-            let c = c.as_bytes();
-            match c {
-                [b @ b'a'..=b'z'] => keys.push(b - b'a' + 1),
-                [b'@'] => keys.push(0),
-                [b @ (b'[' | b'\\' | b']' | b'^' | b'_')] => keys.push(b - b'@'),
-                _ => bail!("--detach-keys {s:?}: unknown key {k:?}"),
-            }
-        } else if k.len() == 1 {
-            keys.push(k.as_bytes()[0]);
-        } else {
-            return Err(anyhow!("--detach-keys {s:?}: unknown key {k:?}"));
-        }
-    }
-    if keys.is_empty() {
-        bail!("--detach-keys is empty");
-    }
-    Ok(keys)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn detach_keys_as_docker_writes_them() {
-        assert_eq!(
-            super::parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
-            crate::tty::DETACH_KEYS
-        );
-        assert_eq!(super::parse_detach_keys("ctrl-a,d").unwrap(), [1, b'd']);
-        assert!(super::parse_detach_keys("ctrl-ü").is_err());
-    }
 }

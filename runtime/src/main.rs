@@ -6,17 +6,32 @@
 
 // MS_* and friends are c_ulong: u64 here, but u32 on 32-bit targets.
 #![allow(clippy::unnecessary_cast)]
+// Unsafe only where nix lacks the call or for fork, each allowed by name.
+#![deny(unsafe_code)]
 
+// Verbs, each importing only the shared modules below them.
+mod attach;
 mod commands;
 mod create;
 mod exec;
 mod features;
 mod logs;
+mod run;
+// Shared by several verbs.
+mod handover;
+mod hooks;
+mod options;
+mod reported;
+mod shim_client;
+mod signals;
 mod tty;
 
 use runtime::{resources, seccomp, spec};
 use std::path::PathBuf;
 
+use options::GlobalOptions;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use nsbox_host::state::validate_id;
 
@@ -236,27 +251,6 @@ impl CreateArgs {
     }
 }
 
-pub struct Global {
-    pub root: PathBuf,
-    /// The caller's-shim mode: the caller reaps tiny-init and exec'd processes.
-    pub caller_reaps: bool,
-    pub log: Option<PathBuf>,
-    pub log_format: String,
-    pub debug: bool,
-}
-
-/// An error with the exit code it should end the runtime with.
-#[derive(Debug)]
-pub struct Coded(pub i32, pub String);
-
-impl std::fmt::Display for Coded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.1)
-    }
-}
-
-impl std::error::Error for Coded {}
-
 fn main() {
     let cli = Cli::parse();
     let format = match cli.log_format.parse() {
@@ -276,7 +270,7 @@ fn main() {
         );
         std::process::exit(1);
     }
-    let g = Global {
+    let g = GlobalOptions {
         root: cli.root.unwrap_or_else(nsbox_host::state::default_root),
         caller_reaps: match cli.shim_mode.as_str() {
             "own" => false,
@@ -346,17 +340,15 @@ fn main() {
                 Some(i) => format!("{verb} {i:?}"),
                 None => verb.to_string(),
             };
-            let cause = without_os_error(&format!("{e:#}"));
+            // Each cause once, though some of the host's errors say their
+            // source in their own text too.
+            let cause = without_os_error(&protocol::error_chain(e.as_ref()));
             let line = format!("runtime: {who}: {cause}");
             if nsbox_host::logger::has_file() {
                 log::error!("{who}: {cause}");
             }
             eprintln!("{line}");
-            let code = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<Coded>())
-                .map_or(1, |c| c.0);
-            std::process::exit(if code == 0 { 1 } else { code });
+            std::process::exit(reported::exit_code_of(&e));
         }
     }
 }
@@ -386,18 +378,7 @@ fn id_of(cmd: &mut Cmd) -> Option<&mut String> {
 /// conmon and containerd's shim run the runtime with PR_SET_PDEATHSIG set;
 /// a person's shell never does.
 fn has_parent_death_signal() -> bool {
-    let mut sig: libc::c_int = 0;
-    // SAFETY: PR_GET_PDEATHSIG writes one int.
-    unsafe {
-        libc::prctl(
-            libc::PR_GET_PDEATHSIG,
-            &mut sig as *mut libc::c_int,
-            0,
-            0,
-            0,
-        ) == 0
-            && sig != 0
-    }
+    matches!(nix::sys::prctl::get_pdeathsig(), Ok(Some(_)))
 }
 
 /// std's io errors end in " (os error N)": noise to a person reading the line.
@@ -419,7 +400,7 @@ fn without_os_error(s: &str) -> String {
     out
 }
 
-fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
+fn dispatch(g: &GlobalOptions, cmd: Cmd) -> anyhow::Result<i32> {
     match cmd {
         Cmd::Create { opts, id } => create::create(g, &id, &opts.opts()).map(|_| 0),
         Cmd::Start { id } => commands::start(g, &id),
@@ -433,7 +414,7 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
             let mut o = opts.opts();
             o.tty = tty;
             o.foreground = !detach;
-            create::run(g, &id, &o, detach)
+            run::run(g, &id, &o, detach)
         }
         Cmd::State { id } => commands::state(g, &id),
         Cmd::Logs {
@@ -450,7 +431,7 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
                 timestamps,
             },
         ),
-        Cmd::Attach { detach_keys, id } => logs::attach(g, &id, &detach_keys),
+        Cmd::Attach { detach_keys, id } => attach::attach(g, &id, &detach_keys),
         Cmd::Exec(a) => exec::exec(g, &a),
         Cmd::List { format, quiet } => commands::list(g, &format, quiet),
         Cmd::Ps {
@@ -482,12 +463,12 @@ fn dispatch(g: &Global, cmd: Cmd) -> anyhow::Result<i32> {
             tty,
         } => {
             let userns = userns.as_deref().map(spec::parse_userns).transpose()?;
-            let rootless = rootless.then(spec::rootless_maps).transpose()?;
-            let net = net.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let rootless = rootless.then(spec::rootless_maps);
+            let net: nsbox_host::network::Mode = net.parse()?;
             let image = match image {
                 Some(i) => Some(
                     std::fs::canonicalize(&i)
-                        .map_err(|e| anyhow::anyhow!("image {}: {e}", i.display()))?
+                        .with_context(|| format!("image {}", i.display()))?
                         .to_string_lossy()
                         .into_owned(),
                 ),

@@ -2,9 +2,20 @@
 //! `Resources` that host::cgroups applies. What nsbox cannot apply is
 //! refused here, by name, rather than silently left out.
 
-use anyhow::{bail, Result};
 use oci_spec::runtime::{LinuxDeviceType, LinuxResources};
 use protocol::{CpuResources, DeviceRule, MemoryResources, Resources};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResourcesError {
+    /// A value that is not one; the text names the field and the value.
+    #[error("{0}")]
+    Invalid(String),
+    /// A limit nsbox cannot enforce, refused rather than ignored.
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+type Result<T> = std::result::Result<T, ResourcesError>;
 
 /// The devices every container gets when its list denies all, as runc
 /// adds them: null, zero, full, random, urandom, tty, ptmx and /dev/pts/*.
@@ -33,12 +44,17 @@ pub fn from_oci(r: &LinuxResources) -> Result<Resources> {
             Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => 'c',
             Some(LinuxDeviceType::B) => 'b',
             Some(LinuxDeviceType::P) => {
-                bail!("linux.resources.devices: type \"p\" (a FIFO) is not a cgroup device type")
+                return Err(ResourcesError::Invalid(
+                    "linux.resources.devices: type \"p\" (a FIFO) is not a cgroup device type"
+                        .into(),
+                ))
             }
         };
         let access = d.access().clone().unwrap_or_else(|| "rwm".into());
         if access.is_empty() || !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
-            bail!("linux.resources.devices: access {access:?} is not made of r, w and m");
+            return Err(ResourcesError::Invalid(format!(
+                "linux.resources.devices: access {access:?} is not made of r, w and m"
+            )));
         }
         out.devices.push(DeviceRule {
             allow: d.allow(),
@@ -76,10 +92,14 @@ pub fn from_oci(r: &LinuxResources) -> Result<Resources> {
         if c.realtime_runtime().is_some_and(|v| v != 0)
             || c.realtime_period().is_some_and(|v| v != 0)
         {
-            bail!("linux.resources.cpu realtimeRuntime/realtimePeriod are not supported");
+            return Err(ResourcesError::Unsupported(
+                "linux.resources.cpu realtimeRuntime/realtimePeriod are not supported",
+            ));
         }
         if c.idle().is_some_and(|v| v != 0) || c.burst().is_some_and(|v| v != 0) {
-            bail!("linux.resources.cpu idle and burst are not supported");
+            return Err(ResourcesError::Unsupported(
+                "linux.resources.cpu idle and burst are not supported",
+            ));
         }
         out.cpu = Some(CpuResources {
             shares: c.shares(),
@@ -109,19 +129,27 @@ pub fn from_oci(r: &LinuxResources) -> Result<Resources> {
                 .as_ref()
                 .is_some_and(|v| !v.is_empty());
         if any {
-            bail!("linux.resources.blockIO is not supported");
+            return Err(ResourcesError::Unsupported(
+                "linux.resources.blockIO is not supported",
+            ));
         }
     }
     if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
-        bail!("linux.resources.hugepageLimits are not supported");
+        return Err(ResourcesError::Unsupported(
+            "linux.resources.hugepageLimits are not supported",
+        ));
     }
     if let Some(n) = r.network() {
         if n.class_id().is_some() || n.priorities().as_ref().is_some_and(|v| !v.is_empty()) {
-            bail!("linux.resources.network is not supported");
+            return Err(ResourcesError::Unsupported(
+                "linux.resources.network is not supported",
+            ));
         }
     }
     if r.rdma().as_ref().is_some_and(|v| !v.is_empty()) {
-        bail!("linux.resources.rdma is not supported");
+        return Err(ResourcesError::Unsupported(
+            "linux.resources.rdma is not supported",
+        ));
     }
     let mut unified: Vec<(String, String)> = r
         .unified()

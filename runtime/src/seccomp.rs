@@ -10,15 +10,44 @@
 //! (libseccomp ANDs conditions, and two on one argument would never match).
 
 use std::io::{Read, Seek};
-use std::str::FromStr;
 
-use anyhow::{anyhow, bail, Context, Result};
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 use oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    /// What the profile asks that nsbox cannot do; the text names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// libseccomp refused a step; `what` names the step.
+    #[error("{what}")]
+    Libseccomp {
+        what: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    /// Reading the compiled program back.
+    #[error("{what}")]
+    Export {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, SeccompError>;
+
+fn libseccomp(what: String) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError {
+    move |source| SeccompError::Libseccomp { what, source }
+}
+
+fn export_error(what: &'static str) -> impl FnOnce(std::io::Error) -> SeccompError {
+    move |source| SeccompError::Export { what, source }
+}
 
 const EPERM: u32 = libc::EPERM as u32;
 
@@ -45,7 +74,9 @@ pub const OPERATORS: &[&str] = &[
 ];
 pub const ARCHS: &[&str] = &["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"];
 
-fn action(a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction> {
+/// libseccomp's action for an OCI one; `what` names where the profile
+/// asks for it, should it be one nsbox refuses.
+fn action(what: &str, a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction> {
     Ok(match a {
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
             ScmpAction::KillThread
@@ -57,7 +88,9 @@ fn action(a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction> {
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActNotify => {
-            bail!("seccomp action SCMP_ACT_NOTIFY needs a listener, which nsbox does not support")
+            return Err(SeccompError::Invalid(format!(
+            "{what}: seccomp action SCMP_ACT_NOTIFY needs a listener, which nsbox does not support"
+        )))
         }
     })
 }
@@ -77,38 +110,41 @@ fn compare(op: LinuxSeccompOperator, value_two: Option<u64>) -> ScmpCompareOp {
 
 pub fn compile(s: &LinuxSeccomp) -> Result<protocol::Seccomp> {
     if s.listener_path().is_some() {
-        bail!("seccomp listenerPath (SCMP_ACT_NOTIFY) is not supported");
+        return Err(SeccompError::Invalid(
+            "seccomp listenerPath (SCMP_ACT_NOTIFY) is not supported".into(),
+        ));
     }
-    let default =
-        action(s.default_action(), s.default_errno_ret()).context("seccomp defaultAction")?;
-    let mut ctx = ScmpFilterContext::new(default).map_err(|e| anyhow!("seccomp: {e}"))?;
+    let default = action(
+        "seccomp defaultAction",
+        s.default_action(),
+        s.default_errno_ret(),
+    )?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(libseccomp("seccomp".into()))?;
     let native = ScmpArch::native();
-    for arch in s.architectures().iter().flatten() {
-        let name = serde_json::to_value(arch)?
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let a = ScmpArch::from_str(&name)
-            .map_err(|_| anyhow!("seccomp architecture {name} is unknown"))?;
+    for &arch in s.architectures().iter().flatten() {
+        let a = scmp_arch(arch);
         if a != native && a != ScmpArch::Native {
             ctx.add_arch(a)
-                .map_err(|e| anyhow!("seccomp architecture {name}: {e}"))?;
+                .map_err(libseccomp(format!("seccomp architecture {arch}")))?;
         }
     }
     for rule in s.syscalls().iter().flatten() {
-        let act = action(rule.action(), rule.errno_ret())
-            .with_context(|| format!("seccomp rule for {}", rule.names().join(",")))?;
+        let names = rule.names().join(",");
+        let act = action(
+            &format!("seccomp rule for {names}"),
+            rule.action(),
+            rule.errno_ret(),
+        )?;
         if act == default {
             continue;
         }
         let args = rule.args().clone().unwrap_or_default();
         for a in &args {
             if a.index() > 5 {
-                bail!(
-                    "seccomp rule for {}: argument index {} is above 5",
-                    rule.names().join(","),
+                return Err(SeccompError::Invalid(format!(
+                    "seccomp rule for {names}: argument index {} is above 5",
                     a.index()
-                );
+                )));
             }
         }
         let cmps: Vec<ScmpArgCompare> = args
@@ -134,7 +170,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<protocol::Seccomp> {
             } else {
                 ctx.add_rule_conditional(act, sc, &cmps).map(drop)
             };
-            r.map_err(|e| anyhow!("seccomp rule for {name}: {e}"))?;
+            r.map_err(libseccomp(format!("seccomp rule for {name}")))?;
         }
     }
     let mut flags = 0u32;
@@ -151,30 +187,55 @@ pub fn compile(s: &LinuxSeccomp) -> Result<protocol::Seccomp> {
     })
 }
 
+/// libseccomp's name for an architecture a profile lists.
+fn scmp_arch(a: Arch) -> ScmpArch {
+    match a {
+        Arch::ScmpArchNative => ScmpArch::Native,
+        Arch::ScmpArchX86 => ScmpArch::X86,
+        Arch::ScmpArchX86_64 => ScmpArch::X8664,
+        Arch::ScmpArchX32 => ScmpArch::X32,
+        Arch::ScmpArchArm => ScmpArch::Arm,
+        Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
+        Arch::ScmpArchMips => ScmpArch::Mips,
+        Arch::ScmpArchMips64 => ScmpArch::Mips64,
+        Arch::ScmpArchMips64n32 => ScmpArch::Mips64N32,
+        Arch::ScmpArchMipsel => ScmpArch::Mipsel,
+        Arch::ScmpArchMipsel64 => ScmpArch::Mipsel64,
+        Arch::ScmpArchMipsel64n32 => ScmpArch::Mipsel64N32,
+        Arch::ScmpArchPpc => ScmpArch::Ppc,
+        Arch::ScmpArchPpc64 => ScmpArch::Ppc64,
+        Arch::ScmpArchPpc64le => ScmpArch::Ppc64Le,
+        Arch::ScmpArchS390 => ScmpArch::S390,
+        Arch::ScmpArchS390x => ScmpArch::S390X,
+        Arch::ScmpArchRiscv64 => ScmpArch::Riscv64,
+    }
+}
+
 /// libseccomp 2.5 exports to a file descriptor only: a memfd.
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
     let fd = nix::sys::memfd::memfd_create(
         c"nsbox-seccomp",
         nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
     )
-    .context("memfd_create")?;
+    .map_err(|e| export_error("memfd_create")(e.into()))?;
     let mut f = std::fs::File::from(fd);
     ctx.export_bpf(&f)
-        .map_err(|e| anyhow!("seccomp export: {e}"))?;
-    f.rewind()?;
+        .map_err(libseccomp("seccomp export".into()))?;
     let mut bpf = Vec::new();
-    f.read_to_end(&mut bpf)?;
+    f.rewind()
+        .and_then(|_| f.read_to_end(&mut bpf))
+        .map_err(export_error("read the seccomp program back"))?;
     if bpf.is_empty() || bpf.len() % 8 != 0 {
-        bail!(
+        return Err(SeccompError::Invalid(format!(
             "seccomp export gave {} bytes, not whole instructions",
             bpf.len()
-        );
+        )));
     }
     if bpf.len() / 8 > 4096 {
-        bail!(
+        return Err(SeccompError::Invalid(format!(
             "the seccomp profile compiles to {} instructions; the kernel takes at most 4096",
             bpf.len() / 8
-        );
+        )));
     }
     Ok(bpf)
 }
@@ -213,7 +274,7 @@ mod tests {
             "defaultAction": "SCMP_ACT_NOTIFY"
         })))
         .unwrap_err();
-        assert!(format!("{e:#}").contains("NOTIFY"), "{e:#}");
+        assert!(e.to_string().contains("NOTIFY"), "{e}");
         // An unknown action or architecture does not even parse.
         assert!(serde_json::from_value::<LinuxSeccomp>(serde_json::json!({
             "defaultAction": "SCMP_ACT_FOO"

@@ -10,11 +10,13 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use anyhow::Result;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::Signal;
 use nix::sys::termios::{self, SetArg, Termios};
-use nsbox_host::proc::{pidfd_open, pidfd_send_signal};
+use nsbox_host::proc::pidfd_open;
 use protocol::RuntimeChannel;
+
+use crate::shim_client::channel_error;
+use crate::signals::{self, Forwarder};
 
 /// Docker's default detach keys, Ctrl-P Ctrl-Q.
 #[cfg(test)]
@@ -53,9 +55,16 @@ impl Drop for RawMode {
 
 /// Give `master` our terminal's window size (nothing when stdin is not a
 /// terminal).
+#[allow(unsafe_code)]
 pub fn copy_window_size(master: BorrowedFd) {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ and TIOCSWINSZ read and write one winsize.
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: nix 0.29 has no call for these two ioctls; TIOCGWINSZ writes
+    // one winsize into `ws`, TIOCSWINSZ reads one from it.
     unsafe {
         if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_row > 0 {
             libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
@@ -95,25 +104,22 @@ pub enum Outcome {
 /// `winsize` is the fd whose window size follows ours (the master itself,
 /// or for attach a dup of it that came from the shim).
 pub fn relay(master: &OwnedFd, winsize: Option<&OwnedFd>, ending: Ending) -> Result<Outcome> {
-    let mut set = SigSet::empty();
-    for s in crate::create::FORWARDED {
-        set.add(s);
-    }
-    set.add(Signal::SIGWINCH);
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    let set = signals::block(&[Signal::SIGWINCH])?;
     if let Some(w) = winsize {
         copy_window_size(w.as_fd());
     }
     set_nonblocking(master.as_raw_fd());
     let _raw = RawMode::enter()?;
-    let (mut channel, pidfd, detach_keys) = match ending {
+    // attach has no one to pass signals to: a signal to us ends the
+    // session, not the container (Docker's --sig-proxy=false).
+    let (mut channel, target, detach_keys) = match ending {
         Ending::Exit { channel, pid } => {
             channel.set_timeout(None)?;
             (Some(channel), pidfd_open(pid).ok(), Vec::new())
         }
         Ending::Detachable { detach_keys } => (None, None, detach_keys),
     };
+    let signals = Forwarder::new(&set, target)?;
     let mut stdin_open = true;
     // Input the container has not taken yet: we never block on its
     // terminal, so that its output keeps flowing meanwhile.
@@ -133,7 +139,7 @@ pub fn relay(master: &OwnedFd, winsize: Option<&OwnedFd>, ending: Ending) -> Res
     let mut eof_gap = EOF_FIRST_QUIET;
     loop {
         let stdin = std::io::stdin();
-        let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         let master_events = if pending.is_empty() {
             PollFlags::POLLIN
         } else {
@@ -173,17 +179,12 @@ pub fn relay(master: &OwnedFd, winsize: Option<&OwnedFd>, ending: Ending) -> Res
         );
         drop(fds);
         if !sig_ev.is_empty() {
-            while let Ok(Some(info)) = sigfd.read_signal() {
-                let sig = info.ssi_signo as i32;
+            for sig in signals.received() {
                 if sig == libc::SIGWINCH {
                     if let Some(w) = winsize {
                         copy_window_size(w.as_fd());
                     }
-                } else if let Some(fd) = &pidfd {
-                    let _ = pidfd_send_signal(fd, sig);
-                } else {
-                    // attach: a signal to us ends the session, not the
-                    // container (Docker's --sig-proxy=false).
+                } else if !signals.forward(sig) {
                     return Ok(Outcome::Detached);
                 }
             }
@@ -245,7 +246,7 @@ pub fn relay(master: &OwnedFd, winsize: Option<&OwnedFd>, ending: Ending) -> Res
         }
         if !channel_ev.is_empty() {
             if let Some(ch) = channel.take() {
-                let code = ch.wait_for_exit().map_err(crate::create::channel_error)?;
+                let code = ch.wait_for_exit().map_err(channel_error)?;
                 // What it wrote last is still in the terminal's buffer.
                 if master_open {
                     drain(master.as_raw_fd(), &mut buf);

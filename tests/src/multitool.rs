@@ -20,6 +20,9 @@
 //! nsbox-multitool sleep SECS              sleep (fractions allowed)
 //! nsbox-multitool status FIELD...         the lines of /proc/self/status for FIELDs
 //! nsbox-multitool try-write PATH          "ok", or "error: CAUSE (errno N)" and exit 1
+//! nsbox-multitool write-guard PATH        what keeps PATH from being written, beyond
+//!                                         the kernel's ETXTBSY for a running binary:
+//!                                         "mount ro|rw", then "sealed|not sealed"
 //! nsbox-multitool udp-echo PORT PREFIX    "ready", then answer each datagram on
 //!                                         0.0.0.0:PORT with PREFIX and the datagram
 //! nsbox-multitool udp-ask ADDR:PORT TEXT  send TEXT, print the answer; exit 1 if
@@ -37,6 +40,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: nsbox-multitool exit N | kill-self SIG | print-ns [NAME...] | pids \
 | wait-signal SIG... [--then-exit N] | orphans N | fds | sleep SECS | status FIELD... | try-write PATH \
+| write-guard PATH \
 | udp-echo PORT PREFIX | udp-ask ADDR:PORT TEXT | try-init-module \
 | reaper PIDFILE -- CMD... | console SOCKET [INPUT] | hog MIB | signal-burst N | garbage-fds";
 
@@ -111,6 +115,7 @@ fn run(args: &[String]) -> Result<i32, String> {
         }
         "status" => status(rest),
         "try-write" => try_write(one(rest)?),
+        "write-guard" => write_guard(one(rest)?),
         "try-init-module" => try_init_module(),
         "reaper" => reaper(rest),
         "console" => console(rest),
@@ -499,6 +504,39 @@ fn try_write(path: &str) -> Result<i32, String> {
         return Ok(1);
     }
     say("ok");
+    Ok(0)
+}
+
+/// What keeps PATH from being written once nothing runs it any more (a
+/// write to a running binary fails with ETXTBSY whatever else guards it):
+/// the mount it is on being read-only, and, for a memfd, F_SEAL_WRITE.
+fn write_guard(path: &str) -> Result<i32, String> {
+    let c = CString::new(path).map_err(|_| "path contains NUL")?;
+    // SAFETY: c is a valid NUL-terminated path.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!("write-guard: open {path}: {}", errno_text()));
+    }
+    // SAFETY: a zeroed statvfs is a valid out-parameter; fd is open.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::fstatvfs(fd, &mut st) };
+    // SAFETY: F_GET_SEALS only queries fd (EINVAL for what is not a memfd).
+    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        return Err(format!("write-guard: fstatvfs {path}: {}", errno_text()));
+    }
+    say(if st.f_flag & libc::ST_RDONLY != 0 {
+        "mount ro"
+    } else {
+        "mount rw"
+    });
+    say(if seals >= 0 && seals & libc::F_SEAL_WRITE != 0 {
+        "sealed"
+    } else {
+        "not sealed"
+    });
     Ok(0)
 }
 

@@ -46,9 +46,14 @@ fn two_containers_do_not_share_namespaces() {
     let b = t.bundle("b2", &[MT, "print-ns"]);
     let two = t.run(&b, "two");
     two.ok();
+    let one: Vec<&str> = one.lines().take_while(|l| *l != "ready").collect();
+    assert_eq!(one.len(), 5, "{one:?}");
     assert_eq!(two.stdout.lines().count(), 5, "{two:?}");
-    for (l1, l2) in one.lines().zip(two.stdout.lines()) {
-        assert_ne!(l1, l2, "two containers share a namespace:\n{one}\n{two:?}");
+    for (l1, l2) in one.iter().zip(two.stdout.lines()) {
+        assert_ne!(
+            *l1, l2,
+            "two containers share a namespace:\n{one:?}\n{two:?}"
+        );
     }
     t.rt(&["delete", "--force", "one"]).ok();
 }

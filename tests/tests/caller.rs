@@ -26,7 +26,7 @@ fn create_under_a_caller_hands_tiny_init_to_it() {
     let Some(t) = Test::new("caller_create") else {
         return;
     };
-    let b = t.bundle("b", &["sh", "-c", "read x < /dev/null; sleep 0.2; exit 42"]);
+    let b = t.bundle("b", &["sh", "-c", "read x < /dev/null; exit 42"]);
     let pid_file = t.work.join("init.pid");
     let mut cmd = reaper_cmd(
         &t,
@@ -78,7 +78,7 @@ fn exec_detached_under_a_caller_is_its_child() {
             "c",
             "sh",
             "-c",
-            "sleep 0.2; exit 7",
+            "exit 7",
         ],
     );
     let (o, e) = (t.work.join("reaper.out"), t.work.join("reaper.err"));

@@ -184,8 +184,11 @@ fn cpu_and_pids_values_written_and_updated() {
         .fails_with("cpu", &["blockIO"]);
     t.rt(&["kill", "cpu", "KILL"]).ok();
     t.wait_status("cpu", "stopped");
+    // A stopped container has nothing left to update, however good the
+    // resources.
+    fs::write(&file, json!({ "pids": { "limit": 16 } }).to_string()).unwrap();
     t.rt(&["update", "--resources", file.to_str().unwrap(), "cpu"])
-        .fails_with("cpu", &[]);
+        .fails_with("cpu", &["cannot update a stopped container"]);
     t.rt(&["delete", "cpu"]).ok();
 }
 
@@ -249,6 +252,8 @@ fn pause_freezes_and_resume_thaws() {
         assert_eq!(read_cg("freezer", &p, "freezer.state"), "FROZEN");
     }
     let n = lines(&t, "frz");
+    // The test is about time passing with nothing happening: a counter
+    // that ticks every 20 ms gets 300 ms to tick while frozen.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(lines(&t, "frz"), n, "the counter went on while paused");
     t.rt(&["pause", "frz"]).fails_with("frz", &["paused"]);

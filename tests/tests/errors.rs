@@ -25,7 +25,14 @@ fn missing_bundle_dir() {
     };
     let missing = t.work.join("nope");
     let out = t.rt(&["create", "-b", missing.to_str().unwrap(), "nobundle"]);
-    out.fails_with("nobundle", &[]);
+    out.fails_with(
+        "nobundle",
+        &[
+            "bundle",
+            missing.to_str().unwrap(),
+            "no such file or directory",
+        ],
+    );
     root_is_empty(&t);
 }
 
@@ -93,58 +100,83 @@ fn strays_next_to_root() -> Vec<String> {
         .collect()
 }
 
-/// `create` with a bad ID is refused, names the ID, and makes nothing, not
-/// even next to the state root.
-fn refuses_id(name: &str, ids: &[&str]) {
+/// What a refusal of an ID for a character says after the character.
+const ALLOWED: &str = "only letters, digits, '_', '-', '.' and '+' are allowed";
+
+/// `create` with a bad ID is refused with `cause`, names the ID (the empty
+/// one can only be recognised by its cause), and makes nothing, not even
+/// next to the state root or where the ID, taken as a path, leads.
+fn refuses_id(name: &str, ids: &[(&str, &str)]) {
     let Some(t) = Test::new(name) else {
         return;
     };
     let b = t.bundle("b", &["true"]);
-    for id in ids {
+    for (id, cause) in ids {
+        // "/abs" joined to the state root is /abs.
+        let as_path = t.root.join(id);
+        let existed = as_path.exists();
         let out = t.create(&b, id);
-        if id.is_empty() {
-            // The empty ID can only be recognised by its cause.
-            assert!(
-                out.code.is_some_and(|c| c != 0),
-                "empty ID accepted:\n{out:?}"
-            );
-            assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
-        } else {
-            out.fails_with(id, &[]);
-        }
+        out.fails_with(id, &[cause]);
         root_is_empty(&t);
         let strays = strays_next_to_root();
         assert!(
             strays.is_empty(),
             "ID {id:?} wrote {strays:?} next to the state root"
         );
+        assert!(
+            existed || !as_path.exists(),
+            "ID {id:?} made {}",
+            as_path.display()
+        );
     }
-    assert!(!t.work.join("escape").exists());
 }
 
 #[test]
 fn id_empty() {
-    refuses_id("id_empty", &[""]);
+    refuses_id("id_empty", &[("", "container ID is empty")]);
 }
 
 #[test]
 fn id_too_long() {
-    refuses_id("id_too_long", &[&"x".repeat(300)]);
+    refuses_id(
+        "id_too_long",
+        &[(
+            &"x".repeat(300),
+            "container ID is 300 characters long, at most 128",
+        )],
+    );
 }
 
 #[test]
 fn id_with_slash() {
-    refuses_id("id_with_slash", &["a/b", "../escape", "/abs"]);
+    let cause = format!("container ID has '/': {ALLOWED}");
+    refuses_id(
+        "id_with_slash",
+        &[("a/b", &cause), ("../escape", &cause), ("/abs", &cause)],
+    );
 }
 
 #[test]
 fn id_dots() {
-    refuses_id("id_dots", &["..", "."]);
+    refuses_id(
+        "id_dots",
+        &[
+            ("..", "container ID \"..\" is not a name"),
+            (".", "container ID \".\" is not a name"),
+        ],
+    );
 }
 
 #[test]
 fn id_with_space_or_newline() {
-    refuses_id("id_with_space_or_newline", &["with space", "new\nline"]);
+    refuses_id(
+        "id_with_space_or_newline",
+        &[
+            ("with space", &format!("container ID has ' ': {ALLOWED}")),
+            // The line escapes it, so that it stays one line.
+            ("new\nline", &format!("container ID has '\\n': {ALLOWED}")),
+        ],
+    );
 }
 
 #[test]
@@ -161,7 +193,7 @@ fn duplicate_id() {
         &t.work.join("second.err"),
         TIMEOUT,
     );
-    out.fails_with("twice", &[]);
+    out.fails_with("twice", &["container already exists"]);
     // The first one is untouched.
     let s = t.state("twice");
     assert_eq!(s["status"], "created", "{s}");
@@ -183,7 +215,11 @@ fn unknown_id() {
         vec!["ps", "ghost"],
     ] {
         let out = t.rt(&verb);
-        out.fails_with("ghost", &[]);
+        // The step is the verb.
+        out.fails_with(
+            "ghost",
+            &[&format!("{} ghost", verb[0]), "container does not exist"],
+        );
     }
     root_is_empty(&t);
 }
@@ -210,7 +246,8 @@ fn start_of_a_running_container() {
     let b = t.bundle("b", &[MT, "sleep", "30"]);
     t.run_detached(&b, "twice").ok();
     let pid = t.state("twice")["pid"].as_i64();
-    t.rt(&["start", "twice"]).fails_with("twice", &[]);
+    t.rt(&["start", "twice"])
+        .fails_with("twice", &["cannot start a running container"]);
     let s = t.state("twice");
     assert_eq!(s["status"], "running", "{s}");
     assert_eq!(s["pid"].as_i64(), pid, "{s}");
@@ -230,7 +267,8 @@ fn delete_of_a_running_container() {
     let shim = ppid(pid).unwrap();
     let shim_start = proc_stat(shim).unwrap().2;
 
-    t.rt(&["delete", "busy"]).fails_with("busy", &[]);
+    t.rt(&["delete", "busy"])
+        .fails_with("busy", &["cannot delete a running container", "--force"]);
     assert_eq!(t.status("busy"), "running");
     assert!(alive(pid, start));
 
@@ -248,7 +286,8 @@ fn delete_of_a_running_container() {
         !t.root.join("busy").exists(),
         "the state dir outlived delete --force"
     );
-    t.rt(&["state", "busy"]).fails_with("busy", &[]);
+    t.rt(&["state", "busy"])
+        .fails_with("busy", &["container does not exist"]);
 }
 
 #[test]

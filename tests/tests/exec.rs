@@ -33,6 +33,7 @@ fn exec_runs_in_the_container_and_passes_the_exit_code() {
         "exec", "c", MT, "print-ns", "mnt", "pid", "uts", "ipc", "net",
     ]);
     out.ok();
+    assert_eq!(out.stdout_lines().len(), 5, "{out:?}");
     for line in out.stdout_lines() {
         let mut f = line.split_whitespace();
         let (name, inode) = (f.next().unwrap(), f.next().unwrap());

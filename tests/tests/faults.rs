@@ -10,17 +10,31 @@ use common::*;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-/// The fault points of `runtime create`, as nsbox_host::testhooks has them.
-const CREATE_FAULT_POINTS: &[&str] = &[
-    "after-mkdir",
-    "after-fork",
-    "after-state",
-    "after-send",
-    "after-created",
-    "before-pidfile",
-];
-/// The shim's fault points, as in nsbox_host::testhooks::SHIM_FAULT_POINTS.
-const SHIM_FAULT_POINTS: &[&str] = &["after-clone", "after-ready", "after-network", "after-save"];
+use nsbox_host::testhooks::POINTS;
+
+/// The fault points of one verb, in the order it gets there, as the code
+/// lists them (a `fault()` call the list lacks panics in a debug build).
+fn points(verb: &str) -> Vec<&'static str> {
+    let points: Vec<_> = POINTS
+        .iter()
+        .filter(|(v, _)| *v == verb)
+        .map(|(_, p)| *p)
+        .collect();
+    assert!(!points.is_empty(), "no fault point for {verb}");
+    points
+}
+
+/// Every verb with fault points has its scenario below: a new one cannot
+/// go untested either.
+#[test]
+fn every_fault_point_has_a_scenario() {
+    for (verb, point) in POINTS {
+        assert!(
+            ["create", "shim"].contains(verb),
+            "fault point {verb}:{point} has no scenario in tests/faults.rs"
+        );
+    }
+}
 
 fn bridged(t: &Test, name: &str, args: &[&str]) -> Bundle {
     t.bundle_with(name, args, |c| {
@@ -68,7 +82,7 @@ fn runtime_killed_at_every_step_of_create_leaves_nothing() {
     };
     let b = bridged(&t, "fk", &[MT, "sleep", "30"]);
     let pid_file = t.work.join("fk.pid");
-    for point in CREATE_FAULT_POINTS {
+    for point in points("create") {
         let id = format!("fk-{point}");
         let mut cmd = t.command(&[
             "create",
@@ -123,12 +137,12 @@ fn shim_killed_at_every_step_of_create_leaves_nothing() {
         return;
     };
     let b = bridged(&t, "sf", &[MT, "sleep", "30"]);
-    for point in SHIM_FAULT_POINTS {
+    for point in points("shim") {
         let id = format!("sf-{point}");
         let mut cmd = t.command(&["create", "-b", b.path(), &id]);
         cmd.env("NSBOX_FAULT", format!("shim:{point}"));
         let out = t.exec_to(cmd, &t.ctr_stdout(&id), &t.ctr_stderr(&id), TIMEOUT);
-        out.fails_with(&id, &["shim"]);
+        out.fails_with(&id, &["the shim exited before it answered"]);
         assert!(!t.root.join(&id).exists(), "{point}: state left behind");
         assert_nothing_left(&t, &format!("a shim killed {point}"));
         // The ID is free again, and works.
@@ -147,9 +161,13 @@ fn shim_killed_under_a_running_container() {
     for (id, finish) in [("sk-kill", "kill"), ("sk-force", "delete")] {
         t.run_detached(&b, id).ok();
         let pid = t.state(id)["pid"].as_i64().unwrap() as i32;
-        signal(shim_pid(&t, id), libc::SIGKILL);
+        let shim = shim_pid(&t, id);
+        signal(shim, libc::SIGKILL);
+        wait_for("the shim to die", Duration::from_secs(5), || {
+            let alive = proc_stat(shim).is_some_and(|(state, _, _)| state != "Z");
+            (!alive).then_some(())
+        });
         // The workload lives on without its shim, and `state` says so.
-        std::thread::sleep(Duration::from_millis(200));
         assert_eq!(t.status(id), "running");
         assert!(proc_stat(pid).is_some(), "tiny-init died with its shim");
         if finish == "kill" {

@@ -69,10 +69,12 @@ fn state_transitions() {
     );
 
     // start of a stopped container is refused.
-    t.rt(&["start", "st"]).fails_with("st", &[]);
+    t.rt(&["start", "st"])
+        .fails_with("st", &["cannot start a stopped container"]);
 
     t.rt(&["delete", "st"]).ok();
-    t.rt(&["state", "st"]).fails_with("st", &[]);
+    t.rt(&["state", "st"])
+        .fails_with("st", &["container does not exist"]);
 }
 
 #[test]
@@ -82,7 +84,15 @@ fn created_container_does_not_run_the_workload_before_start() {
     };
     let b = t.bundle("b", &["sh", "-c", "echo started"]);
     t.create(&b, "lazy").ok();
+    let init = t.state("lazy")["pid"].as_i64().unwrap() as i32;
+    // The test is about something not happening: it gives a workload
+    // started too early time to show.
     std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        children(init),
+        Vec::<i32>::new(),
+        "tiny-init forked before start"
+    );
     assert_eq!(
         read_lossy(&t.ctr_stdout("lazy")),
         "",
@@ -106,7 +116,8 @@ fn delete_of_a_created_container() {
     let start = proc_stat(pid).unwrap().2;
     t.rt(&["delete", "c"]).ok();
     assert!(!alive(pid, start), "tiny-init {pid} outlived delete");
-    t.rt(&["state", "c"]).fails_with("c", &[]);
+    t.rt(&["state", "c"])
+        .fails_with("c", &["container does not exist"]);
 }
 
 #[test]
@@ -210,8 +221,13 @@ fn kill_term_of_a_workload_without_handler_gives_143() {
     let b = t.bundle("b", &["sh", "-c", "echo ready; exec sleep 30"]);
     let run = t.spawn(&["run", "-b", b.path(), "term"]);
     wait_for_text(&run.stdout, "ready");
-    // sh has exec'd sleep; give it a moment to be sleep and not sh.
-    std::thread::sleep(Duration::from_millis(200));
+    // Until sh has exec'd sleep, which has no handler for TERM.
+    let init = t.state("term")["pid"].as_i64().unwrap() as i32;
+    wait_for("the workload to be sleep", Duration::from_secs(5), || {
+        children(init)
+            .into_iter()
+            .find(|&p| comm(p).as_deref() == Some("sleep"))
+    });
     t.rt(&["kill", "term", "TERM"]).ok();
     run.wait(TIMEOUT).code_is(143);
 }
@@ -354,7 +370,8 @@ fn ps_lists_the_workload() {
     );
 
     t.rt(&["delete", "--force", "ps"]).ok();
-    t.rt(&["state", "ps"]).fails_with("ps", &[]);
+    t.rt(&["state", "ps"])
+        .fails_with("ps", &["container does not exist"]);
 }
 
 #[test]
@@ -374,7 +391,14 @@ fn json_log_of_a_failing_create() {
         missing.to_str().unwrap(),
         "logged",
     ]);
-    out.fails_with("logged", &[]);
+    out.fails_with(
+        "logged",
+        &[
+            "bundle",
+            missing.to_str().unwrap(),
+            "no such file or directory",
+        ],
+    );
     let text = read_lossy(&log);
     let errors: Vec<Value> = text
         .lines()

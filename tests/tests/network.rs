@@ -528,6 +528,16 @@ fn twenty_concurrent_creates_get_twenty_addresses() {
         .filter(|(id, ok)| id.starts_with('p') && *ok)
         .count();
     assert_eq!(winners, 1, "{results:?}");
+    // The other was refused for the port, by name.
+    for (id, ok) in &results {
+        if id.starts_with('p') && !ok {
+            let err = read_lossy(&t.ctr_stderr(id));
+            assert!(
+                err.contains(&format!("host port {port}/tcp")),
+                "{id}: {err}"
+            );
+        }
+    }
 
     let mut ips: Vec<String> = ids.iter().map(|id| ip_of(&t, id)).collect();
     ips.sort();

@@ -19,7 +19,7 @@ struct Containerd {
 }
 
 impl Containerd {
-    fn start(t: &Test) -> Option<Containerd> {
+    fn start(t: &Test) -> Containerd {
         for tool in ["containerd", "ctr", "containerd-shim-runc-v2", "runc"] {
             if !Path::new("/usr/bin").join(tool).exists() {
                 panic!("{tool} is missing: `make deps` installs containerd and runc");
@@ -52,7 +52,7 @@ impl Containerd {
         wait_for("containerd's socket", TIMEOUT, || {
             c.ctr(&["version"]).status.success().then_some(())
         });
-        Some(c)
+        c
     }
 
     fn ctr_cmd(&self, args: &[&str]) -> Command {
@@ -251,9 +251,7 @@ fn containerd_runs_nsbox_as_it_runs_runc() {
     let Some(t) = Test::new("containerd") else {
         return;
     };
-    let Some(c) = Containerd::start(&t) else {
-        return;
-    };
+    let c = Containerd::start(&t);
     // A busybox image from our test rootfs: tar it, wrap it as an OCI image
     // with podman-free tooling (ctr can import a rootfs tarball as an
     // image only through an image archive, so build a minimal one).
@@ -271,8 +269,16 @@ fn containerd_runs_nsbox_as_it_runs_runc() {
     let runc = scenario(&c, "runc", "runc");
     let ours = scenario(&c, bins().runtime.to_str().unwrap(), "nsbox");
     assert_eq!(ours, runc, "nsbox under containerd differs from runc");
+    // What both must show, not only the same: the exit codes came through.
     assert!(
-        runc[0].contains("exit Some(0)") && runc[1].contains("exit Some(3)"),
+        runc[0].contains("exit Some(0)")
+            && runc[1].contains("exit Some(3)")
+            && runc[2].contains("exit Some(137)"),
+        "{runc:?}"
+    );
+    assert!(
+        runc.iter()
+            .any(|l| l == "exec: exit Some(5) out \"in-exec\""),
         "{runc:?}"
     );
     assert!(
@@ -607,8 +613,18 @@ fn podman_runs_nsbox_as_it_runs_runc() {
     let runc = podman_scenario(&p, "runc", "runc", port);
     let ours = podman_scenario(&p, bins().runtime.to_str().unwrap(), "nsbox", port + 1);
     assert_eq!(ours, runc, "nsbox under Podman differs from runc");
+    // What both must show, not only the same.
+    for want in [
+        "run --rm 0: exit Some(0) out \"out-0\"",
+        "run --rm 3: exit Some(3) out \"out-3\"",
+        "exec: exit Some(5) out \"in-exec\"",
+        "fetched: page-from-podman",
+    ] {
+        assert!(runc.iter().any(|l| l == want), "no {want:?} in {runc:?}");
+    }
     assert!(
-        runc.iter().any(|l| l == "fetched: page-from-podman"),
+        runc.iter()
+            .any(|l| l.starts_with("run --rm 137: exit Some(137)")),
         "{runc:?}"
     );
     assert!(

@@ -32,7 +32,7 @@ impl TestUser {
             "SUB_GID_COUNT=0",
             &name,
         ])) {
-            eprintln!("rootless: skipped: useradd failed");
+            skip("rootless", "useradd failed");
             return None;
         }
         let user = TestUser {

@@ -19,10 +19,11 @@ struct Tmux {
 }
 
 impl Tmux {
-    /// None (after saying why) when tmux is not installed.
+    /// None when tmux is not installed, after reporting the test skipped
+    /// (`make deps` installs it).
     fn new(t: &Test) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            println!("{}: skipped: tmux is not installed", t.name);
+            skip(&t.name, "tmux is not installed");
             return None;
         }
         Some(Tmux {
@@ -165,9 +166,44 @@ impl Files {
     }
 }
 
+/// Running (not stopped) in the foreground process group of its terminal:
+/// where a Ctrl-C or Ctrl-Z typed now goes.
+fn in_the_foreground(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    // state ppid pgrp session tty_nr tpgid
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.len() > 5 && f[0] != "T" && f[2] == f[5]
+}
+
+/// Waits until a process of container `id` whose command line is `cmd`
+/// runs in the foreground of its terminal.
+#[track_caller]
+fn wait_foreground(t: &Test, id: &str, cmd: &str) {
+    let init = t.state(id)["pid"].as_i64().unwrap() as i32;
+    wait_for(
+        &format!("{cmd:?} in the foreground of {id}'s terminal"),
+        Duration::from_secs(10),
+        || {
+            let mut todo = children(init);
+            while let Some(p) = todo.pop() {
+                if cmdline(p).as_deref() == Some(cmd) && in_the_foreground(p) {
+                    return Some(());
+                }
+                todo.extend(children(p));
+            }
+            None
+        },
+    );
+}
+
 /// Prompt, a typed command, a resize, Ctrl-C and Ctrl-Z into a `sleep`,
-/// `exit 3`.
-fn drive_a_shell(tmux: &Tmux) {
+/// `exit 3`, in the shell of container `id`.
+fn drive_a_shell(t: &Test, id: &str, tmux: &Tmux) {
     tmux.wait_screen("/ #", 1);
     tmux.line("echo hello $((6*7))");
     tmux.wait_screen("hello 42", 1);
@@ -178,7 +214,7 @@ fn drive_a_shell(tmux: &Tmux) {
         .status
         .success());
     // The resize may land while the shell reads the next line: ask until
-    // it shows.
+    // it shows (every 200 ms: the time an answer gets before asking again).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         tmux.line("stty size");
@@ -193,7 +229,7 @@ fn drive_a_shell(tmux: &Tmux) {
         );
     }
     tmux.line("sleep 30; echo slept");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_foreground(t, id, "sleep 30");
     tmux.keys(&["C-c"]);
     tmux.line("echo survived-$((1+1))");
     let s = tmux.wait_screen("survived-2", 1);
@@ -203,12 +239,12 @@ fn drive_a_shell(tmux: &Tmux) {
     );
     // Ctrl-Z stops the job inside (the shell's job control), not us.
     tmux.line("sleep 30");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_foreground(t, id, "sleep 30");
     tmux.keys(&["C-z"]);
     tmux.wait_screen("Stopped", 1);
     // Back to the foreground, and Ctrl-C ends it there.
     tmux.line("fg");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_foreground(t, id, "sleep 30");
     tmux.keys(&["C-c"]);
     tmux.line("echo z$((1))done");
     tmux.wait_screen("z1done", 1);
@@ -228,7 +264,7 @@ fn run_t_gives_the_terminal_to_the_container() {
         &["run", "-t", "-b", b.path(), "tt"],
         &files,
     ));
-    drive_a_shell(&tmux);
+    drive_a_shell(&t, "tt", &tmux);
     assert_eq!(files.wait_rc(), "rc=3", "{}", read_lossy(&files.err));
     files.assert_terminal_restored();
 }
@@ -243,7 +279,7 @@ fn exec_t_gives_the_terminal_to_the_process() {
     t.run_detached(&b, "ex").ok();
     let files = Files::new(&t.work);
     tmux.start(&session_script(&t, &["exec", "-t", "ex", "sh"], &files));
-    drive_a_shell(&tmux);
+    drive_a_shell(&t, "ex", &tmux);
 
     assert_eq!(files.wait_rc(), "rc=3", "{}", read_lossy(&files.err));
     files.assert_terminal_restored();
@@ -410,6 +446,8 @@ fn logs_keep_both_streams_with_tail_and_timestamps() {
     let Some(t) = Test::new("logs_streams") else {
         return;
     };
+    // Two batches apart in time, so that the shim reads (and logs) them
+    // in two goes; the last line has no newline.
     let b = t.bundle(
         "b",
         &[
@@ -448,6 +486,8 @@ fn logs_follow_ends_when_the_container_stops() {
     let Some(t) = Test::new("logs_follow") else {
         return;
     };
+    // Output that comes over time: -f follows it as it comes, and ends
+    // when the container stops.
     let b = t.bundle(
         "b",
         &["sh", "-c", "echo a; sleep 1; echo b >&2; sleep 1; echo c"],

@@ -19,9 +19,12 @@
 
 // MS_* and friends are c_ulong: u64 here, but u32 on 32-bit targets.
 #![allow(clippy::unnecessary_cast)]
+// unsafe only where nix has no safe call, each allowed where it stands.
+#![deny(unsafe_code)]
 
 mod mounts;
 mod signals;
+mod supervise;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -32,8 +35,10 @@ use protocol::{Failure, InitChannel, InitToShim, ShimToInit, PROTOCOL_VERSION};
 const SHIM_FD: i32 = 3;
 
 fn main() {
-    set_name(c"tiny-init");
+    // For `pstree -p`; a name is a nicety, not worth failing for.
+    let _ = nix::sys::prctl::set_name(c"tiny-init");
     // SAFETY: fd 3 is ours by contract with the shim, and nothing else owns it.
+    #[allow(unsafe_code)]
     let channel = InitChannel::new(unsafe { OwnedFd::from_raw_fd(SHIM_FD) });
     // Block first, so that no signal sent during set-up is lost: blocked
     // signals stay pending even for a PID namespace's init, which the kernel
@@ -60,23 +65,25 @@ fn main() {
     let mut fds = fds.into_iter();
     let root = if config.idmapped { fds.next() } else { None };
     let preserved: Vec<std::os::fd::OwnedFd> = fds.take(config.preserve_fds as usize).collect();
-    // SAFETY: unshare with a flag; we are single-threaded.
-    if config.new_cgroupns && unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
-        fail(
-            &channel,
-            "unshare the cgroup namespace",
-            nix::Error::last(),
-            1,
-        );
+    if config.new_cgroupns {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+            fail(&channel, "unshare the cgroup namespace", e, 1);
+        }
     }
     let hook_point = || -> Result<(), Failure> {
         if !config.hook_pause {
             return Ok(());
         }
-        let lost = |e: protocol::ChannelError| Failure {
-            step: "wait for the createRuntime and createContainer hooks".into(),
-            message: e.to_string(),
-            exit_code: 1,
+        let step = "wait for the createRuntime and createContainer hooks";
+        // A closed channel is the shim giving up on us (a hook failed): it
+        // tells the caller why, so we leave without a second line.
+        let lost = |e: protocol::ChannelError| match e {
+            protocol::ChannelError::Closed => quit(step, e),
+            e => Failure {
+                step: step.into(),
+                message: e.to_string(),
+                exit_code: 1,
+            },
         };
         channel.send(&InitToShim::HookPoint, &[]).map_err(lost)?;
         channel.wait_for_continue().map_err(lost)
@@ -89,8 +96,8 @@ fn main() {
     let pty = if config.process.terminal {
         match workload::open_pty() {
             Ok(p) => Some(p),
-            Err(f) => {
-                report_failure(&channel, f);
+            Err(r) => {
+                report_failure(&channel, r.failure());
                 std::process::exit(1);
             }
         }
@@ -99,7 +106,8 @@ fn main() {
     };
     let prepared = match workload::Prepared::new(&config.process) {
         Ok(p) => p,
-        Err(f) => {
+        Err(r) => {
+            let f = workload::describe(&config.process, r);
             let code = f.exit_code;
             report_failure(&channel, f);
             std::process::exit(code);
@@ -107,8 +115,9 @@ fn main() {
     };
     // Nothing in the container may read our memory or open our fds through
     // /proc/1 (the shim's socket in particular).
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        fail(&channel, "make tiny-init undumpable", e, 1);
+    }
     let master: Vec<i32> = pty.iter().map(|(m, _)| m.as_raw_fd()).collect();
     if channel.send(&InitToShim::Ready, &master).is_err() {
         std::process::exit(1);
@@ -126,7 +135,7 @@ fn main() {
     // The workload holds its terminal; our copy would keep it from hanging
     // up when the workload's session ends.
     drop(slave);
-    supervise(channel, signals, workload)
+    supervise::supervise(channel, signals, workload)
 }
 
 /// The created state: wait for `Start`. A terminating signal ends the
@@ -189,11 +198,7 @@ fn start(
         &config.hook_state,
         &[],
     )
-    .map_err(|message| Failure {
-        step: "startContainer hook".into(),
-        message,
-        exit_code: 1,
-    })
+    .map_err(|e| Failure::from_error("startContainer hook", &e))
     .and_then(|_| prepared.spawn(stdio, preserved));
     match started {
         Ok(pid) => {
@@ -204,96 +209,6 @@ fn start(
             let code = f.exit_code;
             report_failure(channel, f);
             std::process::exit(code);
-        }
-    }
-}
-
-/// The running state: forward signals, reap zombies, report the exit.
-fn supervise(channel: InitChannel, signals: signals::Signals, workload: i32) -> ! {
-    let mut channel = Some(channel);
-    // Exec'd processes, whose ends the shim wants to hear of.
-    let mut execs: Vec<i32> = Vec::new();
-    loop {
-        let ready = match &channel {
-            Some(ch) => signals::wait_readable(ch, &signals),
-            None => signals::Ready::Signal,
-        };
-        match ready {
-            signals::Ready::Channel => {
-                // Once the workload runs the shim only asks for execs; a
-                // closed channel means the shim is gone, and the container
-                // carries on without it.
-                if let Some(ch) = &channel {
-                    match ch.recv() {
-                        Ok((ShimToInit::Exec(process), fds)) => {
-                            let (reply, master) = exec(&process, &fds);
-                            if let InitToShim::ExecStarted { pid } = reply {
-                                execs.push(pid);
-                            }
-                            let master: Vec<i32> = master.iter().map(|m| m.as_raw_fd()).collect();
-                            let _ = ch.send(&reply, &master);
-                        }
-                        Ok(_) => {}
-                        Err(_) => channel = None,
-                    }
-                }
-            }
-            signals::Ready::Signal => {
-                let mut exit = None;
-                for sig in signals.wait_and_drain() {
-                    if sig == libc::SIGCHLD {
-                        signals::reap_all(|pid, code| {
-                            if pid == workload {
-                                exit = Some(code);
-                            } else if let Some(i) = execs.iter().position(|&p| p == pid) {
-                                execs.swap_remove(i);
-                                if let Some(ch) = &channel {
-                                    let _ = ch.send(&InitToShim::ExecExited { pid, code }, &[]);
-                                }
-                            }
-                        });
-                    } else {
-                        // SAFETY: kill with a pid we forked and still own (it
-                        // is not reaped while this loop runs).
-                        unsafe { libc::kill(workload, sig) };
-                    }
-                }
-                if let Some(code) = exit {
-                    if let Some(ch) = &channel {
-                        let _ = ch.send(&InitToShim::Exited { code }, &[]);
-                    }
-                    // Our exit ends the PID namespace: the kernel kills
-                    // whatever is left in it, as Docker does.
-                    std::process::exit(code);
-                }
-            }
-        }
-    }
-}
-
-/// Fork an exec'd process: with the caller's stdio, or with a new terminal
-/// whose master goes back with the reply.
-fn exec(
-    process: &protocol::Process,
-    stdio: &[std::os::fd::OwnedFd],
-) -> (InitToShim, Option<std::os::fd::OwnedFd>) {
-    let prepared = match workload::Prepared::new(process) {
-        Ok(p) => p,
-        Err(f) => return (InitToShim::Failed(f), None),
-    };
-    if process.terminal {
-        let (master, slave) = match workload::open_pty() {
-            Ok(p) => p,
-            Err(f) => return (InitToShim::Failed(f), None),
-        };
-        match prepared.spawn(workload::Stdio::Terminal(&slave), &[]) {
-            Ok(pid) => (InitToShim::ExecStarted { pid }, Some(master)),
-            Err(f) => (InitToShim::Failed(f), None),
-        }
-    } else {
-        match prepared.spawn(workload::Stdio::Fds(stdio), &[]) {
-            Ok(pid) => (InitToShim::ExecStarted { pid }, None),
-            Err(f) => (InitToShim::Failed(f), None),
         }
     }
 }
@@ -325,9 +240,4 @@ fn quit(step: &str, e: protocol::ChannelError) -> ! {
         eprintln!("tiny-init: {step}: {e}");
     }
     std::process::exit(1)
-}
-
-fn set_name(name: &std::ffi::CStr) {
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
 }

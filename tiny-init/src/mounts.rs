@@ -6,10 +6,12 @@
 //! image (or one swapped in by a racing container, CVE-2021-30465) can never
 //! lead a mount outside the rootfs.
 
-use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag};
 use protocol::{Failure, InitConfig, Mount};
 
 const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
@@ -38,61 +40,109 @@ fn failure(step: impl Into<String>, e: Errno) -> Failure {
     }
 }
 
-fn cstr(s: &str) -> CString {
-    // Paths and options were validated by the runtime; an interior NUL cannot
-    // come through serde from a JSON string the runtime accepted, but refuse
-    // it rather than panic.
-    CString::new(s).unwrap_or_else(|_| CString::new("/nonexistent\u{1}").unwrap())
+/// Every string of the config that becomes a C string (a path, a
+/// filesystem type, mount options), by the name a person knows it by: a
+/// NUL byte inside one would cut it short, and the syscall would then act
+/// on, or fail on, another path than the one asked for.
+fn c_strings(config: &InitConfig) -> Vec<(&'static str, &str)> {
+    let mut out = vec![("rootfs", config.rootfs.as_str())];
+    if let Some(o) = &config.overlay {
+        out.extend([
+            ("overlay lowerdir", o.lower.as_str()),
+            ("overlay upperdir", o.upper.as_str()),
+            ("overlay workdir", o.work.as_str()),
+        ]);
+    }
+    for m in &config.mounts {
+        out.extend([
+            ("mount destination", m.destination.as_str()),
+            ("mount source", &m.source),
+            ("mount type", &m.fstype),
+            ("mount options", &m.data),
+        ]);
+    }
+    out.extend(
+        config
+            .devices
+            .iter()
+            .map(|d| ("device path", d.path.as_str())),
+    );
+    out.extend(
+        config
+            .masked_paths
+            .iter()
+            .map(|p| ("masked path", p.as_str())),
+    );
+    out.extend(
+        config
+            .readonly_paths
+            .iter()
+            .map(|p| ("read-only path", p.as_str())),
+    );
+    out.extend(config.hostname.iter().map(|h| ("hostname", h.as_str())));
+    out.extend(config.domainname.iter().map(|d| ("domainname", d.as_str())));
+    out.extend(
+        config
+            .cgroup_path
+            .iter()
+            .map(|c| ("cgroup path", c.as_str())),
+    );
+    for (key, value) in &config.sysctl {
+        out.extend([("sysctl", key.as_str()), ("sysctl value", value.as_str())]);
+    }
+    out
 }
 
-fn sys_mount(
-    source: Option<&CStr>,
-    target: &CStr,
-    fstype: Option<&CStr>,
+/// The runtime refuses these before it creates anything; this is the
+/// check of last resort, naming the field rather than failing on a path
+/// that nobody asked for.
+fn refuse_nul(config: &InitConfig) -> Result<(), Failure> {
+    match c_strings(config)
+        .into_iter()
+        .find(|(_, s)| s.contains('\0'))
+    {
+        Some((field, value)) => Err(Failure {
+            step: field.into(),
+            message: format!("{value:?} contains a NUL byte"),
+            exit_code: 1,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn mount(
+    source: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
     flags: u64,
-    data: Option<&CStr>,
+    data: Option<&str>,
 ) -> Result<(), Errno> {
-    let p = |c: Option<&CStr>| c.map_or(std::ptr::null(), |c| c.as_ptr());
-    // SAFETY: every pointer is a NUL-terminated string or null.
-    let r = unsafe {
-        libc::mount(
-            p(source),
-            target.as_ptr(),
-            p(fstype),
-            flags as libc::c_ulong,
-            p(data).cast(),
-        )
-    };
-    Errno::result(r).map(drop)
+    let flags = MsFlags::from_bits_retain(flags as libc::c_ulong);
+    nix::mount::mount(source, target, fstype, flags, data)
 }
 
-fn fd_path(fd: &OwnedFd) -> CString {
-    cstr(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
+fn fd_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Ours alone: an fd the kernel has just returned.
+#[allow(unsafe_code)]
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: every caller passes a descriptor that a successful open just
+    // returned, which nothing else holds. (nix 0.29's open calls return a
+    // RawFd.)
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// openat2 with RESOLVE_IN_ROOT: `path` is taken relative to `root`, and
 /// neither `..` nor a symlink can leave it.
-fn open_in_root(root: &OwnedFd, path: &str, flags: i32) -> Result<OwnedFd, Errno> {
+fn open_in_root(root: &OwnedFd, path: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
     let rel = path.trim_start_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
-    let c = cstr(rel);
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2 reads `how` and the path; the result is a new fd.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    nix::fcntl::openat2(root.as_raw_fd(), rel, how).map(owned)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -103,7 +153,7 @@ enum Kind {
 
 /// Resolve `path` in the rootfs, making it (and its parents) if missing.
 fn make_in_root(root: &OwnedFd, path: &str, kind: Kind) -> Result<OwnedFd, Errno> {
-    match open_in_root(root, path, libc::O_PATH) {
+    match open_in_root(root, path, OFlag::O_PATH) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(e),
@@ -112,11 +162,11 @@ fn make_in_root(root: &OwnedFd, path: &str, kind: Kind) -> Result<OwnedFd, Errno
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
-    let mut parent = open_in_root(root, "/", libc::O_PATH | libc::O_DIRECTORY)?;
+    let mut parent = open_in_root(root, "/", OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     for (i, name) in parts.iter().enumerate() {
         let sofar = parts[..=i].join("/");
         let last = i + 1 == parts.len();
-        match open_in_root(root, &sofar, libc::O_PATH) {
+        match open_in_root(root, &sofar, OFlag::O_PATH) {
             Ok(fd) => {
                 parent = fd;
                 continue;
@@ -124,43 +174,35 @@ fn make_in_root(root: &OwnedFd, path: &str, kind: Kind) -> Result<OwnedFd, Errno
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(e),
         }
-        let cname = cstr(name);
-        if last && kind == Kind::File {
-            // SAFETY: openat on a directory fd we hold; the new fd is closed at once.
-            let fd = unsafe {
-                libc::openat(
-                    parent.as_raw_fd(),
-                    cname.as_ptr(),
-                    libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_WRONLY
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC,
-                    0o644,
-                )
-            };
-            if fd < 0 && Errno::last() != Errno::EEXIST {
-                return Err(Errno::last());
-            }
-            if fd >= 0 {
-                unsafe { libc::close(fd) };
-            }
+        let made = if last && kind == Kind::File {
+            let flags = OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_WRONLY
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC;
+            let mode = Mode::from_bits_truncate(0o644);
+            nix::fcntl::openat(Some(parent.as_raw_fd()), *name, flags, mode)
+                .map(|fd| drop(owned(fd)))
         } else {
-            // SAFETY: mkdirat on a directory fd we hold.
-            let r = unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o755) };
-            if r < 0 && Errno::last() != Errno::EEXIST {
-                return Err(Errno::last());
-            }
+            let mode = Mode::from_bits_truncate(0o755);
+            nix::sys::stat::mkdirat(Some(parent.as_raw_fd()), *name, mode)
+        };
+        match made {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
         }
-        parent = open_in_root(root, &sofar, libc::O_PATH)?;
+        parent = open_in_root(root, &sofar, OFlag::O_PATH)?;
     }
     Ok(parent)
 }
 
 /// Attach a detached mount (from open_tree, idmapped by the shim) at `target`.
-fn move_mount(from: &OwnedFd, target: &CStr) -> Result<(), Errno> {
+fn move_mount(from: &OwnedFd, target: &str) -> Result<(), Errno> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    // SAFETY: move_mount with a mount fd we hold and NUL-terminated paths.
+    let target = std::ffi::CString::new(target).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: move_mount (which nix lacks) with a mount fd we hold and
+    // NUL-terminated paths; it writes no memory of ours.
+    #[allow(unsafe_code)]
     let r = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
@@ -181,35 +223,35 @@ pub fn build_rootfs(
     idmapped: Option<OwnedFd>,
     before_pivot: impl FnOnce() -> Result<(), Failure>,
 ) -> Result<(), Failure> {
+    refuse_nul(config)?;
     // So that mode arguments below mean what they say.
-    // SAFETY: umask cannot fail.
-    unsafe { libc::umask(0) };
+    nix::sys::stat::umask(Mode::empty());
     // Nothing we mount may propagate back to the host.
-    sys_mount(None, c"/", None, config.rootfs_propagation, None)
+    mount(None, "/", None, config.rootfs_propagation, None)
         .map_err(|e| failure("make / a slave mount", e))?;
 
-    let rootfs = cstr(&config.rootfs);
+    let rootfs = config.rootfs.as_str();
     let idmapped = match (config.idmapped, idmapped) {
         (true, Some(fd)) => Some(fd),
         (true, None) => return Err(failure("receive the idmapped root", Errno::EBADF)),
         (false, _) => None,
     };
     if let (Some(fd), Some(o)) = (&idmapped, &config.overlay) {
-        move_mount(fd, &cstr(&o.lower))
+        move_mount(fd, &o.lower)
             .map_err(|e| failure(format!("attach the idmapped image at {}", o.lower), e))?;
     }
     match &config.overlay {
         Some(o) => {
-            let data = cstr(&format!(
+            let data = format!(
                 "lowerdir={},upperdir={},workdir={}",
                 o.lower, o.upper, o.work
-            ));
-            sys_mount(Some(c"overlay"), &rootfs, Some(c"overlay"), 0, Some(&data))
+            );
+            mount(Some("overlay"), rootfs, Some("overlay"), 0, Some(&data))
                 .map_err(|e| failure(format!("mount overlay on {}", config.rootfs), e))?;
         }
         None if idmapped.is_some() => {
             if let Some(fd) = &idmapped {
-                move_mount(fd, &rootfs).map_err(|e| {
+                move_mount(fd, rootfs).map_err(|e| {
                     failure(
                         format!("attach the idmapped rootfs at {}", config.rootfs),
                         e,
@@ -219,9 +261,9 @@ pub fn build_rootfs(
         }
         None => {
             // pivot_root needs the new root to be a mount point.
-            sys_mount(
-                Some(&rootfs),
-                &rootfs,
+            mount(
+                Some(rootfs),
+                rootfs,
                 None,
                 (libc::MS_BIND | libc::MS_REC) as u64,
                 None,
@@ -230,7 +272,7 @@ pub fn build_rootfs(
         }
     }
     let root =
-        open_dir(&rootfs).map_err(|e| failure(format!("open rootfs {}", config.rootfs), e))?;
+        open_dir(rootfs).map_err(|e| failure(format!("open rootfs {}", config.rootfs), e))?;
 
     let mut dev_is_tmpfs = false;
     for m in &config.mounts {
@@ -247,7 +289,7 @@ pub fn build_rootfs(
     }
 
     before_pivot()?;
-    pivot_root(&rootfs).map_err(|e| failure("pivot_root", e))?;
+    pivot_root(rootfs).map_err(|e| failure("pivot_root", e))?;
 
     // Before the read-only paths: /proc/sys is one of them.
     for (key, value) in &config.sysctl {
@@ -263,17 +305,23 @@ pub fn build_rootfs(
         nix::unistd::sethostname(h).map_err(|e| failure("set hostname", e))?;
     }
     if let Some(d) = &config.domainname {
-        // SAFETY: pointer and length of a live string.
-        let r = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
-        Errno::result(r).map_err(|e| failure("set domainname", e))?;
+        setdomainname(d).map_err(|e| failure("set domainname", e))?;
     }
     if config.loopback_up {
         loopback_up().map_err(|e| failure("bring lo up", e))?;
     }
     if config.readonly_root {
-        remount_readonly(c"/", 0).map_err(|e| failure("make / read-only", e))?;
+        remount_readonly("/", 0).map_err(|e| failure("make / read-only", e))?;
     }
     Ok(())
+}
+
+fn setdomainname(name: &str) -> Result<(), Errno> {
+    // SAFETY: setdomainname (which nix lacks) reads `len` bytes of a live
+    // string.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(r).map(drop)
 }
 
 /// `key` is "net/ipv4/ip_forward": checked by the runtime to be a
@@ -295,18 +343,9 @@ fn write_sysctl(key: &str, value: &str) -> Result<(), Failure> {
         })
 }
 
-fn open_dir(path: &CStr) -> Result<OwnedFd, Errno> {
-    // SAFETY: open with a valid path; the result is a new fd.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn open_dir(path: &str) -> Result<OwnedFd, Errno> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    nix::fcntl::open(path, flags, Mode::empty()).map(owned)
 }
 
 const PROPAGATION: u64 =
@@ -322,30 +361,28 @@ fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: Option<&str>) -> Result<(),
     };
     let target = make_in_root(root, &m.destination, kind).map_err(|e| failure(&what, e))?;
     let tpath = fd_path(&target);
-    let src = cstr(&m.source);
+    let src = m.source.as_str();
     if m.fstype == "cgroup" {
         cgroup_mount(root, &target, m, cgroup_path).map_err(|e| failure(&what, e))?;
     } else if is_bind {
         let bind = m.flags & (libc::MS_BIND | libc::MS_REC) as u64;
-        sys_mount(Some(&src), &tpath, None, bind, None).map_err(|e| failure(&what, e))?;
+        mount(Some(src), &tpath, None, bind, None).map_err(|e| failure(&what, e))?;
         // A bind mount ignores every other flag until it is remounted.
         let rest = m.flags & !(bind | PROPAGATION | libc::MS_REMOUNT as u64);
         if rest != 0 {
             let target =
-                open_in_root(root, &m.destination, libc::O_PATH).map_err(|e| failure(&what, e))?;
+                open_in_root(root, &m.destination, OFlag::O_PATH).map_err(|e| failure(&what, e))?;
             remount_readonly_flags(&fd_path(&target), rest).map_err(|e| failure(&what, e))?;
         }
     } else {
-        let fstype = cstr(&m.fstype);
-        let data = (!m.data.is_empty()).then(|| cstr(&m.data));
-        sys_mount(Some(&src), &tpath, Some(&fstype), m.flags, data.as_deref())
-            .map_err(|e| failure(&what, e))?;
+        let data = (!m.data.is_empty()).then_some(m.data.as_str());
+        mount(Some(src), &tpath, Some(&m.fstype), m.flags, data).map_err(|e| failure(&what, e))?;
     }
     if m.propagation != 0 {
         // The mount now sits on top of `target`: reopen to name it.
         let target =
-            open_in_root(root, &m.destination, libc::O_PATH).map_err(|e| failure(&what, e))?;
-        sys_mount(None, &fd_path(&target), None, m.propagation, None)
+            open_in_root(root, &m.destination, OFlag::O_PATH).map_err(|e| failure(&what, e))?;
+        mount(None, &fd_path(&target), None, m.propagation, None)
             .map_err(|e| failure(format!("set propagation of {}", m.destination), e))?;
     }
     Ok(())
@@ -353,9 +390,9 @@ fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: Option<&str>) -> Result<(),
 
 /// Remount a bind mount with `flags`, keeping the flags the kernel may
 /// have locked on it (nosuid, nodev, noexec).
-fn remount_readonly_flags(target: &CStr, flags: u64) -> Result<(), Errno> {
+fn remount_readonly_flags(target: &str, flags: u64) -> Result<(), Errno> {
     let locked = statvfs_flags(target);
-    sys_mount(
+    mount(
         None,
         target,
         None,
@@ -364,24 +401,23 @@ fn remount_readonly_flags(target: &CStr, flags: u64) -> Result<(), Errno> {
     )
 }
 
-fn remount_readonly(target: &CStr, extra: u64) -> Result<(), Errno> {
+fn remount_readonly(target: &str, extra: u64) -> Result<(), Errno> {
     remount_readonly_flags(target, libc::MS_RDONLY as u64 | extra)
 }
 
-fn statvfs_flags(path: &CStr) -> u64 {
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statvfs writes into `s`.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut s) } != 0 {
+fn statvfs_flags(path: &str) -> u64 {
+    use nix::sys::statvfs::FsFlags;
+    let Ok(s) = nix::sys::statvfs::statvfs(path) else {
         return 0;
-    }
+    };
     let mut flags = 0u64;
     for (st, ms) in [
-        (libc::ST_NOSUID, libc::MS_NOSUID),
-        (libc::ST_NODEV, libc::MS_NODEV),
-        (libc::ST_NOEXEC, libc::MS_NOEXEC),
-        (libc::ST_RDONLY, libc::MS_RDONLY),
+        (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+        (FsFlags::ST_NODEV, libc::MS_NODEV),
+        (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+        (FsFlags::ST_RDONLY, libc::MS_RDONLY),
     ] {
-        if s.f_flag & st != 0 {
+        if s.flags().contains(st) {
             flags |= ms as u64;
         }
     }
@@ -411,19 +447,17 @@ fn cgroup_mount(
     cgroup_path: Option<&str>,
 ) -> Result<(), Errno> {
     let tpath = fd_path(target);
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statfs writes into `st`.
-    let unified = unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut st) } == 0
-        && st.f_type == libc::CGROUP2_SUPER_MAGIC;
+    let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
     if unified {
         let in_own_ns = std::fs::read_link("/proc/self/ns/cgroup").ok()
             != std::fs::read_link("/proc/1/ns/cgroup").ok();
         if in_own_ns || cgroup_path.is_none() {
-            return sys_mount(Some(c"cgroup2"), &tpath, Some(c"cgroup2"), m.flags, None);
+            return mount(Some("cgroup2"), &tpath, Some("cgroup2"), m.flags, None);
         }
-        let src = cstr(&own_cgroup("/sys/fs/cgroup", cgroup_path));
-        sys_mount(
-            Some(&src),
+        let src = own_cgroup("/sys/fs/cgroup", cgroup_path);
+        mount(
+            Some(src.as_str()),
             &tpath,
             None,
             (libc::MS_BIND | libc::MS_REC) as u64,
@@ -436,16 +470,16 @@ fn cgroup_mount(
         return Ok(());
     }
     let ro = m.flags & libc::MS_RDONLY as u64;
-    sys_mount(
-        Some(c"tmpfs"),
+    mount(
+        Some("tmpfs"),
         &tpath,
-        Some(c"tmpfs"),
+        Some("tmpfs"),
         m.flags & !(libc::MS_RDONLY as u64),
-        Some(c"mode=755"),
+        Some("mode=755"),
     )?;
     // `target` still names the directory under the tmpfs: reopen the
     // destination to reach the tmpfs itself.
-    let top = open_in_root(root, &m.destination, libc::O_PATH | libc::O_DIRECTORY)?;
+    let top = open_in_root(root, &m.destination, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     let tpath = fd_path(&top);
     let mut names: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
         .map_err(|_| Errno::EIO)?
@@ -455,22 +489,20 @@ fn cgroup_mount(
         .collect();
     names.sort();
     for name in names {
-        let cname = cstr(&name);
-        // SAFETY: mkdirat in the tmpfs we just mounted, through its fd.
-        if unsafe { libc::mkdirat(top.as_raw_fd(), cname.as_ptr(), 0o755) } != 0
-            && Errno::last() != Errno::EEXIST
-        {
-            return Err(Errno::last());
+        let mode = Mode::from_bits_truncate(0o755);
+        match nix::sys::stat::mkdirat(Some(top.as_raw_fd()), name.as_str(), mode) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
         }
         let sub = open_in_root(
             root,
             &format!("{}/{name}", m.destination),
-            libc::O_PATH | libc::O_DIRECTORY,
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
         )?;
         let dir = fd_path(&sub);
-        let src = cstr(&own_cgroup(&format!("/sys/fs/cgroup/{name}"), cgroup_path));
-        sys_mount(
-            Some(&src),
+        let src = own_cgroup(&format!("/sys/fs/cgroup/{name}"), cgroup_path);
+        mount(
+            Some(src.as_str()),
             &dir,
             None,
             (libc::MS_BIND | libc::MS_REC) as u64,
@@ -481,25 +513,25 @@ fn cgroup_mount(
             let bound = open_in_root(
                 root,
                 &format!("{}/{name}", m.destination),
-                libc::O_PATH | libc::O_DIRECTORY,
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
             )?;
             remount_readonly(&fd_path(&bound), 0)?;
         }
     }
     if ro != 0 {
-        sys_mount(
+        mount(
             None,
             &tpath,
             None,
             (libc::MS_REMOUNT | libc::MS_RDONLY) as u64 | (m.flags & !(libc::MS_RDONLY as u64)),
-            Some(c"mode=755"),
+            Some("mode=755"),
         )?;
     }
     Ok(())
 }
 
 fn default_devices(root: &OwnedFd) -> Result<(), Failure> {
-    let dev = open_in_root(root, "/dev", libc::O_PATH | libc::O_DIRECTORY)
+    let dev = open_in_root(root, "/dev", OFlag::O_PATH | OFlag::O_DIRECTORY)
         .map_err(|e| failure("open /dev", e))?;
     for (name, major, minor) in DEFAULT_DEVICES {
         let d = protocol::Device {
@@ -514,11 +546,9 @@ fn default_devices(root: &OwnedFd) -> Result<(), Failure> {
         make_device(root, &d)?;
     }
     for (name, to) in DEV_LINKS {
-        let (n, t) = (cstr(name), cstr(to));
-        // SAFETY: symlinkat in a directory fd we hold.
-        let r = unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) };
-        if r < 0 && Errno::last() != Errno::EEXIST {
-            return Err(failure(format!("link /dev/{name}"), Errno::last()));
+        match nix::unistd::symlinkat(to, Some(dev.as_raw_fd()), name) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(failure(format!("link /dev/{name}"), e)),
         }
     }
     Ok(())
@@ -534,41 +564,29 @@ fn make_device(root: &OwnedFd, d: &protocol::Device) -> Result<(), Failure> {
     };
     let dir = make_in_root(root, parent, Kind::Dir).map_err(|e| failure(&what, e))?;
     let kind = match d.kind {
-        'b' => libc::S_IFBLK,
-        'p' => libc::S_IFIFO,
-        _ => libc::S_IFCHR,
+        'b' => SFlag::S_IFBLK,
+        'p' => SFlag::S_IFIFO,
+        _ => SFlag::S_IFCHR,
     };
-    let cname = cstr(name);
     let dev = libc::makedev(d.major as u32, d.minor as u32);
-    // SAFETY: mknodat in a directory fd we hold.
-    let r = unsafe {
-        libc::mknodat(
-            dir.as_raw_fd(),
-            cname.as_ptr(),
-            kind | (d.mode & 0o7777),
-            dev,
-        )
-    };
-    if r == 0 {
-        // SAFETY: fchownat on the node we just made, not following links.
-        unsafe {
-            libc::fchownat(
-                dir.as_raw_fd(),
-                cname.as_ptr(),
-                d.uid,
-                d.gid,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        return Ok(());
-    }
-    match Errno::last() {
-        Errno::EEXIST => Ok(()),
-        Errno::EPERM if kind != libc::S_IFIFO => {
+    let mode = Mode::from_bits_truncate(d.mode & 0o7777);
+    match nix::sys::stat::mknodat(Some(dir.as_raw_fd()), name, kind, mode, dev) {
+        Ok(()) => {
+            // As the config asks, if the kernel lets us; the node is made.
+            let _ = nix::unistd::fchownat(
+                Some(dir.as_raw_fd()),
+                name,
+                Some(nix::unistd::Uid::from_raw(d.uid)),
+                Some(nix::unistd::Gid::from_raw(d.gid)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            );
+            Ok(())
+        }
+        Err(Errno::EEXIST) => Ok(()),
+        Err(Errno::EPERM) if kind != SFlag::S_IFIFO => {
             let target = make_in_root(root, &d.path, Kind::File).map_err(|e| failure(&what, e))?;
-            let src = cstr(&d.path);
-            sys_mount(
-                Some(&src),
+            mount(
+                Some(d.path.as_str()),
                 &fd_path(&target),
                 None,
                 libc::MS_BIND as u64,
@@ -576,40 +594,38 @@ fn make_device(root: &OwnedFd, d: &protocol::Device) -> Result<(), Failure> {
             )
             .map_err(|e| failure(&what, e))
         }
-        e => Err(failure(&what, e)),
+        Err(e) => Err(failure(&what, e)),
     }
 }
 
-fn pivot_root(rootfs: &CStr) -> Result<(), Errno> {
+fn pivot_root(rootfs: &str) -> Result<(), Errno> {
     nix::unistd::chdir(rootfs)?;
     // pivot_root(".", ".") stacks the old root under the new one, then we
     // detach it: no directory for it is needed in the image (runc's way).
-    // SAFETY: plain syscalls on string literals.
-    Errno::result(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) })?;
+    nix::unistd::pivot_root(".", ".")?;
     // The old root must not take our unmount back to the host.
-    sys_mount(
+    mount(
         None,
-        c".",
+        ".",
         None,
         (libc::MS_SLAVE | libc::MS_REC) as u64,
         None,
     )?;
-    Errno::result(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH)?;
     nix::unistd::chdir("/")
 }
 
 fn mask_path(p: &str) -> Result<(), Errno> {
-    let c = cstr(p);
     match std::fs::symlink_metadata(p) {
         Err(_) => Ok(()),
-        Ok(m) if m.is_dir() => sys_mount(
-            Some(c"tmpfs"),
-            &c,
-            Some(c"tmpfs"),
+        Ok(m) if m.is_dir() => mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
             libc::MS_RDONLY as u64,
             None,
         ),
-        Ok(_) => match sys_mount(Some(c"/dev/null"), &c, None, libc::MS_BIND as u64, None) {
+        Ok(_) => match mount(Some("/dev/null"), p, None, libc::MS_BIND as u64, None) {
             Err(Errno::ENOENT) => Ok(()),
             r => r,
         },
@@ -617,10 +633,9 @@ fn mask_path(p: &str) -> Result<(), Errno> {
 }
 
 fn readonly_path(p: &str) -> Result<(), Errno> {
-    let c = cstr(p);
-    match sys_mount(
-        Some(&c),
-        &c,
+    match mount(
+        Some(p),
+        p,
         None,
         (libc::MS_BIND | libc::MS_REC) as u64,
         None,
@@ -628,23 +643,75 @@ fn readonly_path(p: &str) -> Result<(), Errno> {
         Err(Errno::ENOENT) => return Ok(()),
         r => r?,
     }
-    remount_readonly(&c, libc::MS_REC as u64)
+    remount_readonly(p, libc::MS_REC as u64)
 }
 
+/// Two ioctls: tiny-init links no netlink library for one flag.
 fn loopback_up() -> Result<(), Errno> {
-    // SAFETY: a datagram socket only to carry the interface ioctls.
-    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if s < 0 {
-        return Err(Errno::last());
-    }
-    let sock = unsafe { OwnedFd::from_raw_fd(s) };
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    // A datagram socket only to carry the interface ioctls.
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let mut req = libc::ifreq {
+        ifr_name: [0; libc::IFNAMSIZ],
+        ifr_ifru: libc::__c_anonymous_ifr_ifru { ifru_flags: 0 },
+    };
     for (i, b) in b"lo".iter().enumerate() {
         req.ifr_name[i] = *b as libc::c_char;
     }
-    // SAFETY: ifreq is a valid, zeroed request naming "lo".
-    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })?;
+    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS (which nix does not wrap) read
+    // and write the `struct ifreq` they are given, which names "lo"; the
+    // union holds the flags between the two.
+    #[allow(unsafe_code)]
+    unsafe {
+        Errno::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        Errno::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> InitConfig {
+        InitConfig {
+            rootfs: "/rootfs".into(),
+            mounts: vec![Mount {
+                destination: "/proc".into(),
+                fstype: "proc".into(),
+                source: "proc".into(),
+                flags: 0,
+                propagation: 0,
+                data: String::new(),
+            }],
+            masked_paths: vec!["/proc/kcore".into()],
+            hostname: Some("box".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_config_without_nul_passes() {
+        refuse_nul(&config()).unwrap();
+    }
+
+    #[test]
+    fn a_nul_is_refused_by_the_field_it_is_in() {
+        let mut c = config();
+        c.mounts[0].destination = "/pr\0oc".into();
+        let f = refuse_nul(&c).unwrap_err();
+        assert_eq!(
+            f.to_string(),
+            r#"mount destination: "/pr\0oc" contains a NUL byte"#
+        );
+        let mut c = config();
+        c.masked_paths.push("/sys/\0".into());
+        assert_eq!(refuse_nul(&c).unwrap_err().step, "masked path");
+    }
 }

@@ -88,26 +88,18 @@ pub fn wait_readable(channel: &impl AsFd, signals: &Signals) -> Ready {
 /// Reap every child that has ended; `f(pid, exit_code)` for each, with
 /// 128+N for a child killed by signal N.
 pub fn reap_all(mut f: impl FnMut(i32, i32)) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes only into `status`.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            // 0: children remain but none has ended; -1: ECHILD (or EINTR,
-            // which the next SIGCHLD retries).
-            return;
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            // Children remain but none has ended.
+            Ok(WaitStatus::StillAlive) => return,
+            Ok(status) => match status.pid() {
+                Some(pid) => f(pid.as_raw(), nsbox_process::exit_code(status)),
+                None => return,
+            },
+            // ECHILD: none left (EINTR: the next SIGCHLD retries).
+            Err(_) => return,
         }
-        f(pid, exit_code(status));
-    }
-}
-
-pub fn exit_code(status: i32) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
     }
 }
 

@@ -15,6 +15,8 @@
 //! cgroupsPath; `CgroupPaths` records them in state.json, so that `delete
 //! --force` after a crashed shim removes exactly what the shim made.
 
+// bpf(2), which nix 0.29 lacks.
+#[allow(unsafe_code)]
 mod bpf;
 mod v1;
 mod v2;
@@ -120,10 +122,10 @@ impl Layout {
     /// `scope` names a state root other than the default, because IDs are
     /// unique within one root only. One level, with no parent of nsbox's
     /// own: making and removing a container's cgroup is then one mkdir and
-    /// one rmdir per hierarchy (shared /nsbox and /nsbox/ROOT parents,
-    /// made and removed with a root's first and last container, cost a
-    /// lone `run` 1.4 ms here). '@'
-    /// is in neither an ID nor a scope name, so no two roots' names meet.
+    /// one rmdir per hierarchy (shared /nsbox and /nsbox/ROOT parents would
+    /// be made and removed again with a root's first and last container,
+    /// which is every lone `run`). '@' is in neither an ID nor a scope
+    /// name, so no two roots' names meet.
     pub fn paths(
         &self,
         cgroups_path: Option<&str>,
@@ -380,12 +382,12 @@ pub fn apply(paths: &CgroupPaths, resources: &Resources, devices: bool) -> Resul
 ///
 /// Why a process moves itself rather than being moved: writing a pid into
 /// cgroup.procs write-locks the kernel's cgroup_threadgroup_rwsem, and the
-/// first such lock after ~20 ms without one waits for an RCU grace period,
-/// 6 to 20 ms on this VM: on every `run` typed at a shell (runc and crun pay
-/// it). A single thread that moves itself through v1's `tasks` takes no such
-/// lock: nine hierarchies in 0.3 ms. (v2 has no per-thread file outside
-/// threaded subtrees; "0" into cgroup.procs there takes the lock, so a
-/// child is cloned into a v2 cgroup instead: [`open_dir`].)
+/// first such lock after a quiet spell waits for an RCU grace period: on
+/// every `run` typed at a shell (runc and crun pay it; `make bench` shows
+/// what it costs them). A single thread that moves itself through v1's
+/// `tasks` takes no such lock. (v2 has no per-thread file outside threaded
+/// subtrees; "0" into cgroup.procs there takes the lock, so a child is
+/// cloned into a v2 cgroup instead: [`open_dir`].)
 pub fn self_join_files(paths: &CgroupPaths) -> Result<Vec<std::fs::File>> {
     let file = if paths.unified {
         "cgroup.procs"
@@ -542,8 +544,11 @@ pub fn destroy(paths: &CgroupPaths, timeout: Duration) -> Result<()> {
     loop {
         let pids = procs(paths);
         for &pid in &pids {
-            // SAFETY: kill(2); the pid is in the container's cgroup.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // Gone already, or not ours to kill: either way not in the way.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         // A frozen task dies of SIGKILL only once thawed (v1).
         if frozen || !pids.is_empty() && is_frozen(paths) {
@@ -601,4 +606,5 @@ fn remove_tree(dir: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests;

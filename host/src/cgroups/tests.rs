@@ -483,8 +483,7 @@ fn destroy_removes_the_leaf_only() {
 #[test]
 fn device_program_is_enforced_by_the_kernel() {
     use std::os::unix::process::CommandExt;
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: needs root");
         return;
     }
@@ -549,8 +548,7 @@ fn device_program_is_enforced_by_the_kernel() {
 /// list, freeze, thaw, destroy.
 #[test]
 fn v2_lifecycle_on_a_real_cgroup2_mount() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: needs root");
         return;
     }
@@ -624,8 +622,7 @@ fn v2_lifecycle_on_a_real_cgroup2_mount() {
 /// cgroup in every hierarchy, alone; the parent stays where it was.
 #[test]
 fn a_child_joins_through_the_files_opened_for_it() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: needs root");
         return;
     }

@@ -26,6 +26,58 @@ pub const IP_ANNOTATION: &str = "nsbox.ip";
 pub const GATEWAY_ANNOTATION: &str = "nsbox.gateway";
 pub const VETH_ANNOTATION: &str = "nsbox.veth";
 
+/// Why a network setting is refused; each names the value as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("network mode {0:?} is unknown (none, host or bridge)")]
+    UnknownMode(String),
+    #[error("subnet {0:?}: expected ADDRESS/PREFIX, such as 10.88.0.0/16")]
+    SubnetForm(String),
+    #[error("subnet {subnet:?}: {addr:?} is not an IPv4 address")]
+    SubnetAddress {
+        subnet: String,
+        addr: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    #[error("subnet {0:?}: the prefix must be a number from 8 to 30")]
+    SubnetPrefix(String),
+    #[error("subnet {subnet:?} has host bits set (did you mean {net}?)")]
+    HostBits { subnet: String, net: Subnet },
+    #[error("bridge name {0:?} must be 1 to 15 characters long")]
+    BridgeLength(String),
+    #[error("bridge name {name:?} has {c:?}: only letters, digits, '_', '-' and '.' are allowed")]
+    BridgeCharacter { name: String, c: char },
+    #[error("bridge name {0:?} is not a name")]
+    BridgeNotAName(String),
+    #[error("published port {spec:?}: protocol {protocol:?} is not tcp or udp")]
+    PortProtocol { spec: String, protocol: String },
+    #[error("published port {spec:?}: {ip:?} is not an IPv4 address")]
+    PortAddress {
+        spec: String,
+        ip: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    #[error("published port {0:?}: expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]")]
+    PortForm(String),
+    #[error("published port {spec:?}: {side} port {port:?} is not a number from 1 to 65535")]
+    PortNumber {
+        spec: String,
+        side: &'static str,
+        port: String,
+    },
+    #[error("published ports {0} and {1} take the same host port")]
+    PortsClash(PortMapping, PortMapping),
+    #[error("annotation {annotation} needs {NETWORK_ANNOTATION}=bridge (the network is {mode})")]
+    NotBridged {
+        annotation: &'static str,
+        mode: Mode,
+    },
+    #[error("hostname {0:?} cannot go into /etc/hosts: use letters, digits, '-' and '.'")]
+    Hostname(String),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// A new network namespace with `lo` only.
@@ -39,15 +91,13 @@ pub enum Mode {
 }
 
 impl std::str::FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
         match s {
             "none" => Ok(Mode::None),
             "host" => Ok(Mode::Host),
             "bridge" => Ok(Mode::Bridge),
-            other => Err(format!(
-                "network mode {other:?} is unknown (none, host or bridge)"
-            )),
+            other => Err(ConfigError::UnknownMode(other.into())),
         }
     }
 }
@@ -65,26 +115,29 @@ impl std::fmt::Display for Mode {
 
 /// `10.88.0.0/16`. The host bits must be clear, and the prefix leave room
 /// for a gateway and at least one container.
-pub fn parse_subnet(s: &str) -> Result<Subnet, String> {
+pub fn parse_subnet(s: &str) -> Result<Subnet, ConfigError> {
     let (addr, prefix) = s
         .split_once('/')
-        .ok_or_else(|| format!("subnet {s:?}: expected ADDRESS/PREFIX, such as 10.88.0.0/16"))?;
-    let addr: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| format!("subnet {s:?}: {addr:?} is not an IPv4 address"))?;
+        .ok_or_else(|| ConfigError::SubnetForm(s.into()))?;
+    let addr: Ipv4Addr = addr.parse().map_err(|source| ConfigError::SubnetAddress {
+        subnet: s.into(),
+        addr: addr.into(),
+        source,
+    })?;
     let prefix: u8 = prefix
         .parse()
         .ok()
         .filter(|p| (8..=30).contains(p))
-        .ok_or_else(|| format!("subnet {s:?}: the prefix must be a number from 8 to 30"))?;
+        .ok_or_else(|| ConfigError::SubnetPrefix(s.into()))?;
     let net = Subnet {
         addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
         prefix,
     };
     if net.addr != addr {
-        return Err(format!(
-            "subnet {s:?} has host bits set (did you mean {net}?)"
-        ));
+        return Err(ConfigError::HostBits {
+            subnet: s.into(),
+            net,
+        });
     }
     Ok(net)
 }
@@ -120,52 +173,60 @@ pub fn hosts(net: &Subnet) -> impl Iterator<Item = Ipv4Addr> {
 
 /// An interface name the kernel takes (IFNAMSIZ, no '/', ':' or spaces),
 /// kept to characters that are safe in nftables names and file names.
-pub fn validate_bridge(name: &str) -> Result<(), String> {
+pub fn validate_bridge(name: &str) -> Result<(), ConfigError> {
     if name.is_empty() || name.len() > 15 {
-        return Err(format!(
-            "bridge name {name:?} must be 1 to 15 characters long"
-        ));
+        return Err(ConfigError::BridgeLength(name.into()));
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
     {
-        return Err(format!(
-            "bridge name {name:?} has {c:?}: only letters, digits, '_', '-' and '.' are allowed"
-        ));
+        return Err(ConfigError::BridgeCharacter {
+            name: name.into(),
+            c,
+        });
     }
     if name == "." || name == ".." {
-        return Err(format!("bridge name {name:?} is not a name"));
+        return Err(ConfigError::BridgeNotAName(name.into()));
     }
     Ok(())
 }
 
 /// One `--publish` value: `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]`.
-pub fn parse_port(s: &str) -> Result<PortMapping, String> {
-    let bad = |why: &str| format!("published port {s:?}: {why}");
+pub fn parse_port(s: &str) -> Result<PortMapping, ConfigError> {
     let (spec, protocol) = match s.rsplit_once('/') {
         Some((spec, "tcp")) => (spec, PortProtocol::Tcp),
         Some((spec, "udp")) => (spec, PortProtocol::Udp),
-        Some((_, other)) => return Err(bad(&format!("protocol {other:?} is not tcp or udp"))),
+        Some((_, other)) => {
+            return Err(ConfigError::PortProtocol {
+                spec: s.into(),
+                protocol: other.into(),
+            })
+        }
         None => (s, PortProtocol::Tcp),
     };
     let parts: Vec<&str> = spec.split(':').collect();
     let (host_ip, host_port, container_port) = match parts.as_slice() {
         [h, c] => (None, *h, *c),
         [ip, h, c] => {
-            let ip: Ipv4Addr = ip
-                .parse()
-                .map_err(|_| bad(&format!("{ip:?} is not an IPv4 address")))?;
+            let ip: Ipv4Addr = ip.parse().map_err(|source| ConfigError::PortAddress {
+                spec: s.into(),
+                ip: ip.to_string(),
+                source,
+            })?;
             (Some(ip).filter(|ip| !ip.is_unspecified()), *h, *c)
         }
-        _ => return Err(bad("expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]")),
+        _ => return Err(ConfigError::PortForm(s.into())),
     };
-    let port = |what: &str, p: &str| -> Result<u16, String> {
-        p.parse::<u16>().ok().filter(|&n| n != 0).ok_or_else(|| {
-            bad(&format!(
-                "{what} port {p:?} is not a number from 1 to 65535"
-            ))
-        })
+    let port = |side: &'static str, p: &str| -> Result<u16, ConfigError> {
+        p.parse::<u16>()
+            .ok()
+            .filter(|&n| n != 0)
+            .ok_or_else(|| ConfigError::PortNumber {
+                spec: s.into(),
+                side,
+                port: p.into(),
+            })
     };
     Ok(PortMapping {
         host_ip,
@@ -183,14 +244,12 @@ pub fn clash(a: &PortMapping, b: &PortMapping) -> bool {
 }
 
 /// `nsbox.ports`: mappings separated by commas (or spaces).
-pub fn parse_ports(s: &str) -> Result<Vec<PortMapping>, String> {
+pub fn parse_ports(s: &str) -> Result<Vec<PortMapping>, ConfigError> {
     let mut out: Vec<PortMapping> = Vec::new();
     for item in s.split([',', ' ']).filter(|i| !i.is_empty()) {
         let p = parse_port(item)?;
         if let Some(q) = out.iter().find(|q| clash(q, &p)) {
-            return Err(format!(
-                "published ports {q} and {p} take the same host port"
-            ));
+            return Err(ConfigError::PortsClash(*q, p));
         }
         out.push(p);
     }
@@ -210,13 +269,11 @@ pub struct BridgeSettings {
 pub fn bridge_settings(
     mode: Mode,
     annotations: &BTreeMap<String, String>,
-) -> Result<Option<BridgeSettings>, String> {
+) -> Result<Option<BridgeSettings>, ConfigError> {
     if mode != Mode::Bridge {
-        for key in [PORTS_ANNOTATION, BRIDGE_ANNOTATION, SUBNET_ANNOTATION] {
-            if annotations.contains_key(key) {
-                return Err(format!(
-                    "annotation {key} needs {NETWORK_ANNOTATION}=bridge (the network is {mode})"
-                ));
+        for annotation in [PORTS_ANNOTATION, BRIDGE_ANNOTATION, SUBNET_ANNOTATION] {
+            if annotations.contains_key(annotation) {
+                return Err(ConfigError::NotBridged { annotation, mode });
             }
         }
         return Ok(None);
@@ -242,7 +299,7 @@ pub fn bridge_settings(
 }
 
 /// A name /etc/hosts can carry: a hostname as RFC 1123 has it.
-pub fn validate_hostname(name: &str) -> Result<(), String> {
+pub fn validate_hostname(name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
@@ -255,9 +312,7 @@ pub fn validate_hostname(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "hostname {name:?} cannot go into /etc/hosts: use letters, digits, '-' and '.'"
-        ))
+        Err(ConfigError::Hostname(name.into()))
     }
 }
 
@@ -298,9 +353,10 @@ mod tests {
         assert_eq!(gateway(&n), Ipv4Addr::new(10, 88, 0, 1));
         assert_eq!(hosts(&n).next(), Some(Ipv4Addr::new(10, 88, 0, 2)));
         assert_eq!(hosts(&n).last(), Some(Ipv4Addr::new(10, 88, 255, 254)));
-        assert!(parse_subnet("10.88.0.1/16")
-            .unwrap_err()
-            .contains("did you mean 10.88.0.0/16"));
+        assert_eq!(
+            parse_subnet("10.88.0.1/16").unwrap_err().to_string(),
+            r#"subnet "10.88.0.1/16" has host bits set (did you mean 10.88.0.0/16?)"#
+        );
         assert!(parse_subnet("10.88.0.0").is_err());
         assert!(parse_subnet("10.88.0.0/31").is_err());
         assert!(parse_subnet("nope/24").is_err());
@@ -330,9 +386,18 @@ mod tests {
             assert!(parse_port(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_ports("1:2, 3:4/udp").unwrap().len(), 2);
-        assert!(parse_ports("1:2,1:3")
-            .unwrap_err()
-            .contains("same host port"));
+        assert_eq!(
+            parse_ports("1:2,1:3").unwrap_err().to_string(),
+            "published ports 1:2/tcp and 1:3/tcp take the same host port"
+        );
+        assert_eq!(
+            parse_port("x:1:2").unwrap_err().to_string(),
+            r#"published port "x:1:2": "x" is not an IPv4 address"#
+        );
+        assert_eq!(
+            parse_port("0:80").unwrap_err().to_string(),
+            r#"published port "0:80": host port "0" is not a number from 1 to 65535"#
+        );
         assert!(parse_ports("1:2,127.0.0.1:1:3").is_err());
         assert!(parse_ports("1:2/tcp,1:2/udp").is_ok());
         assert!(parse_ports("127.0.0.1:1:2,127.0.0.2:1:2").is_ok());
@@ -358,9 +423,10 @@ mod tests {
     fn settings_only_for_bridges() {
         let mut a = BTreeMap::new();
         a.insert(PORTS_ANNOTATION.to_string(), "80:80".to_string());
-        assert!(bridge_settings(Mode::None, &a)
-            .unwrap_err()
-            .contains("nsbox.network=bridge"));
+        assert_eq!(
+            bridge_settings(Mode::None, &a).unwrap_err().to_string(),
+            "annotation nsbox.ports needs nsbox.network=bridge (the network is none)"
+        );
         let s = bridge_settings(Mode::Bridge, &a).unwrap().unwrap();
         assert_eq!(s.bridge, DEFAULT_BRIDGE);
         assert_eq!(s.subnet, DEFAULT_SUBNET);

@@ -72,8 +72,8 @@ pub enum NetworkError {
     /// of another root, an overlapping subnet, a full subnet).
     #[error("{0}")]
     Refused(String),
-    #[error("{0}")]
-    Nft(String),
+    #[error(transparent)]
+    Nft(#[from] nft::NftError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> NetworkError {
@@ -580,7 +580,7 @@ fn sync_bridge(root: &Path, nl: &mut Netlink, bridge: &str) -> Result<(), Networ
             })
             .collect();
         let doc = nft::replacement(bridge, &first.subnet, &published);
-        let text = serde_json::to_vec(&doc).map_err(|e| NetworkError::Nft(e.to_string()))?;
+        let text = serde_json::to_vec(&doc).map_err(nft::NftError::Encode)?;
         // A container without ports changes nothing in the table: no nft
         // run on its start path. (A table someone else deleted meanwhile
         // comes back with the next change, as Docker's iptables rules do.)
@@ -588,13 +588,13 @@ fn sync_bridge(root: &Path, nl: &mut Netlink, bridge: &str) -> Result<(), Networ
             return Ok(());
         }
         let _ = std::fs::remove_file(&copy);
-        nft::apply(&doc).map_err(NetworkError::Nft)?;
+        nft::apply(&doc)?;
         if let Err(e) = std::fs::write(&copy, &text) {
             log::warn!("write {}: {e}", copy.display());
         }
         return Ok(());
     }
-    nft::apply(&nft::removal(bridge)).map_err(NetworkError::Nft)?;
+    nft::apply(&nft::removal(bridge))?;
     let _ = std::fs::remove_file(&copy);
     // Only a bridge this root made: never one that merely has the name.
     if let Ok(Some(l)) = nl.link(bridge) {

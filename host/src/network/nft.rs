@@ -58,24 +58,36 @@ pub fn find() -> Option<PathBuf> {
 pub const MISSING: &str =
     "bridge networking needs nftables' `nft` command (Debian package nftables)";
 
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("{MISSING}")]
+    Missing,
+    #[error("encode the nftables rules")]
+    Encode(#[source] serde_json::Error),
+    #[error("run {}", .0.display())]
+    Run(std::path::PathBuf, #[source] std::io::Error),
+    /// nft ran and refused the transaction: its first line of complaint.
+    #[error("nft: {0}")]
+    Refused(String),
+}
+
 /// Run one nft transaction.
-pub fn apply(doc: &Nftables) -> Result<(), String> {
-    let nft = find().ok_or_else(|| MISSING.to_string())?;
-    let payload = serde_json::to_vec(doc).map_err(|e| e.to_string())?;
+pub fn apply(doc: &Nftables) -> Result<(), NftError> {
+    let nft = find().ok_or(NftError::Missing)?;
+    let payload = serde_json::to_vec(doc).map_err(NftError::Encode)?;
+    let run_error = |e| NftError::Run(nft.clone(), e);
     let mut child = Command::new(&nft)
         .args(["-j", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("run {}: {e}", nft.display()))?;
+        .map_err(run_error)?;
     if let Some(mut stdin) = child.stdin.take() {
         // A write error shows as nft's own failure below.
         let _ = stdin.write_all(&payload);
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("run {}: {e}", nft.display()))?;
+    let out = child.wait_with_output().map_err(run_error)?;
     if out.status.success() {
         return Ok(());
     }
@@ -85,7 +97,7 @@ pub fn apply(doc: &Nftables) -> Result<(), String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("failed without a message");
-    Err(format!("nft: {first}"))
+    Err(NftError::Refused(first.to_string()))
 }
 
 fn cmd(c: NfCmd<'static>) -> NfObject<'static> {

@@ -9,8 +9,9 @@
 //! let Some(t) = Test::new("name") else { return };
 //! ```
 //!
-//! which prints `skipped: needs root` and returns when not run as root. The
-//! `Test` owns a state root (`runtime --root`, a short path under
+//! which, when not run as root, reports the test skipped (see [`skip`]) and
+//! returns: libtest has no skip of its own and counts such a test passed,
+//! so `make test` takes the skips out of that count. The `Test` owns a state root (`runtime --root`, a short path under
 //! /run/nsbox-t because unix socket paths are limited to 108 bytes) and a
 //! work directory under /tmp/nsbox-t for bundles and output files. When it is
 //! dropped it checks for leaks (state entries, processes, mounts, cgroups),
@@ -48,6 +49,55 @@ pub const MT: &str = "/bin/nsbox-multitool";
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Where [`skip`] appends a line per skipped test (`make test` sets it and
+/// counts the lines into its closing summary).
+pub const SKIPS_ENV: &str = "NSBOX_TEST_SKIPS";
+
+/// Reports that the running test cannot run here, for `reason`, before the
+/// test returns without testing anything. Under `CI=true` that is a
+/// failure: this panics. Otherwise it prints `TEST: skipped: REASON` on the
+/// real stderr (past libtest's capture, so it shows even for a test that
+/// "passes") and appends `BINARY::TEST: REASON` to the file named by
+/// [`SKIPS_ENV`], if set.
+#[track_caller]
+pub fn skip(name: &str, reason: &str) {
+    use std::io::Write;
+    // libtest runs each test on a thread named after it.
+    let test = std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .unwrap_or(name)
+        .to_string();
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: skipped under CI=true, which allows no skip: {reason}");
+    }
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| match s.rsplit_once('-') {
+            // cargo names test executables NAME-HASH.
+            Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_string(),
+            _ => s,
+        })
+        .unwrap_or_default();
+    let _ = std::io::stderr().write_all(format!("{test}: skipped: {reason}\n").as_bytes());
+    if let Some(file) = std::env::var_os(SKIPS_ENV) {
+        // One write of one line, appended: whole even beside other tests'.
+        let line = format!("{binary}::{test}: {reason}\n");
+        let written = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!(
+                "{test}: cannot record its skip in {}: {e}",
+                Path::new(&file).display()
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -722,11 +772,12 @@ pub struct Test {
 }
 
 impl Test {
-    /// None (after printing why) when the test cannot run here.
+    /// None when the test cannot run here (not root), after reporting it
+    /// skipped (a failure under CI=true; see [`skip`]).
+    #[track_caller]
     pub fn new(name: &str) -> Option<Test> {
         if !is_root() {
-            eprintln!("{name}: skipped: needs root");
-            println!("{name}: skipped: needs root");
+            skip(name, "needs root");
             return None;
         }
         bins();
@@ -904,10 +955,9 @@ impl Test {
         out
     }
 
-    /// `runtime state ID` parsed; fails the test if it fails.
-    #[track_caller]
     /// `state` once the shim has recorded the exit: "stopped" shows as soon
     /// as the init is dead, the exit code a moment later.
+    #[track_caller]
     pub fn stopped_with_code(&self, id: &str) -> Value {
         self.wait_status(id, "stopped");
         wait_for("the exit code in state", Duration::from_secs(10), || {
@@ -916,6 +966,8 @@ impl Test {
         })
     }
 
+    /// `runtime state ID` parsed; fails the test if it fails.
+    #[track_caller]
     pub fn state(&self, id: &str) -> Value {
         let out = self.rt(&["state", id]);
         out.ok();
@@ -1093,8 +1145,14 @@ impl Test {
             // SAFETY: plain kill(2) of a process this test started.
             unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
-        if !victims.is_empty() {
-            std::thread::sleep(Duration::from_millis(200));
+        // Until they are dead (zombies at most), so that their mounts can go.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while victims
+            .iter()
+            .any(|&p| proc_stat(p).is_some_and(|s| s.0 != "Z"))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
         }
         let mut points: Vec<String> = mountinfo()
             .iter()

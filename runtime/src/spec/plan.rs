@@ -1,0 +1,784 @@
+//! The plan: a loaded config.json turned, step by step, into the
+//! `CreateRequest` that the shim and tiny-init work from. Each step decides
+//! one thing (the root, the namespaces, the id maps, the cgroup, the
+//! mounts, the process, the network...) and refuses what nsbox cannot do,
+//! by name, rather than ignore it. The steps run in the order `plan` lists
+//! them, which is the order a config with several faults is reported in.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use nsbox_host::cgroups::Layout;
+use nsbox_host::network::{self, config as netcfg, Mode};
+use nsbox_host::state::ContainerDir;
+use oci_spec::runtime::{Linux, LinuxDeviceType, LinuxNamespaceType, Spec};
+use protocol::{
+    BridgeNetwork, Cgroup, CreateRequest, Device, IdMap, InitConfig, Mount, Namespace,
+    NamespaceKind, Overlay, Process,
+};
+
+use super::subordinate::check_subordinate;
+use super::validate::{
+    absolute_in_container, hooks, id_maps, map_id, overlay_safe, parse_mount_options, resolve_dir,
+    sysctls, Namespaces,
+};
+use super::{convert_process, io_error, Result, SpecError, IMAGE_ANNOTATION};
+
+#[derive(Debug)]
+pub struct Plan {
+    pub request: CreateRequest,
+    /// What `state` shows as the rootfs.
+    pub rootfs: String,
+    pub annotations: BTreeMap<String, String>,
+    pub command: Vec<String>,
+}
+
+pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<Plan> {
+    oci_version(spec)?;
+    let annotations: BTreeMap<String, String> = spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let root = root(spec, &annotations, bundle, dir)?;
+    let Some(linux) = spec.linux() else {
+        refuse!("config.json has no linux section: nsbox needs at least a mount namespace");
+    };
+    let namespaces = namespaces(spec, linux)?;
+    let ids = IdMappings::of(linux, &namespaces)?;
+    let sysctl = sysctls(linux.sysctl().as_ref(), &namespaces)?;
+    let hooks = hooks(spec.hooks().as_ref())?;
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(crate::seccomp::compile(s)?),
+        None => None,
+    };
+    // An unprivileged user may write neither the host's cgroups nor its
+    // network, nor make idmapped mounts.
+    let rootless = !nix::unistd::geteuid().is_root();
+    let cgroup = cgroup(linux, dir, id, rootless)?;
+    let rootfs_propagation = rootfs_propagation(linux)?;
+    let mut mounts = mounts(spec, bundle)?;
+    let devices = devices(linux)?;
+    let masked_paths = container_paths("masked path", linux.masked_paths())?;
+    let readonly_paths = container_paths("read-only path", linux.readonly_paths())?;
+    let mut process = process(spec, &ids)?;
+    process.seccomp = seccomp;
+    if rootless {
+        rootless_id_maps(&ids)?;
+    }
+    let idmap = IdmappedRoot::of(root.overlay, &root.rootfs, ids.userns && !rootless, dir)?;
+    let network = network(spec, &annotations, &namespaces, dir, id)?;
+    if network.is_some() && rootless {
+        refuse!("bridge networking needs root (veths, addresses and nftables rules on the host); a rootless container can have --net none or host");
+    }
+    if network.is_some() {
+        etc_mounts(&mut mounts, &root.rootfs, idmap.overlay.is_some(), dir);
+    }
+    // The shim pauses tiny-init between its steps for these hooks.
+    let hook_pause = !(hooks.prestart.is_empty()
+        && hooks.create_runtime.is_empty()
+        && hooks.create_container.is_empty());
+    let command = process.args.clone();
+
+    Ok(Plan {
+        request: CreateRequest {
+            id: id.to_string(),
+            state_dir: dir.path.to_string_lossy().into_owned(),
+            tiny_init: String::new(),
+            uid_mappings: ids.uid,
+            gid_mappings: ids.gid,
+            idmap_source: idmap.source,
+            caller_reaps: false,
+            log_output: false,
+            start: false,
+            caller_removes_cgroup: false,
+            init: InitConfig {
+                rootfs: root.rootfs.clone(),
+                overlay: idmap.overlay,
+                idmapped: idmap.idmapped,
+                readonly_root: root.readonly,
+                rootfs_propagation,
+                mounts,
+                devices,
+                masked_paths,
+                readonly_paths,
+                hostname: spec.hostname().clone(),
+                domainname: spec.domainname().clone(),
+                loopback_up: namespaces.own(NamespaceKind::Network),
+                preserve_fds: 0,
+                cgroup_path: cgroup.as_ref().map(|c| c.paths.path.clone()),
+                new_cgroupns: namespaces.own(NamespaceKind::Cgroup),
+                sysctl,
+                hook_pause,
+                start_at_once: false,
+                start_hooks: hooks.start_container.clone(),
+                hook_state: String::new(),
+                process,
+            },
+            namespaces: namespaces.0,
+            cgroup,
+            hooks,
+            network,
+        },
+        rootfs: root.rootfs,
+        annotations,
+        command,
+    })
+}
+
+/// ociVersion: any 1.x.
+fn oci_version(spec: &Spec) -> Result<()> {
+    let version = spec.version();
+    if !version.starts_with("1.") {
+        refuse!("config.json: ociVersion {version:?} is not 1.x");
+    }
+    Ok(())
+}
+
+/// The root filesystem: the bundle's rootfs, or an overlay over an image.
+struct Root {
+    /// Where the container's root is on the host (an overlay's: its
+    /// mount point in the state directory).
+    rootfs: String,
+    overlay: Option<Overlay>,
+    readonly: bool,
+}
+
+fn root(
+    spec: &Spec,
+    annotations: &BTreeMap<String, String>,
+    bundle: &Path,
+    dir: &ContainerDir,
+) -> Result<Root> {
+    let (rootfs, overlay) = match annotations.get(IMAGE_ANNOTATION) {
+        Some(image) => {
+            let image = resolve_dir("image", bundle, Path::new(image))?;
+            let lower = overlay_safe("image", &image)?;
+            let upper = overlay_safe("state directory", &dir.upper())?;
+            let work = overlay_safe("state directory", &dir.work())?;
+            (
+                dir.merged().to_string_lossy().into_owned(),
+                Some(Overlay { lower, upper, work }),
+            )
+        }
+        None => {
+            let Some(root) = spec.root() else {
+                refuse!("config.json has no root");
+            };
+            let abs = resolve_dir("rootfs", bundle, root.path())?;
+            let Some(abs) = abs.to_str() else {
+                refuse!("rootfs is not UTF-8");
+            };
+            (abs.to_string(), None)
+        }
+    };
+    let readonly = spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false);
+    Ok(Root {
+        rootfs,
+        overlay,
+        readonly,
+    })
+}
+
+/// The kind nsbox knows for an OCI namespace type; time namespaces are
+/// not supported yet.
+fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
+    Ok(match t {
+        LinuxNamespaceType::Pid => NamespaceKind::Pid,
+        LinuxNamespaceType::Mount => NamespaceKind::Mount,
+        LinuxNamespaceType::Ipc => NamespaceKind::Ipc,
+        LinuxNamespaceType::Uts => NamespaceKind::Uts,
+        LinuxNamespaceType::Network => NamespaceKind::Network,
+        LinuxNamespaceType::Cgroup => NamespaceKind::Cgroup,
+        LinuxNamespaceType::User => NamespaceKind::User,
+        LinuxNamespaceType::Time => refuse!("time namespaces are not supported"),
+    })
+}
+
+/// linux.namespaces: each kind once; joined by path only where nsbox can
+/// join one; a new mount namespace always; and a new uts namespace for a
+/// hostname or domainname to go in.
+fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
+    let mut list: Vec<Namespace> = Vec::new();
+    for ns in linux.namespaces().clone().unwrap_or_default() {
+        let kind = namespace_kind(ns.typ())?;
+        if list.iter().any(|n| n.kind == kind) {
+            refuse!("namespace {kind} is listed twice");
+        }
+        let path = match ns.path() {
+            None => None,
+            Some(p) => {
+                if matches!(
+                    kind,
+                    NamespaceKind::Pid | NamespaceKind::Mount | NamespaceKind::User
+                ) {
+                    refuse!("joining an existing {kind} namespace by path is not supported");
+                }
+                if !p.exists() {
+                    refuse!(
+                        "namespace {kind} path {}: No such file or directory",
+                        p.display()
+                    );
+                }
+                Some(p.to_string_lossy().into_owned())
+            }
+        };
+        list.push(Namespace { kind, path });
+    }
+    let namespaces = Namespaces(list);
+    if !namespaces.own(NamespaceKind::Mount) {
+        refuse!("a new mount namespace is required (linux.namespaces has no \"mount\")");
+    }
+    if spec.hostname().is_some() && !namespaces.own(NamespaceKind::Uts) {
+        refuse!("hostname is set, but there is no new uts namespace to set it in");
+    }
+    if spec.domainname().is_some() && !namespaces.own(NamespaceKind::Uts) {
+        refuse!("domainname is set, but there is no new uts namespace to set it in");
+    }
+    Ok(namespaces)
+}
+
+/// linux.uidMappings and gidMappings: both, and only, with a new user
+/// namespace.
+struct IdMappings {
+    uid: Vec<IdMap>,
+    gid: Vec<IdMap>,
+    userns: bool,
+}
+
+impl IdMappings {
+    fn of(linux: &Linux, namespaces: &Namespaces) -> Result<IdMappings> {
+        let uid = id_maps("uidMappings", linux.uid_mappings())?;
+        let gid = id_maps("gidMappings", linux.gid_mappings())?;
+        let userns = namespaces.own(NamespaceKind::User);
+        match (userns, uid.is_empty(), gid.is_empty()) {
+            (true, false, false) | (false, true, true) => {}
+            (true, _, _) => refuse!("a new user namespace needs both linux.uidMappings and linux.gidMappings"),
+            (false, _, _) => refuse!("linux.uidMappings/gidMappings are set, but there is no new user namespace (add {{\"type\": \"user\"}} to linux.namespaces)"),
+        }
+        Ok(IdMappings { uid, gid, userns })
+    }
+}
+
+/// The container's cgroup, with linux.resources as its limits: none for a
+/// rootless container, which may not write the host's cgroups; limits it
+/// cannot have are refused rather than ignored (the device list goes: a
+/// user namespace cannot reach device nodes it was not given anyway).
+fn cgroup(linux: &Linux, dir: &ContainerDir, id: &str, rootless: bool) -> Result<Option<Cgroup>> {
+    let resources = match linux.resources() {
+        Some(r) => crate::resources::from_oci(r)?,
+        None => Default::default(),
+    };
+    if rootless
+        && (resources.memory.is_some()
+            || resources.cpu.is_some()
+            || resources.pids_limit.is_some()
+            || !resources.unified.is_empty())
+    {
+        refuse!("linux.resources sets limits, and an unprivileged user cannot write the cgroups that enforce them");
+    }
+    let layout = Layout::detect().map_err(SpecError::CgroupLayout)?;
+    if !resources.unified.is_empty() && !matches!(layout, Layout::V2 { .. }) {
+        refuse!(
+            "linux.resources.unified needs cgroup v2; this host's cgroups are {}",
+            layout.name()
+        );
+    }
+    // IDs are unique within one state root only: a root other than the
+    // default names the cgroup too.
+    let root = dir.path.parent().unwrap_or(Path::new("/"));
+    let scope =
+        (root != Path::new(nsbox_host::state::DEFAULT_ROOT)).then(|| root.to_string_lossy());
+    let cgroups_path = linux.cgroups_path().as_ref();
+    let paths = layout
+        .paths(cgroups_path.and_then(|p| p.to_str()), id, scope.as_deref())
+        .map_err(SpecError::CgroupPath)?;
+    if cgroups_path.is_some_and(|p| p.to_str().is_none()) {
+        refuse!("cgroupsPath is not UTF-8");
+    }
+    Ok((!rootless).then_some(Cgroup { paths, resources }))
+}
+
+/// linux.rootfsPropagation, as mount flags (rslave unless said).
+fn rootfs_propagation(linux: &Linux) -> Result<u64> {
+    Ok((match linux.rootfs_propagation().as_deref() {
+        None | Some("") | Some("rslave") => libc::MS_SLAVE | libc::MS_REC,
+        Some("slave") => libc::MS_SLAVE,
+        Some("private") => libc::MS_PRIVATE,
+        Some("rprivate") => libc::MS_PRIVATE | libc::MS_REC,
+        Some("shared") => libc::MS_SHARED,
+        Some("rshared") => libc::MS_SHARED | libc::MS_REC,
+        Some("unbindable") => libc::MS_UNBINDABLE,
+        Some("runbindable") => libc::MS_UNBINDABLE | libc::MS_REC,
+        Some(other) => refuse!("linux.rootfsPropagation {other:?} is not a propagation mode"),
+    }) as u64)
+}
+
+/// config.json's mounts: a destination inside the container, a type, and
+/// for a bind mount a source that exists (relative to the bundle unless
+/// absolute).
+fn mounts(spec: &Spec, bundle: &Path) -> Result<Vec<Mount>> {
+    let mut mounts = Vec::new();
+    for m in spec.mounts().clone().unwrap_or_default() {
+        let destination = absolute_in_container("mount destination", m.destination())?;
+        let fstype = m.typ().clone().unwrap_or_default();
+        let options = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+        let is_bind = fstype == "bind" || options.flags & libc::MS_BIND as u64 != 0;
+        let mut source = m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut flags = options.flags;
+        if is_bind {
+            flags |= libc::MS_BIND as u64;
+            let src = Path::new(&source);
+            let abs = if src.is_absolute() {
+                src.to_path_buf()
+            } else {
+                bundle.join(src)
+            };
+            std::fs::metadata(&abs).map_err(io_error(format!(
+                "mount {} on {destination}: source",
+                abs.display()
+            )))?;
+            source = abs.to_string_lossy().into_owned();
+        } else if fstype.is_empty() {
+            refuse!("mount on {destination}: no type given");
+        }
+        mounts.push(Mount {
+            destination,
+            fstype: if is_bind { "bind".into() } else { fstype },
+            source,
+            flags,
+            propagation: options.propagation,
+            data: options.data,
+        });
+    }
+    Ok(mounts)
+}
+
+/// linux.devices: the nodes tiny-init makes in the container's /dev.
+fn devices(linux: &Linux) -> Result<Vec<Device>> {
+    let mut devices = Vec::new();
+    for d in linux.devices().clone().unwrap_or_default() {
+        let path = absolute_in_container("device", d.path())?;
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => 'c',
+            LinuxDeviceType::B => 'b',
+            LinuxDeviceType::P => 'p',
+            LinuxDeviceType::A => refuse!("device {path}: type \"a\" is not a device node"),
+        };
+        devices.push(Device {
+            path,
+            kind,
+            major: d.major(),
+            minor: d.minor(),
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    Ok(devices)
+}
+
+/// linux.maskedPaths or readonlyPaths: absolute paths in the container.
+fn container_paths(what: &str, list: &Option<Vec<String>>) -> Result<Vec<String>> {
+    list.iter()
+        .flatten()
+        .map(|p| absolute_in_container(what, Path::new(p)))
+        .collect()
+}
+
+/// The container's process; with a user namespace, its ids must be mapped.
+fn process(spec: &Spec, ids: &IdMappings) -> Result<Process> {
+    let Some(p) = spec.process() else {
+        refuse!("config.json has no process");
+    };
+    let process = convert_process(p)?;
+    if ids.userns {
+        for (what, id, maps) in [
+            ("uid", process.uid, &ids.uid),
+            ("gid", process.gid, &ids.gid),
+        ] {
+            if map_id(maps, id).is_none() {
+                refuse!("process {what} {id} is not mapped by linux.{what}Mappings");
+            }
+        }
+        for &g in &process.additional_gids {
+            if map_id(&ids.gid, g).is_none() {
+                refuse!("additional gid {g} is not mapped by linux.gidMappings");
+            }
+        }
+    }
+    Ok(process)
+}
+
+/// A rootless container: a user namespace of its own, whose maps use only
+/// what newuidmap and newgidmap give the caller.
+fn rootless_id_maps(ids: &IdMappings) -> Result<()> {
+    if !ids.userns {
+        refuse!("an unprivileged user needs a user namespace (write one with `runtime spec --rootless`)");
+    }
+    check_subordinate(
+        "uid",
+        &ids.uid,
+        nix::unistd::getuid().as_raw(),
+        "/etc/subuid",
+    )?;
+    check_subordinate(
+        "gid",
+        &ids.gid,
+        nix::unistd::getgid().as_raw(),
+        "/etc/subgid",
+    )
+}
+
+/// With a user namespace (and host privilege), the rootfs, or the image
+/// under the overlay, is presented through an idmapped mount that the
+/// shim makes, so that the image needs no chown; the overlay then takes
+/// its lower layer from a directory of its own. A rootless container's
+/// files are the user's own, and the user is the container's root: no
+/// idmapped mount.
+struct IdmappedRoot {
+    idmapped: bool,
+    /// What the shim idmaps.
+    source: Option<String>,
+    overlay: Option<Overlay>,
+}
+
+impl IdmappedRoot {
+    fn of(
+        overlay: Option<Overlay>,
+        rootfs: &str,
+        idmapped: bool,
+        dir: &ContainerDir,
+    ) -> Result<IdmappedRoot> {
+        if !idmapped {
+            return Ok(IdmappedRoot {
+                idmapped,
+                source: None,
+                overlay,
+            });
+        }
+        Ok(match overlay {
+            Some(o) => IdmappedRoot {
+                idmapped,
+                source: Some(o.lower.clone()),
+                overlay: Some(Overlay {
+                    lower: overlay_safe("state directory", &dir.path.join("lower"))?,
+                    ..o
+                }),
+            },
+            None => IdmappedRoot {
+                idmapped,
+                source: Some(rootfs.to_string()),
+                overlay: None,
+            },
+        })
+    }
+}
+
+/// The network mode: `nsbox.network` if given (and consistent with
+/// linux.namespaces), else what linux.namespaces says (a new namespace:
+/// none; one by path: path; no entry: host). For bridge mode, the settings
+/// the shim needs.
+fn network(
+    spec: &Spec,
+    annotations: &BTreeMap<String, String>,
+    namespaces: &Namespaces,
+    dir: &ContainerDir,
+    id: &str,
+) -> Result<Option<BridgeNetwork>> {
+    let derived = match namespaces
+        .0
+        .iter()
+        .find(|n| n.kind == NamespaceKind::Network)
+    {
+        None => Mode::Host,
+        Some(n) if n.path.is_some() => Mode::Path,
+        Some(_) => Mode::None,
+    };
+    let key = netcfg::NETWORK_ANNOTATION;
+    let mode = match annotations.get(key) {
+        None => derived,
+        Some(m) => {
+            let m: Mode = m.parse().map_err(|e| SpecError::Annotation {
+                key,
+                source: Box::<dyn std::error::Error + Send + Sync>::from(e),
+            })?;
+            match (m, derived) {
+                (Mode::Bridge | Mode::None, Mode::None) | (Mode::Host, Mode::Host) => m,
+                (Mode::Host, _) => refuse!(
+                    "annotation {key} is host, but linux.namespaces has a network namespace"
+                ),
+                (_, Mode::Host) => refuse!(
+                    "annotation {key} is {m}, but linux.namespaces has no network namespace"
+                ),
+                (_, _) => refuse!(
+                    "annotation {key} is {m}, but linux.namespaces joins a network namespace by path"
+                ),
+            }
+        }
+    };
+    let Some(settings) = netcfg::bridge_settings(mode, annotations).map_err(SpecError::network)?
+    else {
+        return Ok(None);
+    };
+    // A hostname config.json sets must fit /etc/hosts; without one, the
+    // container's ID stands in, made fit.
+    let hostname = match spec.hostname() {
+        Some(h) => {
+            netcfg::validate_hostname(h).map_err(SpecError::network)?;
+            h.clone()
+        }
+        None => netcfg::hostname_from_id(id),
+    };
+    // The shim works from / and names the root in the bridge's alias: an
+    // absolute path, the same whoever asks.
+    let Some(root) = dir.path.parent() else {
+        refuse!("state directory {} has no parent", dir.path.display());
+    };
+    let root =
+        std::path::absolute(root).map_err(io_error(format!("state root {}", root.display())))?;
+    Ok(Some(BridgeNetwork {
+        root: root.to_string_lossy().into_owned(),
+        bridge: settings.bridge,
+        subnet: settings.subnet,
+        ports: settings.ports,
+        hostname,
+    }))
+}
+
+/// Bind mounts of the /etc files the shim writes into the state directory,
+/// as Podman adds them: not over a mount config.json makes itself, and not
+/// where the image has no such file (the mount point would have to be made
+/// in the image, which nsbox never writes; an overlay's upper layer is the
+/// container's own).
+fn etc_mounts(mounts: &mut Vec<Mount>, rootfs: &str, overlay: bool, dir: &ContainerDir) {
+    for (name, destination) in network::FILES {
+        if mounts.iter().any(|m| m.destination == destination) {
+            continue;
+        }
+        let in_image = Path::new(rootfs).join(destination.trim_start_matches('/'));
+        let is_file = std::fs::symlink_metadata(&in_image)
+            .map(|m| m.is_file())
+            .unwrap_or(false);
+        if !overlay && !is_file {
+            log::debug!(
+                "{destination}: not a file in the image, so not mounted over ({})",
+                in_image.display()
+            );
+            continue;
+        }
+        mounts.push(Mount {
+            destination: destination.to_string(),
+            fstype: "bind".into(),
+            source: dir.etc_file(name).to_string_lossy().into_owned(),
+            flags: libc::MS_BIND as u64,
+            propagation: 0,
+            data: String::new(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::template::tests::opts;
+    use crate::spec::{check_spec_options, default_spec, load, SpecOptions};
+
+    fn spec_with(
+        net: Mode,
+        publish: &[&str],
+        tweak: impl FnOnce(&mut serde_json::Value),
+    ) -> std::result::Result<Plan, String> {
+        let tmp = std::env::temp_dir().join(format!(
+            "nsbox-spec-net-{}-{net}-{}",
+            std::process::id(),
+            publish.len()
+        ));
+        std::fs::create_dir_all(tmp.join("rootfs/etc")).unwrap();
+        std::fs::write(tmp.join("rootfs/etc/hosts"), "").unwrap();
+        let o = SpecOptions {
+            net,
+            publish: publish.iter().map(|p| p.to_string()).collect(),
+            ..opts("web")
+        };
+        check_spec_options(&o).map_err(|e| e.to_string())?;
+        let mut v = default_spec(&o);
+        tweak(&mut v);
+        std::fs::write(tmp.join("config.json"), v.to_string()).unwrap();
+        let spec = load(&tmp).unwrap();
+        let dir = ContainerDir::new(Path::new("/run/nsbox-unit"), "c");
+        let plan = plan(&spec, &tmp, &dir, "c");
+        std::fs::remove_dir_all(&tmp).unwrap();
+        plan.map_err(|e| protocol::error_chain(&e))
+    }
+
+    #[test]
+    fn network_modes_plan_as_asked() {
+        let p = spec_with(Mode::Bridge, &["8080:80", "127.0.0.1:53:53/udp"], |_| {}).unwrap();
+        let net = p.request.network.unwrap();
+        assert_eq!(net.bridge, netcfg::DEFAULT_BRIDGE);
+        assert_eq!(net.subnet, netcfg::DEFAULT_SUBNET);
+        assert_eq!(net.ports.len(), 2);
+        assert_eq!(net.root, "/run/nsbox-unit");
+        assert_eq!(net.hostname, "web");
+        // Only /etc/hosts is in that image: only it is mounted over.
+        let etc: Vec<&str> = p
+            .request
+            .init
+            .mounts
+            .iter()
+            .filter(|m| m.destination.starts_with("/etc/"))
+            .map(|m| m.destination.as_str())
+            .collect();
+        assert_eq!(etc, ["/etc/hosts"]);
+        assert!(p
+            .request
+            .init
+            .mounts
+            .last()
+            .unwrap()
+            .source
+            .ends_with("/c/hosts"));
+
+        let p = spec_with(Mode::Host, &[], |_| {}).unwrap();
+        assert!(p.request.network.is_none());
+        assert!(!p.request.init.loopback_up);
+        assert!(!p
+            .request
+            .namespaces
+            .iter()
+            .any(|n| n.kind == NamespaceKind::Network));
+
+        let p = spec_with(Mode::None, &[], |_| {}).unwrap();
+        assert!(p.request.network.is_none());
+        assert!(p.request.init.loopback_up);
+
+        assert!(spec_with(Mode::None, &["80:80"], |_| {})
+            .unwrap_err()
+            .contains("--publish needs --net bridge"));
+        let e = spec_with(Mode::Bridge, &[], |v| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "network");
+        })
+        .unwrap_err();
+        assert!(e.contains("no network namespace"), "{e}");
+        let e = spec_with(Mode::None, &[], |v| {
+            v["annotations"] = serde_json::json!({ "nsbox.network": "bridged" });
+        })
+        .unwrap_err();
+        assert!(e.contains("\"bridged\" is unknown"), "{e}");
+    }
+}
+
+/// Config validation fuzzed, on stable Rust: a fixed-seed generator mutates
+/// runc-style configs (a node replaced by a value of another type, a huge
+/// string or array, hostile paths) and every result must come back from
+/// load + plan as Ok or Err, never as a panic. Deterministic, so a failure
+/// reproduces; a config that ever panicked belongs in
+/// tests/fixtures/bad-configs/ as a regression.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::spec::{default_spec, load, SpecOptions};
+    use serde_json::Value;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn any_value(r: &mut Rng) -> Value {
+        match r.below(12) {
+            0 => Value::Null,
+            1 => Value::Bool(r.below(2) == 0),
+            2 => Value::from(r.next() as i64),
+            3 => Value::from(-1),
+            4 => Value::from(u64::MAX),
+            5 => Value::from("../../../../etc"),
+            6 => Value::from("/proc/self/fd/0"),
+            7 => Value::from("x".repeat(r.below(70_000))),
+            8 => Value::Array((0..r.below(2000)).map(|i| Value::from(i as u64)).collect()),
+            9 => serde_json::json!({ "type": "bogus", "path": "\u{0}" }),
+            10 => Value::from(""),
+            _ => serde_json::json!([{}, null, "CAP_NOPE", {"destination": "relative"}]),
+        }
+    }
+
+    /// Every node of `v`, as a JSON pointer.
+    fn pointers(v: &Value, here: String, out: &mut Vec<String>) {
+        out.push(here.clone());
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    pointers(
+                        c,
+                        format!("{here}/{}", k.replace('~', "~0").replace('/', "~1")),
+                        out,
+                    );
+                }
+            }
+            Value::Array(a) => {
+                for (i, c) in a.iter().enumerate() {
+                    pointers(c, format!("{here}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn mutated_configs_never_panic() {
+        let tmp = std::env::temp_dir().join(format!("nsbox-spec-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("rootfs")).unwrap();
+        let base = default_spec(&SpecOptions {
+            userns: Some(IdMap {
+                container: 0,
+                host: 100_000,
+                size: 65536,
+            }),
+            ..crate::spec::template::tests::opts("h")
+        });
+        let dir = ContainerDir::new(Path::new("/run/nsbox-unit"), "c");
+        let mut rng = Rng(0x6e73_626f_7846_757a);
+        for round in 0..1500 {
+            let mut v = base.clone();
+            for _ in 0..=rng.below(3) {
+                let mut ptrs = Vec::new();
+                pointers(&v, String::new(), &mut ptrs);
+                let p = ptrs[rng.below(ptrs.len())].clone();
+                let new = any_value(&mut rng);
+                if p.is_empty() {
+                    v = new;
+                } else if let Some(slot) = v.pointer_mut(&p) {
+                    *slot = new;
+                }
+            }
+            std::fs::write(tmp.join("config.json"), v.to_string()).unwrap();
+            let outcome = std::panic::catch_unwind(|| {
+                load(&tmp).and_then(|spec| plan(&spec, &tmp, &dir, "c").map(drop))
+            });
+            assert!(outcome.is_ok(), "round {round}: plan panicked on {v}");
+        }
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}

@@ -1,0 +1,128 @@
+//! What the shim has made of a container until the runtime knows of it,
+//! undone on drop: a failed step of create, or a runtime that never heard
+//! `Created`, leaves nothing behind (the runtime's `Undo` does the same on
+//! its side; every step of it is idempotent).
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nsbox_host::proc::{pidfd_send_signal, wait_pidfd};
+use nsbox_host::teardown::{HostSide, CGROUP_TIMEOUT};
+use protocol::CgroupPaths;
+
+use crate::spawn;
+
+pub struct Rollback {
+    /// tiny-init's pidfd (a dup of the one the container keeps), once cloned.
+    init: Option<OwnedFd>,
+    host: HostSide,
+    armed: bool,
+}
+
+impl Rollback {
+    /// For container `id`. From the start its cgroup is ours to remove:
+    /// the runtime made it before it sent `Create`.
+    pub fn new(id: &str, cgroup: Option<CgroupPaths>) -> Rollback {
+        Rollback {
+            init: None,
+            host: HostSide {
+                id: id.to_string(),
+                network_root: None,
+                cgroup,
+            },
+            armed: true,
+        }
+    }
+
+    /// The network is reserved under `root`.
+    pub fn network_reserved(&mut self, root: PathBuf) {
+        self.host.network_root = Some(root);
+    }
+
+    /// tiny-init is cloned: it is killed and reaped first.
+    pub fn init_cloned(&mut self, child: &spawn::Child) -> std::io::Result<()> {
+        self.init = Some(child.pidfd.try_clone()?);
+        Ok(())
+    }
+
+    /// The runtime knows of the container: its stop, or `delete`, removes
+    /// it from now on (see nsbox_host::teardown).
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pidfd) = &self.init {
+            // Gone before the cgroup goes (the caller's child, in the
+            // caller's-shim mode, is not ours to reap: its end is enough).
+            let _ = pidfd_send_signal(pidfd, libc::SIGKILL);
+            wait_pidfd(pidfd, CGROUP_TIMEOUT);
+            let _ = spawn::reap(pidfd, false);
+        }
+        self.host.release_logged();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spawn::tests::{cgroup2_root, clone_a_sleeper};
+    use protocol::CgroupDir;
+
+    fn v2_paths(dir: &std::path::Path) -> CgroupPaths {
+        CgroupPaths {
+            path: format!("/{}", dir.file_name().unwrap().to_str().unwrap()),
+            unified: true,
+            dirs: vec![CgroupDir {
+                controller: String::new(),
+                dir: dir.to_str().unwrap().into(),
+            }],
+        }
+    }
+
+    /// A failed create: tiny-init killed and reaped, its cgroup removed.
+    #[test]
+    fn an_armed_rollback_undoes_tiny_init_and_the_cgroup() {
+        let Some(root) = cgroup2_root() else {
+            return;
+        };
+        let (child, dir) = clone_a_sleeper(&root, "rollback-armed");
+        let mut rollback = Rollback::new("c1", Some(v2_paths(&dir)));
+        rollback.init_cloned(&child).unwrap();
+        drop(rollback);
+        let left = std::fs::read_to_string(format!("/proc/{}/stat", child.pid));
+        let dir_left = dir.exists();
+        if dir_left {
+            let _ = pidfd_send_signal(&child.pidfd, libc::SIGKILL);
+            let _ = spawn::reap(&child.pidfd, true);
+            let _ = std::fs::remove_dir(&dir);
+        }
+        assert!(left.is_err(), "tiny-init is still there: {left:?}");
+        assert!(!dir_left, "the cgroup is still there");
+    }
+
+    /// The runtime heard `Created`: nothing is undone.
+    #[test]
+    fn a_disarmed_rollback_leaves_everything() {
+        let Some(root) = cgroup2_root() else {
+            return;
+        };
+        let (child, dir) = clone_a_sleeper(&root, "rollback-disarmed");
+        let mut rollback = Rollback::new("c1", Some(v2_paths(&dir)));
+        rollback.init_cloned(&child).unwrap();
+        rollback.disarm();
+        drop(rollback);
+        let alive = spawn::reap(&child.pidfd, false).is_none();
+        let dir_left = dir.exists();
+        let _ = pidfd_send_signal(&child.pidfd, libc::SIGKILL);
+        let _ = spawn::reap(&child.pidfd, true);
+        let _ = std::fs::remove_dir(&dir);
+        assert!(alive, "tiny-init was killed");
+        assert!(dir_left, "the cgroup was removed");
+    }
+}
