@@ -668,3 +668,37 @@ fn a_child_joins_through_the_files_opened_for_it() {
     assert_eq!(listed, [child.id() as i32]);
     assert_eq!(before, fs::read_to_string("/proc/self/cgroup").unwrap());
 }
+
+#[test]
+fn v2_cpu_max_keeps_what_is_not_asked() {
+    let f = Fake::new("v2cpu");
+    f.cgroup(
+        "",
+        &[
+            ("cgroup.controllers", "cpu\n"),
+            ("cgroup.subtree_control", ""),
+        ],
+    );
+    let leaf = f.cgroup("nsbox@c1", &[("cpu.max", "")]);
+    let paths = Layout::V2 { root: f.0.clone() }
+        .paths(None, "c1", None)
+        .unwrap();
+    // cpu.max: a quota alone keeps the period; a period alone the quota.
+    let cpu = |quota, period| Resources {
+        cpu: Some(CpuResources {
+            quota,
+            period,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    fs::write(leaf.join("cpu.max"), "").unwrap();
+    apply(&paths, &cpu(Some(20_000), None), false).unwrap();
+    assert_eq!(read(&leaf.join("cpu.max")), "20000");
+    fs::write(leaf.join("cpu.max"), "30000 200000\n").unwrap();
+    apply(&paths, &cpu(None, Some(50_000)), false).unwrap();
+    assert_eq!(read(&leaf.join("cpu.max")), "30000 200000\n30000 50000");
+    fs::write(leaf.join("cpu.max"), "").unwrap();
+    apply(&paths, &cpu(Some(-1), Some(100_000)), false).unwrap();
+    assert_eq!(read(&leaf.join("cpu.max")), "max 100000");
+}

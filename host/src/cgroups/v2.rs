@@ -64,6 +64,31 @@ fn max_or(v: i64) -> String {
     }
 }
 
+/// cpu.max ("QUOTA PERIOD", QUOTA "max" for none) for what was asked.
+/// The kernel takes the quota alone and keeps the period, so an `update`
+/// of the quota leaves the period as it was; a period alone keeps the
+/// quota, read back first. None: nothing asked.
+fn cpu_max(dir: &Path, quota: Option<i64>, period: Option<u64>) -> Result<Option<String>> {
+    // 0 is "not set", as runc reads it; a negative quota is no limit.
+    let quota = quota
+        .filter(|&q| q != 0)
+        .map(|q| if q > 0 { q.to_string() } else { "max".into() });
+    Ok(match (quota, period.filter(|&p| p != 0)) {
+        (None, None) => None,
+        (Some(q), None) => Some(q),
+        (Some(q), Some(p)) => Some(format!("{q} {p}")),
+        (None, Some(p)) => {
+            let current = read_file(dir, "cpu.max")?;
+            let q = current
+                .split_whitespace()
+                .next()
+                .unwrap_or("max")
+                .to_string();
+            Some(format!("{q} {p}"))
+        }
+    })
+}
+
 /// A device list that leaves every device allowed (none, or ending in
 /// "allow all") needs no program.
 fn devices_trivial(r: &Resources) -> bool {
@@ -125,13 +150,8 @@ pub(super) fn apply(dir: &Path, r: &Resources, devices: bool) -> Result<()> {
         if let Some(s) = c.shares.filter(|&s| s != 0) {
             write_file(dir, "cpu.weight", &shares_to_weight(s).to_string())?;
         }
-        if c.quota.is_some() || c.period.is_some() {
-            let quota = match c.quota {
-                Some(q) if q > 0 => q.to_string(),
-                _ => "max".into(),
-            };
-            let period = c.period.unwrap_or(100_000);
-            write_file(dir, "cpu.max", &format!("{quota} {period}"))?;
+        if let Some(value) = cpu_max(dir, c.quota, c.period)? {
+            write_file(dir, "cpu.max", &value)?;
         }
         if let Some(v) = &c.cpus {
             write_file(dir, "cpuset.cpus", v)?;
