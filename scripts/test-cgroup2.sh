@@ -28,8 +28,8 @@ set -euo pipefail
 # host with every controller, which this development machine is not (its
 # hugetlb is in a cgroup2 mount, and it has no net_cls, net_prio or rdma
 # hierarchy).
-DEFAULT_V2_TESTS="cgroups lifecycle caller faults orchestrator_configs"
-DEFAULT_V1_TESTS="cgroups"
+DEFAULT_V2_TESTS="cgroups resources lifecycle caller faults orchestrator_configs"
+DEFAULT_V1_TESTS="cgroups resources"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
