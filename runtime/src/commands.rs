@@ -139,6 +139,7 @@ pub fn update(g: &GlobalOptions, id: &str, file: &Path) -> Result<i32> {
         // Rewriting the list would deny every device for a moment.
         log::warn!("{id}: update leaves the device rules as they are (as runc does)");
     }
+    cgroups::Layout::detect()?.check(&resources)?;
     cgroups::apply(cg, &resources, false)?;
     Ok(0)
 }

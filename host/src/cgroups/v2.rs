@@ -7,43 +7,89 @@ use protocol::{CgroupPaths, Resources};
 
 use super::{io_err, read_file, write_file, CgroupError, Result};
 
-/// The controllers nsbox sets limits with.
+/// The controllers nsbox sets limits with in every container's cgroup.
 const WANTED: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
 
-/// mkdir -p the container's directory, enabling the wanted controllers on
-/// the way down. A controller an ancestor cannot pass on (it is not in its
-/// cgroup.controllers, or the ancestor holds processes) is left out: a
-/// limit that needs it then fails with the file missing, clearly.
-pub(super) fn create(paths: &CgroupPaths) -> Result<()> {
+/// The controllers `r` needs besides [`WANTED`], enabled only for the
+/// containers that ask.
+fn extra(r: &Resources) -> Vec<&'static str> {
+    let mut extra = Vec::new();
+    if !r.hugepage_limits.is_empty() {
+        extra.push("hugetlb");
+    }
+    if !r.rdma.is_empty() {
+        extra.push("rdma");
+    }
+    extra
+}
+
+/// The container's directory and its ancestors below the hierarchy's
+/// root, top first.
+fn levels(paths: &CgroupPaths) -> Vec<PathBuf> {
     let leaf = PathBuf::from(&paths.dirs[0].dir);
     let depth = Path::new(&paths.path)
         .components()
         .count()
         .saturating_sub(1);
-    let mut levels: Vec<&Path> = leaf.ancestors().take(depth).collect();
+    let mut levels: Vec<PathBuf> = leaf
+        .ancestors()
+        .take(depth)
+        .map(Path::to_path_buf)
+        .collect();
     levels.reverse();
-    for level in levels {
+    levels
+}
+
+/// mkdir -p the container's directory, enabling the wanted controllers on
+/// the way down. A controller an ancestor cannot pass on (it is not in its
+/// cgroup.controllers, or the ancestor holds processes) is left out: a
+/// limit that needs it then fails with the file missing, clearly.
+pub(super) fn create(paths: &CgroupPaths, r: &Resources) -> Result<()> {
+    let mut wanted = WANTED.to_vec();
+    wanted.extend(extra(r));
+    for level in levels(paths) {
         if let Some(parent) = level.parent() {
-            enable_controllers(parent);
+            enable_controllers(parent, &wanted);
         }
-        match std::fs::create_dir(level) {
+        match std::fs::create_dir(&level) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err(level)(e)),
+            Err(e) => return Err(io_err(&level)(e)),
         }
     }
     Ok(())
 }
 
-fn enable_controllers(dir: &Path) {
+fn enable_controllers(dir: &Path, wanted: &[&str]) {
     let available = read_file(dir, "cgroup.controllers").unwrap_or_default();
     let enabled = read_file(dir, "cgroup.subtree_control").unwrap_or_default();
-    for c in WANTED {
-        let has = |text: &str| text.split_whitespace().any(|w| w == c);
+    for c in wanted {
+        let has = |text: &str| text.split_whitespace().any(|w| w == *c);
         if has(&available) && !has(&enabled) {
             if let Err(e) = write_file(dir, "cgroup.subtree_control", &format!("+{c}")) {
                 log::debug!("enable {c} in {}: {e}", dir.display());
             }
+        }
+    }
+}
+
+/// `update` may ask for a controller the container's cgroup was made
+/// without (hugetlb, rdma): enable it on the way down now. Enabling one in
+/// an ancestor's cgroup.subtree_control is allowed while the container
+/// runs; only an ancestor holding processes itself refuses it.
+fn enable_missing(paths: &CgroupPaths, r: &Resources) {
+    let leaf = Path::new(&paths.dirs[0].dir);
+    let has = read_file(leaf, "cgroup.controllers").unwrap_or_default();
+    let missing: Vec<&str> = extra(r)
+        .into_iter()
+        .filter(|c| !has.split_whitespace().any(|w| w == *c))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    for level in levels(paths) {
+        if let Some(parent) = level.parent() {
+            enable_controllers(parent, &missing);
         }
     }
 }
@@ -104,7 +150,9 @@ fn devices_trivial(r: &Resources) -> bool {
     }
 }
 
-pub(super) fn apply(dir: &Path, r: &Resources, devices: bool) -> Result<()> {
+pub(super) fn apply(paths: &CgroupPaths, r: &Resources, devices: bool) -> Result<()> {
+    let dir = Path::new(&paths.dirs[0].dir);
+    enable_missing(paths, r);
     if devices && !devices_trivial(r) {
         super::bpf::attach(dir, &r.devices)?;
     }
@@ -145,6 +193,11 @@ pub(super) fn apply(dir: &Path, r: &Resources, devices: bool) -> Result<()> {
                 "memory.disableOOMKiller does not exist on cgroup v2".into(),
             ));
         }
+        if m.kernel_tcp.is_some() {
+            return Err(CgroupError::Unsupported(
+                "memory.kernelTCP does not exist on cgroup v2".into(),
+            ));
+        }
     }
     if let Some(c) = &r.cpu {
         if let Some(s) = c.shares.filter(|&s| s != 0) {
@@ -162,6 +215,13 @@ pub(super) fn apply(dir: &Path, r: &Resources, devices: bool) -> Result<()> {
     }
     if let Some(v) = r.pids_limit.filter(|&v| v != 0) {
         write_file(dir, "pids.max", &max_or(v))?;
+    }
+    super::write_hugetlb(dir, &r.hugepage_limits, "max")?;
+    super::write_rdma(dir, &r.rdma)?;
+    if r.network.is_some() {
+        return Err(CgroupError::Unsupported(
+            "linux.resources.network needs cgroup v1's net_cls and net_prio".into(),
+        ));
     }
     for (key, value) in &r.unified {
         // A file of this very cgroup, never a path out of it.
