@@ -5,7 +5,8 @@
 use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice};
 use oci_spec::runtime::{LinuxDeviceType, LinuxResources};
 use protocol::{
-    BlockIo, CpuResources, DeviceRule, MemoryResources, Resources, Throttle, WeightDevice,
+    BlockIo, CpuResources, DeviceRule, HugepageLimit, MemoryResources, NetworkResources, RdmaLimit,
+    Resources, Throttle, WeightDevice,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +80,13 @@ pub fn from_oci(r: &LinuxResources) -> Result<Resources> {
         }
     }
     if let Some(m) = r.memory() {
-        if m.kernel().is_some_and(|v| v != 0) || m.kernel_tcp().is_some_and(|v| v != 0) {
-            // Deprecated by the kernel and ignored by runc too.
-            log::warn!("linux.resources.memory.kernel and kernelTCP are ignored");
+        if m.kernel().is_some_and(|v| v != 0) {
+            // Deprecated since Linux 5.4, refused since 6.1 (and never on
+            // v2): runc ignores it too.
+            log::warn!(
+                "linux.resources.memory.kernel is deprecated by the kernel; not applied (the \
+                 memory limit counts kernel memory)"
+            );
         }
         // 0 is "not set", as runc reads these: Docker's `update` sends
         // every field, zero where the user gave none.
@@ -92,6 +97,7 @@ pub fn from_oci(r: &LinuxResources) -> Result<Resources> {
             swap: set(m.swap()),
             swappiness: m.swappiness(),
             disable_oom_killer: m.disable_oom_killer(),
+            kernel_tcp: m.kernel_tcp().filter(|&v| v != 0),
         });
     }
     if let Some(c) = r.cpu() {
@@ -122,23 +128,59 @@ pub fn from_oci(r: &LinuxResources) -> Result<Resources> {
     if let Some(b) = r.block_io() {
         out.block_io = block_io(b);
     }
-    if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(ResourcesError::Unsupported(
-            "linux.resources.hugepageLimits are not supported",
-        ));
+    for h in r.hugepage_limits().iter().flatten() {
+        let size = h.page_size();
+        if !is_page_size(size) {
+            return Err(ResourcesError::Invalid(format!(
+                "linux.resources.hugepageLimits: pageSize {size:?} is not a size such as \"2MB\""
+            )));
+        }
+        let limit = u64::try_from(h.limit()).map_err(|_| {
+            ResourcesError::Invalid(format!(
+                "linux.resources.hugepageLimits: limit {} for {size} is negative",
+                h.limit()
+            ))
+        })?;
+        out.hugepage_limits.push(HugepageLimit {
+            page_size: size.clone(),
+            limit,
+        });
     }
     if let Some(n) = r.network() {
-        if n.class_id().is_some() || n.priorities().as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(ResourcesError::Unsupported(
-                "linux.resources.network is not supported",
-            ));
+        let mut priorities = Vec::new();
+        for p in n.priorities().iter().flatten() {
+            if !is_name(p.name(), 15) {
+                return Err(ResourcesError::Invalid(format!(
+                    "linux.resources.network.priorities: {:?} is not an interface name",
+                    p.name()
+                )));
+            }
+            priorities.push((p.name().clone(), p.priority()));
+        }
+        // classID 0 is "not set", as runc reads it.
+        let class_id = n.class_id().filter(|&c| c != 0);
+        if class_id.is_some() || !priorities.is_empty() {
+            out.network = Some(NetworkResources {
+                class_id,
+                priorities,
+            });
         }
     }
-    if r.rdma().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(ResourcesError::Unsupported(
-            "linux.resources.rdma is not supported",
-        ));
+    for (device, l) in r.rdma().iter().flatten() {
+        if !is_name(device, 64) {
+            return Err(ResourcesError::Invalid(format!(
+                "linux.resources.rdma: {device:?} is not an RDMA device name"
+            )));
+        }
+        if l.hca_handles().is_some() || l.hca_objects().is_some() {
+            out.rdma.push(RdmaLimit {
+                device: device.clone(),
+                hca_handles: l.hca_handles(),
+                hca_objects: l.hca_objects(),
+            });
+        }
     }
+    out.rdma.sort_by(|a, b| a.device.cmp(&b.device));
     let mut unified: Vec<(String, String)> = r
         .unified()
         .clone()
@@ -206,6 +248,21 @@ fn block_io(b: &LinuxBlockIo) -> Option<BlockIo> {
         throttle_write_iops: throttles(b.throttle_write_iops_device()),
     };
     (out != BlockIo::default()).then_some(out)
+}
+
+/// "2MB", "1GB", "64KB": how the kernel names a huge page size in the
+/// hugetlb controller's files (it goes into a file name).
+fn is_page_size(s: &str) -> bool {
+    ["KB", "MB", "GB"].iter().any(|unit| {
+        s.strip_suffix(unit)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// A name that goes into a line of a cgroup file (an interface, an RDMA
+/// device): no blanks, no '/', at most `max` bytes.
+fn is_name(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
 }
 
 #[cfg(test)]
@@ -303,6 +360,68 @@ mod tests {
         // A zero rate lifts a limit (update), so it is kept.
         assert_eq!(b.throttle_write_iops.len(), 1);
         assert!(b.throttle_write_bps.is_empty() && b.throttle_read_iops.is_empty());
+    }
+
+    #[test]
+    fn hugepages_network_rdma_and_kernel_tcp_convert() {
+        let r = parse(serde_json::json!({
+            "memory": { "kernelTCP": 1024, "kernel": 4096 },
+            "hugepageLimits": [{ "pageSize": "2MB", "limit": 8388608 }],
+            "network": { "classID": 0, "priorities": [{ "name": "eth0", "priority": 5 }] },
+            "rdma": { "mlx5_1": { "hcaObjects": 9 }, "mlx5_0": { "hcaHandles": 3 }, "idle": {} }
+        }));
+        assert_eq!(r.memory.unwrap().kernel_tcp, Some(1024));
+        assert_eq!(
+            r.hugepage_limits,
+            [HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 8 << 20
+            }]
+        );
+        let n = r.network.unwrap();
+        assert_eq!(n.class_id, None, "classID 0 is not set");
+        assert_eq!(n.priorities, [("eth0".to_string(), 5)]);
+        let devices: Vec<&str> = r.rdma.iter().map(|l| l.device.as_str()).collect();
+        assert_eq!(
+            devices,
+            ["mlx5_0", "mlx5_1"],
+            "sorted, the empty one left out"
+        );
+        // Zeros ask for nothing.
+        let r =
+            parse(serde_json::json!({ "network": { "classID": 0 }, "memory": { "kernelTCP": 0 } }));
+        assert!(r.network.is_none());
+        assert_eq!(r.memory.unwrap().kernel_tcp, None);
+    }
+
+    #[test]
+    fn names_that_would_break_a_cgroup_file_are_refused() {
+        for (v, needle) in [
+            (
+                serde_json::json!({ "hugepageLimits": [{ "pageSize": "2M", "limit": 1 }] }),
+                "\"2M\"",
+            ),
+            (
+                serde_json::json!({ "hugepageLimits": [{ "pageSize": "../2MB", "limit": 1 }] }),
+                "../2MB",
+            ),
+            (
+                serde_json::json!({ "hugepageLimits": [{ "pageSize": "2MB", "limit": -1 }] }),
+                "negative",
+            ),
+            (
+                serde_json::json!({ "network": { "priorities": [{ "name": "eth0 1", "priority": 1 }] } }),
+                "eth0 1",
+            ),
+            (
+                serde_json::json!({ "rdma": { "a/b": { "hcaHandles": 1 } } }),
+                "a/b",
+            ),
+        ] {
+            let r: LinuxResources = serde_json::from_value(v).unwrap();
+            let e = from_oci(&r).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
     }
 
     #[test]

@@ -479,7 +479,10 @@ fn cgroup_mount(
         )?;
         let rest = m.flags & !(PROPAGATION | (libc::MS_BIND | libc::MS_REC) as u64);
         if rest != 0 {
-            remount_readonly_flags(&tpath, rest)?;
+            // `target` names the directory under the bind, which is no
+            // mount point to remount (EINVAL): reopen the destination.
+            let bound = open_in_root(root, &m.destination, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+            remount_readonly_flags(&fd_path(&bound), rest)?;
         }
         return Ok(());
     }

@@ -66,6 +66,10 @@ pub enum SpecError {
     /// linux.cgroupsPath, which the error names itself.
     #[error(transparent)]
     CgroupPath(nsbox_host::cgroups::CgroupError),
+    /// linux.resources this host has no controller for, which the error
+    /// names itself.
+    #[error(transparent)]
+    CgroupResources(nsbox_host::cgroups::CgroupError),
     /// nsbox.* network annotations and options, which host::network's
     /// checks word in full.
     #[error(transparent)]

@@ -295,17 +295,17 @@ fn cgroup(linux: &Linux, dir: &ContainerDir, id: &str, rootless: bool) -> Result
         && (resources.memory.is_some()
             || resources.cpu.is_some()
             || resources.pids_limit.is_some()
-            || !resources.unified.is_empty())
+            || !resources.unified.is_empty()
+            || !resources.hugepage_limits.is_empty()
+            || !resources.rdma.is_empty()
+            || resources.network.is_some())
     {
         refuse!("linux.resources sets limits, and an unprivileged user cannot write the cgroups that enforce them");
     }
     let layout = Layout::detect().map_err(SpecError::CgroupLayout)?;
-    if !resources.unified.is_empty() && !matches!(layout, Layout::V2 { .. }) {
-        refuse!(
-            "linux.resources.unified needs cgroup v2; this host's cgroups are {}",
-            layout.name()
-        );
-    }
+    layout
+        .check(&resources)
+        .map_err(SpecError::CgroupResources)?;
     // IDs are unique within one state root only: a root other than the
     // default names the cgroup too.
     let root = dir.path.parent().unwrap_or(Path::new("/"));

@@ -35,6 +35,10 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::{json, Value};
 
+pub mod cgroupfs;
+#[allow(unused_imports)]
+pub use cgroupfs::*;
+
 /// No single `runtime` call may take longer than this.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
