@@ -36,7 +36,7 @@ pub enum SpawnError {
     },
     #[error("a new time namespace (clone(2) has no room for its flag)")]
     NewTimeNamespace,
-    #[error("enter the {0} namespace given by path, for tiny-init to be born in")]
+    #[error("enter the {0} namespace for tiny-init to be born in")]
     Enter(NamespaceKind, #[source] Errno),
     #[error("pipe")]
     Pipe(#[source] Errno),
@@ -99,9 +99,18 @@ pub fn clone_init(
     cgroup: CgroupEntry,
 ) -> Result<(Child, EarlyReport), SpawnError> {
     let (flags, joined) = clone_flags(caller_reaps, namespaces)?;
-    let (for_children, joined): (Vec<_>, Vec<_>) = joined
-        .into_iter()
-        .partition(|(_, k)| matches!(k, NamespaceKind::Pid | NamespaceKind::Time));
+    // A new user namespace is made by the clone, and from inside it the
+    // child could enter no namespace of the host's user namespace (nor of
+    // another container's): the shim enters those for it, and the child is
+    // born in them, as runc's child joins them before it unshares its user
+    // namespace. The mount namespace stays the child's (the runtime
+    // refuses one beside a new user namespace: the child could not mount
+    // in it).
+    let new_user = flags & libc::CLONE_NEWUSER != 0;
+    let (around_clone, joined): (Vec<_>, Vec<_>) = joined.into_iter().partition(|(_, k)| {
+        matches!(k, NamespaceKind::Pid | NamespaceKind::Time)
+            || (new_user && *k != NamespaceKind::Mount)
+    });
     let (flags, unshare) = if joined.iter().any(|(_, k)| *k == NamespaceKind::User) {
         // Made by the child once it is in the joined user namespace, so
         // that they are that namespace's (the runtime refuses a new pid
@@ -112,9 +121,9 @@ pub fn clone_init(
         (flags, 0)
     };
     // A pid or time namespace joined by path is where children are born:
-    // the shim enters it for the clone alone, so that tiny-init is born in
-    // it, and goes back right after.
-    let _back = ChildrensNamespaces::enter(&for_children)?;
+    // the shim enters it (and those above) for the clone alone, so that
+    // tiny-init is born in it, and goes back right after.
+    let _back = ShimsNamespaces::enter(&around_clone)?;
     let (report_rd, report_wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
     let mut plan = ChildPlan::new(socket, exe, argv, userns_sync, &joined, &report_wr);
     plan.unshare = unshare;
@@ -195,16 +204,22 @@ const NEW_NAMESPACE_FLAGS: libc::c_int = libc::CLONE_NEWNS
     | libc::CLONE_NEWUSER
     | libc::CLONE_NEWCGROUP;
 
-/// The shim in a pid or time namespace given by path, for the children it
-/// makes (setns(2) of those changes only where children are born); back in
-/// its own when dropped.
-struct ChildrensNamespaces(Vec<(OwnedFd, NamespaceKind)>);
+/// The shim in namespaces given by path for the clone: a pid or time
+/// namespace for the children it makes (setns(2) of those changes only
+/// where children are born), the others for itself; back in its own when
+/// dropped.
+struct ShimsNamespaces(Vec<(OwnedFd, NamespaceKind)>);
 
-impl ChildrensNamespaces {
-    fn enter(joined: &[(OwnedFd, NamespaceKind)]) -> Result<ChildrensNamespaces, SpawnError> {
-        let mut back = ChildrensNamespaces(Vec::new());
+impl ShimsNamespaces {
+    fn enter(joined: &[(OwnedFd, NamespaceKind)]) -> Result<ShimsNamespaces, SpawnError> {
+        let mut back = ShimsNamespaces(Vec::new());
         for (fd, kind) in joined {
-            let own = format!("/proc/self/ns/{}_for_children", kind.proc_name());
+            let own = match kind {
+                NamespaceKind::Pid | NamespaceKind::Time => {
+                    format!("/proc/self/ns/{}_for_children", kind.proc_name())
+                }
+                _ => format!("/proc/self/ns/{}", kind.proc_name()),
+            };
             let f = std::fs::File::open(&own).map_err(|source| SpawnError::Namespace {
                 path: own.clone(),
                 source,
@@ -220,7 +235,7 @@ impl ChildrensNamespaces {
     }
 }
 
-impl Drop for ChildrensNamespaces {
+impl Drop for ShimsNamespaces {
     fn drop(&mut self) {
         for (fd, kind) in self.0.iter().rev() {
             let flag = nix::sched::CloneFlags::from_bits_retain(kind.clone_flag());

@@ -243,3 +243,101 @@ fn a_user_namespace_is_joined_by_path_first_and_owns_the_new_ones() {
         .fails_with("c", &["pid namespace", "user namespace joined by path"]);
     t.rt(&["delete", "--force", "a"]).ok();
 }
+
+/// A new user namespace beside network and IPC namespaces joined by path
+/// (what a pod with user namespaces asks of its containers): the joined
+/// namespaces belong to the host's user namespace, which the child, once
+/// in its new one, could no longer enter (setns said EPERM); the shim
+/// enters them for it, as runc's child joins them before it unshares its
+/// user namespace.
+#[test]
+fn a_new_user_namespace_beside_net_and_ipc_namespaces_joined_by_path() {
+    let Some(t) = Test::new("join-newuser") else {
+        return;
+    };
+    let a = t.bundle("a", &["sleep", "300"]);
+    t.run_detached(&a, "a").ok();
+    let a_pid = t.state("a")["pid"].as_i64().unwrap() as i32;
+    let config = |c: &mut Value| {
+        c["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        c["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        let mut ns = joining(a_pid, &[("network", "net"), ("ipc", "ipc")]);
+        ns.extend([
+            json!({ "type": "user" }),
+            json!({ "type": "pid" }),
+            json!({ "type": "uts" }),
+            json!({ "type": "mount" }),
+        ]);
+        c["linux"]["namespaces"] = Value::Array(ns);
+    };
+    // mqueue and sysfs belong to the IPC and network namespaces, which the
+    // new namespace's root holds no privilege over: the default mounts
+    // fail there, under runc too (its error, with this very config:
+    // `error mounting "mqueue" to rootfs at "/dev/mqueue": ... operation
+    // not permitted`).
+    let refused = t.bundle_with("refused", &["true"], config);
+    t.rt(&["run", "-b", refused.path(), "refused"]).fails_with(
+        "refused",
+        &["mount mqueue on /dev/mqueue", "Operation not permitted"],
+    );
+    // Nor could it mount in a mount namespace of another user namespace:
+    // refused before anything is made.
+    let mount = t.bundle_with("mount", &["true"], |c| {
+        config(c);
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "mount" {
+                ns["path"] = json!(format!("/proc/{a_pid}/ns/mnt"));
+            }
+        }
+    });
+    t.rt(&["run", "-b", mount.path(), "mount"]).fails_with(
+        "mount",
+        &["mount namespace joined by path beside a new user namespace"],
+    );
+    // Without mqueue, and with the host's /sys bound (as rootless
+    // containers have it), it runs; and `exec` reaches the same
+    // namespaces.
+    let b = t.bundle_with(
+        "b",
+        &[
+            "sh",
+            "-c",
+            "nsbox-multitool print-ns net ipc user; cat /proc/self/uid_map; id -u; \
+             echo ready; exec sleep 300",
+        ],
+        |c| {
+            config(c);
+            let mounts = c["mounts"].as_array_mut().unwrap();
+            mounts.retain(|m| m["type"] != "mqueue");
+            for m in mounts.iter_mut().filter(|m| m["type"] == "sysfs") {
+                *m = json!({ "destination": "/sys", "type": "bind", "source": "/sys",
+                             "options": ["rbind", "ro", "nosuid", "noexec", "nodev"] });
+            }
+        },
+    );
+    t.run_detached(&b, "b").ok();
+    let text = wait_for_text(&t.ctr_stdout("b"), "ready");
+    let print = ["nsbox-multitool", "print-ns", "net", "ipc", "user"];
+    let exec = t.rt(&[&["exec", "b"][..], &print].concat());
+    let a_ns = [
+        format!("net {}", ns_of(a_pid, "net")),
+        format!("ipc {}", ns_of(a_pid, "ipc")),
+    ];
+    t.rt(&["delete", "--force", "b"]).ok();
+    t.rt(&["delete", "--force", "a"]).ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..2], a_ns, "{text}");
+    assert_ne!(
+        lines[2],
+        format!("user {}", ns_of(std::process::id() as i32, "user")),
+        "{text}"
+    );
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"],
+        "{text}"
+    );
+    assert_eq!(lines[4], "0", "{text}");
+    exec.ok();
+    assert_eq!(exec.stdout_lines(), lines[..3], "{exec:?}");
+}
