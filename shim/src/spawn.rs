@@ -38,6 +38,8 @@ pub enum SpawnError {
     NewTimeNamespace,
     #[error("enter the {0} namespace for tiny-init to be born in")]
     Enter(NamespaceKind, #[source] Errno),
+    #[error("open tiny-init's pidfd, forked into its pid namespace")]
+    ForkedInit(#[source] Errno),
     #[error("pipe")]
     Pipe(#[source] Errno),
     #[error("clone")]
@@ -113,9 +115,9 @@ pub fn clone_init(
     });
     let (flags, unshare) = if joined.iter().any(|(_, k)| *k == NamespaceKind::User) {
         // Made by the child once it is in the joined user namespace, so
-        // that they are that namespace's (the runtime refuses a new pid
-        // namespace here: only clone makes one with tiny-init as its init).
-        let new = flags & NEW_NAMESPACE_FLAGS & !libc::CLONE_NEWPID;
+        // that they are that namespace's (a new pid namespace too: the
+        // child then forks tiny-init into it).
+        let new = flags & NEW_NAMESPACE_FLAGS;
         (flags & !new, new)
     } else {
         (flags, 0)
@@ -125,8 +127,15 @@ pub fn clone_init(
     // tiny-init is born in it, and goes back right after.
     let _back = ShimsNamespaces::enter(&around_clone)?;
     let (report_rd, report_wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    let forked = if unshare & libc::CLONE_NEWPID != 0 {
+        Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?)
+    } else {
+        None
+    };
     let mut plan = ChildPlan::new(socket, exe, argv, userns_sync, &joined, &report_wr);
     plan.unshare = unshare;
+    plan.forked_pid = forked.as_ref().map(|(_, wr)| wr.as_raw_fd());
+    plan.place_high();
     let mut pidfd: libc::c_int = -1;
     let pid = match cgroup {
         CgroupEntry::None => clone(flags, &mut pidfd, &plan),
@@ -159,7 +168,33 @@ pub fn clone_init(
         // SAFETY: the kernel filled in a pidfd for the child (CLONE_PIDFD).
         pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
     };
+    let child = match forked {
+        Some((rd, wr)) => {
+            drop(wr);
+            forked_init(child, rd)?
+        }
+        None => child,
+    };
     Ok((child, EarlyReport(report_rd)))
+}
+
+/// tiny-init as forked by the clone child (`child`) into its new pid
+/// namespace: its pid comes on `said`, then `child` leaves. The pid is
+/// ours to trust: tiny-init is our child (CLONE_PARENT), or our caller's,
+/// and nobody reaps it before we hold its pidfd. Where `child` failed
+/// before the fork, it is what the caller gets, to learn why from its
+/// report.
+fn forked_init(child: Child, said: OwnedFd) -> Result<Child, SpawnError> {
+    let mut buf = [0u8; 4];
+    if nix::unistd::read(said.as_raw_fd(), &mut buf) != Ok(4) {
+        return Ok(child);
+    }
+    // Our child unless our caller reaps; then it stays our caller's
+    // zombie until our caller exits.
+    reap(&child.pidfd, true);
+    let pid = i32::from_ne_bytes(buf);
+    let pidfd = nsbox_host::proc::pidfd_open(pid).map_err(SpawnError::ForkedInit)?;
+    Ok(Child { pid, pidfd })
 }
 
 /// The flags for clone (exit signal in the low byte), and the namespaces
@@ -278,6 +313,9 @@ struct ChildPlan {
     setns: Vec<(RawFd, NamespaceKind)>,
     /// CLONE_NEW* flags to unshare right after joining a user namespace.
     unshare: libc::c_int,
+    /// With CLONE_NEWPID among them: where the child says the pid of
+    /// tiny-init, which it forks into the new pid namespace.
+    forked_pid: Option<RawFd>,
     argv: Vec<*const libc::c_char>,
     envp: [*const libc::c_char; 1],
     /// The write end of the report pipe (CLOEXEC).
@@ -318,6 +356,7 @@ impl ChildPlan {
                 v
             },
             unshare: 0,
+            forked_pid: None,
             argv: argv
                 .iter()
                 .map(|a| a.as_ptr())
@@ -336,6 +375,7 @@ impl ChildPlan {
         let fds = [self.socket, self.exe_fd, self.report, INIT_EXE_FD]
             .into_iter()
             .chain(self.userns_sync)
+            .chain(self.forked_pid)
             .chain(self.cgroup_join.iter().copied())
             .chain(self.setns.iter().map(|(fd, _)| *fd));
         self.high = fds.max().unwrap_or(INIT_EXE_FD) + 1;
@@ -488,6 +528,28 @@ fn child(plan: &ChildPlan) -> ! {
                 }
                 if plan.unshare != 0 && libc::unshare(plan.unshare) < 0 {
                     fail(Step::UnshareNamespaces);
+                }
+                if let Some(said) = plan.forked_pid {
+                    // A new pid namespace takes the children of its maker
+                    // only: tiny-init is forked into it, as runc's stage-2
+                    // init is, our parent's child (CLONE_PARENT); we say
+                    // its pid and leave.
+                    let pid = libc::syscall(
+                        libc::SYS_clone,
+                        (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+                        std::ptr::null_mut::<libc::c_void>(),
+                        std::ptr::null_mut::<libc::c_int>(),
+                        std::ptr::null_mut::<libc::c_int>(),
+                        0 as libc::c_ulong,
+                    );
+                    if pid < 0 {
+                        fail(Step::ForkIntoPidNamespace);
+                    }
+                    if pid > 0 {
+                        let pid = pid as i32;
+                        libc::write(said, (&pid as *const i32).cast(), 4);
+                        libc::_exit(0);
+                    }
                 }
             }
         }

@@ -231,16 +231,40 @@ fn a_user_namespace_is_joined_by_path_first_and_owns_the_new_ones() {
         ],
         "{out:?}"
     );
-    // A new pid namespace beside a joined user namespace is refused, by
-    // name, before anything is made.
-    let c = t.bundle_with("c", &["true"], |c| {
-        c["linux"]["namespaces"] = json!([
-            { "type": "user", "path": format!("/proc/{a_pid}/ns/user") },
-            { "type": "pid" }, { "type": "mount" }
-        ]);
-    });
-    t.rt(&["run", "-b", c.path(), "c"])
-        .fails_with("c", &["pid namespace", "user namespace joined by path"]);
+    // A new pid namespace beside the joined user namespace (Docker's
+    // `--network container:X` under userns-remap): tiny-init is its init,
+    // and it belongs to the joined user namespace, whose root mounts its
+    // /proc.
+    let c = t.bundle_with(
+        "c",
+        &[
+            "sh",
+            "-c",
+            "nsbox-multitool print-ns user pid; cat /proc/1/comm; id -u",
+        ],
+        |c| {
+            c["linux"]["namespaces"] = json!([
+                { "type": "user", "path": format!("/proc/{a_pid}/ns/user") },
+                { "type": "pid" }, { "type": "ipc" }, { "type": "uts" },
+                { "type": "mount" }, { "type": "network" }
+            ]);
+        },
+    );
+    let out = t.run(&c, "c");
+    out.ok();
+    let lines = out.stdout_lines();
+    assert_eq!(
+        lines[0],
+        format!("user {}", ns_of(a_pid, "user")),
+        "{out:?}"
+    );
+    assert_ne!(lines[1], format!("pid {}", ns_of(a_pid, "pid")), "{out:?}");
+    assert_ne!(
+        lines[1],
+        format!("pid {}", ns_of(std::process::id() as i32, "pid")),
+        "{out:?}"
+    );
+    assert_eq!(lines[2..], ["tiny-init", "0"], "{out:?}");
     t.rt(&["delete", "--force", "a"]).ok();
 }
 

@@ -206,8 +206,7 @@ fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
 
 /// linux.namespaces: each kind once, new or joined by path (every kind);
 /// a mount namespace always; a new uts namespace for a hostname or
-/// domainname to go in; no new time namespace (yet); no new pid
-/// namespace beside a user namespace joined by path, nor a mount
+/// domainname to go in; no new time namespace (yet); and no mount
 /// namespace joined by path beside a new user namespace (see below).
 fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
     let mut list: Vec<Namespace> = Vec::new();
@@ -243,16 +242,6 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
             .iter()
             .any(|n| n.kind == kind && n.path.is_some())
     };
-    // tiny-init joins such a user namespace first and makes its other new
-    // namespaces there, owned by it; but a new pid namespace is made by the
-    // clone itself, before any join, and would belong to the host's user
-    // namespace, where tiny-init could not even mount its /proc.
-    if namespaces.own(NamespaceKind::Pid) && joined(NamespaceKind::User) {
-        refuse!(
-            "a new pid namespace beside a user namespace joined by path is not supported \
-             (join a pid namespace of that user namespace by path too)"
-        );
-    }
     // The root of a new user namespace holds no privilege over a mount
     // namespace of another user namespace: tiny-init could mount nothing
     // in it (runc fails there at the first mount).
