@@ -209,10 +209,16 @@ fn a_user_namespace_is_joined_by_path_first_and_owns_the_new_ones() {
     });
     t.run_detached(&a, "a").ok();
     let a_pid = t.state("a")["pid"].as_i64().unwrap() as i32;
+    // Mappings beside the joined namespace, as Docker writes them: the
+    // namespace's own ask for nothing (others are refused, below).
     let b = t.bundle_with(
         "b",
         &["sh", "-c", "nsbox-multitool print-ns user pid; id -u"],
         |c| {
+            c["linux"]["uidMappings"] =
+                json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+            c["linux"]["gidMappings"] =
+                json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
             c["linux"]["namespaces"] = json!([
                 { "type": "user", "path": format!("/proc/{a_pid}/ns/user") },
                 { "type": "pid", "path": format!("/proc/{a_pid}/ns/pid") },
@@ -265,6 +271,16 @@ fn a_user_namespace_is_joined_by_path_first_and_owns_the_new_ones() {
         "{out:?}"
     );
     assert_eq!(lines[2..], ["tiny-init", "0"], "{out:?}");
+    let d = t.bundle_with("d", &["true"], |c| {
+        c["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
+        c["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        c["linux"]["namespaces"] = json!([
+            { "type": "user", "path": format!("/proc/{a_pid}/ns/user") },
+            { "type": "uts" }, { "type": "mount" }
+        ]);
+    });
+    t.rt(&["run", "-b", d.path(), "d"])
+        .fails_with("d", &["linux.uidMappings differ", "(0:100000:65536)"]);
     t.rt(&["delete", "--force", "a"]).ok();
 }
 
