@@ -32,6 +32,22 @@ fn joining(pid: i32, kinds: &[(&str, &str)]) -> Vec<Value> {
         .collect()
 }
 
+/// Container "a", running `sleep 300`: its tiny-init's host pid.
+fn a_sleeping_container(t: &Test) -> i32 {
+    let a = t.bundle("a", &["sleep", "300"]);
+    t.run_detached(&a, "a").ok();
+    t.state("a")["pid"].as_i64().unwrap() as i32
+}
+
+/// The config's mount namespace becomes process `pid`'s, by path.
+fn join_mount_namespace_of(c: &mut Value, pid: i32) {
+    for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "mount" {
+            ns["path"] = json!(format!("/proc/{pid}/ns/mnt"));
+        }
+    }
+}
+
 /// A host process of the test's own in new namespaces, made with
 /// unshare(1); killed (by pid) when dropped.
 struct Holder(std::process::Child);
@@ -146,11 +162,7 @@ fn a_mount_namespace_is_joined_by_path() {
     let holder = Holder::start(&["--mount", "--propagation", "private"]);
     let h = holder.pid();
     let b = t.bundle_with("b", &["nsbox-multitool", "print-ns", "mnt"], |c| {
-        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
-            if ns["type"] == "mount" {
-                ns["path"] = json!(format!("/proc/{h}/ns/mnt"));
-            }
-        }
+        join_mount_namespace_of(c, h);
     });
     let out = t.run(&b, "b");
     out.ok();
@@ -295,9 +307,7 @@ fn a_new_user_namespace_beside_net_and_ipc_namespaces_joined_by_path() {
     let Some(t) = Test::new("join-newuser") else {
         return;
     };
-    let a = t.bundle("a", &["sleep", "300"]);
-    t.run_detached(&a, "a").ok();
-    let a_pid = t.state("a")["pid"].as_i64().unwrap() as i32;
+    let a_pid = a_sleeping_container(&t);
     let config = |c: &mut Value| {
         c["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
         c["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
@@ -324,11 +334,7 @@ fn a_new_user_namespace_beside_net_and_ipc_namespaces_joined_by_path() {
     // refused before anything is made.
     let mount = t.bundle_with("mount", &["true"], |c| {
         config(c);
-        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
-            if ns["type"] == "mount" {
-                ns["path"] = json!(format!("/proc/{a_pid}/ns/mnt"));
-            }
-        }
+        join_mount_namespace_of(c, a_pid);
     });
     t.rt(&["run", "-b", mount.path(), "mount"]).fails_with(
         "mount",
@@ -385,4 +391,52 @@ fn a_new_user_namespace_beside_net_and_ipc_namespaces_joined_by_path() {
         exec.ok();
         assert_eq!(exec.stdout_lines(), lines[..3], "{exec:?}");
     }
+}
+
+/// nsbox, as runc, sets the rootfs up inside a mount namespace given by
+/// path and pivots into it: that namespace must show the rootfs at its
+/// host path. A running container's (pivoted already) does not, and is
+/// refused before anything is made, by the field's name; pivoting there
+/// would also have moved every process whose root is that namespace's
+/// (pivot_root(2) does that) into the new container's rootfs.
+#[test]
+fn a_pivoted_mount_namespace_given_by_path_is_refused() {
+    let Some(t) = Test::new("join-pivoted") else {
+        return;
+    };
+    let a_pid = a_sleeping_container(&t);
+    let b = t.bundle_with("b", &["true"], |c| {
+        join_mount_namespace_of(c, a_pid);
+    });
+    t.rt(&["run", "-b", b.path(), "b"]).fails_with(
+        "b",
+        &[
+            &format!("linux.namespaces: mount namespace /proc/{a_pid}/ns/mnt has no "),
+            "the rootfs",
+            "a running container's does not",
+        ],
+    );
+    assert_eq!(t.state("a")["status"], "running");
+    t.rt(&["delete", "--force", "a"]).ok();
+    // Where another directory hides the rootfs's path (a mount made in
+    // the namespace, or one on the host that never reached it), the same.
+    let rootfs = rootfs().display().to_string();
+    let holder = Holder::start(&[
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!("mount -t tmpfs hides-the-rootfs {rootfs} && exec \"$@\""),
+    ]);
+    let h = holder.pid();
+    let c = t.bundle_with("c", &["true"], |c| {
+        join_mount_namespace_of(c, h);
+    });
+    t.rt(&["run", "-b", c.path(), "c"]).fails_with(
+        "c",
+        &[&format!(
+            "mount namespace /proc/{h}/ns/mnt has another directory at {rootfs} than the rootfs"
+        )],
+    );
 }
