@@ -340,39 +340,11 @@ fn docker_stop_of_a_pid1_deaf_workload_is_prompt_on_nsbox() {
     );
 }
 
-/// The disk the root filesystem is on, as (node, "MAJ:MIN"): a device a
-/// throttle can name on any host (a partition's disk, since throttles take
-/// whole disks).
-fn a_block_device() -> (String, String) {
-    use std::os::unix::fs::MetadataExt;
-    let dev = fs::metadata("/").unwrap().dev();
-    let mut sys = fs::canonicalize(format!(
-        "/sys/dev/block/{}:{}",
-        libc::major(dev),
-        libc::minor(dev)
-    ))
-    .expect("the root filesystem is on a block device");
-    if sys.join("partition").exists() {
-        sys.pop();
-    }
-    let uevent = fs::read_to_string(sys.join("uevent")).unwrap();
-    let field = |k: &str| {
-        uevent
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or_default()
-            .to_string()
-    };
-    (
-        format!("/dev/{}", field("DEVNAME")),
-        format!("{}:{}", field("MAJOR"), field("MINOR")),
-    )
-}
-
 /// Resources, devices and security options, read from inside.
 fn options(d: &Dockerd, rt: &str, t: &Test) -> Vec<String> {
     let mut seen = Vec::new();
-    let (dev, majmin) = a_block_device();
+    let disk = common::blockdev::BlockDevice::get(&t.work);
+    let (dev, majmin) = (disk.node.clone(), disk.majmin());
     let throttle = format!("{dev}:1mb");
     let o = d.docker(&[
         "run",
