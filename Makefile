@@ -20,8 +20,8 @@ ROOTFS       := demo/rootfs
 ROOTFS_STAMP := demo/.rootfs.stamp
 
 # Debian packages the project needs (busybox for the rootfs, pstree, ip, ps;
-# libseccomp-dev for the libseccomp.a the static runtime links; nft, which
-# bridge networking runs to apply its nftables rules; newuidmap for rootless
+# libseccomp-dev for the libseccomp.a the static runtime links; nft, with which
+# people and the tests read the nftables rules nsbox writes; newuidmap for rootless
 # containers; containerd, runc, podman and conmon for the end-to-end tests;
 # tmux, the terminal the terminal tests type into).
 DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc podman conmon tmux
