@@ -99,6 +99,13 @@ pub fn create(
     fault("shim", "after-clone");
     drop(theirs);
     drop(exe);
+    // The bridge is plugged in while tiny-init sets up its mounts (its
+    // network namespace exists from the clone on): off the critical path,
+    // and the workload needs no `Start` to wait for it.
+    let network = match (reserved, &req.network) {
+        (Some(r), Some(net)) => Some(plug_network(net, r, &init, &mut state)?),
+        _ => None,
+    };
     let mut channel = ShimInitChannel::new(ours);
     let start_at_once = starts_at_once(req);
     let handshake = Handshake {
@@ -110,10 +117,6 @@ pub fn create(
     };
     let pty = handshake.run(userns_sync.map(|p| p.1), preserved, start_at_once)?;
     fault("shim", "after-ready");
-    let network = match (reserved, &req.network) {
-        (Some(r), Some(net)) => Some(plug_network(net, r, &init, &mut state)?),
-        _ => None,
-    };
     let _ = channel.set_timeout(Some(shim_start_timeout()));
     let listener = nsbox_host::socket::listen_seqpacket(&dir.socket())
         .map_err(|e| Failure::from_error("listen on shim.sock", &e))?;
@@ -199,10 +202,10 @@ fn userns_sync(req: &CreateRequest) -> Result<Option<(OwnedFd, OwnedFd)>, Failur
         .map_err(|e| failure("pipe", e.desc().into()))
 }
 
-/// A bridged container's workload must wait until the shim has plugged it
-/// in after `Ready`; any other `run` goes straight on.
+/// A `run` goes straight on to the workload after `Ready` (a bridged
+/// container's network is plugged in before then).
 fn starts_at_once(req: &CreateRequest) -> bool {
-    req.start && req.network.is_none()
+    req.start
 }
 
 /// Clone tiny-init into the cgroup the runtime made: on v1 the clone child
