@@ -22,7 +22,8 @@
 //!    with it). Each sample is killed and deleted before the next (timed
 //!    apart).
 //! 8. the same `run -d` (a published port for nsbox, `--net none` for the
-//!    others) with 1, 100, 500 containers of its kind alive;
+//!    others) with 1, 100, 500 containers of its kind alive: every
+//!    runtime's crowd grows at once, and the samples of a level rotate;
 //! 9. `exec` of /bin/true into a running container.
 
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
@@ -328,60 +329,90 @@ impl Bench {
         Ok(true)
     }
 
+    /// Every runtime grows its crowd together, one container each in
+    /// turn, and at each level the samples rotate among the runtimes: a
+    /// busy spell of the machine then hits all of them alike (one runtime
+    /// after another, each met a different machine).
     pub(crate) fn crowd(&mut self, rts: &[Oci]) -> Result<Value> {
         let mut levels = self.args.crowd.clone();
         levels.sort_unstable();
         levels.dedup();
         // crun without cgroups keeps the same processes as crun.
-        let rts: Vec<(usize, Oci)> = rts
-            .iter()
-            .cloned()
-            .enumerate()
-            .filter(|(_, r)| r.name != "crun-nocg")
+        let ks: Vec<usize> = (0..rts.len())
+            .filter(|&k| rts[k].name != "crun-nocg")
             .collect();
+        let net = |k: usize| {
+            if is_nsbox(&rts[k]) {
+                Net::Port
+            } else {
+                Net::None
+            }
+        };
+        let mut alive: Vec<Vec<Live>> = (0..rts.len()).map(|_| Vec::new()).collect();
+        let mut fill: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
+        let mut at_level: Vec<Vec<Option<Stats>>> = vec![Vec::new(); rts.len()];
+        let result = (|| -> Result<()> {
+            for &level in &levels {
+                while ks.iter().any(|&k| alive[k].len() < level) {
+                    for &k in &ks {
+                        if alive[k].len() < level {
+                            let (c, t) = self.start_one(rts, k, net(k))?;
+                            fill[k].push(t);
+                            alive[k].push(c);
+                        }
+                    }
+                }
+                let mut xs: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
+                for i in 0..self.args.crowd_samples {
+                    for j in rotation(ks.len(), i) {
+                        let k = ks[j];
+                        std::thread::sleep(Duration::from_millis(self.args.gap_ms));
+                        let (c, t) = self.start_one(rts, k, net(k))?;
+                        xs[k].push(t);
+                        let rt = rts[k].clone();
+                        self.stop_one(&rt, c)?;
+                    }
+                }
+                for &k in &ks {
+                    at_level[k].push(Stats::of(&xs[k]));
+                }
+            }
+            Ok(())
+        })();
+        let mut stopped = Ok(());
+        let mut stop_all = vec![0.0; rts.len()];
+        for &k in &ks {
+            let t = Instant::now();
+            let live: Vec<(String, OwnedFd)> = std::mem::take(&mut alive[k])
+                .into_iter()
+                .map(|c| (c.id, c.pidfd))
+                .collect();
+            let rt = rts[k].clone();
+            if let Err(e) = self.stop_all(&rt, &live) {
+                stopped = Err(e);
+            }
+            stop_all[k] = ms(t.elapsed());
+        }
+        result.context("containers alive")?;
+        stopped?;
         let mut v = serde_json::Map::new();
         let mut table: Vec<(String, Vec<Option<Stats>>, f64)> = Vec::new();
-        let all: Vec<Oci> = self.rts.clone();
-        for (k, rt) in &rts {
-            let net = if is_nsbox(rt) { Net::Port } else { Net::None };
-            let mut alive: Vec<Live> = Vec::new();
-            let mut fill = Vec::new();
-            let mut at_level: Vec<Option<Stats>> = Vec::new();
-            let result = (|| -> Result<()> {
-                for &level in &levels {
-                    while alive.len() < level {
-                        let (c, t) = self.start_one(&all, *k, net)?;
-                        fill.push(t);
-                        alive.push(c);
-                    }
-                    let mut xs = Vec::new();
-                    for _ in 0..self.args.crowd_samples {
-                        std::thread::sleep(Duration::from_millis(self.args.gap_ms));
-                        let (c, t) = self.start_one(&all, *k, net)?;
-                        xs.push(t);
-                        self.stop_one(rt, c)?;
-                    }
-                    at_level.push(Stats::of(&xs));
-                }
-                Ok(())
-            })();
-            let t = Instant::now();
-            let live: Vec<(String, OwnedFd)> = alive.into_iter().map(|c| (c.id, c.pidfd)).collect();
-            let stopped = self.stop_all(rt, &live);
-            let stop_all = ms(t.elapsed());
-            result.with_context(|| format!("{}: {} containers alive", rt.name, live.len()))?;
-            stopped?;
+        for &k in &ks {
             v.insert(
-                rt.name.clone(),
+                rts[k].name.clone(),
                 json!({
-                    "net": net.label(),
+                    "net": net(k).label(),
                     "levels": levels,
-                    "run_d": at_level.iter().map(|s| opt_json(*s)).collect::<Vec<_>>(),
-                    "fill_run_d": opt_json(Stats::of(&fill)),
-                    "kill_delete_all_ms": crate::measure::round3(stop_all),
+                    "run_d": at_level[k].iter().map(|s| opt_json(*s)).collect::<Vec<_>>(),
+                    "fill_run_d": opt_json(Stats::of(&fill[k])),
+                    "kill_delete_all_ms": crate::measure::round3(stop_all[k]),
                 }),
             );
-            table.push((format!("{} ({})", rt.name, net.label()), at_level, stop_all));
+            table.push((
+                format!("{} ({})", rts[k].name, net(k).label()),
+                at_level[k].clone(),
+                stop_all[k],
+            ));
         }
         self.report.crowd(&levels, &table, self.args.crowd_samples);
         Ok(Value::Object(v))
