@@ -110,7 +110,7 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     bridged: usize,
     /// Section 8: how many containers are alive while `run -d` is timed,
-    /// comma-separated (empty: skip).
+    /// comma-separated (0: skip).
     #[arg(long, default_value = "1,100,500", value_delimiter = ',')]
     crowd: Vec<usize>,
     /// `run -d` samples per level of section 8.
@@ -543,7 +543,7 @@ impl Bench {
             self.results.insert("bridged".into(), v);
             setup::sweep_crun_unified();
         }
-        if !self.args.crowd.is_empty() {
+        if self.args.crowd.iter().any(|&n| n > 0) {
             let v = self.crowd(&rts)?;
             self.results.insert("crowd".into(), v);
             setup::sweep_crun_unified();
