@@ -20,9 +20,9 @@ ROOTFS       := demo/rootfs
 ROOTFS_STAMP := demo/.rootfs.stamp
 
 # Debian packages the project needs (busybox for the rootfs, pstree, ip, ps;
-# libseccomp-dev for the libseccomp.a the static runtime links; nft, which
-# bridge networking runs to apply its nftables rules; newuidmap for rootless
-# containers; containerd, runc, podman, conmon and docker.io for the
+# libseccomp-dev for the libseccomp.a the static runtime links; nft, with which
+# people and the tests read the nftables rules nsbox writes; newuidmap for
+# rootless containers; containerd, runc, podman, conmon and docker.io for the
 # end-to-end tests, containernetworking-plugins for the pods of the CRI
 # tests, and protoc (protobuf-compiler) to build their CRI gRPC client;
 # tmux, the terminal the terminal tests type into).

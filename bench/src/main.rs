@@ -1,5 +1,5 @@
 //! nsbox-bench: nsbox side by side with runc and crun, in time and memory
-//! (issue 6). `make bench` builds it and starts it the only way it runs:
+//! (issues 6 and 16). `make bench` builds it and starts it the only way it runs:
 //! under `tini -s` (which reaps the orphans that detached containers
 //! leave), in a private mount namespace in which the cgroup2 mount at
 //! /sys/fs/cgroup/unified is replaced by an empty tmpfs, because crun 1.8
@@ -24,7 +24,13 @@
 //!    outside the workload (memory.rs says what is counted), against crun
 //!    under conmon with catatonit or tini as init;
 //! 5. binary sizes;
-//! 6. where the time of a full run goes (perf; trace.rs).
+//! 6. where the time of a full run goes (perf; trace.rs);
+//! 7. to 9. what orchestrators wait for (issue 16; orchestrated.rs):
+//!    `run -d` on a bridge with a published port beside `--net none`, the
+//!    same with 1, 100 and 500 containers alive, and `exec`.
+//!
+//! Sections 1c and 1d are 1 and 1a with a writable root, as Docker and
+//! Podman send it.
 //!
 //! Everything it makes (containers of every runtime, state roots, bundles
 //! of conmon containers, mounts) is removed at the end, also after an error
@@ -32,6 +38,7 @@
 
 mod measure;
 mod memory;
+mod orchestrated;
 mod report;
 mod runtimes;
 mod setup;
@@ -98,6 +105,20 @@ struct Args {
     /// Runs per runtime under perf stat and under perf trace (0: skip).
     #[arg(long, default_value_t = 20)]
     traced: usize,
+    /// `run -d` samples per case in section 7 (bridge, published port,
+    /// `--net none`; 0: skip).
+    #[arg(long, default_value_t = 30)]
+    bridged: usize,
+    /// Section 8: how many containers are alive while `run -d` is timed,
+    /// comma-separated (0: skip).
+    #[arg(long, default_value = "1,100,500", value_delimiter = ',')]
+    crowd: Vec<usize>,
+    /// `run -d` samples per level of section 8.
+    #[arg(long, default_value_t = 20)]
+    crowd_samples: usize,
+    /// `exec` of /bin/true per runtime (section 9; 0: skip).
+    #[arg(long, default_value_t = 50)]
+    execs: usize,
     /// Small counts everywhere: a smoke test of the bench itself.
     #[arg(long)]
     quick: bool,
@@ -118,6 +139,11 @@ impl Args {
             self.rounds = self.rounds.min(1);
             self.alive = self.alive.min(10);
             self.traced = self.traced.min(2);
+            self.bridged = self.bridged.min(3);
+            self.crowd = self.crowd.iter().map(|&n| n.min(5)).collect();
+            self.crowd.dedup();
+            self.crowd_samples = self.crowd_samples.min(3);
+            self.execs = self.execs.min(3);
         }
         self
     }
@@ -128,7 +154,12 @@ const BATCH: usize = 5;
 
 struct Bundles {
     truth: PathBuf,
+    /// /bin/true with a writable root.
+    truth_rw: PathBuf,
     sleep: PathBuf,
+    /// Where the bridged sections write a config.json per container.
+    dir: PathBuf,
+    rootfs: PathBuf,
 }
 
 struct Bench {
@@ -148,6 +179,8 @@ struct Bench {
     results: serde_json::Map<String, Value>,
     report: report::Report,
     conmon_pid_files: Vec<PathBuf>,
+    /// The last host port the bridged sections published.
+    next_port: u16,
 }
 
 fn main() {
@@ -300,12 +333,17 @@ impl Bench {
             &[catatonit.clone(), tini.clone()],
         )?;
         let b = out.join("bundles");
+        let mut writable = setup::spec(&rootfs, &["/bin/true"]);
+        writable["root"]["readonly"] = json!(false);
         let bundles = Bundles {
             truth: setup::write_bundle(&b.join("true"), &setup::spec(&rootfs, &["/bin/true"]))?,
+            truth_rw: setup::write_bundle(&b.join("true-rw"), &writable)?,
             sleep: setup::write_bundle(
                 &b.join("sleep"),
                 &setup::spec(&rootfs, &["/bin/sleep", "3600"]),
             )?,
+            dir: b.clone(),
+            rootfs: rootfs.clone(),
         };
         let conmon_crun = Oci::new("crun", &crun, &state.join("crun-conmon"));
         let mut conmons = Vec::new();
@@ -372,6 +410,8 @@ impl Bench {
                 "runs": args.runs, "disk_runs": args.disk_runs, "cycles": args.cycles,
                 "detached": args.detached, "rounds": args.rounds, "alive": args.alive,
                 "traced": args.traced, "quick": args.quick, "variants": args.variant,
+                "bridged": args.bridged, "crowd": args.crowd,
+                "crowd_samples": args.crowd_samples, "execs": args.execs,
                 "bundle": setup::spec(&rootfs, &["/bin/true"]),
             }),
         );
@@ -391,6 +431,7 @@ impl Bench {
             results,
             report,
             conmon_pid_files: Vec::new(),
+            next_port: 0,
         };
         // A run killed before its clean-up may have left containers in the
         // roots on the disk: clear them before measuring.
@@ -423,30 +464,49 @@ impl Bench {
         self.warm_up(&rts)?;
         let runs = self.args.runs;
         let gap = Duration::from_millis(self.args.gap_ms);
-        let v = self.full_runs(
-            &rts,
-            runs,
-            gap,
-            &format!(
-                "1. full run of /bin/true, foreground, each after {} ms idle (ms)",
-                self.args.gap_ms
+        let truth = self.bundles.truth.clone();
+        // 1c and 1d: a writable root, as Docker and Podman send it
+        // (section 1's bundle has a read-only one, which costs crun more
+        // than nsbox).
+        let writable = self.bundles.truth_rw.clone();
+        let idle = format!("each after {} ms idle", self.args.gap_ms);
+        let back = "back to back, 5 in a row per runtime";
+        for (key, bundle, pause, title) in [
+            (
+                "full_run",
+                &truth,
+                gap,
+                format!("1. full run of /bin/true, foreground, {idle} (ms)"),
             ),
-        )?;
-        self.results.insert("full_run".into(), v);
-        setup::sweep_crun_unified();
-        let v = self.full_runs(
-            &rts,
-            runs,
-            Duration::ZERO,
-            "1a. full run of /bin/true, back to back, 5 in a row per runtime (ms)",
-        )?;
-        self.results.insert("full_run_back_to_back".into(), v);
-        setup::sweep_crun_unified();
+            (
+                "full_run_back_to_back",
+                &truth,
+                Duration::ZERO,
+                format!("1a. full run of /bin/true, {back} (ms)"),
+            ),
+            (
+                "full_run_writable",
+                &writable,
+                gap,
+                format!("1c. full run, writable root (as Docker and Podman send it), {idle} (ms)"),
+            ),
+            (
+                "full_run_writable_back_to_back",
+                &writable,
+                Duration::ZERO,
+                format!("1d. full run, writable root, {back} (ms)"),
+            ),
+        ] {
+            let v = self.full_runs(&rts, bundle, runs, pause, &title)?;
+            self.results.insert(key.into(), v);
+            setup::sweep_crun_unified();
+        }
         if self.args.disk_runs > 0 {
             let disk = self.disk.clone();
             let fs = setup::fs_name(&self.out);
             let v = self.full_runs(
                 &disk,
+                &truth,
                 self.args.disk_runs,
                 gap,
                 &format!("1b. full run, state roots on the disk ({fs}) (ms)"),
@@ -478,6 +538,21 @@ impl Bench {
             let v = self.breakdown(&rts)?;
             self.results.insert("breakdown".into(), v);
         }
+        if self.args.bridged > 0 {
+            let v = self.bridged(&rts)?;
+            self.results.insert("bridged".into(), v);
+            setup::sweep_crun_unified();
+        }
+        if self.args.crowd.iter().any(|&n| n > 0) {
+            let v = self.crowd(&rts)?;
+            self.results.insert("crowd".into(), v);
+            setup::sweep_crun_unified();
+        }
+        if self.args.execs > 0 {
+            let v = self.execs(&rts)?;
+            self.results.insert("exec".into(), v);
+            setup::sweep_crun_unified();
+        }
         let goals = self.report.goals(&Value::Object(self.results.clone()));
         self.results.insert("goals".into(), goals);
         if !self.runner.warnings.is_empty() {
@@ -506,7 +581,14 @@ impl Bench {
         Ok(())
     }
 
-    fn full_runs(&mut self, rts: &[Oci], runs: usize, gap: Duration, title: &str) -> Result<Value> {
+    fn full_runs(
+        &mut self,
+        rts: &[Oci],
+        bundle: &Path,
+        runs: usize,
+        gap: Duration,
+        title: &str,
+    ) -> Result<Value> {
         let mut samples = vec![Vec::new(); rts.len()];
         let mut floor = Vec::new();
         // Back to back, a run would inherit the kernel state of whichever
@@ -519,14 +601,14 @@ impl Bench {
                 if batch > 1 {
                     let id = self.id(&rts[k].name);
                     self.runner
-                        .run(&rts[k].name, &mut rts[k].run_fg(&self.bundles.truth, &id))?;
+                        .run(&rts[k].name, &mut rts[k].run_fg(bundle, &id))?;
                 }
                 for _ in 0..batch {
                     let id = self.id(&rts[k].name);
                     std::thread::sleep(gap);
                     let t = self
                         .runner
-                        .time(&rts[k].name, &mut rts[k].run_fg(&self.bundles.truth, &id))?;
+                        .time(&rts[k].name, &mut rts[k].run_fg(bundle, &id))?;
                     samples[k].push(ms(t));
                 }
             }

@@ -82,13 +82,23 @@ pub fn stat_cmd(perf: &Path, out: &Path, inner: &Command) -> Command {
     c
 }
 
+/// For a bridged `run -d`, beside TRACE_EVENTS: the netlink requests
+/// (rtnetlink and nf_tables go out with sendto) and the network lock.
+pub const NETWORK_EVENTS: &str = "syscalls:sys_enter_sendto,syscalls:sys_enter_flock,\
+syscalls:sys_exit_flock";
+
 /// `perf trace -o FILE --no-syscalls -e EVENTS -- CMD`
 pub fn trace_cmd(perf: &Path, out: &Path, inner: &Command) -> Command {
+    trace_cmd_with(perf, out, inner, TRACE_EVENTS)
+}
+
+/// The same with other events.
+pub fn trace_cmd_with(perf: &Path, out: &Path, inner: &Command, events: &str) -> Command {
     let mut c = Command::new(perf);
     c.arg("trace")
         .arg("-o")
         .arg(out)
-        .args(["--no-syscalls", "-e", TRACE_EVENTS, "--"])
+        .args(["--no-syscalls", "-e", events, "--"])
         .arg(inner.get_program())
         .args(inner.get_args());
     c
@@ -268,6 +278,12 @@ fn describe(e: &Event) -> Option<String> {
         "unshare".to_string()
     } else if n.ends_with("sys_enter_clone") || n.ends_with("sys_enter_clone3") {
         "clone".to_string()
+    } else if n.ends_with("sys_enter_sendto") {
+        format!("sendto fd {}", arg_num(&e.args, "fd").unwrap_or(-1))
+    } else if n.ends_with("sys_enter_flock") {
+        "flock".to_string()
+    } else if n.ends_with("sys_exit_flock") {
+        "flock returned".to_string()
     } else if n.ends_with("sys_enter_sendmsg") {
         format!("sendmsg fd {}", arg_num(&e.args, "fd").unwrap_or(-1))
     } else if n.ends_with("sys_enter_fsync") {

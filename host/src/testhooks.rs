@@ -29,8 +29,8 @@ pub const POINTS: &[(&str, &str)] = &[
     ("create", "after-created"),
     ("create", "before-pidfile"),
     ("shim", "after-clone"),
-    ("shim", "after-ready"),
     ("shim", "after-network"),
+    ("shim", "after-ready"),
     ("shim", "after-save"),
 ];
 

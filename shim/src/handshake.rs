@@ -26,12 +26,15 @@ pub struct Handshake<'a> {
 impl Handshake<'_> {
     /// Up to `Ready`: the terminal's master, when the container has one.
     /// `userns_sync`: the write end of the pipe the clone child waits on
-    /// in a new user namespace; `preserved`: the fds for the workload.
+    /// in a new user namespace; `preserved`: the fds for the workload;
+    /// `meanwhile`: the shim's own part, done once tiny-init has its config
+    /// and sets up the container (plugging the network in).
     pub fn run(
         &self,
         userns_sync: Option<OwnedFd>,
         preserved: Vec<OwnedFd>,
         start_at_once: bool,
+        meanwhile: impl FnOnce() -> Result<(), Failure>,
     ) -> Result<Option<OwnedFd>, Failure> {
         let root_fd = match userns_sync {
             Some(go_on) => self.make_root(go_on)?,
@@ -49,6 +52,7 @@ impl Handshake<'_> {
             .wait_for_hello()
             .map_err(|e| self.init_error(e))?;
         self.send_config(root_fd, preserved, start_at_once)?;
+        meanwhile()?;
         if self.req.init.hook_pause {
             self.channel
                 .wait_for_hook_point()

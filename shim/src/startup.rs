@@ -8,9 +8,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nsbox_host::cgroups;
-use nsbox_host::network::{self, Reserved};
+use nsbox_host::network::{self, Endpoint, Reserved};
 use nsbox_host::proc::ProcessId;
-use nsbox_host::state::{ContainerDir, State, Status};
+use nsbox_host::state::{ContainerDir, Status};
 use nsbox_host::teardown::HostSide;
 use nsbox_host::testhooks::{fault, shim_start_timeout};
 use protocol::{
@@ -108,12 +108,22 @@ pub fn create(
         early: &early,
         channel: &channel,
     };
-    let pty = handshake.run(userns_sync.map(|p| p.1), preserved, start_at_once)?;
+    // The bridge is plugged in while tiny-init, which has its config, sets
+    // up its mounts (its network namespace exists from the clone on): off
+    // the critical path, and the workload needs no `Start` to wait for it.
+    let mut reserved = reserved;
+    let mut plugged = None;
+    let pty = handshake.run(userns_sync.map(|p| p.1), preserved, start_at_once, || {
+        if let (Some(r), Some(net)) = (reserved.take(), &req.network) {
+            plugged = Some(plug_network(net, r, &init)?);
+        }
+        Ok(())
+    })?;
     fault("shim", "after-ready");
-    let network = match (reserved, &req.network) {
-        (Some(r), Some(net)) => Some(plug_network(net, r, &init, &mut state)?),
-        _ => None,
-    };
+    let network = plugged.map(|(network, endpoint)| {
+        state.network = Some(endpoint);
+        network
+    });
     let _ = channel.set_timeout(Some(shim_start_timeout()));
     let listener = nsbox_host::socket::listen_seqpacket(&dir.socket())
         .map_err(|e| Failure::from_error("listen on shim.sock", &e))?;
@@ -199,10 +209,10 @@ fn userns_sync(req: &CreateRequest) -> Result<Option<(OwnedFd, OwnedFd)>, Failur
         .map_err(|e| failure("pipe", e.desc().into()))
 }
 
-/// A bridged container's workload must wait until the shim has plugged it
-/// in after `Ready`; any other `run` goes straight on.
+/// A `run` goes straight on to the workload after `Ready` (a bridged
+/// container's network is plugged in before then).
 fn starts_at_once(req: &CreateRequest) -> bool {
-    req.start && req.network.is_none()
+    req.start
 }
 
 /// Clone tiny-init into the cgroup the runtime made: on v1 the clone child
@@ -247,13 +257,12 @@ fn clone_init(
 
 /// Plug the container into its bridge, through tiny-init's network
 /// namespace (tiny-init is our unreaped child: its pid names it until we
-/// reap), and record its place in the state.
+/// reap); its place, for the state.
 fn plug_network(
     net: &BridgeNetwork,
     reserved: Reserved,
     init: &spawn::Child,
-    state: &mut State,
-) -> Result<Network, Failure> {
+) -> Result<(Network, Endpoint), Failure> {
     let ns = std::fs::File::open(format!("/proc/{}/ns/net", init.pid))
         .map_err(|e| failure("network", e.to_string()))?;
     network::attach(
@@ -262,11 +271,13 @@ fn plug_network(
         std::os::fd::AsFd::as_fd(&ns),
     )
     .map_err(|e| failure("network", e.to_string()))?;
-    state.network = Some(reserved.endpoint);
     fault("shim", "after-network");
-    Ok(Network {
-        _port_holds: reserved.port_holds,
-    })
+    Ok((
+        Network {
+            _port_holds: reserved.port_holds,
+        },
+        reserved.endpoint,
+    ))
 }
 
 /// What becomes of the container's output: a logged container's streams

@@ -10,18 +10,25 @@
 //! The truth is on disk, under the state root:
 //!
 //! ```text
-//! ROOT/@network/lock               flock(2): one change at a time per root
-//! ROOT/@network/BRIDGE/10.88.0.2   one reservation per container (JSON)
-//! ROOT/@network/BRIDGE/table.json  the bridge's table as last applied
+//! ROOT/@network/lock                    flock(2): one change at a time per root
+//! ROOT/@network/BRIDGE/bridge.json      the bridge's subnet, how many containers
+//!                                       it has, the next address to try
+//! ROOT/@network/BRIDGE/10.88.0.2        a container's reservation (JSON)
+//! ROOT/@network/@ids/ID                 where container ID's reservation is
+//! ROOT/@network/@ports/tcp-8080/any     who publishes host port 8080/tcp on
+//! ROOT/@network/@ports/tcp-8080/1.2.3.4 every address, or on one (its ID)
 //! ```
 //!
-//! (`@` cannot start a container ID, so the directory never clashes with
-//! one.) A reservation is made with O_EXCL under the lock before anything
-//! else exists, and holds all that tear-down needs: the veth's name and the
-//! ports. The bridge and its nftables table live exactly as long as the
-//! bridge has reservations, and the table is rebuilt from them on every
-//! change. Every step is idempotent, so tear-down can run twice (shim and
-//! `delete --force`) or after a crash at any point.
+//! (`@` cannot start a container ID or a bridge's name, so nothing clashes.)
+//! Every file is made with O_EXCL under the lock, and named for what it
+//! holds, so that each step of a create or a delete opens a few files by
+//! name and never reads the others: the cost stays flat however many
+//! containers there are. A reservation holds all that tear-down needs: the
+//! veth's name and the ports. The bridge and its nftables table live
+//! exactly as long as the bridge has reservations (bridge.json counts them);
+//! each container adds and removes only its own elements of the table's
+//! maps (nft.rs). Every step is idempotent, so tear-down can run twice
+//! (shim and `delete --force`) or after a crash at any point.
 //!
 //! A bridge belongs to one state root: its alias (`ip link` shows it) names
 //! the root, and another root's containers are refused on it, since their
@@ -30,11 +37,15 @@
 //! Host ports are held machine-wide by a bound (not listening) socket per
 //! published port, which the shim keeps while the container runs: a second
 //! container, from any root, or any other program, cannot take the port,
-//! and the hold ends with the shim even when it is killed.
+//! and the hold ends with the shim even when it is killed. The files under
+//! `@ports` name the holder in the error, and keep a port of a container
+//! whose shim died (its DNAT rule stays until `delete --force`) from being
+//! published twice.
 
 pub mod config;
 mod files;
 pub mod netlink;
+mod nfnetlink;
 pub mod nft;
 
 use std::fs::File;
@@ -57,8 +68,13 @@ use netlink::Netlink;
 pub const NETWORK_DIR: &str = "@network";
 /// The container's end of its veth pair.
 pub const CONTAINER_IFNAME: &str = "eth0";
-/// In a bridge's directory: the nft transaction last applied for it.
-const TABLE_COPY: &str = "table.json";
+/// In a bridge's directory: its subnet, its count and its address hint.
+const BRIDGE_FILE: &str = "bridge.json";
+/// Under the network directory: one file per container, naming its
+/// reservation.
+const IDS_DIR: &str = "@ids";
+/// Under the network directory: a directory per published host port.
+const PORTS_DIR: &str = "@ports";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -72,13 +88,30 @@ pub enum NetworkError {
     /// of another root, an overlapping subnet, a full subnet).
     #[error("{0}")]
     Refused(String),
-    #[error(transparent)]
-    Nft(#[from] nft::NftError),
+    #[error("nftables table of bridge {bridge}")]
+    Nft {
+        bridge: String,
+        #[source]
+        source: nft::NfnlError,
+    },
+    #[error("{what}: damaged: {source}")]
+    Damaged {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> NetworkError {
     let what = what.into();
     move |source| NetworkError::Io { what, source }
+}
+
+fn nft_err(bridge: &str) -> impl FnOnce(nft::NfnlError) -> NetworkError + '_ {
+    move |source| NetworkError::Nft {
+        bridge: bridge.to_string(),
+        source,
+    }
 }
 
 /// A container's place on a bridge: what a reservation file holds, what
@@ -95,14 +128,63 @@ pub struct Endpoint {
     pub ports: Vec<PortMapping>,
 }
 
+impl Endpoint {
+    fn published(&self) -> Vec<nft::Published> {
+        self.ports
+            .iter()
+            .map(|p| nft::Published {
+                port: *p,
+                container: self.ip,
+            })
+            .collect()
+    }
+}
+
 /// A reservation, with the sockets that hold its host ports.
 pub struct Reserved {
     pub endpoint: Endpoint,
     pub port_holds: Vec<OwnedFd>,
 }
 
+/// What bridge.json holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct BridgeRecord {
+    subnet: Subnet,
+    /// Reservations on the bridge: the last one to go takes the bridge and
+    /// its table along. Counted up before a reservation is made and down
+    /// after it is gone, so that a crash between the two leaves it too high
+    /// (a bridge left behind), never too low (a bridge taken from under a
+    /// container).
+    members: u32,
+    /// Where the search for a free address starts: after the last address
+    /// given out, so that a search normally tries one address, and an
+    /// address that was just given back is not given out again at once.
+    next: Ipv4Addr,
+}
+
 fn net_dir(root: &Path) -> PathBuf {
     root.join(NETWORK_DIR)
+}
+
+fn bridge_dir(root: &Path, bridge: &str) -> PathBuf {
+    net_dir(root).join(bridge)
+}
+
+fn id_file(root: &Path, id: &str) -> PathBuf {
+    net_dir(root).join(IDS_DIR).join(id)
+}
+
+/// The directory of one host port: `tcp-8080`.
+fn port_dir(root: &Path, p: &PortMapping) -> PathBuf {
+    net_dir(root)
+        .join(PORTS_DIR)
+        .join(format!("{}-{}", p.protocol, p.host_port))
+}
+
+/// In a port's directory: `any`, or the host address it is published on.
+fn port_file_name(p: &PortMapping) -> String {
+    p.host_ip
+        .map_or_else(|| "any".to_string(), |ip| ip.to_string())
 }
 
 /// The host end of a container's veth: "nsb" and the address in hex, so
@@ -125,7 +207,7 @@ fn owner_alias(root: &Path) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// The lock and the reservations
+// The lock and the files
 
 struct Lock {
     _file: Flock<File>,
@@ -175,39 +257,130 @@ fn lock(root: &Path, create: bool) -> Result<Option<Lock>, NetworkError> {
     }
 }
 
-/// Every reservation under the root, by bridge.
-fn reservations(root: &Path) -> Vec<Endpoint> {
+fn mkdir(dir: &Path) -> Result<(), NetworkError> {
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)
+        .map_err(io_err(format!("make {}", dir.display())))
+}
+
+/// A file's text, None if it does not exist.
+fn read_opt(path: &Path) -> Result<Option<String>, NetworkError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(format!("read {}", path.display()))(e)),
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, NetworkError> {
+    match read_opt(path)? {
+        None => Ok(None),
+        Some(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|source| NetworkError::Damaged {
+                what: path.display().to_string(),
+                source,
+            }),
+    }
+}
+
+/// Make `path` with `text`; Ok(false) if it exists already.
+fn create_new(path: &Path, text: &[u8]) -> Result<bool, NetworkError> {
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(io_err(format!("make {}", path.display()))(e)),
+    };
+    if let Err(e) = f.write_all(text) {
+        let _ = std::fs::remove_file(path);
+        return Err(io_err(format!("write {}", path.display()))(e));
+    }
+    Ok(true)
+}
+
+/// Remove a file; Ok(false) if it was not there.
+fn remove(path: &Path) -> Result<bool, NetworkError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(format!("remove {}", path.display()))(e)),
+    }
+}
+
+fn read_bridge(root: &Path, bridge: &str) -> Result<Option<BridgeRecord>, NetworkError> {
+    read_json(&bridge_dir(root, bridge).join(BRIDGE_FILE))
+}
+
+/// Replace bridge.json (a new file renamed over the old: never half one).
+fn write_bridge(root: &Path, bridge: &str, r: &BridgeRecord) -> Result<(), NetworkError> {
+    let dir = bridge_dir(root, bridge);
+    let tmp = dir.join(format!(".{BRIDGE_FILE}"));
+    let path = dir.join(BRIDGE_FILE);
+    let text = serde_json::to_vec(r).map_err(|e| io_err("encode bridge.json")(e.into()))?;
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(io_err(format!("write {}", path.display())))
+}
+
+/// The subnets of the root's bridges (one file per bridge, not per
+/// container).
+fn bridges(root: &Path) -> Result<Vec<(String, Subnet)>, NetworkError> {
     let mut out = Vec::new();
     let Ok(dirs) = std::fs::read_dir(net_dir(root)) else {
-        return out;
+        return Ok(out);
     };
     for d in dirs.flatten() {
-        if !d.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+        let Some(name) = d.file_name().to_str().map(String::from) else {
+            continue;
+        };
+        if name.starts_with('@') || !d.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             continue;
         }
-        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
-            // Reservations are named for their address; TABLE_COPY is not one.
-            let named = f
-                .file_name()
-                .to_str()
-                .map(|n| n.parse::<Ipv4Addr>().is_ok());
-            if named != Some(true) {
-                continue;
-            }
-            match std::fs::read(f.path())
-                .ok()
-                .and_then(|t| serde_json::from_slice::<Endpoint>(&t).ok())
-            {
-                Some(e) => out.push(e),
-                None => log::warn!("ignoring damaged reservation {}", f.path().display()),
-            }
+        if let Some(r) = read_bridge(root, &name)? {
+            out.push((name, r.subnet));
+        }
+    }
+    Ok(out)
+}
+
+/// Every reservation on one bridge: only for rebuilding its table after it
+/// was lost, never on a create's or a delete's usual path.
+fn reservations_on(root: &Path, bridge: &str) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(bridge_dir(root, bridge))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        // Reservations are named for their address.
+        if f.file_name()
+            .to_str()
+            .and_then(|n| n.parse::<Ipv4Addr>().ok())
+            .is_none()
+        {
+            continue;
+        }
+        match std::fs::read(f.path())
+            .ok()
+            .and_then(|t| serde_json::from_slice::<Endpoint>(&t).ok())
+        {
+            Some(e) => out.push(e),
+            None => log::warn!("ignoring damaged reservation {}", f.path().display()),
         }
     }
     out
 }
 
-/// Remove empty bridge directories, and the network directory with its
-/// lock once no bridge is left. Called with the lock held.
+/// Remove the empty directories of the network directory, and the network
+/// directory with its lock once nothing is left. Called with the lock held.
 fn tidy(root: &Path) {
     let dir = net_dir(root);
     let mut left = false;
@@ -235,6 +408,39 @@ fn port_in_use(p: &PortMapping, by: &str) -> NetworkError {
         "host port {host}{}/{} is already published by container {by}",
         p.host_port, p.protocol
     ))
+}
+
+/// The reservation that would clash with publishing `p`, as the mapping
+/// held and its container: `any` clashes with every address, an address
+/// with `any` and itself. One directory per host port, so this reads the
+/// few files of that port only.
+fn port_holder(
+    root: &Path,
+    p: &PortMapping,
+) -> Result<Option<(PortMapping, String)>, NetworkError> {
+    let dir = port_dir(root, p);
+    let names: Vec<String> = match p.host_ip {
+        Some(_) => vec!["any".to_string(), port_file_name(p)],
+        None => match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(String::from))
+                .filter(|n| !n.starts_with('.'))
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(format!("read {}", dir.display()))(e)),
+        },
+    };
+    for n in names {
+        if let Some(owner) = read_opt(&dir.join(&n))? {
+            let held = PortMapping {
+                host_ip: n.parse().ok(),
+                ..*p
+            };
+            return Ok(Some((held, owner.trim().to_string())));
+        }
+    }
+    Ok(None)
 }
 
 /// Bind the host port, without listening: the bind is the reservation.
@@ -272,42 +478,46 @@ fn hold_port(p: &PortMapping) -> Result<OwnedFd, NetworkError> {
     }
 }
 
-/// Everything that can be checked without making anything: the ports are
-/// free (here and on the host), the bridge is ours or can be made, the
-/// subnet overlaps nothing the host has. Returns the sockets that hold
-/// the ports when `hold` is set.
+/// Everything that can be checked without making anything: the container
+/// has no reservation yet, the ports are free (here and on the host), the
+/// bridge is ours or can be made, the subnet overlaps nothing the host
+/// has. Returns the bridge's record, if it has one, and the sockets that
+/// hold the ports when `hold` is set.
 fn check(
     s: &BridgeNetwork,
     id: &str,
-    existing: &[Endpoint],
     hold: bool,
-) -> Result<Vec<OwnedFd>, NetworkError> {
-    if nft::find().is_none() {
-        return Err(NetworkError::Refused(nft::MISSING.into()));
+) -> Result<(Option<BridgeRecord>, Vec<OwnedFd>), NetworkError> {
+    let root = Path::new(&s.root);
+    if let Some(at) = read_opt(&id_file(root, id))? {
+        let (bridge, ip) = at.trim().split_once('/').unwrap_or(("?", at.trim()));
+        return Err(NetworkError::Refused(format!(
+            "container {id} already has address {ip} on bridge {bridge}"
+        )));
     }
-    for e in existing {
-        if e.id == id {
-            return Err(NetworkError::Refused(format!(
-                "container {id} already has address {} on bridge {}",
-                e.ip, e.bridge
-            )));
-        }
-        if e.bridge == s.bridge && e.subnet != s.subnet {
+    let record = read_bridge(root, &s.bridge)?;
+    match &record {
+        Some(r) if r.subnet != s.subnet => {
             return Err(NetworkError::Refused(format!(
                 "bridge {} has subnet {}, not {}",
-                s.bridge, e.subnet, s.subnet
+                s.bridge, r.subnet, s.subnet
             )));
         }
-        if e.bridge != s.bridge && config::overlaps(&e.subnet, &s.subnet) {
-            return Err(NetworkError::Refused(format!(
-                "subnet {} overlaps {} of bridge {}",
-                s.subnet, e.subnet, e.bridge
-            )));
-        }
-        for p in &s.ports {
-            if let Some(q) = e.ports.iter().find(|q| config::clash(q, p)) {
-                return Err(port_in_use(q, &e.id));
+        Some(_) => {}
+        None => {
+            for (bridge, subnet) in bridges(root)? {
+                if bridge != s.bridge && config::overlaps(&subnet, &s.subnet) {
+                    return Err(NetworkError::Refused(format!(
+                        "subnet {} overlaps {subnet} of bridge {bridge}",
+                        s.subnet
+                    )));
+                }
             }
+        }
+    }
+    for p in &s.ports {
+        if let Some((held, by)) = port_holder(root, p)? {
+            return Err(port_in_use(&held, &by));
         }
     }
     let mut holds = Vec::new();
@@ -318,8 +528,21 @@ fn check(
         holds.clear();
     }
     let mut nl = Netlink::open().map_err(io_err("open rtnetlink"))?;
-    check_bridge(&mut nl, Path::new(&s.root), &s.bridge, &s.subnet, hold)?;
-    Ok(holds)
+    check_bridge(&mut nl, root, &s.bridge, &s.subnet, hold)?;
+    Ok((record, holds))
+}
+
+/// What check_bridge found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// No link of that name: the subnet overlaps nothing of the host's.
+    Missing,
+    /// This root's bridge, set up when it was made.
+    Ours(u32),
+    /// A link of that name without an alias or a conflicting address: one
+    /// that a shim of this root is making (without the lock), or one made
+    /// by hand, which is used as Docker uses a bridge it is given.
+    Unlabelled(u32),
 }
 
 /// The bridge, if it exists, is one of ours for this root; if it does not,
@@ -333,19 +556,21 @@ fn check_bridge(
     bridge: &str,
     subnet: &Subnet,
     strict: bool,
-) -> Result<(), NetworkError> {
-    // Addresses first: a link that had one then is in the later dump of
-    // links, unless it was deleted in between (and then it does not count).
-    let addrs = nl
-        .addresses()
-        .map_err(io_err("list the host's addresses"))?;
-    let links = nl.links().map_err(io_err("list the host's links"))?;
-    match links.iter().find(|l| l.name == bridge) {
+) -> Result<Found, NetworkError> {
+    // Looked up by name: a dump of every link would grow with the
+    // containers (each has a veth here).
+    match nl
+        .link(bridge)
+        .map_err(io_err(format!("look up bridge {bridge}")))?
+    {
         Some(l) => {
             let ours = owner_alias(root);
             match l.alias.as_deref() {
-                Some(a) if a == ours => {}
-                None if !strict => {}
+                // Ours: its address was checked when it was made, and its
+                // subnet is in bridge.json.
+                Some(a) if a == ours => return Ok(Found::Ours(l.index)),
+                None if !strict => return Ok(Found::Unlabelled(l.index)),
+                None => {}
                 alias => {
                     let whose = match alias {
                         Some(a) if a.starts_with("nsbox root ") => {
@@ -358,6 +583,11 @@ fn check_bridge(
                     )));
                 }
             }
+            // Unlabelled: one a shim of ours is making (it labels it
+            // before it gives it an address), or one someone else made.
+            let addrs = nl
+                .addresses()
+                .map_err(io_err("list the host's addresses"))?;
             let gw = config::gateway(subnet);
             if let Some(a) = addrs.iter().find(|a| a.index == l.index && a.addr != gw) {
                 return Err(NetworkError::Refused(format!(
@@ -365,25 +595,30 @@ fn check_bridge(
                     a.addr, a.prefix
                 )));
             }
-            Ok(())
+            Ok(Found::Unlabelled(l.index))
         }
         None => {
+            let addrs = nl
+                .addresses()
+                .map_err(io_err("list the host's addresses"))?;
             for a in &addrs {
-                let Some(name) = links.iter().find(|l| l.index == a.index).map(|l| &l.name) else {
-                    continue;
-                };
                 let net = Subnet {
                     addr: Ipv4Addr::from(u32::from(a.addr) & config::mask(a.prefix)),
                     prefix: a.prefix,
                 };
                 if config::overlaps(&net, subnet) {
+                    let name = nl
+                        .link_by_index(a.index)
+                        .ok()
+                        .flatten()
+                        .map_or_else(|| format!("link {}", a.index), |l| l.name);
                     return Err(NetworkError::Refused(format!(
                         "subnet {subnet} overlaps {}/{} on {name}",
                         a.addr, a.prefix
                     )));
                 }
             }
-            Ok(())
+            Ok(Found::Missing)
         }
     }
 }
@@ -391,7 +626,7 @@ fn check_bridge(
 /// For `runtime create`, before anything is made: whether `reserve` would
 /// succeed now. The shim checks again under the lock.
 pub fn precheck(s: &BridgeNetwork, id: &str) -> Result<(), NetworkError> {
-    check(s, id, &reservations(Path::new(&s.root)), false).map(drop)
+    check(s, id, false).map(drop)
 }
 
 // ---------------------------------------------------------------------------
@@ -410,22 +645,84 @@ pub fn reserve(s: &BridgeNetwork, id: &str, files_dir: &Path) -> Result<Reserved
     made
 }
 
+/// What a reservation made so far, undone in reverse when a later step
+/// fails.
+#[derive(Default)]
+struct Undo {
+    files: Vec<PathBuf>,
+    /// The bridge's record before we counted ourselves in.
+    record: Option<(String, Option<BridgeRecord>)>,
+}
+
+impl Undo {
+    fn run(self, root: &Path) {
+        for f in self.files.iter().rev() {
+            let _ = std::fs::remove_file(f);
+            if let Some(dir) = f
+                .parent()
+                .filter(|d| d.starts_with(net_dir(root).join(PORTS_DIR)))
+            {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        match self.record {
+            Some((bridge, Some(r))) => {
+                let _ = write_bridge(root, &bridge, &r);
+            }
+            Some((bridge, None)) => {
+                let _ = std::fs::remove_file(bridge_dir(root, &bridge).join(BRIDGE_FILE));
+            }
+            None => {}
+        }
+    }
+}
+
 fn reserve_locked(s: &BridgeNetwork, id: &str, files_dir: &Path) -> Result<Reserved, NetworkError> {
     let root = Path::new(&s.root);
-    let existing = reservations(root);
-    let port_holds = check(s, id, &existing, true)?;
-    let dir = net_dir(root).join(&s.bridge);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(&dir)
-        .map_err(io_err(format!("make {}", dir.display())))?;
-    let gateway = config::gateway(&s.subnet);
-    for ip in config::hosts(&s.subnet) {
-        if existing.iter().any(|e| e.ip == ip) {
-            continue;
+    let (record, port_holds) = check(s, id, true)?;
+    let mut undo = Undo::default();
+    match reserve_files(s, id, record, files_dir, &mut undo) {
+        Ok(endpoint) => Ok(Reserved {
+            endpoint,
+            port_holds,
+        }),
+        Err(e) => {
+            undo.run(root);
+            Err(e)
         }
-        let endpoint = Endpoint {
+    }
+}
+
+fn reserve_files(
+    s: &BridgeNetwork,
+    id: &str,
+    record: Option<BridgeRecord>,
+    files_dir: &Path,
+    undo: &mut Undo,
+) -> Result<Endpoint, NetworkError> {
+    let root = Path::new(&s.root);
+    let dir = bridge_dir(root, &s.bridge);
+    mkdir(&dir)?;
+    mkdir(&net_dir(root).join(IDS_DIR))?;
+    let mut r = record.unwrap_or(BridgeRecord {
+        subnet: s.subnet,
+        members: 0,
+        next: config::host_range(&s.subnet).0,
+    });
+    // Counted in before the reservation exists (see BridgeRecord).
+    undo.record = Some((s.bridge.clone(), record));
+    r.members += 1;
+    write_bridge(root, &s.bridge, &r)?;
+
+    // From the hint on, round the subnet: normally the first try is free.
+    let (lo, hi) = config::host_range(&s.subnet);
+    let (lo, hi) = (u32::from(lo), u32::from(hi));
+    let start = u32::from(r.next).clamp(lo, hi);
+    let gateway = config::gateway(&s.subnet);
+    let mut endpoint = None;
+    for n in (start..=hi).chain(lo..start) {
+        let ip = Ipv4Addr::from(n);
+        let e = Endpoint {
             id: id.to_string(),
             bridge: s.bridge.clone(),
             subnet: s.subnet,
@@ -435,47 +732,57 @@ fn reserve_locked(s: &BridgeNetwork, id: &str, files_dir: &Path) -> Result<Reser
             ports: s.ports.clone(),
         };
         let path = dir.join(ip.to_string());
-        let mut f = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_err(format!("reserve {}", path.display()))(e)),
-        };
-        let data =
-            serde_json::to_vec(&endpoint).map_err(|e| io_err("encode reservation")(e.into()))?;
-        if let Err(e) = f.write_all(&data).and_then(|_| f.sync_all()) {
-            let _ = std::fs::remove_file(&path);
-            return Err(io_err(format!("write {}", path.display()))(e));
+        let data = serde_json::to_vec(&e).map_err(|e| io_err("encode reservation")(e.into()))?;
+        if create_new(&path, &data)? {
+            undo.files.push(path);
+            endpoint = Some(e);
+            break;
         }
-        if let Err(e) = files::write(files_dir, &s.hostname, ip) {
-            let _ = std::fs::remove_file(&path);
-            return Err(io_err(format!(
-                "write /etc/hosts, /etc/hostname and /etc/resolv.conf into {}",
-                files_dir.display()
-            ))(e));
-        }
-        return Ok(Reserved {
-            endpoint,
-            port_holds,
-        });
     }
-    Err(NetworkError::Refused(format!(
-        "subnet {} of bridge {} has no free address",
-        s.subnet, s.bridge
-    )))
+    let Some(endpoint) = endpoint else {
+        return Err(NetworkError::Refused(format!(
+            "subnet {} of bridge {} has no free address",
+            s.subnet, s.bridge
+        )));
+    };
+    r.next = Ipv4Addr::from(if u32::from(endpoint.ip) >= hi {
+        lo
+    } else {
+        u32::from(endpoint.ip) + 1
+    });
+    write_bridge(root, &s.bridge, &r)?;
+
+    let at = format!("{}/{}", s.bridge, endpoint.ip);
+    let idf = id_file(root, id);
+    if !create_new(&idf, at.as_bytes())? {
+        return Err(NetworkError::Refused(format!(
+            "container {id} already has a network reservation"
+        )));
+    }
+    undo.files.push(idf);
+    for p in &s.ports {
+        let pd = port_dir(root, p);
+        mkdir(&pd)?;
+        let path = pd.join(port_file_name(p));
+        if !create_new(&path, id.as_bytes())? {
+            return Err(port_in_use(p, &read_opt(&path)?.unwrap_or_default()));
+        }
+        undo.files.push(path);
+    }
+    files::write(files_dir, &s.hostname, endpoint.ip).map_err(io_err(format!(
+        "write /etc/hosts, /etc/hostname and /etc/resolv.conf into {}",
+        files_dir.display()
+    )))?;
+    Ok(endpoint)
 }
 
 /// Plug the container whose network namespace is `netns` into its bridge:
 /// the bridge (made if missing), the veth pair, eth0's address and default
-/// route, and the bridge's nftables table.
+/// route, and the container's published ports in the bridge's table.
 pub fn attach(root: &Path, e: &Endpoint, netns: BorrowedFd<'_>) -> Result<(), NetworkError> {
     let _lock = lock(root, true)?;
     let mut nl = Netlink::open().map_err(io_err("open rtnetlink"))?;
-    let bridge = ensure_bridge(&mut nl, root, e)?;
+    let (bridge, made) = ensure_bridge(&mut nl, root, e)?;
     // A veth of a container that died uncleanly may still hold the name.
     let _ = nl.delete_link(&e.veth);
     nl.create_veth(&e.veth, bridge, CONTAINER_IFNAME, mac_of(e.ip), netns)
@@ -508,17 +815,53 @@ pub fn attach(root: &Path, e: &Endpoint, netns: BorrowedFd<'_>) -> Result<(), Ne
     inside
         .add_default_route(e.gateway, eth0.index)
         .map_err(io_err(format!("add the default route via {}", e.gateway)))?;
-    sync_bridge(root, &mut nl, &e.bridge)
+    publish(root, e, made)
+}
+
+/// Put the container's published ports into the bridge's table: its map
+/// elements only. The table is made whole (with every reservation's
+/// elements) when the bridge was just made, and when it turns out to be
+/// missing: someone deleted it, and, as Docker's iptables rules do, it
+/// comes back with the next container.
+fn publish(root: &Path, e: &Endpoint, bridge_made: bool) -> Result<(), NetworkError> {
+    let mut nft = nft::NfTables::open().map_err(nft_err(&e.bridge))?;
+    let table = nft::table_name(&e.bridge);
+    if !bridge_made {
+        let present = if e.ports.is_empty() {
+            nft.table_exists(nft::FAMILY, &table)
+                .map_err(nft_err(&e.bridge))?
+        } else {
+            let mut batch = nft::Batch::new();
+            nft::add_elements(&mut batch, &e.bridge, &e.published());
+            match nft.apply(nft::FAMILY, batch) {
+                Ok(()) => true,
+                Err(err) if err.errno() == Some(libc::ENOENT) => false,
+                Err(err) => return Err(nft_err(&e.bridge)(err)),
+            }
+        };
+        if present {
+            return Ok(());
+        }
+        log::info!("table ip {table} is missing: making it again");
+    }
+    let published: Vec<nft::Published> = reservations_on(root, &e.bridge)
+        .iter()
+        .flat_map(Endpoint::published)
+        .collect();
+    let mut batch = nft::Batch::new();
+    nft::replace(&mut batch, &e.bridge, &e.subnet, &published);
+    nft.apply(nft::FAMILY, batch).map_err(nft_err(&e.bridge))
 }
 
 /// The bridge's index, after making it if it is missing: its address, its
-/// alias naming the root, up, and the sysctls it needs.
-fn ensure_bridge(nl: &mut Netlink, root: &Path, e: &Endpoint) -> Result<u32, NetworkError> {
-    check_bridge(nl, root, &e.bridge, &e.subnet, true)?;
+/// alias naming the root, up, and the sysctls it needs. True if it was
+/// made now.
+fn ensure_bridge(nl: &mut Netlink, root: &Path, e: &Endpoint) -> Result<(u32, bool), NetworkError> {
     let what = |step: &str| format!("{step} bridge {}", e.bridge);
-    let link = match nl.link(&e.bridge).map_err(io_err(what("look up")))? {
-        Some(l) => l,
-        None => {
+    let index = match check_bridge(nl, root, &e.bridge, &e.subnet, true)? {
+        Found::Ours(index) => return Ok((index, false)),
+        Found::Unlabelled(index) => index,
+        Found::Missing => {
             match nl.create_bridge(&e.bridge, mac_of(e.gateway)) {
                 Ok(()) => {}
                 // Made meanwhile by another root's container: check_bridge
@@ -535,15 +878,15 @@ fn ensure_bridge(nl: &mut Netlink, root: &Path, e: &Endpoint) -> Result<u32, Net
                     .map_err(io_err(what("label")))?;
             }
             check_bridge(nl, root, &e.bridge, &e.subnet, true)?;
-            l
+            l.index
         }
     };
-    nl.add_address(link.index, e.gateway, e.subnet.prefix)
+    nl.add_address(index, e.gateway, e.subnet.prefix)
         .map_err(io_err(format!(
             "add {}/{} to bridge {}",
             e.gateway, e.subnet.prefix, e.bridge
         )))?;
-    nl.set_up(link.index).map_err(io_err(what("bring up")))?;
+    nl.set_up(index).map_err(io_err(what("bring up")))?;
     // Loopback DNAT (see nft.rs) routes 127.0.0.1-sourced packets out of
     // the bridge; the kernel drops those as martians without this.
     let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", e.bridge);
@@ -557,61 +900,16 @@ fn ensure_bridge(nl: &mut Netlink, root: &Path, e: &Endpoint) -> Result<u32, Net
     {
         std::fs::write(forward, "1").map_err(io_err(format!("write {forward}")))?;
     }
-    Ok(link.index)
-}
-
-/// Make the bridge's kernel state match its reservations: the nftables
-/// table rebuilt, or, with none left, the table and the bridge removed.
-/// Called with the lock held.
-fn sync_bridge(root: &Path, nl: &mut Netlink, bridge: &str) -> Result<(), NetworkError> {
-    let mine: Vec<Endpoint> = reservations(root)
-        .into_iter()
-        .filter(|e| e.bridge == bridge)
-        .collect();
-    let copy = net_dir(root).join(bridge).join(TABLE_COPY);
-    if let Some(first) = mine.first() {
-        let published: Vec<nft::Published> = mine
-            .iter()
-            .flat_map(|e| {
-                e.ports.iter().map(|p| nft::Published {
-                    port: *p,
-                    container: e.ip,
-                })
-            })
-            .collect();
-        let doc = nft::replacement(bridge, &first.subnet, &published);
-        let text = serde_json::to_vec(&doc).map_err(nft::NftError::Encode)?;
-        // A container without ports changes nothing in the table: no nft
-        // run on its start path. (A table someone else deleted meanwhile
-        // comes back with the next change, as Docker's iptables rules do.)
-        if std::fs::read(&copy).ok().as_deref() == Some(&text[..]) {
-            return Ok(());
-        }
-        let _ = std::fs::remove_file(&copy);
-        nft::apply(&doc)?;
-        if let Err(e) = std::fs::write(&copy, &text) {
-            log::warn!("write {}: {e}", copy.display());
-        }
-        return Ok(());
-    }
-    nft::apply(&nft::removal(bridge))?;
-    let _ = std::fs::remove_file(&copy);
-    // Only a bridge this root made: never one that merely has the name.
-    if let Ok(Some(l)) = nl.link(bridge) {
-        if l.alias.as_deref() == Some(owner_alias(root).as_str()) {
-            nl.delete_link(bridge)
-                .map_err(io_err(format!("delete bridge {bridge}")))?;
-        }
-    }
-    Ok(())
+    Ok((index, true))
 }
 
 // ---------------------------------------------------------------------------
 // Tear-down
 
-/// Undo everything of container `id`: its veth, its reservation (address
-/// and ports), and with the bridge's last container, the bridge and its
-/// table. Idempotent; a no-op for a container without a network.
+/// Undo everything of container `id`: its veth, its published ports, its
+/// reservation (address and ports), and with the bridge's last container,
+/// the bridge and its table. Idempotent; a no-op for a container without a
+/// network.
 pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
     // The bridge's alias names the root as an absolute path.
     let root =
@@ -619,35 +917,121 @@ pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
     let Some(_lock) = lock(root, false)? else {
         return Ok(());
     };
-    let mine: Vec<Endpoint> = reservations(root)
-        .into_iter()
-        .filter(|e| e.id == id)
-        .collect();
-    let mut result = Ok(());
-    if !mine.is_empty() {
-        let mut nl = Netlink::open().map_err(io_err("open rtnetlink"))?;
-        for e in &mine {
-            if let Err(err) = nl.delete_link(&e.veth) {
-                result = Err(io_err(format!("delete veth {}", e.veth))(err));
-                continue;
-            }
-            let path = net_dir(root).join(&e.bridge).join(e.ip.to_string());
-            if let Err(err) = std::fs::remove_file(&path) {
-                if err.kind() != io::ErrorKind::NotFound {
-                    result = Err(io_err(format!("remove {}", path.display()))(err));
-                }
-            }
+    let result = release_locked(root, id);
+    tidy(root);
+    result
+}
+
+fn release_locked(root: &Path, id: &str) -> Result<(), NetworkError> {
+    let idf = id_file(root, id);
+    let Some(at) = read_opt(&idf)? else {
+        return Ok(());
+    };
+    let at = at.trim();
+    let path = net_dir(root).join(at);
+    let Some(e) = read_json::<Endpoint>(&path)? else {
+        // Gone already, all but this file.
+        remove(&idf)?;
+        return Ok(());
+    };
+    if e.id != id {
+        return Err(NetworkError::Refused(format!(
+            "{} names container {}, not {id}",
+            path.display(),
+            e.id
+        )));
+    }
+    let mut nl = Netlink::open().map_err(io_err("open rtnetlink"))?;
+    nl.delete_link(&e.veth)
+        .map_err(io_err(format!("delete veth {}", e.veth)))?;
+    if !e.ports.is_empty() {
+        withdraw(&e)?;
+    }
+    for p in &e.ports {
+        let pd = port_dir(root, p);
+        let f = pd.join(port_file_name(p));
+        // Only ours: after a crash the port may have gone to another.
+        if read_opt(&f)?.is_some_and(|owner| owner.trim() == id) {
+            remove(&f)?;
         }
-        let mut bridges: Vec<&str> = mine.iter().map(|e| e.bridge.as_str()).collect();
-        bridges.dedup();
-        for b in bridges {
-            if let Err(err) = sync_bridge(root, &mut nl, b) {
-                result = Err(err);
+        let _ = std::fs::remove_dir(&pd);
+    }
+    let gone = remove(&path)?;
+    let mut result = Ok(());
+    if gone {
+        if let Some(mut r) = read_bridge(root, &e.bridge)? {
+            r.members = r.members.saturating_sub(1);
+            if r.members == 0 && still_reserved(root, &e.bridge) > 0 {
+                // Counted too low somehow: the files are the truth.
+                r.members = still_reserved(root, &e.bridge);
+            }
+            if r.members == 0 {
+                result = remove_bridge(root, &mut nl, &e.bridge);
+            } else {
+                write_bridge(root, &e.bridge, &r)?;
             }
         }
     }
-    tidy(root);
+    remove(&idf)?;
     result
+}
+
+/// Reservations left on a bridge whose count says none: the directory
+/// then holds bridge.json alone, so this reads next to nothing.
+fn still_reserved(root: &Path, bridge: &str) -> u32 {
+    std::fs::read_dir(bridge_dir(root, bridge))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|f| {
+            f.file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Ipv4Addr>().ok())
+                .is_some()
+        })
+        .count() as u32
+}
+
+/// Take the container's elements out of the bridge's maps. After a crash
+/// some may be gone already, and a batch with one missing element is
+/// refused whole: then each goes on its own, and a missing one is fine.
+fn withdraw(e: &Endpoint) -> Result<(), NetworkError> {
+    let mut nft = nft::NfTables::open().map_err(nft_err(&e.bridge))?;
+    let published = e.published();
+    let mut batch = nft::Batch::new();
+    nft::delete_elements(&mut batch, &e.bridge, &published);
+    match nft.apply(nft::FAMILY, batch) {
+        Ok(()) => return Ok(()),
+        Err(err) if err.errno() == Some(libc::ENOENT) => {}
+        Err(err) => return Err(nft_err(&e.bridge)(err)),
+    }
+    for p in &published {
+        let mut batch = nft::Batch::new();
+        nft::delete_elements(&mut batch, &e.bridge, std::slice::from_ref(p));
+        match nft.apply(nft::FAMILY, batch) {
+            Ok(()) => {}
+            Err(err) if err.errno() == Some(libc::ENOENT) => {}
+            Err(err) => return Err(nft_err(&e.bridge)(err)),
+        }
+    }
+    Ok(())
+}
+
+/// The bridge's last container went: its table, the bridge (only one this
+/// root made: never one that merely has the name) and its record.
+fn remove_bridge(root: &Path, nl: &mut Netlink, bridge: &str) -> Result<(), NetworkError> {
+    let mut nft = nft::NfTables::open().map_err(nft_err(bridge))?;
+    let mut batch = nft::Batch::new();
+    nft::remove(&mut batch, bridge);
+    nft.apply(nft::FAMILY, batch).map_err(nft_err(bridge))?;
+    if let Ok(Some(l)) = nl.link(bridge) {
+        if l.alias.as_deref() == Some(owner_alias(root).as_str()) {
+            nl.delete_link(bridge)
+                .map_err(io_err(format!("delete bridge {bridge}")))?;
+        }
+    }
+    remove(&bridge_dir(root, bridge).join(BRIDGE_FILE))?;
+    Ok(())
 }
 
 #[cfg(test)]

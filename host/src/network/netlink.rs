@@ -148,6 +148,17 @@ impl Netlink {
     pub fn link(&mut self, name: &str) -> io::Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        self.get_link(msg)
+    }
+
+    pub fn link_by_index(&mut self, index: u32) -> io::Result<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.get_link(msg)
+    }
+
+    /// One link, asked for by name or index; None if there is none.
+    fn get_link(&mut self, msg: LinkMessage) -> io::Result<Option<Link>> {
         match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
             Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
                 RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),

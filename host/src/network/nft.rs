@@ -1,42 +1,68 @@
 //! The nftables table of one bridge: masquerading out of its subnet, DNAT
-//! of published ports, and what loopback needs.
+//! of published ports, and what loopback needs, written over netlink
+//! (nfnetlink.rs) in the kernel's own terms, as `nft` would write them.
 //!
-//! The table is a pure function of the bridge's reservations: every change
-//! replaces it whole, in one nft transaction (`add table; delete table;
-//! table ...`), so it never holds half a change, rules never pile up twice,
-//! and nothing needs rule handles. Conntrack keeps established connections
-//! going across a replacement.
-//!
-//! The `nftables` crate supplies the typed JSON schema of libnftables; `nft
-//! -j -f -` applies it. We run `nft` ourselves instead of through the crate's
-//! helper so that its stderr is captured (the helper lets it through to
-//! whatever our stderr is: in the shim, the container's).
+//! The table's rules depend only on the bridge and its subnet; what a
+//! container adds are elements of two maps of published ports. So the
+//! table is made whole, in one transaction (`add table; delete table;
+//! table ...`: never half a table, never rules twice), when the bridge's
+//! first container plugs in, and after that each container adds and
+//! removes only its own map elements, one transaction each: nothing else
+//! in the table changes, and the cost does not grow with the number of
+//! containers. The table goes with the bridge's last container.
 //!
 //! Published ports are maps, looked up by (protocol, port) and by
 //! (host address, protocol, port), that give the container's address and
-//! port. Loopback: 127.0.0.1:PORT is DNATed in the output hook like any
-//! local address; the kernel routes such packets out of the bridge only with
-//! `route_localnet` on it (set by the caller), and they leave masqueraded
-//! to the bridge's address. `route_localnet` would also let a container
-//! send to the host's 127.0.0.0/8 through the bridge (CVE-2020-8558), which
-//! the `guard` chain drops before conntrack sees it.
+//! port as one concatenated value. Loopback: 127.0.0.1:PORT is DNATed in
+//! the output hook like any local address; the kernel routes such packets
+//! out of the bridge only with `route_localnet` on it (set by the caller),
+//! and they leave masqueraded to the bridge's address. `route_localnet`
+//! would also let a container send to the host's 127.0.0.0/8 through the
+//! bridge (CVE-2020-8558), which the `guard` chain drops before conntrack
+//! sees it.
+//!
+//! `nft list table ip nsbox-BRIDGE` reads it back as:
+//!
+//! ```text
+//! table ip nsbox-nsbox0 {
+//!     map ports_any { type inet_proto . inet_service : ipv4_addr . inet_service ... }
+//!     map ports_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service ... }
+//!     chain guard { type filter hook prerouting priority raw; ...
+//!         iifname "nsbox0" ip daddr 127.0.0.0/8 drop }
+//!     chain prerouting { type nat hook prerouting priority dstnat; ...
+//!         meta l4proto { tcp, udp } fib daddr type local dnat ip to meta l4proto . th dport map @ports_any
+//!         meta l4proto { tcp, udp } dnat ip to ip daddr . meta l4proto . th dport map @ports_ip }
+//!     chain output { type nat hook output priority -100; ... (the same two) }
+//!     chain postrouting { type nat hook postrouting priority srcnat; ...
+//!         oifname "nsbox0" ct status dnat ip saddr 127.0.0.0/8 masquerade
+//!         oifname "nsbox0" ct status dnat ip saddr 10.89.0.0/16 masquerade
+//!         ip saddr 10.89.0.0/16 oifname != "nsbox0" masquerade }
+//!     chain forward { type filter hook forward priority filter; ...
+//!         oifname "nsbox0" ct state established,related accept
+//!         oifname "nsbox0" ct status dnat accept
+//!         oifname "nsbox0" iifname "nsbox0" accept
+//!         oifname "nsbox0" drop }
+//! }
+//! ```
 
-use std::borrow::Cow;
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
-use nftables::expr::{
-    Expression, Fib, FibFlag, FibResult, Map as MapExpr, Meta, MetaKey, NamedExpression, Payload,
-    PayloadField, Prefix, SetItem, CT,
+use netlink_packet_core::{DefaultNla, NLM_F_APPEND, NLM_F_CREATE};
+use netlink_packet_netfilter::nftables::{
+    Bitwise, ChainAttribute, Cmp, DataAttribute, ExpressionAttribute, Expressions, Hook,
+    HookNumber, Immediate, InetHookNumber, ListAttribute, Lookup, Meta, MetaKey, NfTablesMessage,
+    Operator, Payload, Register, RuleAttribute, SetAttribute, SetDescription, SetElementAttribute,
+    SetElementList, SetElementMessage, SetFlags, SetMessage, TableAttribute, TableMessage, Verdict,
+    VerdictAttribute,
 };
-use nftables::schema::{
-    Chain, Map, NfCmd, NfListObject, NfObject, Nftables, Rule, SetType, SetTypeValue, Table,
-};
-use nftables::stmt::{Match, Operator, Statement, NAT};
-use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use netlink_packet_netfilter::nftables::{ChainMessage, RuleMessage};
+use netlink_packet_netfilter::NetfilterProtoFamily;
 use protocol::{PortMapping, PortProtocol, Subnet};
+
+pub use super::nfnetlink::{Batch, NfTables, NfnlError};
+
+/// Our tables are `ip` tables.
+pub const FAMILY: NetfilterProtoFamily = NetfilterProtoFamily::IPv4;
 
 /// The table of bridge `bridge`: named for nsbox and the bridge, so that
 /// `nft list tables` tells whose it is.
@@ -44,135 +70,40 @@ pub fn table_name(bridge: &str) -> String {
     format!("nsbox-{bridge}")
 }
 
-/// Where `nft` is; None if nftables is not installed.
-pub fn find() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        .iter()
-        .map(PathBuf::from)
-        .chain(std::env::split_paths(&path))
-        .map(|d| d.join("nft"))
-        .find(|p| p.is_file())
+/// Published ports on every host address: (protocol, port) to (address,
+/// port).
+const PORTS_ANY: &str = "ports_any";
+/// Published ports on one host address: (address, protocol, port) to
+/// (address, port).
+const PORTS_IP: &str = "ports_ip";
+
+// nftables' data types (nft's datatype.h), for the maps' key and data
+// types, which `nft list` reads to print the elements; a concatenation
+// packs them 6 bits each.
+const TYPE_IPV4_ADDR: u32 = 7;
+const TYPE_INET_PROTO: u32 = 12;
+const TYPE_INET_SERVICE: u32 = 13;
+const TYPE_BITS: u32 = 6;
+
+fn concat_type(types: &[u32]) -> u32 {
+    types.iter().fold(0, |t, &x| (t << TYPE_BITS) | x)
 }
 
-pub const MISSING: &str =
-    "bridge networking needs nftables' `nft` command (Debian package nftables)";
-
-#[derive(Debug, thiserror::Error)]
-pub enum NftError {
-    #[error("{MISSING}")]
-    Missing,
-    #[error("encode the nftables rules")]
-    Encode(#[source] serde_json::Error),
-    #[error("run {}", .0.display())]
-    Run(std::path::PathBuf, #[source] std::io::Error),
-    /// nft ran and refused the transaction: its first line of complaint.
-    #[error("nft: {0}")]
-    Refused(String),
-}
-
-/// Run one nft transaction.
-pub fn apply(doc: &Nftables) -> Result<(), NftError> {
-    let nft = find().ok_or(NftError::Missing)?;
-    let payload = serde_json::to_vec(doc).map_err(NftError::Encode)?;
-    let run_error = |e| NftError::Run(nft.clone(), e);
-    let mut child = Command::new(&nft)
-        .args(["-j", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(run_error)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A write error shows as nft's own failure below.
-        let _ = stdin.write_all(&payload);
-    }
-    let out = child.wait_with_output().map_err(run_error)?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    let first = err
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("failed without a message");
-    Err(NftError::Refused(first.to_string()))
-}
-
-fn cmd(c: NfCmd<'static>) -> NfObject<'static> {
-    NfObject::CmdObject(c)
-}
-
-fn s(v: impl Into<Cow<'static, str>>) -> Expression<'static> {
-    Expression::String(v.into())
-}
-
-fn meta(key: MetaKey) -> Expression<'static> {
-    Expression::Named(NamedExpression::Meta(Meta { key }))
-}
-
-fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-        PayloadField {
-            protocol: protocol.into(),
-            field: field.into(),
-        },
-    )))
-}
-
-fn prefix(addr: Ipv4Addr, len: u8) -> Expression<'static> {
-    Expression::Named(NamedExpression::Prefix(Prefix {
-        addr: Box::new(s(addr.to_string())),
-        len: u32::from(len),
-    }))
-}
-
-fn set(items: Vec<Expression<'static>>) -> Expression<'static> {
-    Expression::Named(NamedExpression::Set(
-        items.into_iter().map(SetItem::Element).collect(),
-    ))
-}
-
-fn concat(items: Vec<Expression<'static>>) -> Expression<'static> {
-    Expression::Named(NamedExpression::Concat(items))
-}
-
-fn ct(key: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::CT(CT {
-        key: key.into(),
-        family: None,
-        dir: None,
-    }))
-}
-
-fn is(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    Statement::Match(Match {
-        left,
-        right,
-        op: Operator::EQ,
-    })
-}
-
-fn is_not(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    Statement::Match(Match {
-        left,
-        right,
-        op: Operator::NEQ,
-    })
-}
-
-fn has(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    Statement::Match(Match {
-        left,
-        right,
-        op: Operator::IN,
-    })
-}
-
-fn proto(p: PortProtocol) -> Expression<'static> {
-    s(p.to_string())
-}
+// The kernel's constants (linux/netfilter/nf_tables.h, netfilter.h).
+const NF_DROP: u32 = 0;
+const NF_ACCEPT: u32 = 1;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+const NFT_CT_STATE: u32 = 0;
+const NFT_CT_STATUS: u32 = 2;
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+const NFTA_FIB_F_DADDR: u32 = 2;
+const RTN_LOCAL: u32 = 2;
+const NFT_NAT_DNAT: u32 = 1;
+const NFPROTO_IPV4: u32 = 2;
+const IPS_DST_NAT: u32 = 0x20;
+const CT_ESTABLISHED_RELATED: u32 = 0x02 | 0x04;
+const IFNAMSIZ: usize = 16;
 
 /// The container's address and port a published port leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,289 +112,534 @@ pub struct Published {
     pub container: Ipv4Addr,
 }
 
-/// The transaction that removes the bridge's table, whether it exists or
-/// not (adding an existing table is a no-op; deleting a missing one fails).
-pub fn removal(bridge: &str) -> Nftables<'static> {
-    let table = Table {
-        family: NfFamily::IP,
-        name: table_name(bridge).into(),
-        handle: None,
-    };
-    Nftables {
-        objects: vec![
-            cmd(NfCmd::Add(NfListObject::Table(table.clone()))),
-            cmd(NfCmd::Delete(NfListObject::Table(table))),
-        ]
-        .into(),
+fn proto_number(p: PortProtocol) -> u8 {
+    match p {
+        PortProtocol::Tcp => 6,
+        PortProtocol::Udp => 17,
     }
 }
 
-/// The transaction that replaces the bridge's table with one for `subnet`
-/// and `published`.
-pub fn replacement(bridge: &str, subnet: &Subnet, published: &[Published]) -> Nftables<'static> {
+/// A map element's key and data, as the lookups read them: each part of a
+/// concatenation in a 32-bit register of its own, in network byte order.
+fn element(p: &Published) -> (&'static str, Vec<u8>, Vec<u8>) {
+    let port = p.port.host_port.to_be_bytes();
+    let proto = [proto_number(p.port.protocol), 0, 0, 0];
+    let (map, mut key) = match p.port.host_ip {
+        None => (PORTS_ANY, Vec::new()),
+        Some(ip) => (PORTS_IP, ip.octets().to_vec()),
+    };
+    key.extend_from_slice(&proto);
+    key.extend_from_slice(&[port[0], port[1], 0, 0]);
+    let to = p.port.container_port.to_be_bytes();
+    let mut data = p.container.octets().to_vec();
+    data.extend_from_slice(&[to[0], to[1], 0, 0]);
+    (map, key, data)
+}
+
+// ---------------------------------------------------------------------------
+// Expressions, in the registers nft itself uses
+
+fn expr(e: Expressions) -> ListAttribute<ExpressionAttribute> {
+    e.into()
+}
+
+/// An expression the crate has no type for, from its raw attributes.
+fn raw(name: &str, attrs: &[(u16, u32)]) -> ListAttribute<ExpressionAttribute> {
+    if attrs.is_empty() {
+        return ListAttribute::Element(vec![ExpressionAttribute::Name(name.to_string())]);
+    }
+    expr(Expressions::Other {
+        expression_type: name.to_string(),
+        attributes: attrs
+            .iter()
+            .map(|&(k, v)| DefaultNla::new(k, v.to_be_bytes().to_vec()))
+            .collect(),
+    })
+}
+
+fn meta(key: MetaKey, reg: Register) -> ListAttribute<ExpressionAttribute> {
+    expr(Expressions::Meta(vec![
+        Meta::Key(key),
+        Meta::DestinationRegister(reg),
+    ]))
+}
+
+fn cmp(op: Operator, data: Vec<u8>) -> ListAttribute<ExpressionAttribute> {
+    expr(Expressions::Cmp(vec![
+        Cmp::SourceRegister(Register::Reg1),
+        Cmp::Op(op),
+        Cmp::Data(DataAttribute::Value(data)),
+    ]))
+}
+
+fn payload(base: u32, offset: u32, len: u32, reg: Register) -> ListAttribute<ExpressionAttribute> {
+    expr(Expressions::Payload(vec![
+        Payload::DestinationRegister(reg),
+        Payload::Base(base),
+        Payload::Offset(offset),
+        Payload::Len(len),
+    ]))
+}
+
+/// reg1 = reg1 & mask (4 bytes).
+fn and(mask: u32, big_endian: bool) -> ListAttribute<ExpressionAttribute> {
+    let bytes = |v: u32| {
+        if big_endian {
+            v.to_be_bytes().to_vec()
+        } else {
+            v.to_ne_bytes().to_vec()
+        }
+    };
+    expr(Expressions::Bitwise(vec![
+        Bitwise::SourceRegister(Register::Reg1),
+        Bitwise::DestinationRegister(Register::Reg1),
+        Bitwise::Length(4),
+        Bitwise::Mask(DataAttribute::Value(bytes(mask))),
+        Bitwise::Xor(DataAttribute::Value(bytes(0))),
+    ]))
+}
+
+fn verdict(code: u32) -> ListAttribute<ExpressionAttribute> {
+    expr(Expressions::Immediate(vec![
+        Immediate::DestinationRegister(Register::Verdict),
+        Immediate::Data(DataAttribute::Verdict(vec![VerdictAttribute::Code(
+            Verdict::Other(code),
+        )])),
+    ]))
+}
+
+fn ifname(name: &str) -> Vec<u8> {
+    let mut v = name.as_bytes().to_vec();
+    v.resize(IFNAMSIZ, 0);
+    v
+}
+
+/// `iifname NAME` / `oifname NAME` (or `!=`).
+fn ifname_is(key: MetaKey, op: Operator, name: &str) -> [ListAttribute<ExpressionAttribute>; 2] {
+    [meta(key, Register::Reg1), cmp(op, ifname(name))]
+}
+
+/// `ip saddr NET` (offset 12) or `ip daddr NET` (offset 16).
+fn ip_in(offset: u32, addr: Ipv4Addr, prefix: u8) -> [ListAttribute<ExpressionAttribute>; 3] {
+    let mask = super::config::mask(prefix);
+    [
+        payload(NFT_PAYLOAD_NETWORK_HEADER, offset, 4, Register::Reg1),
+        and(mask, true),
+        cmp(
+            Operator::Equal,
+            (u32::from(addr) & mask).to_be_bytes().to_vec(),
+        ),
+    ]
+}
+
+/// `ct status dnat` / `ct state established,related`: any of the bits.
+fn ct_has(key: u32, bits: u32) -> [ListAttribute<ExpressionAttribute>; 3] {
+    [
+        raw("ct", &[(2, key), (1, 1)]),
+        and(bits, false),
+        cmp(Operator::NotEqual, 0u32.to_ne_bytes().to_vec()),
+    ]
+}
+
+fn masquerade() -> ListAttribute<ExpressionAttribute> {
+    raw("masq", &[])
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+
+fn table_msg(bridge: &str) -> TableMessage {
+    TableMessage {
+        attributes: vec![TableAttribute::Name(table_name(bridge))],
+    }
+}
+
+/// The transaction's steps that remove the bridge's table, whether it
+/// exists or not (adding an existing table is a no-op; deleting a missing
+/// one fails).
+pub fn remove(batch: &mut Batch, bridge: &str) {
     let name = table_name(bridge);
-    let mut objects = removal(bridge).objects.into_owned();
-    objects.push(cmd(NfCmd::Add(NfListObject::Table(Table {
-        family: NfFamily::IP,
-        name: name.clone().into(),
-        handle: None,
-    }))));
+    batch.push(
+        NfTablesMessage::NewTable(table_msg(bridge)),
+        NLM_F_CREATE,
+        format!("add table ip {name}"),
+    );
+    batch.push(
+        NfTablesMessage::DeleteTable(table_msg(bridge)),
+        0,
+        format!("delete table ip {name}"),
+    );
+}
 
-    // Two maps per lookup, one for the address and one for the port: nft
-    // 1.0.6 (Debian 12) takes no concatenated data type in JSON.
-    let mut elems: [Vec<Expression<'static>>; 4] = Default::default();
-    for p in published {
-        let addr = s(p.container.to_string());
-        let port = Expression::Number(u32::from(p.port.container_port));
-        let host_port = Expression::Number(u32::from(p.port.host_port));
-        let (key, i) = match p.port.host_ip {
-            None => (concat(vec![proto(p.port.protocol), host_port]), 0),
-            Some(ip) => (
-                concat(vec![s(ip.to_string()), proto(p.port.protocol), host_port]),
-                2,
-            ),
-        };
-        elems[i].push(Expression::List(vec![key.clone(), addr]));
-        elems[i + 1].push(Expression::List(vec![key, port]));
-    }
-    let any_key = || vec![SetType::InetProto, SetType::InetService];
-    let ip_key = || vec![SetType::Ipv4Addr, SetType::InetProto, SetType::InetService];
-    let [any_addr, any_port, ip_addr, ip_port] = elems;
-    for (map, key, data, elems) in [
-        ("ports_any_addr", any_key(), SetType::Ipv4Addr, any_addr),
-        ("ports_any_port", any_key(), SetType::InetService, any_port),
-        ("ports_ip_addr", ip_key(), SetType::Ipv4Addr, ip_addr),
-        ("ports_ip_port", ip_key(), SetType::InetService, ip_port),
+/// The transaction's steps that replace the bridge's table with one for
+/// `subnet` and `published`.
+pub fn replace(batch: &mut Batch, bridge: &str, subnet: &Subnet, published: &[Published]) {
+    let table = table_name(bridge);
+    remove(batch, bridge);
+    batch.push(
+        NfTablesMessage::NewTable(table_msg(bridge)),
+        NLM_F_CREATE,
+        format!("add table ip {table}"),
+    );
+
+    for (name, kind, hook, prio) in [
+        ("guard", "filter", InetHookNumber::PreRouting, -300),
+        ("prerouting", "nat", InetHookNumber::PreRouting, -100),
+        ("output", "nat", InetHookNumber::LocalOut, -100),
+        ("postrouting", "nat", InetHookNumber::PostRouting, 100),
+        ("forward", "filter", InetHookNumber::Forward, 0),
     ] {
-        objects.push(cmd(NfCmd::Add(NfListObject::Map(Box::new(Map {
-            family: NfFamily::IP,
-            table: name.clone().into(),
-            name: map.into(),
-            handle: None,
-            set_type: SetTypeValue::Concatenated(key.into()),
-            map: SetTypeValue::Single(data),
-            policy: None,
-            flags: None,
-            elem: (!elems.is_empty()).then(|| elems.into()),
-            timeout: None,
-            gc_interval: None,
-            size: None,
-            comment: None,
-        })))));
+        batch.push(
+            NfTablesMessage::NewChain(ChainMessage {
+                attributes: vec![
+                    ChainAttribute::Table(table.clone()),
+                    ChainAttribute::Name(name.to_string()),
+                    ChainAttribute::Hook(vec![
+                        Hook::Number(HookNumber::Inet(hook)),
+                        Hook::Priority(prio as u32),
+                    ]),
+                    ChainAttribute::Policy(NF_ACCEPT),
+                    ChainAttribute::Type(kind.to_string()),
+                ],
+            }),
+            NLM_F_CREATE,
+            format!("add chain {name} to table ip {table}"),
+        );
     }
 
-    let chain = |n: &'static str, kind: NfChainType, hook: NfHook, prio: i32| {
-        cmd(NfCmd::Add(NfListObject::Chain(Chain {
-            family: NfFamily::IP,
-            table: name.clone().into(),
-            name: n.into(),
-            newname: None,
-            handle: None,
-            _type: Some(kind),
-            hook: Some(hook),
-            prio: Some(prio),
-            dev: None,
-            policy: Some(NfChainPolicy::Accept),
-        })))
-    };
-    objects.push(chain(
-        "guard",
-        NfChainType::Filter,
-        NfHook::Prerouting,
-        -300,
-    ));
-    objects.push(chain(
-        "prerouting",
-        NfChainType::NAT,
-        NfHook::Prerouting,
-        -100,
-    ));
-    objects.push(chain("output", NfChainType::NAT, NfHook::Output, -100));
-    objects.push(chain(
-        "postrouting",
-        NfChainType::NAT,
-        NfHook::Postrouting,
-        100,
-    ));
-    objects.push(chain("forward", NfChainType::Filter, NfHook::Forward, 0));
+    let data_type = concat_type(&[TYPE_IPV4_ADDR, TYPE_INET_SERVICE]);
+    for (id, map, key_type, key_len) in [
+        (
+            1,
+            PORTS_ANY,
+            concat_type(&[TYPE_INET_PROTO, TYPE_INET_SERVICE]),
+            8,
+        ),
+        (
+            2,
+            PORTS_IP,
+            concat_type(&[TYPE_IPV4_ADDR, TYPE_INET_PROTO, TYPE_INET_SERVICE]),
+            12,
+        ),
+    ] {
+        batch.push(
+            NfTablesMessage::NewSet(SetMessage {
+                attributes: vec![
+                    SetAttribute::Table(table.clone()),
+                    SetAttribute::Name(map.to_string()),
+                    SetAttribute::Flags(SetFlags::Map),
+                    SetAttribute::KeyType(key_type),
+                    SetAttribute::KeyLen(key_len),
+                    SetAttribute::DataType(data_type),
+                    SetAttribute::DataLen(8),
+                    SetAttribute::Id(id),
+                ],
+            }),
+            NLM_F_CREATE,
+            format!("add map {map} to table ip {table}"),
+        );
+    }
 
-    let rule = |chain: &'static str, expr: Vec<Statement<'static>>| {
-        cmd(NfCmd::Add(NfListObject::Rule(Rule {
-            family: NfFamily::IP,
-            table: name.clone().into(),
-            chain: chain.into(),
-            expr: expr.into(),
-            handle: None,
-            index: None,
-            comment: None,
-        })))
+    let mut rules = Rules {
+        batch,
+        table: &table,
+        next_set_id: 3,
     };
-    let br = || s(bridge.to_string());
-    let loopback = || prefix(Ipv4Addr::new(127, 0, 0, 0), 8);
-    let subnet_expr = || prefix(subnet.addr, subnet.prefix);
-    let tcp_or_udp = || is(meta(MetaKey::L4proto), set(vec![s("tcp"), s("udp")]));
-    let lookup = |key: Vec<Expression<'static>>, map: String| {
-        Expression::Named(NamedExpression::Map(Box::new(MapExpr {
-            key: concat(key),
-            data: s(format!("@{map}")),
-        })))
-    };
-    let dnat = |maps: &'static str, key: Vec<Expression<'static>>| {
-        Statement::DNAT(Some(NAT {
-            addr: Some(lookup(key.clone(), format!("{maps}_addr"))),
-            family: Some(nftables::stmt::NATFamily::IP),
-            port: Some(lookup(key, format!("{maps}_port"))),
-            flags: None,
-        }))
-    };
-    let local = || {
-        let mut flags = std::collections::HashSet::new();
-        flags.insert(FibFlag::Daddr);
-        is(
-            Expression::Named(NamedExpression::Fib(Fib {
-                result: FibResult::Type,
-                flags,
-            })),
-            s("local"),
-        )
-    };
+    let br = bridge;
+    let mut guard = ifname_is(MetaKey::Iifname, Operator::Equal, br).to_vec();
+    guard.extend(ip_in(16, Ipv4Addr::new(127, 0, 0, 0), 8));
+    guard.push(verdict(NF_DROP));
+    rules.add("guard", guard);
 
-    // What comes in from the containers for the host's loopback addresses.
-    objects.push(rule(
-        "guard",
-        vec![
-            is(meta(MetaKey::Iifname), br()),
-            is(payload("ip", "daddr"), loopback()),
-            Statement::Drop(None),
-        ],
-    ));
     // Published ports, for packets that arrive (prerouting) and for the
     // host's own (output), 127.0.0.1 included.
     for chain in ["prerouting", "output"] {
-        objects.push(rule(
-            chain,
-            vec![
-                tcp_or_udp(),
-                local(),
-                dnat(
-                    "ports_any",
-                    vec![meta(MetaKey::L4proto), payload("th", "dport")],
-                ),
-            ],
-        ));
-        objects.push(rule(
-            chain,
-            vec![
-                tcp_or_udp(),
-                dnat(
-                    "ports_ip",
-                    vec![
-                        payload("ip", "daddr"),
-                        meta(MetaKey::L4proto),
-                        payload("th", "dport"),
-                    ],
-                ),
-            ],
-        ));
+        let tcp_or_udp = rules.tcp_or_udp();
+        let mut any = tcp_or_udp;
+        any.extend([
+            raw(
+                "fib",
+                &[(2, NFT_FIB_RESULT_ADDRTYPE), (3, NFTA_FIB_F_DADDR), (1, 1)],
+            ),
+            cmp(Operator::Equal, RTN_LOCAL.to_ne_bytes().to_vec()),
+            meta(MetaKey::L4Proto, Register::Reg1),
+            payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, Register::Reg32_01),
+        ]);
+        any.extend(dnat(PORTS_ANY));
+        rules.add(chain, any);
+
+        let mut on_ip = rules.tcp_or_udp();
+        on_ip.extend([
+            payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, Register::Reg1),
+            meta(MetaKey::L4Proto, Register::Reg32_01),
+            payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, Register::Reg32_02),
+        ]);
+        on_ip.extend(dnat(PORTS_IP));
+        rules.add(chain, on_ip);
     }
+
     // DNATed connections from loopback, or from a container to the bridge's
     // address, go to the container from the bridge's address: from
     // 127.0.0.1 the reply could not come back, and from the container's own
     // subnet it would bypass the host's NAT.
-    objects.push(rule(
-        "postrouting",
-        vec![
-            is(meta(MetaKey::Oifname), br()),
-            has(ct("status"), s("dnat")),
-            is(payload("ip", "saddr"), set(vec![loopback(), subnet_expr()])),
-            Statement::Masquerade(None),
-        ],
-    ));
-    objects.push(rule(
-        "postrouting",
-        vec![
-            is(payload("ip", "saddr"), subnet_expr()),
-            is_not(meta(MetaKey::Oifname), br()),
-            Statement::Masquerade(None),
-        ],
-    ));
+    for (net, prefix) in [
+        (Ipv4Addr::new(127, 0, 0, 0), 8),
+        (subnet.addr, subnet.prefix),
+    ] {
+        let mut r = ifname_is(MetaKey::Oifname, Operator::Equal, br).to_vec();
+        r.extend(ct_has(NFT_CT_STATUS, IPS_DST_NAT));
+        r.extend(ip_in(12, net, prefix));
+        r.push(masquerade());
+        rules.add("postrouting", r);
+    }
+    let mut out = ip_in(12, subnet.addr, subnet.prefix).to_vec();
+    out.extend(ifname_is(MetaKey::Oifname, Operator::NotEqual, br));
+    out.push(masquerade());
+    rules.add("postrouting", out);
+
     // Into the bridge only what answers the containers, what a published
     // port lets in, and what one container routes to another.
-    objects.push(rule(
-        "forward",
+    let into = || ifname_is(MetaKey::Oifname, Operator::Equal, br).to_vec();
+    let mut r = into();
+    r.extend(ct_has(NFT_CT_STATE, CT_ESTABLISHED_RELATED));
+    r.push(verdict(NF_ACCEPT));
+    rules.add("forward", r);
+    let mut r = into();
+    r.extend(ct_has(NFT_CT_STATUS, IPS_DST_NAT));
+    r.push(verdict(NF_ACCEPT));
+    rules.add("forward", r);
+    let mut r = into();
+    r.extend(ifname_is(MetaKey::Iifname, Operator::Equal, br));
+    r.push(verdict(NF_ACCEPT));
+    rules.add("forward", r);
+    let mut r = into();
+    r.push(verdict(NF_DROP));
+    rules.add("forward", r);
+
+    add_elements(batch, bridge, published);
+}
+
+/// `dnat ip to KEY map @MAP`, KEY in the registers from reg 1 on: the map
+/// gives the address in reg 1 and the port in reg 9.
+fn dnat(map: &str) -> [ListAttribute<ExpressionAttribute>; 2] {
+    [
+        expr(Expressions::Lookup(vec![
+            Lookup::Set(map.to_string()),
+            Lookup::SourceRegister(Register::Reg1),
+            Lookup::DestinationRegister(Register::Reg1),
+        ])),
+        raw(
+            "nat",
+            &[
+                (1, NFT_NAT_DNAT),
+                (2, NFPROTO_IPV4),
+                (3, u32::from(Register::Reg1)),
+                (5, u32::from(Register::Reg32_01)),
+            ],
+        ),
+    ]
+}
+
+struct Rules<'a> {
+    batch: &'a mut Batch,
+    table: &'a str,
+    next_set_id: u32,
+}
+
+impl Rules<'_> {
+    fn add(&mut self, chain: &str, exprs: Vec<ListAttribute<ExpressionAttribute>>) {
+        self.batch.push(
+            NfTablesMessage::NewRule(RuleMessage {
+                attributes: vec![
+                    RuleAttribute::Table(self.table.to_string()),
+                    RuleAttribute::Chain(chain.to_string()),
+                    RuleAttribute::Expressions(exprs),
+                ],
+            }),
+            NLM_F_CREATE | NLM_F_APPEND,
+            format!("add a rule to chain {chain} of table ip {}", self.table),
+        );
+    }
+
+    /// `meta l4proto { tcp, udp }`: an anonymous set, as nft makes one for
+    /// each rule that has it (the kernel binds it to that rule).
+    fn tcp_or_udp(&mut self) -> Vec<ListAttribute<ExpressionAttribute>> {
+        let id = self.next_set_id;
+        self.next_set_id += 1;
+        let name = "__set%d";
+        self.batch.push(
+            NfTablesMessage::NewSet(SetMessage {
+                attributes: vec![
+                    SetAttribute::Table(self.table.to_string()),
+                    SetAttribute::Name(name.to_string()),
+                    SetAttribute::Flags(SetFlags::Anonymous | SetFlags::Constant),
+                    SetAttribute::KeyType(TYPE_INET_PROTO),
+                    SetAttribute::KeyLen(1),
+                    SetAttribute::Id(id),
+                    SetAttribute::Description(vec![SetDescription::Size(2)]),
+                ],
+            }),
+            NLM_F_CREATE,
+            format!("add the set {{ tcp, udp }} to table ip {}", self.table),
+        );
+        let elements = [PortProtocol::Tcp, PortProtocol::Udp]
+            .into_iter()
+            .map(|p| {
+                ListAttribute::Element(vec![SetElementAttribute::Key(DataAttribute::Value(vec![
+                    proto_number(p),
+                ]))])
+            })
+            .collect();
+        self.batch.push(
+            NfTablesMessage::NewSetElement(SetElementMessage {
+                attributes: vec![
+                    SetElementList::Table(self.table.to_string()),
+                    SetElementList::Set(name.to_string()),
+                    SetElementList::SetId(id),
+                    SetElementList::Elements(elements),
+                ],
+            }),
+            NLM_F_CREATE,
+            format!("fill the set {{ tcp, udp }} of table ip {}", self.table),
+        );
         vec![
-            is(meta(MetaKey::Oifname), br()),
-            has(
-                ct("state"),
-                Expression::List(vec![s("established"), s("related")]),
+            meta(MetaKey::L4Proto, Register::Reg1),
+            expr(Expressions::Lookup(vec![
+                Lookup::Set(name.to_string()),
+                Lookup::SourceRegister(Register::Reg1),
+                Lookup::SetId(id),
+            ])),
+        ]
+    }
+}
+
+/// Elements of `published` grouped by map, as one message per map.
+fn element_messages(
+    bridge: &str,
+    published: &[Published],
+    with_data: bool,
+) -> Vec<(&'static str, SetElementMessage)> {
+    let mut out = Vec::new();
+    for map in [PORTS_ANY, PORTS_IP] {
+        let elements: Vec<ListAttribute<SetElementAttribute>> = published
+            .iter()
+            .map(element)
+            .filter(|(m, _, _)| *m == map)
+            .map(|(_, key, data)| {
+                let mut e = vec![SetElementAttribute::Key(DataAttribute::Value(key))];
+                if with_data {
+                    e.push(SetElementAttribute::Data(DataAttribute::Value(data)));
+                }
+                ListAttribute::Element(e)
+            })
+            .collect();
+        if elements.is_empty() {
+            continue;
+        }
+        out.push((
+            map,
+            SetElementMessage {
+                attributes: vec![
+                    SetElementList::Table(table_name(bridge)),
+                    SetElementList::Set(map.to_string()),
+                    SetElementList::Elements(elements),
+                ],
+            },
+        ));
+    }
+    out
+}
+
+/// The transaction's steps that publish `published`.
+pub fn add_elements(batch: &mut Batch, bridge: &str, published: &[Published]) {
+    for (map, m) in element_messages(bridge, published, true) {
+        batch.push(
+            NfTablesMessage::NewSetElement(m),
+            NLM_F_CREATE,
+            format!(
+                "add published ports to map {map} of table ip {}",
+                table_name(bridge)
             ),
-            Statement::Accept(None),
-        ],
-    ));
-    objects.push(rule(
-        "forward",
-        vec![
-            is(meta(MetaKey::Oifname), br()),
-            has(ct("status"), s("dnat")),
-            Statement::Accept(None),
-        ],
-    ));
-    objects.push(rule(
-        "forward",
-        vec![
-            is(meta(MetaKey::Oifname), br()),
-            is(meta(MetaKey::Iifname), br()),
-            Statement::Accept(None),
-        ],
-    ));
-    objects.push(rule(
-        "forward",
-        vec![is(meta(MetaKey::Oifname), br()), Statement::Drop(None)],
-    ));
-    Nftables {
-        objects: objects.into(),
+        );
+    }
+}
+
+/// The transaction's steps that withdraw `published`.
+pub fn delete_elements(batch: &mut Batch, bridge: &str, published: &[Published]) {
+    for (map, m) in element_messages(bridge, published, false) {
+        batch.push(
+            NfTablesMessage::DeleteSetElement(m),
+            0,
+            format!(
+                "remove published ports from map {map} of table ip {}",
+                table_name(bridge)
+            ),
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::config::parse_port;
 
     #[test]
-    fn the_table_serializes_as_libnftables_json() {
+    fn elements_are_keyed_as_the_lookups_read_them() {
+        let p = Published {
+            port: parse_port("8080:80").unwrap(),
+            container: Ipv4Addr::new(10, 88, 0, 2),
+        };
+        let (map, key, data) = element(&p);
+        assert_eq!(map, PORTS_ANY);
+        assert_eq!(key, [6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        assert_eq!(data, [10, 88, 0, 2, 0, 80, 0, 0]);
+        let p = Published {
+            port: parse_port("127.0.0.1:53:5353/udp").unwrap(),
+            container: Ipv4Addr::new(10, 88, 0, 3),
+        };
+        let (map, key, data) = element(&p);
+        assert_eq!(map, PORTS_IP);
+        assert_eq!(key, [127, 0, 0, 1, 17, 0, 0, 0, 0, 53, 0, 0]);
+        assert_eq!(data, [10, 88, 0, 3, 0x14, 0xe9, 0, 0]);
+    }
+
+    #[test]
+    fn map_types_are_nfts_concatenations() {
+        // As `nft --debug=netlink` shows them for these types.
+        assert_eq!(concat_type(&[TYPE_INET_PROTO, TYPE_INET_SERVICE]), 0x30d);
+        assert_eq!(
+            concat_type(&[TYPE_IPV4_ADDR, TYPE_INET_PROTO, TYPE_INET_SERVICE]),
+            0x730d
+        );
+        assert_eq!(concat_type(&[TYPE_IPV4_ADDR, TYPE_INET_SERVICE]), 0x1cd);
+    }
+
+    #[test]
+    fn a_table_is_one_transaction_that_replaces_the_old() {
+        let mut b = Batch::new();
         let subnet = Subnet {
-            addr: Ipv4Addr::new(10, 88, 0, 0),
+            addr: Ipv4Addr::new(10, 89, 0, 0),
             prefix: 16,
         };
-        let doc = replacement(
+        replace(&mut b, "nsbox0", &subnet, &[]);
+        let whats = b.whats();
+        assert_eq!(whats[0], "add table ip nsbox-nsbox0");
+        assert_eq!(whats[1], "delete table ip nsbox-nsbox0");
+        assert_eq!(whats[2], "add table ip nsbox-nsbox0");
+        // 5 chains, 2 maps, 4 anonymous sets and their elements, 12 rules.
+        assert_eq!(whats.len(), 3 + 5 + 2 + 4 * 2 + 12, "{whats:#?}");
+        let mut b = Batch::new();
+        delete_elements(
+            &mut b,
             "nsbox0",
-            &subnet,
-            &[
-                Published {
-                    port: crate::network::config::parse_port("8080:80").unwrap(),
-                    container: Ipv4Addr::new(10, 88, 0, 2),
-                },
-                Published {
-                    port: crate::network::config::parse_port("127.0.0.1:53:53/udp").unwrap(),
-                    container: Ipv4Addr::new(10, 88, 0, 3),
-                },
-            ],
+            &[Published {
+                port: parse_port("8080:80").unwrap(),
+                container: Ipv4Addr::new(10, 89, 0, 2),
+            }],
         );
-        let v = serde_json::to_value(&doc).unwrap();
-        let text = v.to_string();
-        assert!(text.starts_with(r#"{"nftables":[{"add":{"table":{"family":"ip","name":"nsbox-nsbox0"}}},{"delete":{"table""#), "{text}");
-        assert!(
-            text.contains(r#"[{"concat":["tcp",8080]},"10.88.0.2"]"#),
-            "{text}"
+        assert_eq!(
+            b.whats(),
+            ["remove published ports from map ports_any of table ip nsbox-nsbox0"]
         );
-        assert!(text.contains(r#"[{"concat":["tcp",8080]},80]"#), "{text}");
-        assert!(
-            text.contains(r#"[{"concat":["127.0.0.1","udp",53]},"10.88.0.3"]"#),
-            "{text}"
-        );
-        assert!(text.contains(r#"{"masquerade":null}"#), "{text}");
-        // What we send, the crate reads back: the schema holds.
-        let back: Nftables = serde_json::from_value(v).unwrap();
-        assert_eq!(back, doc);
     }
 }

@@ -1,0 +1,461 @@
+//! What an orchestrator waits for (issue 16): a detached container on a
+//! bridge with a published port, on a host that already runs many, and
+//! `exec` into a running one.
+//!
+//! runc and crun have no network of their own (an orchestrator's plugin
+//! makes it: Podman's netavark, Docker's libnetwork), so they run with a
+//! network namespace holding only `lo`, which is nsbox's `--net none`; the
+//! cost of nsbox's bridge is its time over its own `--net none`. The
+//! outside reference is Podman's: with netavark, `podman run -d -p` takes
+//! ~54 ms more than with `--network none` (Podman 4.3 on this kind of
+//! machine, measured for issue 16).
+//!
+//! Each nsbox build has a bridge and a subnet of its own in 10.250.0.0/16
+//! (a bridge belongs to one state root), and host ports come from a range
+//! checked free before each use.
+//!
+//! Sections:
+//! 7. `run -d` of sleep: `--net none` for every runtime; nsbox on a bridge,
+//!    without and with a published port, beside one container already on
+//!    the bridge (as on a host that runs some); and the first container of
+//!    a bridge (the bridge and its nftables table are made, and removed
+//!    with it). Each sample is killed and deleted before the next (timed
+//!    apart).
+//! 8. the same `run -d` (a published port for nsbox, `--net none` for the
+//!    others) with 1, 100, 500 containers of its kind alive: every
+//!    runtime's crowd grows at once, and the samples of a level rotate;
+//! 9. `exec` of /bin/true into a running container.
+
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::measure::{ms, pidfd_open, read_pid_file, rotation, Stats};
+use crate::runtimes::Oci;
+use crate::{opt_json, per_runtime, setup, trace, Bench};
+
+/// Podman 4.3 + netavark: `run -d -p` over `run -d --network none`, in ms
+/// (issue 16's measure on this kind of machine).
+pub const PODMAN_PORT_OVER_NONE_MS: f64 = 54.0;
+
+/// How a container is networked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Net {
+    /// A network namespace with `lo` only.
+    None,
+    /// nsbox's bridge, no published port.
+    Bridge,
+    /// nsbox's bridge and one published tcp port.
+    Port,
+    /// The same on a bridge of its own that has no other container: the
+    /// bridge and its table are made and removed with the container.
+    PortFirst,
+}
+
+impl Net {
+    fn label(self) -> &'static str {
+        match self {
+            Net::None => "--net none",
+            Net::Bridge => "bridge",
+            Net::Port => "bridge + 1 port",
+            Net::PortFirst => "1st on its bridge",
+        }
+    }
+
+    /// The table's row labels are short.
+    fn short(self) -> &'static str {
+        match self {
+            Net::None => "none",
+            Net::Bridge => "bridge",
+            Net::Port => "port",
+            Net::PortFirst => "port, 1st",
+        }
+    }
+}
+
+/// Whether a runtime of the bench is an nsbox build (nsbox or a variant).
+fn is_nsbox(rt: &Oci) -> bool {
+    !["crun", "crun-nocg", "runc"].contains(&rt.name.as_str())
+}
+
+/// A started detached container.
+struct Live {
+    id: String,
+    pidfd: OwnedFd,
+}
+
+impl Bench {
+    /// The bridge and subnet of the `k`th runtime; `first` for the one
+    /// that only ever has one container.
+    fn bench_bridge(&self, k: usize, first: bool) -> (String, String) {
+        let n = 2 * k + usize::from(first);
+        (format!("nsbench{n}"), format!("10.250.{}.0/22", 4 * n))
+    }
+
+    /// A host port nothing holds now, from 20000 up (tcp and udp alike).
+    fn free_port(&mut self) -> Result<u16> {
+        for _ in 0..10_000 {
+            self.next_port = if self.next_port < 20000 || self.next_port >= 60000 {
+                20000
+            } else {
+                self.next_port + 1
+            };
+            let p = self.next_port;
+            if TcpListener::bind((Ipv4Addr::UNSPECIFIED, p)).is_ok()
+                && UdpSocket::bind((Ipv4Addr::UNSPECIFIED, p)).is_ok()
+            {
+                return Ok(p);
+            }
+        }
+        bail!("no free host port in 20000-60000")
+    }
+
+    /// A bundle of sleep for runtime `k` and `net`: the shared spec with
+    /// nsbox's annotations. Written before each container (untimed): the
+    /// port changes.
+    fn net_bundle(&mut self, rts: &[Oci], k: usize, net: Net) -> Result<PathBuf> {
+        let mut spec = setup::spec(&self.bundles.rootfs, &["/bin/sleep", "3600"]);
+        if net != Net::None {
+            let (bridge, subnet) = self.bench_bridge(k, net == Net::PortFirst);
+            let mut a = json!({
+                "nsbox.network": "bridge",
+                "nsbox.bridge": bridge,
+                "nsbox.subnet": subnet,
+            });
+            if matches!(net, Net::Port | Net::PortFirst) {
+                a["nsbox.ports"] = json!(format!("{}:80", self.free_port()?));
+            }
+            spec["annotations"] = a;
+        }
+        let dir = self
+            .bundles
+            .dir
+            .join(format!("sleep-{}-{:?}", rts[k].name, net).to_lowercase());
+        setup::write_bundle(&dir, &spec)
+    }
+
+    /// `run -d` one container; its time.
+    fn start_one(&mut self, rts: &[Oci], k: usize, net: Net) -> Result<(Live, f64)> {
+        let bundle = self.net_bundle(rts, k, net)?;
+        let rt = &rts[k];
+        let id = self.id(&rt.name);
+        let pf = self.pid_file(&id);
+        let t = self
+            .runner
+            .time(&rt.name, &mut rt.run_detached(&bundle, &pf, &id))?;
+        let pidfd = pidfd_open(read_pid_file(&pf)?)?;
+        let _ = std::fs::remove_file(&pf);
+        Ok((Live { id, pidfd }, ms(t)))
+    }
+
+    /// kill + delete of one container; its time.
+    fn stop_one(&mut self, rt: &Oci, c: Live) -> Result<f64> {
+        let t = Instant::now();
+        self.stop_all(rt, &[(c.id, c.pidfd)])?;
+        Ok(ms(t.elapsed()))
+    }
+
+    pub(crate) fn bridged(&mut self, rts: &[Oci]) -> Result<Value> {
+        let mut cases: Vec<(usize, Net)> = Vec::new();
+        for (k, rt) in rts.iter().enumerate() {
+            cases.push((k, Net::None));
+            if is_nsbox(rt) {
+                cases.extend([(k, Net::Bridge), (k, Net::Port), (k, Net::PortFirst)]);
+            }
+        }
+        // One container already on each bridge, and one `--net none`
+        // container beside the others' samples, as on a host that runs
+        // some.
+        let mut anchors: Vec<(usize, Live)> = Vec::new();
+        let result = (|| -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+            for (k, rt) in rts.iter().enumerate() {
+                let net = if is_nsbox(rt) { Net::Bridge } else { Net::None };
+                anchors.push((k, self.start_one(rts, k, net)?.0));
+            }
+            let mut samples = vec![(Vec::new(), Vec::new()); cases.len()];
+            for i in 0..self.args.bridged {
+                for c in rotation(cases.len(), i) {
+                    let (k, net) = cases[c];
+                    std::thread::sleep(Duration::from_millis(self.args.gap_ms));
+                    let (live, t) = self.start_one(rts, k, net)?;
+                    samples[c].0.push(t);
+                    let rt = rts[k].clone();
+                    samples[c].1.push(self.stop_one(&rt, live)?);
+                }
+            }
+            Ok(samples)
+        })();
+        let mut stopped = Ok(());
+        for (k, a) in anchors {
+            let rt = rts[k].clone();
+            if let Err(e) = self.stop_one(&rt, a) {
+                stopped = Err(e);
+            }
+        }
+        let samples = result?;
+        stopped?;
+        let traced = self.trace_bridged(rts)?;
+
+        self.report.section(&format!(
+            "7. run -d of sleep, {} each, after {} ms idle; killed and deleted after each (ms)",
+            self.args.bridged, self.args.gap_ms
+        ));
+        let mut v = serde_json::Map::new();
+        let mut medians: Vec<(usize, Net, f64)> = Vec::new();
+        for net in [Net::None, Net::Bridge, Net::Port, Net::PortFirst] {
+            for (label, which) in [("run -d", 0), ("stop", 1)] {
+                let stats: Vec<Option<Stats>> = (0..rts.len())
+                    .map(|k| {
+                        cases.iter().position(|&c| c == (k, net)).and_then(|c| {
+                            Stats::of(if which == 0 {
+                                &samples[c].0
+                            } else {
+                                &samples[c].1
+                            })
+                        })
+                    })
+                    .collect();
+                if stats.iter().all(Option::is_none) {
+                    continue;
+                }
+                if which == 0 {
+                    for (k, s) in stats.iter().enumerate() {
+                        if let Some(s) = s {
+                            medians.push((k, net, s.median));
+                        }
+                    }
+                }
+                self.report
+                    .row(&format!("{} {label}", net.short()), rts, &stats);
+                v.insert(
+                    format!("{net:?} {label}").to_lowercase().replace(' ', "_"),
+                    json!(per_runtime(rts, &stats)),
+                );
+            }
+        }
+        let median =
+            |k: usize, net: Net| medians.iter().find(|m| m.0 == k && m.1 == net).map(|m| m.2);
+        let mut over = serde_json::Map::new();
+        for (k, rt) in rts.iter().enumerate().filter(|(_, r)| is_nsbox(r)) {
+            let (Some(none), Some(bridge), Some(port)) = (
+                median(k, Net::None),
+                median(k, Net::Bridge),
+                median(k, Net::Port),
+            ) else {
+                continue;
+            };
+            self.report.note(&format!(
+                "{}: the bridge adds {:.2} ms to run -d, with a published port {:.2} ms \
+                 (Podman 4.3 + netavark: ~{PODMAN_PORT_OVER_NONE_MS:.0} ms)",
+                rt.name,
+                bridge - none,
+                port - none
+            ));
+            over.insert(
+                rt.name.clone(),
+                json!({
+                    "bridge_over_none_ms": crate::measure::round3(bridge - none),
+                    "port_over_none_ms": crate::measure::round3(port - none),
+                }),
+            );
+        }
+        v.insert("over_none".into(), Value::Object(over));
+        if traced {
+            self.report.note(
+                "timeline of nsbox's run -d with a published port: target/bench/trace-nsbox-bridged.txt",
+            );
+        }
+        v.insert(
+            "podman_port_over_none_ms_reference".into(),
+            json!(PODMAN_PORT_OVER_NONE_MS),
+        );
+        Ok(Value::Object(v))
+    }
+
+    /// nsbox's `run -d` with a published port under perf trace, beside a
+    /// container on the bridge: the median timeline of its steps, with its
+    /// netlink requests and the network lock, in trace-nsbox-bridged.txt.
+    /// False without perf.
+    fn trace_bridged(&mut self, rts: &[Oci]) -> Result<bool> {
+        let Some(perf) = self.perf.clone() else {
+            return Ok(false);
+        };
+        let Some(k) = rts.iter().position(|r| r.name == "nsbox") else {
+            return Ok(false);
+        };
+        let rt = rts[k].clone();
+        let events = format!("{},{}", trace::TRACE_EVENTS, trace::NETWORK_EVENTS);
+        let scratch = self.out.join("perf.tmp");
+        let anchor = self.start_one(rts, k, Net::Bridge)?.0;
+        let result = (|| -> Result<Vec<Vec<trace::Event>>> {
+            let mut runs = Vec::new();
+            for _ in 0..self.args.traced.min(self.args.bridged) {
+                let bundle = self.net_bundle(rts, k, Net::Port)?;
+                let id = self.id(&rt.name);
+                let pf = self.pid_file(&id);
+                let inner = rt.run_detached(&bundle, &pf, &id);
+                std::thread::sleep(Duration::from_millis(self.args.gap_ms));
+                self.runner.run(
+                    &rt.name,
+                    &mut trace::trace_cmd_with(&perf, &scratch, &inner, &events),
+                )?;
+                let pidfd = pidfd_open(read_pid_file(&pf)?)?;
+                let _ = std::fs::remove_file(&pf);
+                let text = std::fs::read_to_string(&scratch).unwrap_or_default();
+                runs.push(text.lines().filter_map(trace::parse_line).collect());
+                self.stop_one(&rt, Live { id, pidfd })?;
+            }
+            Ok(runs)
+        })();
+        let stopped = self.stop_one(&rt, anchor);
+        let _ = std::fs::remove_file(&scratch);
+        let _ = std::fs::remove_file(self.out.join("perf.tmp.old"));
+        let runs = result?;
+        stopped?;
+        let lines = trace::median_timeline(&runs).join("\n");
+        std::fs::write(
+            self.out.join("trace-nsbox-bridged.txt"),
+            format!(
+                "# `nsbox run -d` of sleep on a bridge with one published port, beside a container\n\
+                 # on that bridge, under perf trace: median time of each step over {} runs, in ms\n\
+                 # from the runtime's exec, (+ms since the step above); sendto: a netlink request\n{lines}\n",
+                runs.len()
+            ),
+        )?;
+        Ok(true)
+    }
+
+    /// Every runtime grows its crowd together, one container each in
+    /// turn, and at each level the samples rotate among the runtimes: a
+    /// busy spell of the machine then hits all of them alike (one runtime
+    /// after another, each met a different machine).
+    pub(crate) fn crowd(&mut self, rts: &[Oci]) -> Result<Value> {
+        let mut levels = self.args.crowd.clone();
+        levels.sort_unstable();
+        levels.dedup();
+        // crun without cgroups keeps the same processes as crun.
+        let ks: Vec<usize> = (0..rts.len())
+            .filter(|&k| rts[k].name != "crun-nocg")
+            .collect();
+        let net = |k: usize| {
+            if is_nsbox(&rts[k]) {
+                Net::Port
+            } else {
+                Net::None
+            }
+        };
+        let mut alive: Vec<Vec<Live>> = (0..rts.len()).map(|_| Vec::new()).collect();
+        let mut fill: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
+        let mut at_level: Vec<Vec<Option<Stats>>> = vec![Vec::new(); rts.len()];
+        let result = (|| -> Result<()> {
+            for &level in &levels {
+                while ks.iter().any(|&k| alive[k].len() < level) {
+                    for &k in &ks {
+                        if alive[k].len() < level {
+                            let (c, t) = self.start_one(rts, k, net(k))?;
+                            fill[k].push(t);
+                            alive[k].push(c);
+                        }
+                    }
+                }
+                let mut xs: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
+                for i in 0..self.args.crowd_samples {
+                    for j in rotation(ks.len(), i) {
+                        let k = ks[j];
+                        std::thread::sleep(Duration::from_millis(self.args.gap_ms));
+                        let (c, t) = self.start_one(rts, k, net(k))?;
+                        xs[k].push(t);
+                        let rt = rts[k].clone();
+                        self.stop_one(&rt, c)?;
+                    }
+                }
+                for &k in &ks {
+                    at_level[k].push(Stats::of(&xs[k]));
+                }
+            }
+            Ok(())
+        })();
+        let mut stopped = Ok(());
+        let mut stop_all = vec![0.0; rts.len()];
+        for &k in &ks {
+            let t = Instant::now();
+            let live: Vec<(String, OwnedFd)> = std::mem::take(&mut alive[k])
+                .into_iter()
+                .map(|c| (c.id, c.pidfd))
+                .collect();
+            let rt = rts[k].clone();
+            if let Err(e) = self.stop_all(&rt, &live) {
+                stopped = Err(e);
+            }
+            stop_all[k] = ms(t.elapsed());
+        }
+        result.context("containers alive")?;
+        stopped?;
+        let mut v = serde_json::Map::new();
+        let mut table: Vec<(String, Vec<Option<Stats>>, f64)> = Vec::new();
+        for &k in &ks {
+            v.insert(
+                rts[k].name.clone(),
+                json!({
+                    "net": net(k).label(),
+                    "levels": levels,
+                    "run_d": at_level[k].iter().map(|s| opt_json(*s)).collect::<Vec<_>>(),
+                    "fill_run_d": opt_json(Stats::of(&fill[k])),
+                    "kill_delete_all_ms": crate::measure::round3(stop_all[k]),
+                }),
+            );
+            table.push((
+                format!("{} ({})", rts[k].name, net(k).label()),
+                at_level[k].clone(),
+                stop_all[k],
+            ));
+        }
+        self.report.crowd(&levels, &table, self.args.crowd_samples);
+        Ok(Value::Object(v))
+    }
+
+    pub(crate) fn execs(&mut self, rts: &[Oci]) -> Result<Value> {
+        let mut live: Vec<Option<Live>> = Vec::new();
+        let result = (|| -> Result<Vec<Vec<f64>>> {
+            for k in 0..rts.len() {
+                live.push(Some(self.start_one(rts, k, Net::None)?.0));
+            }
+            let mut samples = vec![Vec::new(); rts.len()];
+            for i in 0..self.args.execs {
+                for k in rotation(rts.len(), i) {
+                    let id = live[k]
+                        .as_ref()
+                        .map(|c| c.id.clone())
+                        .ok_or_else(|| anyhow!("no container"))?;
+                    let t = self
+                        .runner
+                        .time(&rts[k].name, &mut rts[k].cmd(&["exec", &id, "/bin/true"]))?;
+                    samples[k].push(ms(t));
+                }
+            }
+            Ok(samples)
+        })();
+        let mut stopped = Ok(());
+        for (k, c) in live.iter_mut().enumerate() {
+            if let Some(c) = c.take() {
+                let rt = rts[k].clone();
+                if let Err(e) = self.stop_one(&rt, c) {
+                    stopped = Err(e);
+                }
+            }
+        }
+        let samples = result?;
+        stopped?;
+        let stats: Vec<Option<Stats>> = samples.iter().map(|s| Stats::of(s)).collect();
+        self.report.section(&format!(
+            "9. exec of /bin/true into a running container, {} each, back to back (ms)",
+            self.args.execs
+        ));
+        self.report.row("exec", rts, &stats);
+        Ok(Value::Object(per_runtime(rts, &stats)))
+    }
+}
