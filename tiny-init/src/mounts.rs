@@ -353,6 +353,9 @@ const PROPAGATION: u64 =
 
 fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: Option<&str>) -> Result<(), Failure> {
     let what = format!("mount {} on {}", m.fstype, m.destination);
+    if matches!(m.fstype.as_str(), "proc" | "sysfs") {
+        ordinary_directory(root, m, &what)?;
+    }
     let is_bind = m.flags & libc::MS_BIND as u64 != 0;
     let kind = if is_bind && !std::path::Path::new(&m.source).is_dir() {
         Kind::File
@@ -386,6 +389,32 @@ fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: Option<&str>) -> Result<(),
             .map_err(|e| failure(format!("set propagation of {}", m.destination), e))?;
     }
     Ok(())
+}
+
+/// proc and sysfs go on a directory of the image, never through a symlink
+/// nor onto a file, as runc has it: an image whose /proc is a symlink
+/// would choose where procfs lands, and so what the masked paths cover
+/// (CVE-2019-16884, CVE-2019-19921). A missing one is made, as any other.
+fn ordinary_directory(root: &OwnedFd, m: &Mount, what: &str) -> Result<(), Failure> {
+    let found = match open_in_root(root, &m.destination, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(failure(what, e)),
+    };
+    let st = nix::sys::stat::fstat(found.as_raw_fd()).map_err(|e| failure(what, e))?;
+    let kind = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+        SFlag::S_IFDIR => return Ok(()),
+        SFlag::S_IFLNK => "a symlink",
+        _ => "not a directory",
+    };
+    Err(Failure {
+        step: what.into(),
+        message: format!(
+            "{} is {kind} in the image: {} is mounted only on an ordinary directory",
+            m.destination, m.fstype
+        ),
+        exit_code: 1,
+    })
 }
 
 /// Remount a bind mount with `flags`, keeping the flags the kernel may

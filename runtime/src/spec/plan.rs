@@ -387,11 +387,13 @@ fn devices(linux: &Linux) -> Result<Vec<Device>> {
     Ok(devices)
 }
 
-/// linux.maskedPaths or readonlyPaths: absolute paths in the container.
+/// linux.maskedPaths or readonlyPaths: paths in the container, a relative
+/// one taken from the container's root, as runc takes it (it masks them
+/// from "/" after pivot_root).
 fn container_paths(what: &str, list: &Option<Vec<String>>) -> Result<Vec<String>> {
     list.iter()
         .flatten()
-        .map(|p| absolute_in_container(what, Path::new(p)))
+        .map(|p| absolute_in_container(what, &Path::new("/").join(p)))
         .collect()
 }
 

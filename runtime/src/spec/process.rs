@@ -30,11 +30,13 @@ pub fn convert_process(p: &oci_spec::runtime::Process) -> Result<Process> {
                 r.hard()
             );
         }
-        rlimits.push(Rlimit {
+        let rlimit = Rlimit {
             resource: rlimit_resource(r.typ()),
             soft: r.soft(),
             hard: r.hard(),
-        });
+        };
+        settable(r.typ(), &rlimit)?;
+        rlimits.push(rlimit);
     }
     let capabilities = match p.capabilities() {
         None => None,
@@ -46,6 +48,9 @@ pub fn convert_process(p: &oci_spec::runtime::Process) -> Result<Process> {
             ambient: cap_numbers(c.ambient())?,
         }),
     };
+    if let Some(c) = &capabilities {
+        within_bounding(c)?;
+    }
     let io_priority = match p.io_priority() {
         None => None,
         Some(io) => {
@@ -85,25 +90,89 @@ pub fn convert_process(p: &oci_spec::runtime::Process) -> Result<Process> {
     })
 }
 
+/// setrlimit(2)'s number for the resource.
 fn rlimit_resource(t: PosixRlimitType) -> u32 {
-    (match t {
-        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
-        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
-        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
-        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
-        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
-        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
-        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
-        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
-        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
-        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
-        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
-        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
-        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
-        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
-        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
-        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
-    }) as u32
+    nix_resource(t) as u32
+}
+
+/// The workload inherits the runtime's limits (through the shim and
+/// tiny-init) and may raise a hard one only with CAP_SYS_RESOURCE, and
+/// RLIMIT_NOFILE never above fs.nr_open: a limit the kernel would refuse
+/// at `start` is refused here, at `create`, as runc refuses it (it sets
+/// them on its init before `create` returns).
+fn settable(t: PosixRlimitType, r: &Rlimit) -> Result<()> {
+    if t == PosixRlimitType::RlimitNofile {
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        if let Some(max) = nr_open.filter(|&max| r.hard > max) {
+            refuse!(
+                "rlimit {t}: hard limit {} is above the kernel's fs.nr_open, {max}",
+                r.hard
+            );
+        }
+    }
+    let ours = nix::sys::resource::getrlimit(nix_resource(t)).map(|(_, hard)| hard);
+    let may_raise = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
+    if let Some(ours) = ours.ok().filter(|&ours| r.hard > ours && !may_raise) {
+        refuse!(
+            "rlimit {t}: hard limit {} is above this runtime's own, {ours}, and raising it needs CAP_SYS_RESOURCE",
+            r.hard
+        );
+    }
+    Ok(())
+}
+
+fn nix_resource(t: PosixRlimitType) -> nix::sys::resource::Resource {
+    use nix::sys::resource::Resource;
+    match t {
+        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => Resource::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => Resource::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => Resource::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => Resource::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
+    }
+}
+
+/// An empty (or missing) bounding set while another set names a
+/// capability: the kernel refuses an inheritable capability outside the
+/// bounding set and drops a permitted or effective one at exec, so the
+/// workload would run without what config.json gives it.
+fn within_bounding(c: &Capabilities) -> Result<()> {
+    if !c.bounding.is_empty() {
+        return Ok(());
+    }
+    for (set, list) in [
+        ("effective", &c.effective),
+        ("permitted", &c.permitted),
+        ("inheritable", &c.inheritable),
+        ("ambient", &c.ambient),
+    ] {
+        if let Some(&cap) = list.first() {
+            let name = caps::all()
+                .into_iter()
+                .find(|k| k.index() == cap)
+                .map_or(format!("capability {cap}"), |k| k.to_string());
+            refuse!("process.capabilities.bounding is empty, but {set} names {name}: a capability outside the bounding set cannot be kept");
+        }
+    }
+    Ok(())
 }
 
 /// ioprio_set(2)'s IOPRIO_CLASS_* numbers.
