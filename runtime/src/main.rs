@@ -300,7 +300,8 @@ fn main() {
         Cmd::Features => ("features", None),
     };
     // Docker's convenience: a unique prefix names a container. `create` and
-    // `run` name a new one, literally.
+    // `run` name a new one, literally; `kill` and `delete` take theirs
+    // literally too (id_of says why).
     let mut cmd = cli.cmd;
     let resolved = match id_of(&mut cmd) {
         Some(slot) if validate_id(slot).is_ok() => {
@@ -353,14 +354,17 @@ fn main() {
     }
 }
 
-/// The ID of a verb that acts on an existing container.
+/// The ID of a verb that acts on an existing container and takes a
+/// prefix of it. Not `kill` nor `delete`: runtime-spec says both MUST fail,
+/// changing nothing, for a container that does not exist, and containerd
+/// deletes a task twice (`delete`, then `delete --force` of the deleted
+/// one), which a prefix would turn on another container whose ID begins
+/// with the same letters.
 fn id_of(cmd: &mut Cmd) -> Option<&mut String> {
     match cmd {
         Cmd::Start { id }
         | Cmd::State { id }
         | Cmd::Ps { id, .. }
-        | Cmd::Kill { id, .. }
-        | Cmd::Delete { id, .. }
         | Cmd::Pause { id }
         | Cmd::Resume { id }
         | Cmd::Update { id, .. }
@@ -369,6 +373,8 @@ fn id_of(cmd: &mut Cmd) -> Option<&mut String> {
         Cmd::Exec(a) => Some(&mut a.id),
         Cmd::Create { .. }
         | Cmd::Run { .. }
+        | Cmd::Kill { .. }
+        | Cmd::Delete { .. }
         | Cmd::List { .. }
         | Cmd::Spec { .. }
         | Cmd::Features => None,
