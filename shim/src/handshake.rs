@@ -116,9 +116,13 @@ impl Handshake<'_> {
     /// so hook paths resolve as on the host, as with runc.
     fn run_create_hooks(&self) -> Result<(), Failure> {
         let (req, init_pid) = (self.req, self.init.pid);
+        // runtime-spec's lifecycle runs these hooks at its steps 3 to 5,
+        // once the environment is made (step 2, "creating"), and calls that
+        // "created"; crun passes it, and runtime-tools checks it (runc
+        // 1.1 passes "creating").
         let st = self
             .state
-            .oci_state_as(Status::Creating, init_pid)
+            .oci_state_as(Status::Created, init_pid)
             .to_string();
         let hook_failure = |e: hooks::HookError| Failure::from_error("run hooks", &e);
         hooks::run_all("prestart", &req.hooks.prestart, &st, &[]).map_err(hook_failure)?;

@@ -192,14 +192,20 @@ fn start(
     preserved: &[OwnedFd],
     config: &protocol::InitConfig,
 ) -> i32 {
-    let started = workload::hooks::run_all(
-        "startContainer",
-        &config.start_hooks,
-        &config.hook_state,
-        &[],
-    )
-    .map_err(|e| Failure::from_error("startContainer hook", &e))
-    .and_then(|_| prepared.spawn(stdio, preserved));
+    // A hook without an env of its own runs with the container process's,
+    // as runc's (its init has taken that environment by then): tiny-init's
+    // own is empty.
+    let hooks: Vec<protocol::Hook> = config
+        .start_hooks
+        .iter()
+        .map(|h| protocol::Hook {
+            env: h.env.clone().or_else(|| Some(config.process.env.clone())),
+            ..h.clone()
+        })
+        .collect();
+    let started = workload::hooks::run_all("startContainer", &hooks, &config.hook_state, &[])
+        .map_err(|e| Failure::from_error("run hooks", &e))
+        .and_then(|_| prepared.spawn(stdio, preserved));
     match started {
         Ok(pid) => {
             let _ = channel.send(&InitToShim::Started { pid }, &[]);
