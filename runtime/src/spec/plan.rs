@@ -56,10 +56,10 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     // An unprivileged user may write neither the host's cgroups nor its
     // network, nor make idmapped mounts.
     let rootless = !nix::unistd::geteuid().is_root();
-    let cgroup = cgroup(linux, dir, id, rootless)?;
+    let devices = devices(linux)?;
+    let cgroup = cgroup(linux, &devices, dir, id, rootless)?;
     let rootfs_propagation = rootfs_propagation(linux)?;
     let mut mounts = mounts(spec, bundle)?;
-    let devices = devices(linux)?;
     let masked_paths = container_paths("masked path", linux.masked_paths())?;
     let readonly_paths = container_paths("read-only path", linux.readonly_paths())?;
     let mut process = process(spec, &ids)?;
@@ -269,11 +269,18 @@ impl IdMappings {
 /// rootless container, which may not write the host's cgroups; limits it
 /// cannot have are refused rather than ignored (the device list goes: a
 /// user namespace cannot reach device nodes it was not given anyway).
-fn cgroup(linux: &Linux, dir: &ContainerDir, id: &str, rootless: bool) -> Result<Option<Cgroup>> {
-    let resources = match linux.resources() {
+fn cgroup(
+    linux: &Linux,
+    devices: &[Device],
+    dir: &ContainerDir,
+    id: &str,
+    rootless: bool,
+) -> Result<Option<Cgroup>> {
+    let mut resources = match linux.resources() {
         Some(r) => crate::resources::from_oci(r)?,
         None => Default::default(),
     };
+    allow_listed_devices(&mut resources, devices);
     if rootless
         && (resources.memory.is_some()
             || resources.cpu.is_some()
@@ -302,6 +309,25 @@ fn cgroup(linux: &Linux, dir: &ContainerDir, id: &str, rootless: bool) -> Result
         refuse!("cgroupsPath is not UTF-8");
     }
     Ok((!rootless).then_some(Cgroup { paths, resources }))
+}
+
+/// linux.devices "MUST be available in the container": a device list
+/// (one that denies all, as runtime-tools' and Docker's do) allows them
+/// after its own rules, as runc does, or their mknod would be refused.
+/// Without a list, nothing is restricted and nothing need be added.
+fn allow_listed_devices(resources: &mut protocol::Resources, devices: &[Device]) {
+    if resources.devices.is_empty() {
+        return;
+    }
+    for d in devices.iter().filter(|d| d.kind != 'p') {
+        resources.devices.push(protocol::DeviceRule {
+            allow: true,
+            kind: d.kind,
+            major: Some(d.major),
+            minor: Some(d.minor),
+            access: "rwm".into(),
+        });
+    }
 }
 
 /// linux.rootfsPropagation, as mount flags (rslave unless said).
