@@ -369,7 +369,10 @@ pub struct InitConfig {
     /// to put at `rootfs`, or at the overlay's lower directory.
     pub idmapped: bool,
     pub readonly_root: bool,
-    /// Propagation flags applied to `/` before anything is mounted.
+    /// linux.rootfsPropagation: the MS_* flags applied to the container's
+    /// `/` once it is built (0: not set, an rslave root as everywhere
+    /// before). Until then everything is a slave of the host's mounts, so
+    /// that nothing mounted in the container reaches the host.
     pub rootfs_propagation: u64,
     pub mounts: Vec<Mount>,
     pub devices: Vec<Device>,

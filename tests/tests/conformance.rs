@@ -93,3 +93,119 @@ fn linux_devices_in_a_user_namespace_are_the_hosts_nodes() {
         "{out:?}"
     );
 }
+
+/// What the workload of [`propagation_probe`] prints: the optional
+/// fields of its root's mountinfo line, then whether a mount made after
+/// an rbind of `/` shows through it (youki's rootfs_propagation check).
+const PROPAGATION_PROBE: &str = "awk '$5 == \"/\" { f = \"\"; \
+     for (i = 7; $i != \"-\"; i++) { sub(/:[0-9]+/, \"\", $i); f = f \" \" $i }; \
+     print \"tags\" f }' /proc/self/mountinfo; \
+     mkdir /tmp/t; mount --rbind / /tmp/t 2>&1 | sed 's/.*: //'; \
+     mount -t tmpfs probe /mnt; touch /mnt/f; \
+     if [ -e /tmp/t/mnt/f ]; then echo propagated; else echo not propagated; fi";
+
+fn propagation_probe(c: &mut Value, propagation: Option<&str>) {
+    if let Some(p) = propagation {
+        c["linux"]["rootfsPropagation"] = json!(p);
+    }
+    c["process"]["capabilities"] = caps_json(&["CAP_SYS_ADMIN"]);
+}
+
+/// linux.rootfsPropagation, every value: the container's root as
+/// /proc/self/mountinfo shows it, and what a mount under an rbind of `/`
+/// does. Shared roots propagate inside the container; unbindable ones
+/// refuse the bind.
+#[test]
+fn rootfs_propagation_every_value() {
+    let Some(t) = Test::new("rootfs_propagation") else {
+        return;
+    };
+    for (n, (propagation, tags, outcome)) in [
+        (None, "tags", "not propagated"),
+        (Some("private"), "tags", "not propagated"),
+        (Some("rprivate"), "tags", "not propagated"),
+        (Some("slave"), "tags", "not propagated"),
+        (Some("rslave"), "tags", "not propagated"),
+        (Some("shared"), "tags shared", "propagated"),
+        (Some("rshared"), "tags shared", "propagated"),
+        (Some("unbindable"), "tags unbindable", "Invalid argument"),
+        (Some("runbindable"), "tags unbindable", "Invalid argument"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = t.bundle_with(&format!("b{n}"), &["sh", "-c", PROPAGATION_PROBE], |c| {
+            propagation_probe(c, propagation)
+        });
+        let out = t.run(&b, &format!("p{n}"));
+        out.ok();
+        let lines = out.stdout_lines();
+        // A slave of a host mount that is not shared is private (this
+        // host's are); of a shared one, a slave: "master" either way.
+        let root_tags = lines.first().map(|l| l.replace(" master", ""));
+        assert_eq!(root_tags.as_deref(), Some(tags), "{propagation:?}: {out:?}");
+        assert!(lines.contains(&outcome), "{propagation:?}: {out:?}");
+    }
+}
+
+/// On a host whose mounts are shared (as systemd makes them; here an
+/// `unshare --propagation shared` namespace stands for one), pivot_root
+/// takes the container's root with any propagation, in a user namespace
+/// too (the idmapped root comes from the shim as a peer of the host's
+/// mount), and nothing the container mounts reaches the host's table.
+#[test]
+fn rootfs_propagation_on_a_shared_host() {
+    let Some(t) = Test::new("rootfs_propagation_shared_host") else {
+        return;
+    };
+    if std::process::Command::new("unshare")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        skip("rootfs_propagation_shared_host", "unshare(1) is missing");
+        return;
+    }
+    for (n, (propagation, user)) in [
+        (None, true),
+        (Some("rshared"), false),
+        (Some("shared"), true),
+        (Some("private"), true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = t.bundle_with(
+            &format!("b{n}"),
+            &["sh", "-c", "mount -t tmpfs in /mnt; echo up; sleep 30"],
+            |c| {
+                propagation_probe(c, propagation);
+                c["root"]["readonly"] = json!(true);
+                if user {
+                    userns(c, 300000);
+                }
+            },
+        );
+        let id = format!("s{n}");
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["-m", "--propagation", "shared", "--"])
+            .arg(&bins().runtime)
+            .args(["--root", t.root_str(), "run", "-d", "-b", b.path(), &id])
+            .stdin(std::process::Stdio::null());
+        let out = t.exec_to(cmd, &t.ctr_stdout(&id), &t.ctr_stderr(&id), TIMEOUT);
+        t.track_state(&id);
+        out.ok();
+        wait_for_text(&t.ctr_stdout(&id), "up");
+        // The shim lives in the shared namespace that stands for the host.
+        let init = t.state(&id)["pid"].as_i64().unwrap() as i32;
+        let shim = ppid(init).unwrap();
+        let table = std::fs::read_to_string(format!("/proc/{shim}/mountinfo")).unwrap();
+        let rootfs = rootfs().to_str().unwrap().to_string();
+        let leaked: Vec<&str> = table
+            .lines()
+            .filter(|l| l.contains(&format!("{rootfs}/")))
+            .collect();
+        assert!(leaked.is_empty(), "{propagation:?}, user namespace {user}: the container's mounts reached the host: {leaked:#?}");
+        t.rt(&["delete", "-f", &id]).ok();
+    }
+}

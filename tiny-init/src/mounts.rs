@@ -226,9 +226,11 @@ pub fn build_rootfs(
     refuse_nul(config)?;
     // So that mode arguments below mean what they say.
     nix::sys::stat::umask(Mode::empty());
-    // Nothing we mount may propagate back to the host.
-    mount(None, "/", None, config.rootfs_propagation, None)
-        .map_err(|e| failure("make / a slave mount", e))?;
+    // Nothing we mount may propagate back to the host: everything is a
+    // slave of the host's mounts until the root is built, whatever
+    // linux.rootfsPropagation asks for the end (a shared root from the
+    // start would share the container's /proc with the host's peers).
+    mount(None, "/", None, SLAVE_REC, None).map_err(|e| failure("make / a slave mount", e))?;
 
     let rootfs = config.rootfs.as_str();
     let idmapped = match (config.idmapped, idmapped) {
@@ -237,8 +239,10 @@ pub fn build_rootfs(
         (false, _) => None,
     };
     if let (Some(fd), Some(o)) = (&idmapped, &config.overlay) {
-        move_mount(fd, &o.lower)
-            .map_err(|e| failure(format!("attach the idmapped image at {}", o.lower), e))?;
+        let what = format!("attach the idmapped image at {}", o.lower);
+        move_mount(fd, &o.lower).map_err(|e| failure(&what, e))?;
+        // As the idmapped rootfs below: never a peer of the host's.
+        mount(None, &o.lower, None, SLAVE_REC, None).map_err(|e| failure(&what, e))?;
     }
     match &config.overlay {
         Some(o) => {
@@ -271,6 +275,14 @@ pub fn build_rootfs(
             .map_err(|e| failure(format!("bind mount rootfs {}", config.rootfs), e))?;
         }
     }
+    // An idmapped tree comes from the shim's mount namespace as a peer of
+    // the host's mount when that one is shared (as on a systemd host):
+    // a slave, like everything else here, so that pivot_root takes it
+    // (it refuses a shared new root) and nothing mounted on it reaches
+    // the host.
+    mount(None, rootfs, None, SLAVE_REC, None)
+        .map_err(|e| failure(format!("make rootfs {} a slave mount", config.rootfs), e))?;
+    parent_mount_private(rootfs)?;
     let root =
         open_dir(rootfs).map_err(|e| failure(format!("open rootfs {}", config.rootfs), e))?;
 
@@ -312,6 +324,36 @@ pub fn build_rootfs(
     }
     if config.readonly_root {
         remount_readonly("/", 0).map_err(|e| failure("make / read-only", e))?;
+    }
+    // Last: an unbindable root would refuse the read-only binds above.
+    if config.rootfs_propagation != 0 {
+        mount(None, "/", None, config.rootfs_propagation, None)
+            .map_err(|e| failure("set the propagation of / (linux.rootfsPropagation)", e))?;
+    }
+    Ok(())
+}
+
+const SLAVE_REC: u64 = (libc::MS_SLAVE | libc::MS_REC) as u64;
+
+/// The mount that `rootfs` sits on, made private: pivot_root refuses a
+/// new root whose parent mount is shared, and the parent is the one part
+/// of the old root that the new root's mount hangs from. Found by going
+/// up from the rootfs' directory until a mount point answers (EINVAL is
+/// "not a mount point"), as runc finds it.
+fn parent_mount_private(rootfs: &str) -> Result<(), Failure> {
+    let mut dir = std::path::Path::new(rootfs).parent();
+    while let Some(d) = dir {
+        let path = d.to_str().unwrap_or("/");
+        match mount(None, path, None, libc::MS_PRIVATE as u64, None) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINVAL) if path != "/" => dir = d.parent(),
+            Err(e) => {
+                return Err(failure(
+                    format!("make the mount of {path} (the rootfs' parent) private"),
+                    e,
+                ))
+            }
+        }
     }
     Ok(())
 }

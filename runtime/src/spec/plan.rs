@@ -330,10 +330,11 @@ fn allow_listed_devices(resources: &mut protocol::Resources, devices: &[Device])
     }
 }
 
-/// linux.rootfsPropagation, as mount flags (rslave unless said).
+/// linux.rootfsPropagation, as mount flags (0: not set).
 fn rootfs_propagation(linux: &Linux) -> Result<u64> {
     Ok((match linux.rootfs_propagation().as_deref() {
-        None | Some("") | Some("rslave") => libc::MS_SLAVE | libc::MS_REC,
+        None | Some("") => 0,
+        Some("rslave") => libc::MS_SLAVE | libc::MS_REC,
         Some("slave") => libc::MS_SLAVE,
         Some("private") => libc::MS_PRIVATE,
         Some("rprivate") => libc::MS_PRIVATE | libc::MS_REC,
