@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod hooks;
+pub mod mount_api;
 #[allow(unsafe_code)]
 mod sys;
 

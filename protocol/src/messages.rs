@@ -420,8 +420,24 @@ pub struct Mount {
     pub flags: u64,
     /// MS_PRIVATE/MS_SLAVE/... (with MS_REC), applied after the mount.
     pub propagation: u64,
+    /// The recursive options (`rro`, `rnosuid`...): set on the mount and
+    /// everything below it, last.
+    pub recursive: MountAttrs,
     /// Options the filesystem interprets itself ("mode=755,size=65536k").
     pub data: String,
+}
+
+/// MOUNT_ATTR_* flags that mount_setattr(2) sets and clears.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountAttrs {
+    pub set: u64,
+    pub clear: u64,
+}
+
+impl MountAttrs {
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clear == 0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,6 +22,7 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "norelatime",
     "nostrictatime",
     "nosuid",
+    "nosymfollow",
     "private",
     "rbind",
     "relatime",
@@ -36,9 +37,21 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "slave",
     "strictatime",
     "suid",
+    "symfollow",
     "sync",
     "unbindable",
 ];
+
+/// The plain options and the recursive ones, sorted as runc lists them.
+fn mount_options() -> Vec<&'static str> {
+    let mut all: Vec<&str> = MOUNT_OPTIONS
+        .iter()
+        .copied()
+        .chain(crate::spec::recursive_options())
+        .collect();
+    all.sort_unstable();
+    all
+}
 
 pub fn features() -> serde_json::Value {
     let caps: Vec<String> = caps::all()
@@ -51,7 +64,7 @@ pub fn features() -> serde_json::Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": nsbox_host::state::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": MOUNT_OPTIONS,
+        "mountOptions": mount_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps,
@@ -77,7 +90,7 @@ pub fn features() -> serde_json::Value {
 mod tests {
     #[test]
     fn every_listed_mount_option_is_one_the_parser_knows() {
-        for o in super::MOUNT_OPTIONS {
+        for o in super::mount_options() {
             let parsed = crate::spec::parse_mount_options(&[o.to_string()]);
             assert!(parsed.data.is_empty(), "{o} would be passed as data");
         }

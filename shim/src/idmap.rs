@@ -1,10 +1,10 @@
 //! A child in a new user namespace: its uid and gid maps, and the idmapped
 //! mount through which it sees an image owned by the host's root.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
+use nsbox_process::mount_api;
 use protocol::IdMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,77 +92,30 @@ fn write_map(pid: i32, file: &'static str, maps: &[IdMap]) -> Result<(), IdmapEr
 /// user namespace of `pid`: files owned by host uid H appear owned by the
 /// container uid that H maps to, without a chown of the image.
 pub fn idmapped_tree(path: &str, pid: i32) -> Result<OwnedFd, IdmapError> {
-    let cpath = CString::new(path).map_err(|_| IdmapError::Nul { path: path.into() })?;
-    let tree = open_tree_clone(&cpath).map_err(|source| IdmapError::OpenTree {
+    if path.contains('\0') {
+        return Err(IdmapError::Nul { path: path.into() });
+    }
+    let tree = mount_api::open_tree_clone(path, true).map_err(|source| IdmapError::OpenTree {
         path: path.into(),
         source,
     })?;
     let userns = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(IdmapError::UserNs)?;
-    set_idmap(&tree, &userns).map_err(|source| match source {
-        Errno::EINVAL | Errno::EOPNOTSUPP => IdmapError::Unsupported {
-            path: path.into(),
-            errno: source,
-        },
-        source => IdmapError::SetAttr {
-            path: path.into(),
-            source,
-        },
+    let attr = mount_api::MountAttr {
+        attr_set: mount_api::MOUNT_ATTR_IDMAP,
+        userns_fd: userns.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    mount_api::mount_setattr(tree.as_fd(), mount_api::AT_RECURSIVE, &attr).map_err(|source| {
+        match source {
+            Errno::EINVAL | Errno::EOPNOTSUPP => IdmapError::Unsupported {
+                path: path.into(),
+                errno: source,
+            },
+            source => IdmapError::SetAttr {
+                path: path.into(),
+                source,
+            },
+        }
     })?;
     Ok(tree)
-}
-
-/// open_tree(2) with OPEN_TREE_CLONE | AT_RECURSIVE, which nix lacks.
-#[allow(unsafe_code)]
-fn open_tree_clone(path: &CString) -> Result<OwnedFd, Errno> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    // SAFETY: open_tree reads a NUL-terminated path and returns a new fd.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if tree < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the fd is new and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(tree as RawFd) })
-}
-
-/// mount_setattr(2) with MOUNT_ATTR_IDMAP, which nix lacks.
-#[allow(unsafe_code)]
-fn set_idmap(tree: &OwnedFd, userns: &std::fs::File) -> Result<(), Errno> {
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    // SAFETY: mount_setattr reads `attr`, of the size given.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    Ok(())
 }

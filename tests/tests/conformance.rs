@@ -209,3 +209,81 @@ fn rootfs_propagation_on_a_shared_host() {
         t.rt(&["delete", "-f", &id]).ok();
     }
 }
+
+/// A host directory with a tmpfs mounted on its `sub`, unmounted when
+/// dropped (a panicking test included).
+struct HostTree {
+    dir: std::path::PathBuf,
+}
+
+impl HostTree {
+    fn new(t: &Test, name: &str) -> HostTree {
+        let dir = t.work.join(name);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("top"), "top").unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "nsbox-test",
+                dir.join("sub").to_str().unwrap(),
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a tmpfs on {}/sub", dir.display());
+        std::fs::write(dir.join("sub/below"), "below").unwrap();
+        HostTree { dir }
+    }
+}
+
+impl Drop for HostTree {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.join("sub"))
+            .status();
+    }
+}
+
+/// The recursive options (runtime-spec 1.1) reach the mounts below the
+/// one they are given on, where the plain ones do not: mountinfo's
+/// options of both, and writes and exec tried from inside (youki's
+/// mounts_recursive).
+#[test]
+fn recursive_mount_options_reach_every_mount_below() {
+    let Some(t) = Test::new("mounts_recursive") else {
+        return;
+    };
+    let tree = HostTree::new(&t, "vol");
+    let src = tree.dir.to_str().unwrap().to_string();
+    let script = "for m in /r /r/sub /p /p/sub; do \
+         awk -v m=$m '$5 == m { print m, $6 }' /proc/self/mountinfo; done; \
+         for f in /r/top /r/sub/below /p/top /p/sub/below; do \
+         if echo x >> $f 2>/dev/null; then echo $f writable; else echo $f read-only; fi; done";
+    let b = t.bundle_with("b", &["sh", "-c", script], |c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({ "destination": "/r", "type": "bind", "source": src,
+            "options": ["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnoatime",
+                        "rnosymfollow"] }));
+        mounts.push(json!({ "destination": "/p", "type": "bind", "source": src,
+            "options": ["rbind", "ro", "nosuid"] }));
+    });
+    let out = t.run(&b, "rec");
+    out.ok();
+    let flags = "ro,nosuid,nodev,noexec,noatime,nosymfollow";
+    assert_eq!(
+        out.stdout_lines(),
+        [
+            format!("/r {flags}").as_str(),
+            &format!("/r/sub {flags}"),
+            "/p ro,nosuid,relatime",
+            "/p/sub rw,relatime",
+            "/r/top read-only",
+            "/r/sub/below read-only",
+            "/p/top read-only",
+            "/p/sub/below writable",
+        ],
+        "{out:?}"
+    );
+    drop(tree);
+}

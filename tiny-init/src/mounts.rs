@@ -198,22 +198,8 @@ fn make_in_root(root: &OwnedFd, path: &str, kind: Kind) -> Result<OwnedFd, Errno
 
 /// Attach a detached mount (from open_tree, idmapped by the shim) at `target`.
 fn move_mount(from: &OwnedFd, target: &str) -> Result<(), Errno> {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    let target = std::ffi::CString::new(target).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: move_mount (which nix lacks) with a mount fd we hold and
-    // NUL-terminated paths; it writes no memory of ours.
-    #[allow(unsafe_code)]
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            from.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    Errno::result(r).map(drop)
+    use std::os::fd::AsFd;
+    nsbox_process::mount_api::move_mount(from.as_fd(), target)
 }
 
 /// `before_pivot` runs once every mount is made, before pivot_root: the
@@ -430,7 +416,32 @@ fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: Option<&str>) -> Result<(),
         mount(None, &fd_path(&target), None, m.propagation, None)
             .map_err(|e| failure(format!("set propagation of {}", m.destination), e))?;
     }
+    if !m.recursive.is_empty() {
+        set_recursive(root, m).map_err(|e| {
+            failure(
+                format!(
+                    "set the recursive options of {} (mount_setattr)",
+                    m.destination
+                ),
+                e,
+            )
+        })?;
+    }
     Ok(())
+}
+
+/// `rro`, `rnosuid`, ...: on the mount and every mount below it, in one
+/// mount_setattr(2) with AT_RECURSIVE.
+fn set_recursive(root: &OwnedFd, m: &Mount) -> Result<(), Errno> {
+    use nsbox_process::mount_api::{mount_setattr, MountAttr, AT_RECURSIVE};
+    use std::os::fd::AsFd;
+    let target = open_in_root(root, &m.destination, OFlag::O_PATH)?;
+    let attr = MountAttr {
+        attr_set: m.recursive.set,
+        attr_clr: m.recursive.clear,
+        ..Default::default()
+    };
+    mount_setattr(target.as_fd(), AT_RECURSIVE, &attr)
 }
 
 /// proc and sysfs go on a directory of the image, never through a symlink
@@ -759,6 +770,7 @@ mod tests {
                 source: "proc".into(),
                 flags: 0,
                 propagation: 0,
+                recursive: Default::default(),
                 data: String::new(),
             }],
             masked_paths: vec!["/proc/kcore".into()],

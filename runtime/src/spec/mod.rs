@@ -34,7 +34,7 @@ pub use plan::{plan, Plan};
 pub use process::convert_process;
 pub use subordinate::rootless_maps;
 pub use template::{check_spec_options, default_spec, parse_userns, SpecOptions};
-pub use validate::{map_id, parse_mount_options, MountOptions};
+pub use validate::{map_id, parse_mount_options, recursive_options, MountOptions};
 
 /// The annotation that gives a container a copy-on-write root over an image.
 pub const IMAGE_ANNOTATION: &str = "nsbox.image";

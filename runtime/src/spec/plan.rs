@@ -384,6 +384,7 @@ fn mounts(spec: &Spec, bundle: &Path) -> Result<Vec<Mount>> {
             source,
             flags,
             propagation: options.propagation,
+            recursive: options.recursive,
             data: options.data,
         });
     }
@@ -611,6 +612,7 @@ fn etc_mounts(mounts: &mut Vec<Mount>, rootfs: &str, overlay: bool, dir: &Contai
             source: dir.etc_file(name).to_string_lossy().into_owned(),
             flags: libc::MS_BIND as u64,
             propagation: 0,
+            recursive: Default::default(),
             data: String::new(),
         });
     }
