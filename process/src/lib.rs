@@ -13,7 +13,7 @@ pub mod mount_api;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use sys::pidfd_open;
+pub use sys::{join_session_keyring, pidfd_open};
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

@@ -148,3 +148,19 @@ pub fn join_before_exec(cmd: &mut std::process::Command, fds: Vec<RawFd>) {
         })
     };
 }
+
+/// Join the session keyring `name` (made if there is none of that name),
+/// as runc does for a container: without it, the container's processes
+/// would share their caller's session keys. A kernel without keyrings
+/// (ENOSYS) has nothing to share.
+pub fn join_session_keyring(name: &str) -> Result<(), Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    let name = std::ffi::CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: keyctl reads the NUL-terminated name and writes nothing of
+    // ours.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    match Errno::result(r) {
+        Ok(_) | Err(Errno::ENOSYS) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -369,6 +369,11 @@ pub struct InitConfig {
     /// to put at `rootfs`, or at the overlay's lower directory.
     pub idmapped: bool,
     pub readonly_root: bool,
+    /// How the rootfs becomes the container's `/`.
+    pub root_switch: RootSwitch,
+    /// A new session keyring of this name, joined first thing, so that the
+    /// container shares no keys with its caller (None: `--no-new-keyring`).
+    pub session_keyring: Option<String>,
     /// linux.rootfsPropagation: the MS_* flags applied to the container's
     /// `/` once it is built (0: not set, an rslave root as everywhere
     /// before). Until then everything is a slave of the host's mounts, so
@@ -408,6 +413,20 @@ pub struct InitConfig {
     pub start_hooks: Vec<Hook>,
     pub hook_state: String,
     pub process: Process,
+}
+
+/// How the rootfs becomes the container's `/`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootSwitch {
+    /// pivot_root(2), the old root detached: the default.
+    #[default]
+    PivotRoot,
+    /// `--no-pivot`: MS_MOVE onto `/` and chroot(2), for a root that
+    /// pivot_root refuses (an initramfs).
+    MoveRoot,
+    /// No mount namespace of the container's own: chroot(2) only, and no
+    /// mount at all (any would be the host's).
+    Chroot,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -234,6 +234,15 @@ struct CreateArgs {
     /// log is kept when our stdout is a terminal or /dev/null.
     #[arg(long)]
     log_output: bool,
+    /// Move the rootfs onto / and chroot into it instead of pivot_root (for
+    /// a root on a ramdisk, which pivot_root refuses); the old root then
+    /// stays reachable to a process with CAP_SYS_CHROOT.
+    #[arg(long)]
+    no_pivot: bool,
+    /// Keep the caller's session keyring instead of a new one of the
+    /// container's own.
+    #[arg(long)]
+    no_new_keyring: bool,
 }
 
 impl CreateArgs {
@@ -246,6 +255,8 @@ impl CreateArgs {
             tty: false,
             foreground: false,
             log_output: self.log_output,
+            no_pivot: self.no_pivot,
+            no_new_keyring: self.no_new_keyring,
             start: false,
         }
     }

@@ -287,3 +287,116 @@ fn recursive_mount_options_reach_every_mount_below() {
     );
     drop(tree);
 }
+
+/// No mount namespace in linux.namespaces: the container shares the
+/// host's, as the namespace's inode shows, and has the rootfs as its root
+/// by chroot; not one mount is made (runc makes them on the host and
+/// leaves them there). What would need one is refused by name.
+#[test]
+fn without_a_mount_namespace_no_mount_is_made() {
+    let Some(t) = Test::new("no_mount_namespace") else {
+        return;
+    };
+    let before = mount_points();
+    let b = t.bundle_with(
+        "b",
+        &["sh", "-c", "cat /etc/issue; echo ready; sleep 30"],
+        |c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "mount");
+            c["mounts"] = json!([]);
+            c["root"]["readonly"] = json!(false);
+            c["linux"]["maskedPaths"] = json!([]);
+            c["linux"]["readonlyPaths"] = json!([]);
+        },
+    );
+    t.run_detached(&b, "nomnt").ok();
+    let text = wait_for_text(&t.ctr_stdout("nomnt"), "ready");
+    assert!(text.starts_with("nsbox test rootfs"), "{text}");
+    let pid = t.state("nomnt")["pid"].as_i64().unwrap();
+    let mnt = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    assert_eq!(
+        mnt.to_string_lossy(),
+        format!("mnt:[{}]", own_ns("mnt")),
+        "not the host's mount namespace"
+    );
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+            .unwrap()
+            .to_string_lossy(),
+        format!("pid:[{}]", own_ns("pid")),
+        "the other namespaces are still the container's"
+    );
+    assert_eq!(mount_points(), before, "the host's mount table changed");
+    t.rt(&["delete", "-f", "nomnt"]).ok();
+
+    // The default config's mounts, read-only root and masked paths each
+    // need a mount namespace.
+    for (n, (tweak, needle)) in [
+        (
+            Box::new(|_: &mut Value| {}) as Box<dyn Fn(&mut Value)>,
+            "mounts (/proc",
+        ),
+        (
+            Box::new(|c: &mut Value| c["mounts"] = json!([])),
+            "root.readonly",
+        ),
+        (
+            Box::new(|c: &mut Value| {
+                c["mounts"] = json!([]);
+                c["root"]["readonly"] = json!(false);
+            }),
+            "linux.maskedPaths (/proc/acpi",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = t.bundle_with(&format!("r{n}"), &["true"], |c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "mount");
+            tweak(c);
+        });
+        let id = format!("refused{n}");
+        t.create(&b, &id).fails_with(
+            &id,
+            &["no mount namespace", needle, "add {\"type\": \"mount\"}"],
+        );
+    }
+    assert_eq!(mount_points(), before, "the host's mount table changed");
+}
+
+/// `--no-pivot`: the rootfs moved onto / and chroot'ed into; the
+/// workload runs in it all the same (youki's no_pivot).
+#[test]
+fn no_pivot_runs_the_container_in_its_rootfs() {
+    let Some(t) = Test::new("no_pivot") else {
+        return;
+    };
+    let b = t.bundle("b", &["sh", "-c", "cat /etc/issue; ls /"]);
+    let out = t.rt(&["run", "--no-pivot", "-b", b.path(), "np"]);
+    out.ok();
+    let lines = out.stdout_lines();
+    assert_eq!(lines.first(), Some(&"nsbox test rootfs"), "{out:?}");
+    assert!(lines.contains(&"bin") && lines.contains(&"etc"), "{out:?}");
+}
+
+/// A session keyring of the container's own (`_ses.ID`), as runc makes
+/// one; `--no-new-keyring` keeps the caller's.
+#[test]
+fn a_container_has_a_session_keyring_of_its_own() {
+    let Some(t) = Test::new("session_keyring") else {
+        return;
+    };
+    let b = t.bundle("b", &[MT, "keyring"]);
+    let out = t.run(&b, "keys");
+    out.ok();
+    assert!(out.stdout.trim().ends_with(";_ses.keys"), "{out:?}");
+    let out = t.rt(&["run", "--no-new-keyring", "-b", b.path(), "keys2"]);
+    out.ok();
+    assert!(!out.stdout.contains("_ses.keys2"), "{out:?}");
+}

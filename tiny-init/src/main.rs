@@ -70,6 +70,11 @@ fn main() {
             fail(&channel, "unshare the cgroup namespace", e, 1);
         }
     }
+    if let Some(name) = &config.session_keyring {
+        if let Err(e) = workload::join_session_keyring(name) {
+            fail(&channel, "join a new session keyring", e, 1);
+        }
+    }
     let hook_point = || -> Result<(), Failure> {
         if !config.hook_pause {
             return Ok(());

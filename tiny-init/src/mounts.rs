@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
-use protocol::{Failure, InitConfig, Mount};
+use protocol::{Failure, InitConfig, Mount, RootSwitch};
 
 const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
     ("null", 1, 3),
@@ -212,6 +212,9 @@ pub fn build_rootfs(
     refuse_nul(config)?;
     // So that mode arguments below mean what they say.
     nix::sys::stat::umask(Mode::empty());
+    if config.root_switch == RootSwitch::Chroot {
+        return shared_mount_namespace(config, before_pivot);
+    }
     // Nothing we mount may propagate back to the host: everything is a
     // slave of the host's mounts until the root is built, whatever
     // linux.rootfsPropagation asks for the end (a shared root from the
@@ -287,7 +290,11 @@ pub fn build_rootfs(
     }
 
     before_pivot()?;
-    pivot_root(rootfs).map_err(|e| failure("pivot_root", e))?;
+    if config.root_switch == RootSwitch::MoveRoot {
+        move_root(rootfs).map_err(|e| failure("move the rootfs onto / (--no-pivot)", e))?;
+    } else {
+        pivot_root(rootfs).map_err(|e| failure("pivot_root", e))?;
+    }
 
     // Before the read-only paths: /proc/sys is one of them.
     for (key, value) in &config.sysctl {
@@ -299,15 +306,7 @@ pub fn build_rootfs(
     for p in &config.readonly_paths {
         readonly_path(p).map_err(|e| failure(format!("make {p} read-only"), e))?;
     }
-    if let Some(h) = &config.hostname {
-        nix::unistd::sethostname(h).map_err(|e| failure("set hostname", e))?;
-    }
-    if let Some(d) = &config.domainname {
-        setdomainname(d).map_err(|e| failure("set domainname", e))?;
-    }
-    if config.loopback_up {
-        loopback_up().map_err(|e| failure("bring lo up", e))?;
-    }
+    set_names(config)?;
     if config.readonly_root {
         remount_readonly("/", 0).map_err(|e| failure("make / read-only", e))?;
     }
@@ -320,6 +319,56 @@ pub fn build_rootfs(
 }
 
 const SLAVE_REC: u64 = (libc::MS_SLAVE | libc::MS_REC) as u64;
+
+/// Hostname, domainname and the loopback interface: the namespaces'
+/// part of the inside, the same with or without a mount namespace.
+fn set_names(config: &InitConfig) -> Result<(), Failure> {
+    if let Some(h) = &config.hostname {
+        nix::unistd::sethostname(h).map_err(|e| failure("set hostname", e))?;
+    }
+    if let Some(d) = &config.domainname {
+        setdomainname(d).map_err(|e| failure("set domainname", e))?;
+    }
+    if config.loopback_up {
+        loopback_up().map_err(|e| failure("bring lo up", e))?;
+    }
+    Ok(())
+}
+
+/// No mount namespace of the container's own: we are in the host's (the
+/// runtime's), where every mount would stay behind on the host. Not a
+/// single one is made (the runtime refused every setting that needs one:
+/// mounts, a read-only root, masked paths, devices, propagation); the
+/// container's root is the rootfs by chroot(2), as runc has it then.
+fn shared_mount_namespace(
+    config: &InitConfig,
+    before_root: impl FnOnce() -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    before_root()?;
+    // Through the host's /proc, before the chroot leaves it behind: a
+    // sysctl file answers for the writer's own namespaces.
+    for (key, value) in &config.sysctl {
+        write_sysctl(key, value)?;
+    }
+    let chroot = |dir: &str| {
+        nix::unistd::chdir(dir)?;
+        nix::unistd::chroot(".")?;
+        nix::unistd::chdir("/")
+    };
+    chroot(&config.rootfs).map_err(|e| failure(format!("chroot to {}", config.rootfs), e))?;
+    set_names(config)
+}
+
+/// `--no-pivot`: the rootfs moved onto / and chroot'ed into, for a root
+/// that pivot_root refuses (an initramfs), as runc's msMoveRoot. The old
+/// root stays under it, which a process with CAP_SYS_CHROOT could reach:
+/// pivot_root's detached old root is the safer default.
+fn move_root(rootfs: &str) -> Result<(), Errno> {
+    nix::unistd::chdir(rootfs)?;
+    mount(Some(rootfs), "/", None, libc::MS_MOVE as u64, None)?;
+    nix::unistd::chroot(".")?;
+    nix::unistd::chdir("/")
+}
 
 /// The mount that `rootfs` sits on, made private: pivot_root refuses a
 /// new root whose parent mount is shared, and the parent is the one part

@@ -14,7 +14,7 @@ use nsbox_host::state::ContainerDir;
 use oci_spec::runtime::{Linux, LinuxDeviceType, LinuxNamespaceType, Spec};
 use protocol::{
     BridgeNetwork, Cgroup, CreateRequest, Device, IdMap, InitConfig, Mount, Namespace,
-    NamespaceKind, Overlay, Process,
+    NamespaceKind, Overlay, Process, RootSwitch,
 };
 
 use super::subordinate::check_subordinate;
@@ -67,10 +67,20 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     if rootless {
         rootless_id_maps(&ids)?;
     }
-    let idmap = IdmappedRoot::of(root.overlay, &root.rootfs, ids.userns && !rootless, dir)?;
+    // Without a mount namespace of its own the container is in the host's:
+    // no mount at all, and so no idmapped root.
+    let shares_host_mounts = !namespaces.has(NamespaceKind::Mount);
+    if shares_host_mounts {
+        needs_no_mount(spec, linux, &annotations)?;
+    }
+    let idmapped = ids.userns && !rootless && !shares_host_mounts;
+    let idmap = IdmappedRoot::of(root.overlay, &root.rootfs, idmapped, dir)?;
     let network = network(spec, &annotations, &namespaces, dir, id)?;
     if network.is_some() && rootless {
         refuse!("bridge networking needs root (veths, addresses and nftables rules on the host); a rootless container can have --net none or host");
+    }
+    if network.is_some() && shares_host_mounts {
+        refuse!("bridge networking mounts the container's /etc/hosts, hostname and resolv.conf, which needs a mount namespace of its own (linux.namespaces has no \"mount\")");
     }
     if network.is_some() {
         etc_mounts(&mut mounts, &root.rootfs, idmap.overlay.is_some(), dir);
@@ -98,7 +108,13 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
                 overlay: idmap.overlay,
                 idmapped: idmap.idmapped,
                 readonly_root: root.readonly,
+                root_switch: if shares_host_mounts {
+                    RootSwitch::Chroot
+                } else {
+                    RootSwitch::PivotRoot
+                },
                 rootfs_propagation,
+                session_keyring: None,
                 mounts,
                 devices,
                 masked_paths,
@@ -201,8 +217,9 @@ fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
 }
 
 /// linux.namespaces: each kind once; joined by path only where nsbox can
-/// join one; a new mount namespace always; and a new uts namespace for a
-/// hostname or domainname to go in.
+/// join one; and a new uts namespace for a hostname or domainname to go
+/// in. Without a mount namespace the container shares the host's (see
+/// `needs_no_mount`).
 fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
     let mut list: Vec<Namespace> = Vec::new();
     for ns in linux.namespaces().clone().unwrap_or_default() {
@@ -231,9 +248,6 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
         list.push(Namespace { kind, path });
     }
     let namespaces = Namespaces(list);
-    if !namespaces.own(NamespaceKind::Mount) {
-        refuse!("a new mount namespace is required (linux.namespaces has no \"mount\")");
-    }
     if spec.hostname().is_some() && !namespaces.own(NamespaceKind::Uts) {
         refuse!("hostname is set, but there is no new uts namespace to set it in");
     }
@@ -241,6 +255,45 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
         refuse!("domainname is set, but there is no new uts namespace to set it in");
     }
     Ok(namespaces)
+}
+
+/// No mount namespace in linux.namespaces: the container shares the
+/// runtime's, the host's, and tiny-init makes no mount there (runc makes
+/// them, on the host, and leaves them behind). What would need one is
+/// refused, by name.
+fn needs_no_mount(
+    spec: &Spec,
+    linux: &Linux,
+    annotations: &BTreeMap<String, String>,
+) -> Result<()> {
+    let first = |list: &Option<Vec<String>>| list.as_ref().and_then(|l| l.first().cloned());
+    let what = if let Some(m) = spec.mounts().as_ref().and_then(|m| m.first()) {
+        format!("mounts ({} ...)", m.destination().display())
+    } else if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        "root.readonly (a read-only remount of the root)".into()
+    } else if let Some(p) = first(linux.masked_paths()) {
+        format!("linux.maskedPaths ({p} ...)")
+    } else if let Some(p) = first(linux.readonly_paths()) {
+        format!("linux.readonlyPaths ({p} ...)")
+    } else if let Some(d) = linux.devices().as_ref().and_then(|d| d.first()) {
+        format!(
+            "linux.devices ({} ...: a node in the host's image)",
+            d.path().display()
+        )
+    } else if let Some(p) = linux
+        .rootfs_propagation()
+        .as_ref()
+        .filter(|p| !p.is_empty())
+    {
+        format!("linux.rootfsPropagation {p:?}")
+    } else if annotations.contains_key(IMAGE_ANNOTATION) {
+        format!("annotation {IMAGE_ANNOTATION} (an overlay root)")
+    } else {
+        return Ok(());
+    };
+    refuse!(
+        "linux.namespaces has no mount namespace, so the container would share the host's, where {what} would change the host's mounts: add {{\"type\": \"mount\"}} to linux.namespaces, or leave it out"
+    )
 }
 
 /// linux.uidMappings and gidMappings: both, and only, with a new user
