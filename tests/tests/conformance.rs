@@ -400,3 +400,57 @@ fn a_container_has_a_session_keyring_of_its_own() {
     out.ok();
     assert!(!out.stdout.contains("_ses.keys2"), "{out:?}");
 }
+
+/// A hostname in a uts namespace joined by path is set there (runc sets
+/// it); in the host's own (no uts entry, or a path to it) it is refused.
+#[test]
+fn a_hostname_is_set_in_a_joined_uts_namespace() {
+    let Some(t) = Test::new("hostname_joined_uts") else {
+        return;
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let a = t.bundle_with("a", &["sh", "-c", "echo ready; sleep 30"], |c| {
+        c["hostname"] = json!("first");
+    });
+    t.run_detached(&a, "uts-a").ok();
+    wait_for_text(&t.ctr_stdout("uts-a"), "ready");
+    let pid = t.state("uts-a")["pid"].as_i64().unwrap();
+    let joined = format!("/proc/{pid}/ns/uts");
+    let b = t.bundle_with("b", &["hostname"], |c| {
+        c["hostname"] = json!("joined");
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "uts" {
+                n["path"] = json!(joined);
+            }
+        }
+    });
+    let out = t.run(&b, "uts-b");
+    out.ok();
+    assert_eq!(out.stdout.trim(), "joined", "{out:?}");
+    // Set in the namespace the two share: the first container sees it.
+    let seen = t.rt(&["exec", "uts-a", "hostname"]);
+    assert_eq!(seen.ok().stdout.trim(), "joined", "{seen:?}");
+    t.rt(&["delete", "-f", "uts-a"]).ok();
+
+    let own = format!("/proc/{}/ns/uts", std::process::id());
+    for (n, path) in [(0, None), (1, Some(own))] {
+        let b = t.bundle_with(&format!("r{n}"), &["true"], |c| {
+            let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+            match &path {
+                None => list.retain(|n| n["type"] != "uts"),
+                Some(p) => {
+                    for n in list.iter_mut().filter(|n| n["type"] == "uts") {
+                        n["path"] = json!(p);
+                    }
+                }
+            }
+        });
+        let id = format!("host-uts{n}");
+        t.create(&b, &id)
+            .fails_with(&id, &["hostname is set", "it would change the host's"]);
+    }
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host
+    );
+}

@@ -248,13 +248,36 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
         list.push(Namespace { kind, path });
     }
     let namespaces = Namespaces(list);
-    if spec.hostname().is_some() && !namespaces.own(NamespaceKind::Uts) {
-        refuse!("hostname is set, but there is no new uts namespace to set it in");
-    }
-    if spec.domainname().is_some() && !namespaces.own(NamespaceKind::Uts) {
-        refuse!("domainname is set, but there is no new uts namespace to set it in");
+    for (what, set) in [
+        ("hostname", spec.hostname().is_some()),
+        ("domainname", spec.domainname().is_some()),
+    ] {
+        if set {
+            uts_of_the_container(what, &namespaces)?;
+        }
     }
     Ok(namespaces)
+}
+
+/// A hostname or domainname is set in the container's uts namespace, new
+/// or joined by path (runc sets it in a joined one too); never in the
+/// host's own, which no entry, or a path to the runtime's own, would be.
+fn uts_of_the_container(what: &str, namespaces: &Namespaces) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(uts) = namespaces.0.iter().find(|n| n.kind == NamespaceKind::Uts) else {
+        refuse!(
+            "{what} is set, but linux.namespaces has no uts namespace: it would change the host's"
+        );
+    };
+    let Some(path) = &uts.path else {
+        return Ok(());
+    };
+    let id = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    let joined = id(path).map_err(io_error(format!("namespace uts path {path}")))?;
+    if id("/proc/self/ns/uts").is_ok_and(|host| host == joined) {
+        refuse!("{what} is set, but the uts namespace at {path} is the host's own: it would change the host's");
+    }
+    Ok(())
 }
 
 /// No mount namespace in linux.namespaces: the container shares the
