@@ -13,7 +13,7 @@ pub mod mount_api;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use sys::{join_session_keyring, pidfd_open};
+pub use sys::{join_session_keyring, pidfd_open, set_affinity};
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -172,6 +172,12 @@ impl Prepared {
                 }
             };
         }
+        // execCPUAffinity's `initial`: first, so that the set-up below
+        // already runs there.
+        let cpus = p.cpu_affinity.as_ref();
+        if let Some(initial) = cpus.and_then(|c| c.initial.as_deref()) {
+            check!(Step::CpuAffinity, sys::set_affinity(initial));
+        }
         // A session of its own, as a shell started by a terminal would have.
         check!(Step::Setsid, nix::unistd::setsid());
         if terminal {
@@ -186,6 +192,14 @@ impl Prepared {
         }
         if let Some(io) = p.io_priority {
             check!(Step::IoPriority, sys::ioprio_set(io));
+        }
+        // While CAP_SYS_NICE is still ours, and after the rlimits
+        // (RLIMIT_RTPRIO and RLIMIT_NICE bound it without that).
+        if let Some(s) = &p.scheduler {
+            check!(Step::Scheduler, sys::sched_setattr(s));
+        }
+        if let Some(persona) = p.personality {
+            check!(Step::Personality, sys::personality(persona));
         }
         if let Some(caps) = &p.capabilities {
             check!(Step::Bounding, self.drop_bounding(caps));
@@ -223,6 +237,13 @@ impl Prepared {
         }
         if p.no_new_privileges {
             check!(Step::NoNewPrivs, nix::sys::prctl::set_no_new_privs());
+        }
+        // `final`, or without one the container's own CPUs (its init's)
+        // rather than `initial`'s, as runc resets it.
+        match cpus.map(|c| (c.initial.is_some(), c.last.as_deref())) {
+            Some((_, Some(last))) => check!(Step::CpuAffinity, sys::set_affinity(last)),
+            Some((true, None)) => check!(Step::CpuAffinity, sys::affinity_of_init()),
+            _ => {}
         }
         let umask = p.umask.unwrap_or(DEFAULT_UMASK);
         nix::sys::stat::umask(Mode::from_bits_truncate(umask as libc::mode_t));

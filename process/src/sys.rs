@@ -164,3 +164,54 @@ pub fn join_session_keyring(name: &str) -> Result<(), Errno> {
         Err(e) => Err(e),
     }
 }
+
+/// sched_setattr(2) for this process (nix has no call for it).
+pub fn sched_setattr(s: &protocol::Scheduler) -> Result<(), Errno> {
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: s.policy,
+        flags: s.flags,
+        nice: s.nice,
+        priority: s.priority,
+        runtime: s.runtime,
+        deadline: s.deadline,
+        period: s.period,
+    };
+    // SAFETY: sched_setattr reads `attr`, whose first field gives its size.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    Errno::result(r).map(drop)
+}
+
+/// personality(2) with this persona.
+pub fn personality(persona: u32) -> Result<(), Errno> {
+    // SAFETY: personality takes an integer and touches no memory of ours.
+    let r = unsafe { libc::personality(persona as libc::c_ulong) };
+    Errno::result(r).map(drop)
+}
+
+/// This process runs on these CPUs.
+pub fn set_affinity(cpus: &[u16]) -> Result<(), Errno> {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu as usize)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+}
+
+/// This process runs where the container's init (pid 1 of our PID
+/// namespace) runs: the container's own CPUs.
+pub fn affinity_of_init() -> Result<(), Errno> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(1))?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+}

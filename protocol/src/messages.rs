@@ -507,6 +507,35 @@ pub struct Process {
     pub oom_score_adj: Option<i32>,
     pub io_priority: Option<IoPriority>,
     pub seccomp: Option<Seccomp>,
+    /// linux.personality: personality(2)'s persona (PER_LINUX32...).
+    pub personality: Option<u32>,
+    /// process.scheduler, for sched_setattr(2).
+    pub scheduler: Option<Scheduler>,
+    /// process.execCPUAffinity (an exec'd process only).
+    pub cpu_affinity: Option<CpuAffinity>,
+}
+
+/// struct sched_attr's settings, as sched_setattr(2) takes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scheduler {
+    /// SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, ISO 4, IDLE 5, DEADLINE 6.
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    /// SCHED_DEADLINE's, in nanoseconds.
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+/// CPUs by number: where an exec'd process starts (`initial`, before it
+/// is in the container's cgroup) and where it runs (`last`; None: the
+/// container's own CPUs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuAffinity {
+    pub initial: Option<Vec<u16>>,
+    pub last: Option<Vec<u16>>,
 }
 
 /// ioprio_set(2)'s class (1 realtime, 2 best-effort, 3 idle) and level.

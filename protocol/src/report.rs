@@ -110,6 +110,9 @@ steps! {
     Chdir = 59 => "chdir to the working directory",
     /// execve(2) of the container's command.
     Exec = 60 => "exec the command",
+    Personality = 61 => "set the personality (linux.personality)",
+    Scheduler = 62 => "set the scheduler (process.scheduler)",
+    CpuAffinity = 63 => "set the CPU affinity (process.execCPUAffinity)",
 }
 
 fn kind_index(kind: NamespaceKind) -> u8 {

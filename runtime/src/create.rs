@@ -109,8 +109,8 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     };
     let bundle = std::fs::canonicalize(&o.bundle)
         .with_context(|| format!("bundle {}", o.bundle.display()))?;
-    let spec = crate::spec::load(&bundle)?;
-    let mut plan = crate::spec::plan(&spec, &bundle, &dir, id)?;
+    let config = crate::spec::load(&bundle)?;
+    let mut plan = crate::spec::plan(&config, &bundle, &dir, id)?;
     plan.request.tiny_init = sibling("tiny-init")?.to_string_lossy().into_owned();
     plan.request.caller_reaps = g.caller_reaps;
     plan.request.init.preserve_fds = o.preserve_fds;

@@ -63,22 +63,31 @@ pub struct ExecArgs {
 
 fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
     let (_, st) = g.container(&a.id)?;
-    let spec = crate::spec::load(std::path::Path::new(&st.bundle))?;
+    let config = crate::spec::load(std::path::Path::new(&st.bundle))?;
+    let spec = &config.spec;
     // The container's seccomp profile binds what is exec'd in it too, as
     // with runc.
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(crate::seccomp::compile(s)?),
         None => None,
     };
+    // linux.personality is the container's: its exec'd processes too.
+    let personality = match spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        Some(p) => Some(crate::spec::personality(p)?),
+        None => None,
+    };
     if let Some(file) = &a.process {
         let text = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
-        let p: oci_spec::runtime::Process =
-            serde_json::from_slice(&text).with_context(|| format!("parse {}", file.display()))?;
+        let parse = || format!("parse {}", file.display());
+        let p: oci_spec::runtime::Process = serde_json::from_slice(&text).with_context(parse)?;
+        let extras: crate::spec::ProcessExtras =
+            serde_json::from_slice(&text).with_context(parse)?;
         if !a.args.is_empty() {
             bail!("give the command in --process or on the command line, not both");
         }
-        let mut p = crate::spec::convert_process(&p)?;
+        let mut p = crate::spec::convert_process(&p, &extras)?;
         p.seccomp = seccomp;
+        p.personality = personality;
         return Ok(p);
     }
     if a.args.is_empty() {
@@ -89,8 +98,9 @@ fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
         .process()
         .as_ref()
         .ok_or_else(|| anyhow!("config.json has no process"))?;
-    let mut p = crate::spec::convert_process(base)?;
+    let mut p = crate::spec::convert_process(base, &config.extras.process())?;
     p.seccomp = seccomp;
+    p.personality = personality;
     p.args = a.args.clone();
     for kv in &a.env {
         let key = kv.split('=').next().unwrap_or_default();
@@ -294,6 +304,17 @@ fn join_and_exec(
     process: &protocol::Process,
     preserve_fds: u32,
 ) -> Report {
+    // execCPUAffinity's `initial` is where the process runs until it is
+    // in the container's cgroup (runtime-spec).
+    if let Some(initial) = process
+        .cpu_affinity
+        .as_ref()
+        .and_then(|c| c.initial.as_deref())
+    {
+        if let Err(e) = nsbox_process::set_affinity(initial) {
+            return Report::new(Step::CpuAffinity, e);
+        }
+    }
     // Into the container's cgroup by moving ourselves, before the mount
     // namespace hides the host's cgroupfs (cheaper than being moved: see
     // cgroups::enter).

@@ -454,3 +454,102 @@ fn a_hostname_is_set_in_a_joined_uts_namespace() {
         host
     );
 }
+
+/// linux.personality (LINUX32: `uname -m` says i686, as youki's test
+/// checks, for the workload and an exec'd process alike) and
+/// process.scheduler (policy and nice, from /proc/self/stat's fields 41
+/// and 19).
+#[test]
+fn personality_and_scheduler_are_the_workloads() {
+    let Some(t) = Test::new("personality_scheduler") else {
+        return;
+    };
+    let probe = "uname -m; cat /proc/self/personality; cut -d' ' -f19,41 /proc/self/stat";
+    let b = t.bundle_with(
+        "b",
+        &["sh", "-c", &format!("{probe}; echo ready; sleep 30")],
+        |c| {
+            c["linux"]["personality"] = json!({ "domain": "LINUX32" });
+            c["process"]["scheduler"] = json!({ "policy": "SCHED_BATCH", "nice": 5 });
+        },
+    );
+    t.run_detached(&b, "pers").ok();
+    let text = wait_for_text(&t.ctr_stdout("pers"), "ready");
+    assert_eq!(text, "i686\n00000008\n5 3\nready\n");
+    let out = t.rt(&["exec", "pers", "sh", "-c", probe]);
+    assert_eq!(out.ok().stdout, "i686\n00000008\n5 3\n", "{out:?}");
+    t.rt(&["delete", "-f", "pers"]).ok();
+
+    let b = t.bundle_with("idle", &["sh", "-c", probe], |c| {
+        c["linux"]["personality"] = json!({ "domain": "LINUX" });
+        c["process"]["scheduler"] = json!({ "policy": "SCHED_IDLE" });
+    });
+    let out = t.run(&b, "idle");
+    assert_eq!(out.ok().stdout, "x86_64\n00000000\n0 5\n", "{out:?}");
+
+    let b = t.bundle_with("bad", &["true"], |c| {
+        c["process"]["scheduler"] = json!({ "policy": "SCHED_OTHER", "priority": 5 });
+    });
+    t.create(&b, "bad").fails_with(
+        "bad",
+        &[
+            "process.scheduler.priority 5",
+            "SCHED_FIFO and SCHED_RR only",
+        ],
+    );
+}
+
+/// process.execCPUAffinity: an exec'd process runs on `final`; with
+/// `initial` alone, on the container's own CPUs again (youki's
+/// exec_cpu_affinity, from config.json and from a process.json).
+#[test]
+fn exec_cpu_affinity_final_and_initial() {
+    let Some(t) = Test::new("exec_cpu_affinity") else {
+        return;
+    };
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        skip("exec_cpu_affinity", "needs two CPUs");
+        return;
+    }
+    let b = t.bundle_with(
+        "b",
+        &[
+            "sh",
+            "-c",
+            "grep Cpus_allowed_list /proc/self/status; sleep 30",
+        ],
+        |c| {
+            c["process"]["execCPUAffinity"] = json!({ "initial": "0", "final": "1" });
+        },
+    );
+    t.run_detached(&b, "aff").ok();
+    let init = wait_for_text(&t.ctr_stdout("aff"), "Cpus_allowed_list");
+    let all = init.trim().to_string();
+    assert_ne!(
+        all, "Cpus_allowed_list:\t1",
+        "the workload is no exec'd process"
+    );
+    let grep = ["grep", "Cpus_allowed_list", "/proc/self/status"];
+    let out = t.rt(&[&["exec", "aff"][..], &grep].concat());
+    assert_eq!(out.ok().stdout.trim(), "Cpus_allowed_list:\t1", "{out:?}");
+    for mode in ["own", "caller"] {
+        let process = t.work.join(format!("process-{mode}.json"));
+        std::fs::write(
+            &process,
+            json!({ "cwd": "/", "args": grep, "env": ["PATH=/bin"], "user": { "uid": 0, "gid": 0 },
+                    "execCPUAffinity": { "initial": "1" } })
+            .to_string(),
+        )
+        .unwrap();
+        let out = t.rt(&[
+            "--shim-mode",
+            mode,
+            "exec",
+            "-p",
+            process.to_str().unwrap(),
+            "aff",
+        ]);
+        assert_eq!(out.ok().stdout.trim(), all, "{mode}: {out:?}");
+    }
+    t.rt(&["delete", "-f", "aff"]).ok();
+}

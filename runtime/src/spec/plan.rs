@@ -22,7 +22,10 @@ use super::validate::{
     absolute_in_container, hooks, id_maps, map_id, overlay_safe, parse_mount_options, resolve_dir,
     sysctls, Namespaces,
 };
-use super::{convert_process, io_error, Result, SpecError, IMAGE_ANNOTATION};
+use super::{
+    convert_process, io_error, personality, Config, ProcessExtras, Result, SpecError,
+    IMAGE_ANNOTATION,
+};
 
 #[derive(Debug)]
 pub struct Plan {
@@ -33,7 +36,8 @@ pub struct Plan {
     pub command: Vec<String>,
 }
 
-pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<Plan> {
+pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<Plan> {
+    let (spec, extras) = (&config.spec, &config.extras);
     oci_version(spec)?;
     let annotations: BTreeMap<String, String> = spec
         .annotations()
@@ -62,8 +66,12 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     let mut mounts = mounts(spec, bundle)?;
     let masked_paths = container_paths("masked path", linux.masked_paths())?;
     let readonly_paths = container_paths("read-only path", linux.readonly_paths())?;
-    let mut process = process(spec, &ids)?;
+    let mut process = process(spec, &extras.process(), &ids)?;
     process.seccomp = seccomp;
+    process.personality = linux.personality().as_ref().map(personality).transpose()?;
+    // "Not applicable to the container's init process" (runtime-spec):
+    // an exec'd process's only.
+    process.cpu_affinity = None;
     if rootless {
         rootless_id_maps(&ids)?;
     }
@@ -502,11 +510,11 @@ fn container_paths(what: &str, list: &Option<Vec<String>>) -> Result<Vec<String>
 }
 
 /// The container's process; with a user namespace, its ids must be mapped.
-fn process(spec: &Spec, ids: &IdMappings) -> Result<Process> {
+fn process(spec: &Spec, extras: &ProcessExtras, ids: &IdMappings) -> Result<Process> {
     let Some(p) = spec.process() else {
         refuse!("config.json has no process");
     };
-    let process = convert_process(p)?;
+    let process = convert_process(p, extras)?;
     if ids.userns {
         for (what, id, maps) in [
             ("uid", process.uid, &ids.uid),
