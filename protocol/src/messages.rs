@@ -178,6 +178,10 @@ pub struct CreateRequest {
     /// goes on.
     pub uid_mappings: Vec<IdMap>,
     pub gid_mappings: Vec<IdMap>,
+    /// With a new time namespace: linux.timeOffsets as the lines of
+    /// /proc/PID/timens_offsets ("monotonic 10 0\n"), written before
+    /// anything enters it.
+    pub time_offsets: String,
     /// With a new user namespace: the directory the shim presents to the
     /// container through an idmapped mount (the rootfs, or the image under
     /// an overlay), so that the image needs no chown.

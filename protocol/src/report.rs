@@ -78,6 +78,10 @@ steps! {
     /// The read-only bind of tiny-init's binary onto itself.
     BindInitReadOnly = 5 => "bind tiny-init's binary read-only",
     ExecInit = 6 => "exec tiny-init",
+    /// unshare(2) of the container's new time namespace.
+    NewTimeNamespace = 7 => "make the container's time namespace",
+    /// linux.timeOffsets into /proc/self/timens_offsets.
+    TimeOffsets = 8 => "write the time namespace's offsets (linux.timeOffsets)",
 
     // A terminal for the process, opened inside the container.
     OpenPtmx = 20 => "open /dev/ptmx",

@@ -553,3 +553,59 @@ fn exec_cpu_affinity_final_and_initial() {
     }
     t.rt(&["delete", "-f", "aff"]).ok();
 }
+
+/// A new time namespace with linux.timeOffsets: given before anything is
+/// in it, as /proc/self/timens_offsets shows, and seen by the workload and
+/// by exec'd processes of both shim modes (boottime: /proc/uptime).
+#[test]
+fn time_namespace_offsets() {
+    let Some(t) = Test::new("time_namespace") else {
+        return;
+    };
+    let probe = "cat /proc/self/timens_offsets; cut -d. -f1 /proc/uptime";
+    let b = t.bundle_with(
+        "b",
+        &["sh", "-c", &format!("{probe}; echo ready; sleep 30")],
+        |c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({ "type": "time" }));
+            c["linux"]["timeOffsets"] = json!({
+                "monotonic": { "secs": 86400, "nanosecs": 0 },
+                "boottime": { "secs": 1000000, "nanosecs": 7 }
+            });
+        },
+    );
+    t.run_detached(&b, "tns").ok();
+    let host_uptime = || -> u64 {
+        let up = std::fs::read_to_string("/proc/uptime").unwrap();
+        up.split('.').next().unwrap().parse().unwrap()
+    };
+    let check = |text: &str| {
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines[0], ["monotonic", "86400", "0"], "{text}");
+        assert_eq!(lines[1], ["boottime", "1000000", "7"], "{text}");
+        let up: u64 = lines[2][0].parse().unwrap();
+        let host = host_uptime();
+        assert!(
+            up >= 1_000_000 + host - 5 && up <= 1_000_000 + host + 5,
+            "{up} vs host {host}"
+        );
+    };
+    check(&wait_for_text(&t.ctr_stdout("tns"), "ready"));
+    for mode in ["own", "caller"] {
+        let out = t.rt(&["--shim-mode", mode, "exec", "tns", "sh", "-c", probe]);
+        check(&out.ok().stdout);
+    }
+    t.rt(&["delete", "-f", "tns"]).ok();
+
+    let b = t.bundle_with("bad", &["true"], |c| {
+        c["linux"]["timeOffsets"] = json!({ "monotonic": { "secs": 1 } });
+    });
+    t.create(&b, "bad")
+        .fails_with("bad", &["linux.timeOffsets", "no new time namespace"]);
+}

@@ -104,6 +104,7 @@ pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Res
             id: id.to_string(),
             state_dir: dir.path.to_string_lossy().into_owned(),
             tiny_init: String::new(),
+            time_offsets: time_offsets(extras, &namespaces)?,
             uid_mappings: ids.uid,
             gid_mappings: ids.gid,
             idmap_source: idmap.source,
@@ -209,8 +210,7 @@ fn root(
     })
 }
 
-/// The kind nsbox knows for an OCI namespace type; time namespaces are
-/// not supported yet.
+/// The kind nsbox knows for an OCI namespace type.
 fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
     Ok(match t {
         LinuxNamespaceType::Pid => NamespaceKind::Pid,
@@ -220,7 +220,7 @@ fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
         LinuxNamespaceType::Network => NamespaceKind::Network,
         LinuxNamespaceType::Cgroup => NamespaceKind::Cgroup,
         LinuxNamespaceType::User => NamespaceKind::User,
-        LinuxNamespaceType::Time => refuse!("time namespaces are not supported"),
+        LinuxNamespaceType::Time => NamespaceKind::Time,
     })
 }
 
@@ -325,6 +325,35 @@ fn needs_no_mount(
     refuse!(
         "linux.namespaces has no mount namespace, so the container would share the host's, where {what} would change the host's mounts: add {{\"type\": \"mount\"}} to linux.namespaces, or leave it out"
     )
+}
+
+/// linux.timeOffsets, as the lines of /proc/PID/timens_offsets: the
+/// monotonic and boottime clocks only (the others are not namespaced),
+/// and only for a new time namespace (a joined one has its offsets).
+fn time_offsets(extras: &super::Extras, namespaces: &Namespaces) -> Result<String> {
+    let offsets = extras.linux.as_ref().and_then(|l| l.time_offsets.as_ref());
+    let Some(offsets) = offsets.filter(|o| !o.is_empty()) else {
+        return Ok(String::new());
+    };
+    if !namespaces.own(NamespaceKind::Time) {
+        refuse!("linux.timeOffsets is set, but linux.namespaces has no new time namespace to give them to");
+    }
+    let mut lines = String::new();
+    for (clock, o) in offsets {
+        if clock != "monotonic" && clock != "boottime" {
+            refuse!(
+                "linux.timeOffsets: clock {clock:?} is not namespaced (monotonic and boottime are)"
+            );
+        }
+        if o.nanosecs >= 1_000_000_000 {
+            refuse!(
+                "linux.timeOffsets.{clock}.nanosecs {} is a second or more",
+                o.nanosecs
+            );
+        }
+        lines.push_str(&format!("{clock} {} {}\n", o.secs, o.nanosecs));
+    }
+    Ok(lines)
 }
 
 /// linux.uidMappings and gidMappings: both, and only, with a new user
