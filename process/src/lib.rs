@@ -8,11 +8,13 @@
 // unsafe lives in `sys`: the calls nix 0.29 does not wrap.
 #![deny(unsafe_code)]
 
+mod held;
 pub mod hooks;
 pub mod mount_api;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use held::Held;
 pub use sys::{join_session_keyring, pidfd_open, set_affinity};
 
 use std::ffi::CString;
@@ -162,7 +164,17 @@ impl Prepared {
     /// child may allocate (the caps crate does, and so do nix's execve and
     /// setgroups): no other thread can hold the allocator's lock.
     fn child(&self, terminal: bool, keep: u32) -> Report {
+        self.child_held(terminal, keep, None)
+    }
+
+    /// [`Prepared::child`], which with `hold` hands its seccomp listener
+    /// over and waits for `start` right after loading its filter.
+    fn child_held(&self, terminal: bool, keep: u32, hold: Option<&held::HoldPoint>) -> Report {
         let p = &self.process;
+        let load_seccomp = |s: &protocol::Seccomp| match hold {
+            Some(h) if s.listener => held::load_and_hold(h, s),
+            _ => sys::load_seccomp(s).map_err(|e| Report::new(Step::Seccomp, e)),
+        };
         restore_default_mask();
         sys::reset_dispositions();
         macro_rules! check {
@@ -211,7 +223,9 @@ impl Prepared {
         // under it.
         if !p.no_new_privileges {
             if let Some(s) = &p.seccomp {
-                check!(Step::Seccomp, sys::load_seccomp(s));
+                if let Err(r) = load_seccomp(s) {
+                    return r;
+                }
             }
         }
         // Keep the permitted set across the uid change; the capability
@@ -253,7 +267,9 @@ impl Prepared {
         sys::close_range_on_exec(3 + keep);
         if p.no_new_privileges {
             if let Some(s) = &p.seccomp {
-                check!(Step::Seccomp, sys::load_seccomp(s));
+                if let Err(r) = load_seccomp(s) {
+                    return r;
+                }
             }
         }
         match nix::unistd::execve(&self.path, &self.argv, &self.envp) {

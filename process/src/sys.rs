@@ -71,6 +71,21 @@ pub fn drop_bounding(cap: u8) -> Result<(), Errno> {
 
 /// seccomp(2) with the program the runtime compiled.
 pub fn load_seccomp(s: &protocol::Seccomp) -> Result<(), Errno> {
+    set_filter(s, 0).map(drop)
+}
+
+/// As [`load_seccomp`], with SECCOMP_FILTER_FLAG_NEW_LISTENER: the fd on
+/// which SCMP_ACT_NOTIFY's notifications arrive.
+pub fn load_seccomp_listener(s: &protocol::Seccomp) -> Result<OwnedFd, Errno> {
+    const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
+    let fd = set_filter(s, SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
+    // SAFETY: with NEW_LISTENER, seccomp(2) returns a new fd that nothing
+    // else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER) with the profile's flags and `extra`.
+fn set_filter(s: &protocol::Seccomp, extra: u32) -> Result<libc::c_long, Errno> {
     #[repr(C)]
     struct SockFprog {
         len: libc::c_ushort,
@@ -91,11 +106,11 @@ pub fn load_seccomp(s: &protocol::Seccomp) -> Result<(), Errno> {
         libc::syscall(
             libc::SYS_seccomp,
             SECCOMP_SET_MODE_FILTER,
-            s.flags as libc::c_ulong,
+            (s.flags | extra) as libc::c_ulong,
             &prog as *const SockFprog,
         )
     };
-    Errno::result(r).map(drop)
+    Errno::result(r)
 }
 
 /// Every descriptor from `first` up closes on exec.

@@ -178,6 +178,9 @@ pub struct CreateRequest {
     /// goes on.
     pub uid_mappings: Vec<IdMap>,
     pub gid_mappings: Vec<IdMap>,
+    /// linux.seccomp's listenerPath and listenerMetadata: the shim sends
+    /// the workload's seccomp listener fd there once tiny-init is ready.
+    pub seccomp_listener: Option<SeccompListener>,
     /// With a new time namespace: linux.timeOffsets as the lines of
     /// /proc/PID/timens_offsets ("monotonic 10 0\n"), written before
     /// anything enters it.
@@ -215,6 +218,14 @@ pub struct CreateRequest {
     /// itself once it has heard `Exited`: the shim leaves it then, and its
     /// own exit does not stand between the container's end and the run's.
     pub caller_removes_cgroup: bool,
+}
+
+/// Where the seccomp listener fd goes: a unix socket on the host, sent
+/// the container process state (runtime-spec) with the fd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompListener {
+    pub path: String,
+    pub metadata: String,
 }
 
 /// A container on a Linux bridge, as the runtime validated it.
@@ -557,6 +568,9 @@ pub struct Seccomp {
     pub bpf: Vec<u8>,
     /// SECCOMP_FILTER_FLAG_* for seccomp(2).
     pub flags: u32,
+    /// It has SCMP_ACT_NOTIFY rules and a listenerPath: the workload loads
+    /// it with a new listener, whose fd goes to that path at `create`.
+    pub listener: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -67,8 +67,14 @@ fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
     let spec = &config.spec;
     // The container's seccomp profile binds what is exec'd in it too, as
     // with runc.
+    // Without a listener of its own (runc sends one per exec to the
+    // listenerPath; nsbox does not yet): its SCMP_ACT_NOTIFY rules answer
+    // ENOSYS, as the kernel answers a filter that nobody listens to.
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(crate::seccomp::compile(s)?),
+        Some(s) => Some(protocol::Seccomp {
+            listener: false,
+            ..crate::seccomp::compile(s)?
+        }),
         None => None,
     };
     // linux.personality is the container's: its exec'd processes too.

@@ -12,7 +12,7 @@ use protocol::{
     PROTOCOL_VERSION,
 };
 
-use crate::{failure, idmap, spawn};
+use crate::{failure, idmap, seccomp_agent, spawn};
 
 pub struct Handshake<'a> {
     pub req: &'a CreateRequest,
@@ -58,11 +58,30 @@ impl Handshake<'_> {
                 .send(&ShimToInit::Continue, &[])
                 .map_err(|e| self.init_error(e))?;
         }
-        let pty = self
+        let mut fds = self
             .channel
             .wait_for_ready()
-            .map_err(|e| self.init_error(e))?;
-        Ok(pty.into_iter().next())
+            .map_err(|e| self.init_error(e))?
+            .into_iter();
+        // The terminal's master first, then the seccomp listener.
+        let pty = if self.req.init.process.terminal {
+            fds.next()
+        } else {
+            None
+        };
+        if let Some(listener) = &self.req.seccomp_listener {
+            let Some(fd) = fds.next() else {
+                return Err(failure(
+                    "send the seccomp listener",
+                    "tiny-init sent none".into(),
+                ));
+            };
+            let pid = self.init.pid;
+            let state = self.state.oci_state_as(Status::Creating, pid);
+            seccomp_agent::send(listener, &fd, state, pid)
+                .map_err(|e| Failure::from_error("send the seccomp listener", &e))?;
+        }
+        Ok(pty)
     }
 
     /// A new user namespace: the clone child waits, nobody, until its maps

@@ -609,3 +609,147 @@ fn time_namespace_offsets() {
     t.create(&b, "bad")
         .fails_with("bad", &["linux.timeOffsets", "no new time namespace"]);
 }
+
+/// What the test's seccomp agent hands back: the container process
+/// state as it came (at once), then the number of the syscall it answered.
+type Agent = (
+    std::sync::mpsc::Receiver<Value>,
+    std::thread::JoinHandle<Result<i32, String>>,
+);
+
+/// A seccomp agent for the test: takes one connection on `path`, the
+/// container process state and the listener fd with it, then answers one
+/// notification with success (the syscall then does nothing).
+fn seccomp_agent(path: &std::path::Path) -> Agent {
+    use std::io::IoSliceMut;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        let mut buf = vec![0u8; 8192];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| format!("recvmsg: {e}"))?;
+        let mut fds = Vec::new();
+        for c in msg.cmsgs().map_err(|e| e.to_string())? {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(r) = c {
+                fds.extend(r);
+            }
+        }
+        let n = msg.bytes;
+        let state: Value = serde_json::from_slice(&buf[..n]).map_err(|e| e.to_string())?;
+        let _ = tx.send(state);
+        let [fd] = fds[..] else {
+            return Err(format!("{} fds came", fds.len()));
+        };
+        // SAFETY: SCM_RIGHTS has just installed it for us.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // struct seccomp_notif and seccomp_notif_resp of <linux/seccomp.h>.
+        #[repr(C)]
+        struct Notif {
+            id: u64,
+            pid: u32,
+            flags: u32,
+            nr: i32,
+            arch: u32,
+            ip: u64,
+            args: [u64; 6],
+        }
+        #[repr(C)]
+        struct Resp {
+            id: u64,
+            val: i64,
+            error: i32,
+            flags: u32,
+        }
+        const RECV: libc::c_ulong = 0xc050_2100;
+        const SEND: libc::c_ulong = 0xc018_2101;
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one pollfd of ours.
+        if unsafe { libc::poll(&mut pfd, 1, 20_000) } != 1 {
+            return Err("no notification within 20 s".into());
+        }
+        // SAFETY: the ioctls read and write the structs given, zeroed first.
+        let mut notif: Notif = unsafe { std::mem::zeroed() };
+        if unsafe { libc::ioctl(fd.as_raw_fd(), RECV, &mut notif) } != 0 {
+            return Err(format!("NOTIF_RECV: {}", std::io::Error::last_os_error()));
+        }
+        let resp = Resp {
+            id: notif.id,
+            val: 0,
+            error: 0,
+            flags: 0,
+        };
+        if unsafe { libc::ioctl(fd.as_raw_fd(), SEND, &resp) } != 0 {
+            return Err(format!("NOTIF_SEND: {}", std::io::Error::last_os_error()));
+        }
+        Ok(notif.nr)
+    });
+    (rx, thread)
+}
+
+/// SCMP_ACT_NOTIFY with a listenerPath: the listener fd reaches the agent
+/// during `create` with the container process state (its ID, the pid
+/// `state` reports, the metadata), and the agent's answer is what the
+/// workload's syscall returns (youki's seccomp_notify, with an answer).
+#[test]
+fn seccomp_notify_reaches_the_listener_and_is_answered() {
+    let Some(t) = Test::new("seccomp_notify") else {
+        return;
+    };
+    let path = t.work.join("agent.sock");
+    let (states, agent) = seccomp_agent(&path);
+    let script = "mkdir /tmp/notified; echo rc=$?; \
+                  if [ -d /tmp/notified ]; then echo made; else echo not made; fi";
+    let b = t.bundle_with("b", &["sh", "-c", script], |c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": path,
+            "listenerMetadata": "opaque metadata",
+            "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY" }]
+        });
+    });
+    t.create(&b, "notify").ok();
+    // By the time `create` returns, the agent has the state and the fd.
+    let state = states
+        .try_recv()
+        .unwrap_or_else(|_| panic!("no listener reached the agent during create"));
+    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+    assert_eq!(state["metadata"], "opaque metadata", "{state}");
+    assert_eq!(state["state"]["id"], "notify", "{state}");
+    assert_eq!(state["pid"], t.state("notify")["pid"], "{state}");
+    t.rt(&["start", "notify"]).ok();
+    let nr = agent
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("agent: {e}"));
+    assert!(
+        [libc::SYS_mkdir, libc::SYS_mkdirat].contains(&(nr as i64)),
+        "notified of syscall {nr}"
+    );
+    t.stopped_with_code("notify");
+    assert_eq!(read_lossy(&t.ctr_stdout("notify")), "rc=0\nnot made\n");
+    t.rt(&["delete", "notify"]).ok();
+
+    let b = t.bundle_with("bad", &["true"], |c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{ "names": ["mkdir"], "action": "SCMP_ACT_NOTIFY" }]
+        });
+    });
+    t.create(&b, "nolistener").fails_with(
+        "nolistener",
+        &["SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath"],
+    );
+}

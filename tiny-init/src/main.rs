@@ -123,15 +123,43 @@ fn main() {
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         fail(&channel, "make tiny-init undumpable", e, 1);
     }
-    let master: Vec<i32> = pty.iter().map(|(m, _)| m.as_raw_fd()).collect();
-    if channel.send(&InitToShim::Ready, &master).is_err() {
-        std::process::exit(1);
-    }
-    let slave = pty.map(|(_, s)| s);
+    let (master, slave) = match pty {
+        Some((m, s)) => (Some(m), Some(s)),
+        None => (None, None),
+    };
     let stdio = match &slave {
         Some(s) => workload::Stdio::Terminal(s),
         None => workload::Stdio::Inherit,
     };
+    // A seccomp listener exists only once the workload has loaded its
+    // filter, and must reach its agent during `create`: such a workload
+    // is forked now and held there until `start`.
+    let listens = config.process.seccomp.as_ref().is_some_and(|s| s.listener);
+    let (prepared, listener) = if listens {
+        match prepared.spawn_held(stdio, &preserved) {
+            Ok(mut held) => {
+                let fd = held.take_listener();
+                (Workload::Held(held), fd)
+            }
+            Err(f) => {
+                let code = f.exit_code;
+                report_failure(&channel, f);
+                std::process::exit(code);
+            }
+        }
+    } else {
+        (Workload::Prepared(prepared), None)
+    };
+    // The terminal's master first, then the listener, as the shim takes them.
+    let fds: Vec<i32> = master
+        .iter()
+        .chain(listener.iter())
+        .map(|f| f.as_raw_fd())
+        .collect();
+    if channel.send(&InitToShim::Ready, &fds).is_err() {
+        std::process::exit(1);
+    }
+    drop((master, listener));
     let workload = if config.start_at_once {
         start(&channel, prepared, stdio, &preserved, &config)
     } else {
@@ -149,7 +177,7 @@ fn main() {
 fn wait_for_start(
     channel: &InitChannel,
     signals: &signals::Signals,
-    prepared: workload::Prepared,
+    prepared: Workload,
     stdio: workload::Stdio,
     preserved: Vec<std::os::fd::OwnedFd>,
     config: &protocol::InitConfig,
@@ -190,9 +218,16 @@ fn wait_for_start(
 
 /// startContainer hooks, then the workload; `Started` with its pid, or
 /// the failure and our exit with its code.
+/// The workload to start: to fork, or forked and held at its seccomp
+/// filter.
+enum Workload {
+    Prepared(workload::Prepared),
+    Held(workload::Held),
+}
+
 fn start(
     channel: &InitChannel,
-    prepared: workload::Prepared,
+    prepared: Workload,
     stdio: workload::Stdio,
     preserved: &[OwnedFd],
     config: &protocol::InitConfig,
@@ -210,7 +245,10 @@ fn start(
         .collect();
     let started = workload::hooks::run_all("startContainer", &hooks, &config.hook_state, &[])
         .map_err(|e| Failure::from_error("run hooks", &e))
-        .and_then(|_| prepared.spawn(stdio, preserved));
+        .and_then(|_| match prepared {
+            Workload::Prepared(p) => p.spawn(stdio, preserved),
+            Workload::Held(h) => h.release(),
+        });
     match started {
         Ok(pid) => {
             let _ = channel.send(&InitToShim::Started { pid }, &[]);

@@ -105,6 +105,7 @@ pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Res
             state_dir: dir.path.to_string_lossy().into_owned(),
             tiny_init: String::new(),
             time_offsets: time_offsets(extras, &namespaces)?,
+            seccomp_listener: seccomp_listener(linux, &process),
             uid_mappings: ids.uid,
             gid_mappings: ids.gid,
             idmap_source: idmap.source,
@@ -325,6 +326,18 @@ fn needs_no_mount(
     refuse!(
         "linux.namespaces has no mount namespace, so the container would share the host's, where {what} would change the host's mounts: add {{\"type\": \"mount\"}} to linux.namespaces, or leave it out"
     )
+}
+
+/// Where the workload's seccomp listener goes, when its filter has one.
+fn seccomp_listener(linux: &Linux, process: &Process) -> Option<protocol::SeccompListener> {
+    let s = linux.seccomp().as_ref()?;
+    if !process.seccomp.as_ref().is_some_and(|f| f.listener) {
+        return None;
+    }
+    Some(protocol::SeccompListener {
+        path: s.listener_path().as_ref()?.to_string_lossy().into_owned(),
+        metadata: s.listener_metadata().clone().unwrap_or_default(),
+    })
 }
 
 /// linux.timeOffsets, as the lines of /proc/PID/timens_offsets: the
