@@ -213,6 +213,14 @@ impl Prepared {
         if let Some(persona) = p.personality {
             check!(Step::Personality, sys::personality(persona));
         }
+        // Both take effect at exec, and are set while we are still
+        // privileged, as runc sets them.
+        if let Some(profile) = &p.apparmor_profile {
+            check!(Step::AppArmor, sys::set_apparmor_exec(profile));
+        }
+        if let Some(label) = &p.selinux_label {
+            check!(Step::SelinuxLabel, sys::set_selinux_exec(label));
+        }
         if let Some(caps) = &p.capabilities {
             check!(Step::Bounding, self.drop_bounding(caps));
         }

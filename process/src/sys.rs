@@ -230,3 +230,29 @@ pub fn affinity_of_init() -> Result<(), Errno> {
     let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(1))?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
 }
+
+/// AppArmor's change_onexec: the profile the next exec enters. Through
+/// the AppArmor-only attr directory where the kernel has it (5.8 on, so
+/// that another LSM stacked beside it cannot take the write), else the
+/// shared one.
+pub fn set_apparmor_exec(profile: &str) -> Result<(), Errno> {
+    let text = format!("exec {profile}");
+    write_attr("/proc/thread-self/attr/apparmor/exec", &text)
+        .or_else(|_| write_attr("/proc/thread-self/attr/exec", &text))
+}
+
+/// SELinux's setexeccon: the context the next exec enters.
+pub fn set_selinux_exec(label: &str) -> Result<(), Errno> {
+    write_attr("/proc/thread-self/attr/exec", label)
+}
+
+/// One write of `text` to a /proc attr file, as the LSMs take it.
+fn write_attr(path: &str, text: &str) -> Result<(), Errno> {
+    use std::io::Write;
+    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(errno)?;
+    f.write_all(text.as_bytes()).map_err(errno)
+}

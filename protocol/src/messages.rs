@@ -528,6 +528,11 @@ pub struct Process {
     pub scheduler: Option<Scheduler>,
     /// process.execCPUAffinity (an exec'd process only).
     pub cpu_affinity: Option<CpuAffinity>,
+    /// process.apparmorProfile, for the exec (the runtime has checked that
+    /// the host has AppArmor).
+    pub apparmor_profile: Option<String>,
+    /// process.selinuxLabel, for the exec (likewise SELinux).
+    pub selinux_label: Option<String>,
 }
 
 /// struct sched_attr's settings, as sched_setattr(2) takes them.

@@ -117,6 +117,8 @@ steps! {
     Personality = 61 => "set the personality (linux.personality)",
     Scheduler = 62 => "set the scheduler (process.scheduler)",
     CpuAffinity = 63 => "set the CPU affinity (process.execCPUAffinity)",
+    AppArmor = 64 => "apply the AppArmor profile (process.apparmorProfile)",
+    SelinuxLabel = 65 => "apply the SELinux label (process.selinuxLabel)",
 }
 
 fn kind_index(kind: NamespaceKind) -> u8 {

@@ -753,3 +753,49 @@ fn seccomp_notify_reaches_the_listener_and_is_answered() {
         &["SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath"],
     );
 }
+
+/// An AppArmor profile or SELinux label that this host cannot apply (it
+/// has neither module) is refused by name, never run unconfined; where
+/// the host has the module it is applied (not testable here).
+#[test]
+fn lsm_settings_the_host_cannot_apply_are_refused() {
+    let Some(t) = Test::new("lsm_refused") else {
+        return;
+    };
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y");
+    if apparmor || std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+        skip("lsm_refused", "this host has AppArmor or SELinux");
+        return;
+    }
+    for (n, (field, value, needle)) in [
+        (
+            "apparmorProfile",
+            "docker-default",
+            "this host has no AppArmor",
+        ),
+        (
+            "selinuxLabel",
+            "system_u:system_r:container_t:s0",
+            "this host has no SELinux",
+        ),
+        (
+            "mountLabel",
+            "system_u:object_r:container_file_t:s0",
+            "this host has no SELinux",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = t.bundle_with(&format!("b{n}"), &["true"], |c| {
+            if field == "mountLabel" {
+                c["linux"][field] = json!(value);
+            } else {
+                c["process"][field] = json!(value);
+            }
+        });
+        let id = format!("lsm{n}");
+        t.create(&b, &id).fails_with(&id, &[field, value, needle]);
+    }
+}

@@ -25,6 +25,7 @@ macro_rules! refuse {
 }
 
 mod extras;
+mod lsm;
 mod plan;
 mod process;
 mod subordinate;
@@ -32,6 +33,7 @@ mod template;
 mod validate;
 
 pub use extras::{Extras, ProcessExtras};
+pub use lsm::{apparmor_profile, selinux_label};
 pub use plan::{plan, Plan};
 pub use process::{convert_process, personality};
 pub use subordinate::rootless_maps;

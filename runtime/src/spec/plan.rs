@@ -64,6 +64,11 @@ pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Res
     let cgroup = cgroup(linux, &devices, dir, id, rootless)?;
     let rootfs_propagation = rootfs_propagation(linux)?;
     let mut mounts = mounts(spec, bundle)?;
+    if let Some(label) = super::selinux_label("linux.mountLabel", linux.mount_label().as_deref())? {
+        for m in &mut mounts {
+            m.data = super::lsm::with_mount_label(&m.fstype, &m.data, &label);
+        }
+    }
     let masked_paths = container_paths("masked path", linux.masked_paths())?;
     let readonly_paths = container_paths("read-only path", linux.readonly_paths())?;
     let mut process = process(spec, &extras.process(), &ids)?;

@@ -90,6 +90,14 @@ pub fn convert_process(p: &oci_spec::runtime::Process, extras: &ProcessExtras) -
         io_priority,
         seccomp: None,
         personality: None,
+        apparmor_profile: super::lsm::apparmor_profile(
+            "process.apparmorProfile",
+            p.apparmor_profile().as_deref(),
+        )?,
+        selinux_label: super::lsm::selinux_label(
+            "process.selinuxLabel",
+            p.selinux_label().as_deref(),
+        )?,
         scheduler: p.scheduler().as_ref().map(scheduler).transpose()?,
         cpu_affinity: extras
             .exec_cpu_affinity
