@@ -55,6 +55,36 @@ pub struct ExecArgs {
     /// Pass fds 3 to 3+N-1 on to the process.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub preserve_fds: u32,
+    /// Additional gid (repeatable, or comma-separated), replacing the
+    /// process's own.
+    #[arg(
+        short = 'g',
+        long = "additional-gids",
+        value_name = "GID",
+        value_delimiter = ','
+    )]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the process's bounding, effective and
+    /// permitted sets (repeatable).
+    #[arg(short = 'c', long = "cap", value_name = "CAP")]
+    pub caps: Vec<String>,
+    /// Set no_new_privileges for the process.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// The AppArmor profile for the process.
+    #[arg(long, value_name = "PROFILE")]
+    pub apparmor: Option<String>,
+    /// The SELinux label for the process.
+    #[arg(long, value_name = "LABEL")]
+    pub process_label: Option<String>,
+    /// Run the process in an existing sub-cgroup of the container's:
+    /// [CONTROLLER:]PATH, repeatable (caller's-shim mode).
+    #[arg(long = "cgroup", value_name = "[CONTROLLER:]PATH")]
+    pub cgroups: Vec<String>,
+    /// Exec in a paused container too (the process stays frozen with it
+    /// until it is resumed).
+    #[arg(long)]
+    pub ignore_paused: bool,
     pub id: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -122,6 +152,7 @@ fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
         }
         p.cwd = cwd.clone();
     }
+    overrides(&mut p, a)?;
     if let Some(user) = &a.user {
         let (u, g) = user.split_once(':').unwrap_or((user, ""));
         p.uid = u
@@ -135,6 +166,73 @@ fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
         p.additional_gids.clear();
     }
     Ok(p)
+}
+
+/// runc exec's flags that change the process beyond its command: as runc
+/// applies them to the container's own process (not to a --process file).
+fn overrides(p: &mut protocol::Process, a: &ExecArgs) -> Result<()> {
+    if !a.additional_gids.is_empty() {
+        p.additional_gids = a.additional_gids.clone();
+    }
+    if a.no_new_privs {
+        p.no_new_privileges = true;
+    }
+    if let Some(profile) = &a.apparmor {
+        p.apparmor_profile = crate::spec::apparmor_profile("--apparmor", Some(profile))?;
+    }
+    if let Some(label) = &a.process_label {
+        p.selinux_label = crate::spec::selinux_label("--process-label", Some(label))?;
+    }
+    for name in &a.caps {
+        let full = if name.to_ascii_uppercase().starts_with("CAP_") {
+            name.to_ascii_uppercase()
+        } else {
+            format!("CAP_{}", name.to_ascii_uppercase())
+        };
+        let cap = <caps::Capability as std::str::FromStr>::from_str(&full)
+            .map_err(|_| anyhow!("--cap {name:?}: no such capability"))?
+            .index();
+        let c = p.capabilities.get_or_insert_with(Default::default);
+        for set in [&mut c.bounding, &mut c.effective, &mut c.permitted] {
+            if !set.contains(&cap) {
+                set.push(cap);
+                set.sort_unstable();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--cgroup [CONTROLLER:]PATH...`: the container's cgroup with PATH
+/// below it, in CONTROLLER's hierarchy (every one without a controller).
+fn sub_cgroup(cg: &protocol::CgroupPaths, specs: &[String]) -> Result<protocol::CgroupPaths> {
+    let mut out = cg.clone();
+    for spec in specs {
+        let (controller, sub) = match spec.split_once(':') {
+            Some((c, p)) => (Some(c), p),
+            None => (None, spec.as_str()),
+        };
+        let sub = sub.trim_start_matches('/');
+        if sub.is_empty() || sub.split('/').any(|c| c == ".." || c == ".") {
+            bail!("--cgroup {spec:?}: not a path below the container's cgroup");
+        }
+        let mut found = false;
+        for d in &mut out.dirs {
+            let named = controller.is_none_or(|c| d.controller.split(',').any(|k| k == c));
+            if named {
+                let below = std::path::Path::new(&d.dir).join(sub);
+                if !below.is_dir() {
+                    bail!("--cgroup {spec:?}: {} does not exist", below.display());
+                }
+                d.dir = below.to_string_lossy().into_owned();
+                found = true;
+            }
+        }
+        if !found {
+            bail!("--cgroup {spec:?}: the container has no cgroup of that controller");
+        }
+    }
+    Ok(out)
 }
 
 pub fn exec(g: &GlobalOptions, a: &ExecArgs) -> Result<i32> {
@@ -158,14 +256,24 @@ pub fn exec(g: &GlobalOptions, a: &ExecArgs) -> Result<i32> {
         signals::block(&[])?
     };
     let (dir, st) = g.container(&a.id)?;
-    st.can_exec()?;
+    match st.can_exec() {
+        // Frozen, it takes the request once it is thawed; so does a
+        // process of ours that joins its frozen cgroup.
+        Err(e) if a.ignore_paused && e.status == nsbox_host::state::Status::Paused => {}
+        r => r?,
+    }
     if g.caller_reaps {
         let init = st
             .init
             .ok_or_else(|| anyhow!("the container has no init"))?;
+        let cgroup = match (&st.cgroup, a.cgroups.is_empty()) {
+            (Some(cg), false) => Some(sub_cgroup(cg, &a.cgroups)?),
+            (None, false) => bail!("--cgroup: the container has no cgroup"),
+            (cg, true) => cg.clone(),
+        };
         return exec_as_our_child(
             init.pid,
-            st.cgroup.as_ref(),
+            cgroup.as_ref(),
             &process,
             a,
             console.as_ref(),
@@ -174,6 +282,11 @@ pub fn exec(g: &GlobalOptions, a: &ExecArgs) -> Result<i32> {
     }
     if a.preserve_fds > 0 {
         bail!("--preserve-fds is supported in the caller's-shim mode only (--shim-mode caller)");
+    }
+    if !a.cgroups.is_empty() {
+        // tiny-init forks the process inside, where the host's cgroupfs is
+        // not: moving it from outside would be after it has begun to run.
+        bail!("--cgroup is supported in the caller's-shim mode only (--shim-mode caller)");
     }
     let mut ch = shim_client::connect(&dir)?;
     ch.set_timeout(Some(nsbox_host::testhooks::runtime_start_timeout()))?;
