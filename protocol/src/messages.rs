@@ -457,8 +457,20 @@ pub struct Mount {
     /// The recursive options (`rro`, `rnosuid`...): set on the mount and
     /// everything below it, last.
     pub recursive: MountAttrs,
+    /// An idmapped bind mount: the shim makes it (open_tree, then
+    /// mount_setattr with a user namespace of these maps) and sends it with
+    /// the `Config`, after the idmapped root; tiny-init attaches it.
+    pub idmap: Option<MountIdmap>,
     /// Options the filesystem interprets itself ("mode=755,size=65536k").
     pub data: String,
+}
+
+/// The maps of an idmapped mount: container id to host id, as a user
+/// namespace's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountIdmap {
+    pub uid_mappings: Vec<IdMap>,
+    pub gid_mappings: Vec<IdMap>,
 }
 
 /// MOUNT_ATTR_* flags that mount_setattr(2) sets and clears.

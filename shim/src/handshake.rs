@@ -48,7 +48,17 @@ impl Handshake<'_> {
         self.channel
             .wait_for_hello()
             .map_err(|e| self.init_error(e))?;
-        self.send_config(root_fd, preserved, start_at_once)?;
+        let mut mount_fds = Vec::new();
+        for m in &self.req.init.mounts {
+            if let Some(maps) = &m.idmap {
+                let recursive = m.flags & libc::MS_REC as u64 != 0;
+                let fd = idmap::idmapped_mount(&m.source, recursive, maps).map_err(|e| {
+                    Failure::from_error(format!("idmapped mount on {}", m.destination), &e)
+                })?;
+                mount_fds.push(fd);
+            }
+        }
+        self.send_config(root_fd, mount_fds, preserved, start_at_once)?;
         if self.req.init.hook_pause {
             self.channel
                 .wait_for_hook_point()
@@ -104,10 +114,12 @@ impl Handshake<'_> {
         Ok(root_fd)
     }
 
-    /// tiny-init's config, with the idmapped root and the preserved fds.
+    /// tiny-init's config, with the idmapped root, the idmapped mounts (in
+    /// the order of their mounts) and the preserved fds.
     fn send_config(
         &self,
         root_fd: Option<OwnedFd>,
+        mount_fds: Vec<OwnedFd>,
         preserved: Vec<OwnedFd>,
         start_at_once: bool,
     ) -> Result<(), Failure> {
@@ -121,6 +133,7 @@ impl Handshake<'_> {
         }
         let fds: Vec<i32> = root_fd
             .iter()
+            .chain(mount_fds.iter())
             .chain(preserved.iter())
             .map(|f| f.as_raw_fd())
             .collect();

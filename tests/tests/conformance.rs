@@ -799,3 +799,70 @@ fn lsm_settings_the_host_cannot_apply_are_refused() {
         t.create(&b, &id).fails_with(&id, &[field, value, needle]);
     }
 }
+
+/// Idmapped bind mounts (runtime-spec 1.1's uidMappings and gidMappings on
+/// a mount, 1.2's idmap option): a file owned by host root shows through
+/// the mount as the id its maps give it; a plain bind beside it shows it
+/// as it is; in a user namespace, `idmap` alone takes the container's maps.
+#[test]
+fn idmapped_bind_mounts_show_the_mapped_owner() {
+    let Some(t) = Test::new("idmapped_mounts") else {
+        return;
+    };
+    let vol = t.work.join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("f"), "data").unwrap();
+    let src = vol.to_str().unwrap().to_string();
+    let maps = |c: u32, h: u32| json!([{ "containerID": c, "hostID": h, "size": 10 }]);
+    let probe = ["sh", "-c", "stat -c '%n %u:%g' /idm/f /plain/f"];
+    let b = t.bundle_with("b", &probe, |c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(
+            json!({ "destination": "/idm", "type": "bind", "source": src,
+            "options": ["rbind"], "uidMappings": maps(0, 1000), "gidMappings": maps(0, 2000) }),
+        );
+        mounts.push(
+            json!({ "destination": "/plain", "type": "bind", "source": src,
+            "options": ["rbind"] }),
+        );
+    });
+    let out = t.run(&b, "idm");
+    assert_eq!(
+        out.ok().stdout_lines(),
+        ["/idm/f 1000:2000", "/plain/f 0:0"],
+        "{out:?}"
+    );
+
+    let b = t.bundle_with("u", &probe, |c| {
+        userns(c, 400000);
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(
+            json!({ "destination": "/idm", "type": "bind", "source": src,
+            "options": ["rbind", "idmap"] }),
+        );
+        mounts.push(
+            json!({ "destination": "/plain", "type": "bind", "source": src,
+            "options": ["rbind"] }),
+        );
+    });
+    let out = t.run(&b, "idmu");
+    // Host root is not mapped into the container's user namespace: the
+    // plain bind shows nobody, the idmapped one the container's root.
+    assert_eq!(
+        out.ok().stdout_lines(),
+        ["/idm/f 0:0", "/plain/f 65534:65534"],
+        "{out:?}"
+    );
+
+    let b = t.bundle_with("bad", &["true"], |c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "destination": "/idm",
+            "type": "bind", "source": src, "options": ["rbind"], "uidMappings": maps(0, 1000) }));
+    });
+    t.create(&b, "bad").fails_with(
+        "bad",
+        &["mount on /idm", "needs both uidMappings and gidMappings"],
+    );
+}

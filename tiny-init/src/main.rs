@@ -64,6 +64,8 @@ fn main() {
     };
     let mut fds = fds.into_iter();
     let root = if config.idmapped { fds.next() } else { None };
+    let idmapped_mounts = config.mounts.iter().filter(|m| m.idmap.is_some()).count();
+    let mount_fds: Vec<OwnedFd> = fds.by_ref().take(idmapped_mounts).collect();
     let preserved: Vec<std::os::fd::OwnedFd> = fds.take(config.preserve_fds as usize).collect();
     if config.new_cgroupns {
         if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
@@ -93,7 +95,7 @@ fn main() {
         channel.send(&InitToShim::HookPoint, &[]).map_err(lost)?;
         channel.wait_for_continue().map_err(lost)
     };
-    if let Err(f) = mounts::build_rootfs(&config, root, hook_point) {
+    if let Err(f) = mounts::build_rootfs(&config, root, mount_fds, hook_point) {
         report_failure(&channel, f);
         std::process::exit(1);
     }

@@ -207,6 +207,7 @@ fn move_mount(from: &OwnedFd, target: &str) -> Result<(), Errno> {
 pub fn build_rootfs(
     config: &InitConfig,
     idmapped: Option<OwnedFd>,
+    idmapped_mounts: Vec<OwnedFd>,
     before_pivot: impl FnOnce() -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     refuse_nul(config)?;
@@ -276,8 +277,18 @@ pub fn build_rootfs(
         open_dir(rootfs).map_err(|e| failure(format!("open rootfs {}", config.rootfs), e))?;
 
     let mut dev_is_tmpfs = false;
+    let mut idmapped_mounts = idmapped_mounts.into_iter();
     for m in &config.mounts {
-        mount_one(&root, m, config.cgroup_path.as_deref())?;
+        let tree = match m.idmap {
+            Some(_) => Some(idmapped_mounts.next().ok_or_else(|| {
+                failure(
+                    format!("receive the idmapped mount on {}", m.destination),
+                    Errno::EBADF,
+                )
+            })?),
+            None => None,
+        };
+        mount_one(&root, m, tree, config.cgroup_path.as_deref())?;
         if m.destination == "/dev" {
             dev_is_tmpfs = m.fstype == "tmpfs";
         }
@@ -428,7 +439,14 @@ fn open_dir(path: &str) -> Result<OwnedFd, Errno> {
 const PROPAGATION: u64 =
     (libc::MS_SHARED | libc::MS_SLAVE | libc::MS_PRIVATE | libc::MS_UNBINDABLE) as u64;
 
-fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: Option<&str>) -> Result<(), Failure> {
+/// `tree`: the idmapped copy of its source that the shim made, for an
+/// idmapped bind mount.
+fn mount_one(
+    root: &OwnedFd,
+    m: &Mount,
+    tree: Option<OwnedFd>,
+    cgroup_path: Option<&str>,
+) -> Result<(), Failure> {
     let what = format!("mount {} on {}", m.fstype, m.destination);
     if matches!(m.fstype.as_str(), "proc" | "sysfs") {
         ordinary_directory(root, m, &what)?;
@@ -446,7 +464,19 @@ fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: Option<&str>) -> Result<(),
         cgroup_mount(root, &target, m, cgroup_path).map_err(|e| failure(&what, e))?;
     } else if is_bind {
         let bind = m.flags & (libc::MS_BIND | libc::MS_REC) as u64;
-        mount(Some(src), &tpath, None, bind, None).map_err(|e| failure(&what, e))?;
+        match &tree {
+            Some(t) => {
+                use std::os::fd::AsFd;
+                nsbox_process::mount_api::move_mount_to(t.as_fd(), target.as_fd())
+                    .map_err(|e| failure(&what, e))?;
+                // A copy of a shared host mount is its peer: never that.
+                let on_top = open_in_root(root, &m.destination, OFlag::O_PATH)
+                    .map_err(|e| failure(&what, e))?;
+                mount(None, &fd_path(&on_top), None, SLAVE_REC, None)
+                    .map_err(|e| failure(&what, e))?;
+            }
+            None => mount(Some(src), &tpath, None, bind, None).map_err(|e| failure(&what, e))?,
+        }
         // A bind mount ignores every other flag until it is remounted.
         let rest = m.flags & !(bind | PROPAGATION | libc::MS_REMOUNT as u64);
         if rest != 0 {
@@ -820,6 +850,7 @@ mod tests {
                 flags: 0,
                 propagation: 0,
                 recursive: Default::default(),
+                idmap: None,
                 data: String::new(),
             }],
             masked_paths: vec!["/proc/kcore".into()],

@@ -63,7 +63,7 @@ pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Res
     let devices = devices(linux)?;
     let cgroup = cgroup(linux, &devices, dir, id, rootless)?;
     let rootfs_propagation = rootfs_propagation(linux)?;
-    let mut mounts = mounts(spec, bundle)?;
+    let mut mounts = mounts(spec, extras, bundle, &ids)?;
     if let Some(label) = super::selinux_label("linux.mountLabel", linux.mount_label().as_deref())? {
         for m in &mut mounts {
             m.data = super::lsm::with_mount_label(&m.fstype, &m.data, &label);
@@ -480,12 +480,33 @@ fn rootfs_propagation(linux: &Linux) -> Result<u64> {
 /// config.json's mounts: a destination inside the container, a type, and
 /// for a bind mount a source that exists (relative to the bundle unless
 /// absolute).
-fn mounts(spec: &Spec, bundle: &Path) -> Result<Vec<Mount>> {
+fn mounts(
+    spec: &Spec,
+    extras: &super::Extras,
+    bundle: &Path,
+    ids: &IdMappings,
+) -> Result<Vec<Mount>> {
     let mut mounts = Vec::new();
-    for m in spec.mounts().clone().unwrap_or_default() {
+    for (i, m) in spec
+        .mounts()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let destination = absolute_in_container("mount destination", m.destination())?;
         let fstype = m.typ().clone().unwrap_or_default();
-        let options = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+        let mut words = m.options().clone().unwrap_or_default();
+        // runtime-spec 1.2's idmap and ridmap: the maps below, or else the
+        // container's own.
+        let idmap_word = words.iter().any(|o| o == "idmap" || o == "ridmap");
+        let ridmap = words.iter().any(|o| o == "ridmap");
+        words.retain(|o| o != "idmap" && o != "ridmap");
+        let mut options = parse_mount_options(&words);
+        if ridmap {
+            options.flags |= libc::MS_REC as u64;
+        }
+        let idmap = mount_idmap(&destination, extras.mount(i), idmap_word, ids)?;
         let is_bind = fstype == "bind" || options.flags & libc::MS_BIND as u64 != 0;
         let mut source = m
             .source()
@@ -509,6 +530,9 @@ fn mounts(spec: &Spec, bundle: &Path) -> Result<Vec<Mount>> {
         } else if fstype.is_empty() {
             refuse!("mount on {destination}: no type given");
         }
+        if idmap.is_some() && !is_bind {
+            refuse!("mount on {destination}: uidMappings and gidMappings are for bind mounts");
+        }
         mounts.push(Mount {
             destination,
             fstype: if is_bind { "bind".into() } else { fstype },
@@ -516,10 +540,44 @@ fn mounts(spec: &Spec, bundle: &Path) -> Result<Vec<Mount>> {
             flags,
             propagation: options.propagation,
             recursive: options.recursive,
+            idmap,
             data: options.data,
         });
     }
     Ok(mounts)
+}
+
+/// A mount's uidMappings and gidMappings (both, checked as the user
+/// namespace's are), or with the `idmap`/`ridmap` option alone the
+/// container's own maps.
+fn mount_idmap(
+    destination: &str,
+    extras: Option<&super::extras::MountExtras>,
+    idmap_word: bool,
+    ids: &IdMappings,
+) -> Result<Option<protocol::MountIdmap>> {
+    let what = |side: &str| format!("mount on {destination}: {side}");
+    let uid = id_maps(
+        &what("uidMappings"),
+        &extras.and_then(|e| e.uid_mappings.clone()),
+    )?;
+    let gid = id_maps(
+        &what("gidMappings"),
+        &extras.and_then(|e| e.gid_mappings.clone()),
+    )?;
+    match (uid.is_empty(), gid.is_empty()) {
+        (false, false) => Ok(Some(protocol::MountIdmap {
+            uid_mappings: uid,
+            gid_mappings: gid,
+        })),
+        (true, true) if !idmap_word => Ok(None),
+        (true, true) if ids.userns => Ok(Some(protocol::MountIdmap {
+            uid_mappings: ids.uid.clone(),
+            gid_mappings: ids.gid.clone(),
+        })),
+        (true, true) => refuse!("mount on {destination}: idmap without uidMappings and gidMappings needs a user namespace, whose maps it would take"),
+        _ => refuse!("mount on {destination}: an idmapped mount needs both uidMappings and gidMappings"),
+    }
 }
 
 /// linux.devices: the nodes tiny-init makes in the container's /dev.
@@ -744,6 +802,7 @@ fn etc_mounts(mounts: &mut Vec<Mount>, rootfs: &str, overlay: bool, dir: &Contai
             flags: libc::MS_BIND as u64,
             propagation: 0,
             recursive: Default::default(),
+            idmap: None,
             data: String::new(),
         });
     }
