@@ -79,36 +79,32 @@ pub fn mount_setattr(fd: BorrowedFd, flags: libc::c_uint, attr: &MountAttr) -> R
 /// O_PATH fd `target` names (MOVE_MOUNT_T_EMPTY_PATH: no path to walk).
 pub fn move_mount_to(from: BorrowedFd, target: BorrowedFd) -> Result<(), Errno> {
     const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
-    // SAFETY: move_mount with two fds we hold and empty paths; it writes
-    // no memory of ours.
-    #[allow(unsafe_code)]
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            from.as_raw_fd(),
-            c"".as_ptr(),
-            target.as_raw_fd(),
-            c"".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    Errno::result(r).map(drop)
+    raw_move_mount(from, target.as_raw_fd(), c"", MOVE_MOUNT_T_EMPTY_PATH)
 }
 
 /// Attach the detached mount `from` at `target`, a path.
 pub fn move_mount(from: BorrowedFd, target: &str) -> Result<(), Errno> {
     let target = CString::new(target).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: move_mount with a mount fd we hold and NUL-terminated paths;
-    // it writes no memory of ours.
+    raw_move_mount(from, libc::AT_FDCWD, &target, 0)
+}
+
+fn raw_move_mount(
+    from: BorrowedFd,
+    to_dir: RawFd,
+    to_path: &std::ffi::CStr,
+    to_flags: libc::c_uint,
+) -> Result<(), Errno> {
+    // SAFETY: move_mount with fds we hold and NUL-terminated paths; it
+    // writes no memory of ours.
     #[allow(unsafe_code)]
     let r = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             from.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            to_dir,
+            to_path.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | to_flags,
         )
     };
     Errno::result(r).map(drop)
