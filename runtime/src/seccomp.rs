@@ -74,6 +74,12 @@ pub const OPERATORS: &[&str] = &[
     "SCMP_CMP_NE",
 ];
 pub const ARCHS: &[&str] = &["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"];
+/// The linux.seccomp.flags that `compile` passes to seccomp(2).
+pub const FLAGS: &[&str] = &[
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+];
 
 /// libseccomp's action for an OCI one; `what` names where the profile
 /// asks for it, should it be one nsbox refuses. SCMP_ACT_NOTIFY needs a

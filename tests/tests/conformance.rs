@@ -866,3 +866,39 @@ fn idmapped_bind_mounts_show_the_mapped_owner() {
         &["mount on /idm", "needs both uidMappings and gidMappings"],
     );
 }
+
+/// `features` lists what this build does with runtime-spec 1.1/1.2, and
+/// linux.intelRdt, which it does not do, is refused by name.
+#[test]
+fn features_list_the_new_parts_and_intel_rdt_is_refused() {
+    let Some(t) = Test::new("features_12") else {
+        return;
+    };
+    let f = t.rt(&["features"]).ok().json();
+    assert_eq!(f["ociVersionMax"], "1.2.0");
+    let has = |v: &Value, x: &str| v.as_array().unwrap().iter().any(|e| e == x);
+    assert!(has(&f["linux"]["namespaces"], "time"), "{f}");
+    assert!(
+        has(&f["linux"]["seccomp"]["actions"], "SCMP_ACT_NOTIFY"),
+        "{f}"
+    );
+    for o in [
+        "rro",
+        "rnosuid",
+        "rnodev",
+        "rnoexec",
+        "rnoatime",
+        "rnosymfollow",
+        "nosymfollow",
+    ] {
+        assert!(has(&f["mountOptions"], o), "{o}: {f}");
+    }
+    assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
+    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+
+    let b = t.bundle_with("rdt", &["true"], |c| {
+        c["linux"]["intelRdt"] = json!({ "closID": "nsbox", "l3CacheSchema": "L3:0=f" });
+    });
+    t.create(&b, "rdt")
+        .fails_with("rdt", &["linux.intelRdt", "resctrl"]);
+}

@@ -39,6 +39,7 @@ pub struct Plan {
 pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<Plan> {
     let (spec, extras) = (&config.spec, &config.extras);
     oci_version(spec)?;
+    intel_rdt(extras)?;
     let annotations: BTreeMap<String, String> = spec
         .annotations()
         .clone()
@@ -156,6 +157,24 @@ pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Res
         annotations,
         command,
     })
+}
+
+/// linux.intelRdt (cache and memory bandwidth allocation) is refused:
+/// this build does not set it up, and where the host has no resctrl
+/// filesystem nothing could.
+fn intel_rdt(extras: &super::Extras) -> Result<()> {
+    let rdt = extras.linux.as_ref().and_then(|l| l.intel_rdt.as_ref());
+    if rdt.is_none_or(|v| v.is_null() || v.as_object().is_some_and(|o| o.is_empty())) {
+        return Ok(());
+    }
+    let resctrl = std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|m| m.lines().any(|l| l.contains(" - resctrl ")));
+    if resctrl {
+        refuse!("linux.intelRdt is set: nsbox does not support Intel RDT (resctrl)");
+    }
+    refuse!(
+        "linux.intelRdt is set, but this host has no resctrl filesystem (Intel RDT) to apply it"
+    );
 }
 
 /// ociVersion: any 1.x.
