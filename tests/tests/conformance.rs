@@ -166,11 +166,14 @@ fn rootfs_propagation_on_a_shared_host() {
         skip("rootfs_propagation_shared_host", "unshare(1) is missing");
         return;
     }
-    for (n, (propagation, user)) in [
-        (None, true),
-        (Some("rshared"), false),
-        (Some("shared"), true),
-        (Some("private"), true),
+    // A user namespace with a read-only root and with a plain one: the
+    // two more cases where pivot_root said EINVAL on such a host.
+    for (n, (propagation, user, readonly)) in [
+        (None, true, true),
+        (None, true, false),
+        (Some("rshared"), false, true),
+        (Some("shared"), true, false),
+        (Some("private"), true, true),
     ]
     .into_iter()
     .enumerate()
@@ -180,7 +183,7 @@ fn rootfs_propagation_on_a_shared_host() {
             &["sh", "-c", "mount -t tmpfs in /mnt; echo up; sleep 30"],
             |c| {
                 propagation_probe(c, propagation);
-                c["root"]["readonly"] = json!(true);
+                c["root"]["readonly"] = json!(readonly);
                 if user {
                     userns(c, 300000);
                 }
@@ -205,7 +208,11 @@ fn rootfs_propagation_on_a_shared_host() {
             .lines()
             .filter(|l| l.contains(&format!("{rootfs}/")))
             .collect();
-        assert!(leaked.is_empty(), "{propagation:?}, user namespace {user}: the container's mounts reached the host: {leaked:#?}");
+        assert!(
+            leaked.is_empty(),
+            "{propagation:?}, user namespace {user}, read-only {readonly}: the container's \
+             mounts reached the host: {leaked:#?}"
+        );
         t.rt(&["delete", "-f", &id]).ok();
     }
 }
