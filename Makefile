@@ -22,27 +22,33 @@ ROOTFS_STAMP := demo/.rootfs.stamp
 # Debian packages the project needs (busybox for the rootfs, pstree, ip, ps;
 # libseccomp-dev for the libseccomp.a the static runtime links; nft, which
 # bridge networking runs to apply its nftables rules; newuidmap for rootless
-# containers; containerd, runc, podman and conmon for the end-to-end tests;
+# containers; containerd, runc, podman, conmon and docker.io for the
+# end-to-end tests, containernetworking-plugins for the pods of the CRI
+# tests, and protoc (protobuf-compiler) to build their CRI gRPC client;
 # tmux, the terminal the terminal tests type into).
-DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc podman conmon tmux
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc podman conmon docker.io containernetworking-plugins protobuf-compiler tmux
 # What `make bench` compares nsbox with, its reaper (tini), and perf for the
 # breakdown of a run. Installed without recommends (runc would bring criu).
 BENCH_PACKAGES := runc crun conmon catatonit tini linux-perf
+# What scripts/vm-run.sh needs to boot the virtual machines of `make
+# test-cgroup2`: QEMU, Debian's kernel (booted in the VM, not here),
+# a static busybox for its initramfs, and the tools that build it.
+VM_PACKAGES  := qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils kmod
 # Where the integration tests record a test that could not run here
 # (tests/tests/common/mod.rs `skip`), for the summary to count.
 TEST_ENV     := NSBOX_TEST_SKIPS=$(CURDIR)/target/test-skips.txt
 # Arguments for nsbox-bench (`target/x86_64-unknown-linux-gnu/release/nsbox-bench --help`).
 BENCH_ARGS   ?=
 
-.PHONY: help deps bench-deps build rootfs demo lint test bench fuzz install clean
+.PHONY: help deps bench-deps vm-deps build rootfs demo lint test test-cgroup2 bench fuzz install clean
 
 help: ## list the targets
 	@echo "nsbox: a Linux container runtime in Rust"
 	@echo
 	@echo "usage: make TARGET   (PREFIX=$(PREFIX) for install)"
 	@echo
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
 deps: ## install the Debian packages nsbox needs (as root; no apt-get when all are there)
 	@missing=""; \
@@ -50,7 +56,7 @@ deps: ## install the Debian packages nsbox needs (as root; no apt-get when all a
 		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' \
 			|| missing="$$missing $$pkg"; \
 	done; \
-	for cmd in busybox pstree ip ps nft newuidmap tmux; do \
+	for cmd in busybox pstree ip ps nft newuidmap tmux dockerd protoc; do \
 		command -v "$$cmd" >/dev/null 2>&1 || missing="$$missing (command $$cmd)"; \
 	done; \
 	if [ -z "$$missing" ]; then \
@@ -70,24 +76,33 @@ deps: ## install the Debian packages nsbox needs (as root; no apt-get when all a
 		exit 1; \
 	fi
 
-bench-deps: ## install what `make bench` compares with: runc crun conmon catatonit tini, and perf (root)
+# $(call install-missing,TARGET,PACKAGES): apt-get install, without
+# recommends, whichever of PACKAGES is not installed yet (as root).
+define install-missing
 	@missing=""; \
-	for pkg in $(BENCH_PACKAGES); do \
+	for pkg in $(2); do \
 		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' \
 			|| missing="$$missing $$pkg"; \
 	done; \
 	if [ -z "$$missing" ]; then \
-		echo "bench-deps: all present: $(BENCH_PACKAGES)"; \
+		echo "$(1): all present: $(2)"; \
 	elif [ "$$(id -u)" -ne 0 ]; then \
-		echo "bench-deps: missing:$$missing" >&2; \
-		echo "bench-deps: must run as root to install them (sudo make bench-deps)" >&2; \
+		echo "$(1): missing:$$missing" >&2; \
+		echo "$(1): must run as root to install them (sudo make $(1))" >&2; \
 		exit 1; \
 	else \
-		echo "bench-deps: installing:$$missing"; \
+		echo "$(1): installing:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update; \
 		apt-get install -y --no-install-recommends $$missing </dev/null; \
 	fi
+endef
+
+bench-deps: ## install what `make bench` compares with: runc crun conmon catatonit tini, and perf (root)
+	$(call install-missing,bench-deps,$(BENCH_PACKAGES))
+
+vm-deps: ## install what test-cgroup2's virtual machines need: qemu, Debian's kernel, busybox (root)
+	$(call install-missing,vm-deps,$(VM_PACKAGES))
 
 build: ## build the release binaries (runtime, shim, tiny-init) into target/x86_64-unknown-linux-gnu/release
 	$(CARGO) build --release --workspace
@@ -117,10 +132,22 @@ test: deps lint ## lint, build and run all tests (containers need root: skipped 
 	@# cargo ends with the doc-tests' "0 passed": the summary sums every
 	@# binary's counts into one closing line, skips taken out of "passed",
 	@# so the total is what a reader (or CI) sees last.
+	@# Then the cgroup tests again inside the VMs of test-cgroup2, which
+	@# append their counts (and skips) to the same log.
 	@echo "$(TEST_ENV) $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test.log"
-	@status=0; \
+	@echo "$(TEST_ENV) scripts/test-cgroup2.sh 2>&1 | tee -a target/test.log"
+	@status=0; vm=0; \
 	$(TEST_ENV) $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test.log || status=$$?; \
+	$(TEST_ENV) scripts/test-cgroup2.sh 2>&1 | tee -a target/test.log || vm=$$?; \
+	[ "$$status" -ne 0 ] || status=$$vm; \
 	scripts/test-summary.sh target/test.log target/test-skips.txt $$status
+
+test-cgroup2: deps ## the cgroup tests inside a cgroup-v2-only VM and a v1 one (root, qemu: make vm-deps; ~8 min; make test runs it)
+	@mkdir -p target
+	@rm -f target/test-skips.txt
+	@status=0; \
+	$(TEST_ENV) scripts/test-cgroup2.sh 2>&1 | tee target/test-cgroup2.log || status=$$?; \
+	scripts/test-summary.sh target/test-cgroup2.log target/test-skips.txt $$status
 
 bench: deps bench-deps build ## time and memory of nsbox beside runc and crun (root, ~3 min; table and JSON in target/bench/)
 	scripts/bench.sh $(BENCH_ARGS)

@@ -80,7 +80,11 @@ impl Prepared {
                     go: high(&go_rd),
                 };
                 let terminal = place_fds(&stdio, preserved);
-                let failed = self.child_held(terminal, preserved.len() as u32, Some(&hold));
+                // As spawn's: where tiny-init is not PID 1, the process
+                // dies with it.
+                let die_with_us = nix::unistd::getpid().as_raw() != 1;
+                let failed =
+                    self.child_held(terminal, preserved.len() as u32, die_with_us, Some(&hold));
                 report_and_exit(report_wr.as_fd(), failed)
             }
             Ok(nix::unistd::ForkResult::Parent { child }) => {

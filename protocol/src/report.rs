@@ -78,10 +78,13 @@ steps! {
     /// The read-only bind of tiny-init's binary onto itself.
     BindInitReadOnly = 5 => "bind tiny-init's binary read-only",
     ExecInit = 6 => "exec tiny-init",
+    /// unshare(2) of the new namespaces, made after joining a user
+    /// namespace by path so that they belong to it.
+    UnshareNamespaces = 7 => "make the container's new namespaces in the joined user namespace",
     /// unshare(2) of the container's new time namespace.
-    NewTimeNamespace = 7 => "make the container's time namespace",
+    NewTimeNamespace = 8 => "make the container's time namespace",
     /// linux.timeOffsets into /proc/self/timens_offsets.
-    TimeOffsets = 8 => "write the time namespace's offsets (linux.timeOffsets)",
+    TimeOffsets = 9 => "write the time namespace's offsets (linux.timeOffsets)",
 
     // A terminal for the process, opened inside the container.
     OpenPtmx = 20 => "open /dev/ptmx",
@@ -114,11 +117,13 @@ steps! {
     Chdir = 59 => "chdir to the working directory",
     /// execve(2) of the container's command.
     Exec = 60 => "exec the command",
-    Personality = 61 => "set the personality (linux.personality)",
-    Scheduler = 62 => "set the scheduler (process.scheduler)",
-    CpuAffinity = 63 => "set the CPU affinity (process.execCPUAffinity)",
-    AppArmor = 64 => "apply the AppArmor profile (process.apparmorProfile)",
-    SelinuxLabel = 65 => "apply the SELinux label (process.selinuxLabel)",
+    /// PR_SET_PDEATHSIG, for a process whose tiny-init is not PID 1.
+    ParentDeathSignal = 61 => "set the parent-death signal",
+    Personality = 62 => "set the personality (linux.personality)",
+    Scheduler = 63 => "set the scheduler (process.scheduler)",
+    CpuAffinity = 64 => "set the CPU affinity (process.execCPUAffinity)",
+    AppArmor = 65 => "apply the AppArmor profile (process.apparmorProfile)",
+    SelinuxLabel = 66 => "apply the SELinux label (process.selinuxLabel)",
 }
 
 fn kind_index(kind: NamespaceKind) -> u8 {

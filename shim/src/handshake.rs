@@ -51,6 +51,8 @@ impl Handshake<'_> {
         let mut mount_fds = Vec::new();
         for m in &self.req.init.mounts {
             if let Some(maps) = &m.idmap {
+                // MS_* are c_ulong: u64 here, but u32 on 32-bit targets.
+                #[allow(clippy::unnecessary_cast)]
                 let recursive = m.flags & libc::MS_REC as u64 != 0;
                 let fd = idmap::idmapped_mount(&m.source, recursive, maps).map_err(|e| {
                     Failure::from_error(format!("idmapped mount on {}", m.destination), &e)

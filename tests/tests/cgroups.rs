@@ -1,9 +1,9 @@
-//! cgroups on this host's layout (v1 with a v2 hybrid mount): limits
-//! read back from the host's cgroupfs, enforced from inside (OOM kill,
-//! fork bomb, devices), the freezer, `update`, and the cgroup gone after
-//! `delete` (the harness's leak check also looks after every test).
-//! cgroup v2 limits cannot be exercised on this host; host::cgroups'
-//! unit tests cover their files on a fake tree.
+//! cgroups on this host's layout: limits read back from the host's
+//! cgroupfs, enforced from inside (OOM kill, fork bomb, devices), the
+//! freezer, `update`, and the cgroup gone after `delete` (the harness's
+//! leak check also looks after every test). Each test reads the files of
+//! the layout it runs on: v1 (and hybrid) here, v2 in `make
+//! test-cgroup2`'s virtual machine, which runs this file too.
 
 mod common;
 
@@ -11,17 +11,9 @@ use common::*;
 use std::fs;
 use std::time::Duration;
 
-/// The container's cgroup path when config.json names none.
-fn default_path(t: &Test, id: &str) -> String {
-    format!("/nsbox@{}@{id}", t.cgroup_scope())
-}
-
+#[track_caller]
 fn read_cg(controller: &str, rel: &str, file: &str) -> String {
-    let p = cgroup_dir(controller, rel).join(file);
-    fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .trim()
-        .to_string()
+    read_cgroup_file(controller, rel, file)
 }
 
 fn with_resources(resources: Value) -> impl FnOnce(&mut Value) {
@@ -37,20 +29,26 @@ fn memory_limit_applied_and_oom_kill_reported() {
     let res = json!({ "memory": { "limit": limit, "swap": limit } });
     let b = t.bundle_with("b", &[MT, "sleep", "30"], with_resources(res.clone()));
     t.run_detached(&b, "mem").ok();
-    let path = default_path(&t, "mem");
+    let path = t.default_cgroup("mem");
+    if is_v2() {
+        assert_eq!(read_cg("memory", &path, "memory.max"), limit.to_string());
+        // OCI's swap is memory plus swap; v2's swap.max is swap alone.
+        assert_eq!(read_cg("memory", &path, "memory.swap.max"), "0");
+    } else {
+        assert_eq!(
+            read_cg("memory", &path, "memory.limit_in_bytes"),
+            limit.to_string()
+        );
+        assert_eq!(
+            read_cg("memory", &path, "memory.memsw.limit_in_bytes"),
+            limit.to_string()
+        );
+    }
+    let pid = t.state("mem")["pid"].as_i64().unwrap() as i32;
     assert_eq!(
-        read_cg("memory", &path, "memory.limit_in_bytes"),
-        limit.to_string()
-    );
-    assert_eq!(
-        read_cg("memory", &path, "memory.memsw.limit_in_bytes"),
-        limit.to_string()
-    );
-    let pid = t.state("mem")["pid"].as_i64().unwrap();
-    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(
-        own.lines().any(|l| l.ends_with(&format!(":memory:{path}"))),
-        "tiny-init is not in the container's memory cgroup:\n{own}"
+        proc_cgroup(pid, "memory").as_deref(),
+        Some(path.as_str()),
+        "tiny-init is not in the container's memory cgroup"
     );
     t.rt(&["kill", "mem", "KILL"]).ok();
     t.wait_status("mem", "stopped");
@@ -120,22 +118,33 @@ fn cpu_and_pids_values_written_and_updated() {
         "b",
         &[MT, "sleep", "30"],
         with_resources(json!({
-            "cpu": { "shares": 512, "quota": 50000, "period": 100000, "cpus": "0" },
+            "cpu": { "shares": 512, "quota": 50000, "period": 200000, "cpus": "0", "mems": "0" },
             "pids": { "limit": 64 },
             "memory": { "limit": 100 << 20, "reservation": 50 << 20 }
         })),
     );
     t.run_detached(&b, "cpu").ok();
-    let p = default_path(&t, "cpu");
-    assert_eq!(read_cg("cpu", &p, "cpu.shares"), "512");
-    assert_eq!(read_cg("cpu", &p, "cpu.cfs_quota_us"), "50000");
-    assert_eq!(read_cg("cpu", &p, "cpu.cfs_period_us"), "100000");
+    let p = t.default_cgroup("cpu");
+    if is_v2() {
+        // runc's conversion: 1 + (shares - 2) * 9999 / 262142.
+        assert_eq!(read_cg("cpu", &p, "cpu.weight"), "20");
+        assert_eq!(read_cg("cpu", &p, "cpu.max"), "50000 200000");
+        assert_eq!(
+            read_cg("memory", &p, "memory.low"),
+            (50u64 << 20).to_string()
+        );
+    } else {
+        assert_eq!(read_cg("cpu", &p, "cpu.shares"), "512");
+        assert_eq!(read_cg("cpu", &p, "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read_cg("cpu", &p, "cpu.cfs_period_us"), "200000");
+        assert_eq!(
+            read_cg("memory", &p, "memory.soft_limit_in_bytes"),
+            (50u64 << 20).to_string()
+        );
+    }
     assert_eq!(read_cg("cpuset", &p, "cpuset.cpus"), "0");
+    assert_eq!(read_cg("cpuset", &p, "cpuset.mems"), "0");
     assert_eq!(read_cg("pids", &p, "pids.max"), "64");
-    assert_eq!(
-        read_cg("memory", &p, "memory.soft_limit_in_bytes"),
-        (50u64 << 20).to_string()
-    );
 
     let file = t.work.join("update.json");
     fs::write(
@@ -147,18 +156,36 @@ fn cpu_and_pids_values_written_and_updated() {
     .unwrap();
     t.rt(&["update", "--resources", file.to_str().unwrap(), "cpu"])
         .ok();
-    assert_eq!(
-        read_cg("memory", &p, "memory.limit_in_bytes"),
-        (200u64 << 20).to_string()
-    );
     assert_eq!(read_cg("pids", &p, "pids.max"), "32");
-    assert_eq!(read_cg("cpu", &p, "cpu.cfs_quota_us"), "20000");
-    assert_eq!(read_cg("cpu", &p, "cpu.shares"), "512", "left as it was");
+    if is_v2() {
+        assert_eq!(
+            read_cg("memory", &p, "memory.max"),
+            (200u64 << 20).to_string()
+        );
+        assert_eq!(
+            read_cg("cpu", &p, "cpu.max"),
+            "20000 200000",
+            "the period left as it was"
+        );
+        assert_eq!(read_cg("cpu", &p, "cpu.weight"), "20", "left as it was");
+    } else {
+        assert_eq!(
+            read_cg("memory", &p, "memory.limit_in_bytes"),
+            (200u64 << 20).to_string()
+        );
+        assert_eq!(read_cg("cpu", &p, "cpu.cfs_quota_us"), "20000");
+        assert_eq!(read_cg("cpu", &p, "cpu.cfs_period_us"), "200000");
+        assert_eq!(read_cg("cpu", &p, "cpu.shares"), "512", "left as it was");
+    }
 
     // What nsbox cannot do is refused by name.
-    fs::write(&file, json!({ "blockIO": { "weight": 100 } }).to_string()).unwrap();
+    fs::write(
+        &file,
+        json!({ "cpu": { "realtimeRuntime": 1000 } }).to_string(),
+    )
+    .unwrap();
     t.rt(&["update", "--resources", file.to_str().unwrap(), "cpu"])
-        .fails_with("cpu", &["blockIO"]);
+        .fails_with("cpu", &["realtimeRuntime"]);
     t.rt(&["kill", "cpu", "KILL"]).ok();
     t.wait_status("cpu", "stopped");
     // A stopped container has nothing left to update, however good the
@@ -220,10 +247,14 @@ fn pause_freezes_and_resume_thaws() {
     });
     t.rt(&["pause", "frz"]).ok();
     assert_eq!(t.status("frz"), "paused");
-    assert_eq!(
-        read_cg("freezer", &default_path(&t, "frz"), "freezer.state"),
-        "FROZEN"
-    );
+    let p = t.default_cgroup("frz");
+    if is_v2() {
+        assert_eq!(read_cg("freezer", &p, "cgroup.freeze"), "1");
+        let events = read_cg("freezer", &p, "cgroup.events");
+        assert!(events.lines().any(|l| l == "frozen 1"), "{events}");
+    } else {
+        assert_eq!(read_cg("freezer", &p, "freezer.state"), "FROZEN");
+    }
     let n = lines(&t, "frz");
     // The test is about time passing with nothing happening: a counter
     // that ticks every 20 ms gets 300 ms to tick while frozen.
@@ -232,6 +263,11 @@ fn pause_freezes_and_resume_thaws() {
     t.rt(&["pause", "frz"]).fails_with("frz", &["paused"]);
     t.rt(&["resume", "frz"]).ok();
     assert_eq!(t.status("frz"), "running");
+    if is_v2() {
+        assert_eq!(read_cg("freezer", &p, "cgroup.freeze"), "0");
+    } else {
+        assert_eq!(read_cg("freezer", &p, "freezer.state"), "THAWED");
+    }
     wait_for("ticks after resume", Duration::from_secs(5), || {
         (lines(&t, "frz") > n + 3).then_some(())
     });
@@ -258,16 +294,21 @@ fn cgroup_made_at_create_and_removed_at_delete() {
     };
     let b = t.bundle("b", &[MT, "sleep", "30"]);
     t.create(&b, "c1").ok();
-    let p = default_path(&t, "c1");
-    for c in ["memory", "pids", "freezer", "devices", "cpu"] {
-        assert!(cgroup_dir(c, &p).is_dir(), "no {c} cgroup {p}");
-    }
+    let p = t.default_cgroup("c1");
+    // v1: a directory in each hierarchy; v2: the one.
+    let controllers: &[&str] = if is_v2() {
+        &["memory"]
+    } else {
+        &[
+            "memory", "pids", "freezer", "devices", "cpu", "blkio", "cpuset",
+        ]
+    };
     let pid = t.state("c1")["pid"].as_i64().unwrap() as i32;
-    // tiny-init's clone child moved itself in before anything else: it
-    // alone is in every hierarchy, and the shim stays where its caller is.
-    for c in [
-        "memory", "pids", "freezer", "devices", "cpu", "blkio", "cpuset",
-    ] {
+    // tiny-init's clone child moved itself in (v1) or was born there (v2)
+    // before anything else: it alone is in the cgroup, and the shim stays
+    // where its caller is.
+    for c in controllers {
+        assert!(controller_dir(c, &p).is_dir(), "no {c} cgroup {p}");
         assert_eq!(read_cg(c, &p, "cgroup.procs"), pid.to_string(), "{c}");
     }
     let shim = ppid(pid).unwrap();
@@ -281,7 +322,7 @@ fn cgroup_made_at_create_and_removed_at_delete() {
     ps.ok();
     assert_eq!(ps.json(), json!([pid]));
     t.rt(&["delete", "c1"]).ok();
-    assert!(!cgroup_dir("memory", &p).exists());
+    assert!(!controller_dir("memory", &p).exists());
 
     // A cgroupsPath as Podman gives it: the leaf is made and removed; a
     // parent that is not nsbox's own stays (runc does the same).
@@ -295,10 +336,17 @@ fn cgroup_made_at_create_and_removed_at_delete() {
     });
     t.create(&b, "c2").ok();
     assert_eq!(read_cg("pids", &leaf, "pids.max"), "2048");
+    if is_v2() {
+        // The parent passes the controllers on to the leaf.
+        let enabled = read_cg("pids", &parent, "cgroup.subtree_control");
+        for c in ["cpu", "memory", "pids"] {
+            assert!(enabled.split(' ').any(|e| e == c), "{c}: {enabled}");
+        }
+    }
     t.rt(&["start", "c2"]).ok();
     t.rt(&["delete", "--force", "c2"]).ok();
-    assert!(!cgroup_dir("pids", &leaf).exists());
-    assert!(cgroup_dir("pids", &parent).exists());
+    assert!(!controller_dir("pids", &leaf).exists());
+    assert!(controller_dir("pids", &parent).exists());
 
     // After a shim that died: `delete --force` removes the cgroup too.
     t.create(&b, "c3").ok();
@@ -315,7 +363,7 @@ fn cgroup_made_at_create_and_removed_at_delete() {
         gone.then_some(())
     });
     t.rt(&["delete", "--force", "c3"]).ok();
-    assert!(!cgroup_dir("pids", &leaf).exists());
+    assert!(!controller_dir("pids", &leaf).exists());
     for h in cgroup_hierarchies() {
         let _ = fs::remove_dir(h.join(parent.trim_start_matches('/')));
     }
@@ -333,13 +381,21 @@ fn bad_cgroup_settings_are_refused() {
         ),
         (json!({ "linux": { "cgroupsPath": "/a/../../b" } }), ".."),
         (
-            json!({ "linux": { "resources": { "hugepageLimits": [{ "pageSize": "2MB", "limit": 1 }] } } }),
+            json!({ "linux": { "resources": { "hugepageLimits": [{ "pageSize": "3MB", "limit": 1 }] } } }),
             "hugepageLimits",
         ),
-        (
-            json!({ "linux": { "resources": { "unified": { "memory.high": "1" } } } }),
-            "v2",
-        ),
+        if is_v2() {
+            // A file of the container's cgroup, never a path out of it.
+            (
+                json!({ "linux": { "resources": { "unified": { "../memory.max": "1" } } } }),
+                "unified",
+            )
+        } else {
+            (
+                json!({ "linux": { "resources": { "unified": { "memory.high": "1" } } } }),
+                "v2",
+            )
+        },
     ];
     for (i, (patch, needle)) in cases.into_iter().enumerate() {
         let b = t.bundle_with(&format!("b{i}"), &["true"], |c| {
@@ -362,9 +418,15 @@ fn the_container_sees_its_own_cgroup() {
     let Some(t) = Test::new("the_container_sees_its_own_cgroup") else {
         return;
     };
-    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; \
-                  grep :memory: /proc/self/cgroup; \
-                  echo 5 2>/dev/null > /sys/fs/cgroup/pids/pids.max || echo read-only";
+    let script = if is_v2() {
+        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; \
+         grep ^0:: /proc/self/cgroup; \
+         echo 5 2>/dev/null > /sys/fs/cgroup/pids.max || echo read-only"
+    } else {
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; \
+         grep :memory: /proc/self/cgroup; \
+         echo 5 2>/dev/null > /sys/fs/cgroup/pids/pids.max || echo read-only"
+    };
     let setup = |cgroupns: bool| {
         move |c: &mut Value| {
             c["mounts"].as_array_mut().unwrap().push(json!({
@@ -382,7 +444,7 @@ fn the_container_sees_its_own_cgroup() {
         }
     };
     for (cgroupns, id, own) in [
-        (false, "own", default_path(&t, "own")),
+        (false, "own", t.default_cgroup("own")),
         (true, "ns", "/".to_string()),
     ] {
         let b = t.bundle_with(id, &["sh", "-c", script], setup(cgroupns));
@@ -393,9 +455,7 @@ fn the_container_sees_its_own_cgroup() {
         assert_eq!(lines[3], "read-only", "{out:?}");
         assert_eq!(lines[0], (48u64 << 20).to_string(), "{out:?}");
         assert_eq!(lines[1], "99", "{out:?}");
-        assert!(
-            lines[2].ends_with(&format!(":memory:{own}")),
-            "cgroupns {cgroupns}: {out:?}"
-        );
+        let (_, seen) = lines[2].rsplit_once(':').unwrap();
+        assert_eq!(seen, own, "cgroupns {cgroupns}: {out:?}");
     }
 }

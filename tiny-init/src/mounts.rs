@@ -216,13 +216,21 @@ pub fn build_rootfs(
     if config.root_switch == RootSwitch::Chroot {
         return shared_mount_namespace(config, before_pivot);
     }
-    // Nothing we mount may propagate back to the host: everything is a
-    // slave of the host's mounts until the root is built, whatever
-    // linux.rootfsPropagation asks for the end (a shared root from the
-    // start would share the container's /proc with the host's peers).
-    mount(None, "/", None, SLAVE_REC, None).map_err(|e| failure("make / a slave mount", e))?;
+    // Nothing we mount may propagate back to the host, unless asked for
+    // (rshared: a container's volumes then reach the host's, as with runc).
+    // An unbindable / would refuse the rootfs' bind: it is made so last.
+    let start = match config.rootfs_propagation {
+        p if p == 0 || p & libc::MS_UNBINDABLE as u64 != 0 => SLAVE_REC,
+        p => p,
+    };
+    mount(None, "/", None, start, None).map_err(|e| failure("set the propagation of /", e))?;
 
     let rootfs = config.rootfs.as_str();
+    // pivot_root refuses a new root whose parent mount is shared (EINVAL),
+    // and a bind of the rootfs in a shared mount would reach the host's
+    // copy of it: the mount holding the rootfs is made private first, as
+    // runc does (only it, only when shared).
+    make_parent_private(rootfs)?;
     let idmapped = match (config.idmapped, idmapped) {
         (true, Some(fd)) => Some(fd),
         (true, None) => return Err(failure("receive the idmapped root", Errno::EBADF)),
@@ -272,7 +280,6 @@ pub fn build_rootfs(
     // the host.
     mount(None, rootfs, None, SLAVE_REC, None)
         .map_err(|e| failure(format!("make rootfs {} a slave mount", config.rootfs), e))?;
-    parent_mount_private(rootfs)?;
     let root =
         open_dir(rootfs).map_err(|e| failure(format!("open rootfs {}", config.rootfs), e))?;
 
@@ -321,8 +328,13 @@ pub fn build_rootfs(
     if config.readonly_root {
         remount_readonly("/", 0).map_err(|e| failure("make / read-only", e))?;
     }
-    // Last: an unbindable root would refuse the read-only binds above.
-    if config.rootfs_propagation != 0 {
+    // The propagation asked for, on the container's root itself now (on
+    // the old root it would have reached the host's), last: an unbindable
+    // root would refuse the read-only binds above. rshared makes the root
+    // a shared mount of its own; private and slave roots are so already
+    // (the rootfs was bound from a private mount), and applying them again
+    // would take their own propagation from shared volumes.
+    if config.rootfs_propagation & (libc::MS_SHARED | libc::MS_UNBINDABLE) as u64 != 0 {
         mount(None, "/", None, config.rootfs_propagation, None)
             .map_err(|e| failure("set the propagation of / (linux.rootfsPropagation)", e))?;
     }
@@ -379,29 +391,6 @@ fn move_root(rootfs: &str) -> Result<(), Errno> {
     mount(Some(rootfs), "/", None, libc::MS_MOVE as u64, None)?;
     nix::unistd::chroot(".")?;
     nix::unistd::chdir("/")
-}
-
-/// The mount that `rootfs` sits on, made private: pivot_root refuses a
-/// new root whose parent mount is shared, and the parent is the one part
-/// of the old root that the new root's mount hangs from. Found by going
-/// up from the rootfs' directory until a mount point answers (EINVAL is
-/// "not a mount point"), as runc finds it.
-fn parent_mount_private(rootfs: &str) -> Result<(), Failure> {
-    let mut dir = std::path::Path::new(rootfs).parent();
-    while let Some(d) = dir {
-        let path = d.to_str().unwrap_or("/");
-        match mount(None, path, None, libc::MS_PRIVATE as u64, None) {
-            Ok(()) => return Ok(()),
-            Err(Errno::EINVAL) if path != "/" => dir = d.parent(),
-            Err(e) => {
-                return Err(failure(
-                    format!("make the mount of {path} (the rootfs' parent) private"),
-                    e,
-                ))
-            }
-        }
-    }
-    Ok(())
 }
 
 fn setdomainname(name: &str) -> Result<(), Errno> {
@@ -626,7 +615,10 @@ fn cgroup_mount(
         )?;
         let rest = m.flags & !(PROPAGATION | (libc::MS_BIND | libc::MS_REC) as u64);
         if rest != 0 {
-            remount_readonly_flags(&tpath, rest)?;
+            // `target` names the directory under the bind, which is no
+            // mount point to remount (EINVAL): reopen the destination.
+            let bound = open_in_root(root, &m.destination, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+            remount_readonly_flags(&fd_path(&bound), rest)?;
         }
         return Ok(());
     }
@@ -759,11 +751,27 @@ fn make_device(root: &OwnedFd, d: &protocol::Device) -> Result<(), Failure> {
     }
 }
 
+fn make_parent_private(rootfs: &str) -> Result<(), Failure> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Failure::from_error("read /proc/self/mountinfo", &e))?;
+    if let Some((point, true)) = nsbox_process::mountinfo::holding_mount(&text, rootfs) {
+        mount(None, &point, None, libc::MS_PRIVATE as u64, None)
+            .map_err(|e| failure(format!("make {point} (which holds the rootfs) private"), e))?;
+    }
+    Ok(())
+}
+
 fn pivot_root(rootfs: &str) -> Result<(), Errno> {
+    let old_root = open_dir("/")?;
     nix::unistd::chdir(rootfs)?;
-    // pivot_root(".", ".") stacks the old root under the new one, then we
+    // pivot_root(".", ".") stacks the old root over the new one, then we
     // detach it: no directory for it is needed in the image (runc's way).
     nix::unistd::pivot_root(".", ".")?;
+    // "." is still the new root here (a path names the mount it starts in,
+    // not one stacked on it): step into the old root to name it, or the
+    // slave below would land on the container's own mounts, and an
+    // rshared volume would no longer reach the host.
+    nix::unistd::fchdir(old_root.as_raw_fd())?;
     // The old root must not take our unmount back to the host.
     mount(
         None,

@@ -70,6 +70,10 @@ pub enum SpecError {
     /// linux.cgroupsPath, which the error names itself.
     #[error(transparent)]
     CgroupPath(nsbox_host::cgroups::CgroupError),
+    /// linux.resources this host has no controller for, which the error
+    /// names itself.
+    #[error(transparent)]
+    CgroupResources(nsbox_host::cgroups::CgroupError),
     /// nsbox.* network annotations and options, which host::network's
     /// checks word in full.
     #[error(transparent)]
@@ -111,6 +115,9 @@ pub fn load(bundle: &Path) -> Result<Config> {
     let text = std::fs::read(&path).map_err(io_error(format!("read {}", path.display())))?;
     let mut value: serde_json::Value =
         serde_json::from_slice(&text).map_err(|source| SpecError::Parse { path, source })?;
+    if let Some(r) = value.pointer_mut("/linux/resources") {
+        crate::resources::spec_names(r);
+    }
     let whole = value.clone();
     extras::strip_for_oci_spec(&mut value);
     let spec = serde_json::from_value(value).map_err(SpecError::Schema)?;

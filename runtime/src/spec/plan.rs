@@ -87,7 +87,10 @@ pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Res
     if shares_host_mounts {
         needs_no_mount(spec, linux, &annotations)?;
     }
-    let idmapped = ids.userns && !rootless && !shares_host_mounts;
+    let idmapped = ids.userns
+        && !rootless
+        && !shares_host_mounts
+        && !owned_by_container_root(&root.rootfs, &ids.uid);
     let idmap = IdmappedRoot::of(root.overlay, &root.rootfs, idmapped, dir)?;
     let network = network(spec, &annotations, &namespaces, dir, id)?;
     if network.is_some() && rootless {
@@ -249,10 +252,11 @@ fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
     })
 }
 
-/// linux.namespaces: each kind once; joined by path only where nsbox can
-/// join one; and a new uts namespace for a hostname or domainname to go
-/// in. Without a mount namespace the container shares the host's (see
-/// `needs_no_mount`).
+/// linux.namespaces: each kind once, new or joined by path (every kind);
+/// a new uts namespace, or one joined by path, for a hostname or
+/// domainname to go in; and no new pid namespace beside a user namespace
+/// joined by path (see below). Without a mount namespace the container
+/// shares the host's (see `needs_no_mount`).
 fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
     let mut list: Vec<Namespace> = Vec::new();
     for ns in linux.namespaces().clone().unwrap_or_default() {
@@ -263,12 +267,6 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
         let path = match ns.path() {
             None => None,
             Some(p) => {
-                if matches!(
-                    kind,
-                    NamespaceKind::Pid | NamespaceKind::Mount | NamespaceKind::User
-                ) {
-                    refuse!("joining an existing {kind} namespace by path is not supported");
-                }
                 if !p.exists() {
                     refuse!(
                         "namespace {kind} path {}: No such file or directory",
@@ -281,6 +279,21 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
         list.push(Namespace { kind, path });
     }
     let namespaces = Namespaces(list);
+    // tiny-init joins such a user namespace first and makes its other new
+    // namespaces there, owned by it; but a new pid namespace is made by the
+    // clone itself, before any join, and would belong to the host's user
+    // namespace, where tiny-init could not even mount its /proc.
+    if namespaces.own(NamespaceKind::Pid)
+        && namespaces
+            .0
+            .iter()
+            .any(|n| n.kind == NamespaceKind::User && n.path.is_some())
+    {
+        refuse!(
+            "a new pid namespace beside a user namespace joined by path is not supported \
+             (join a pid namespace of that user namespace by path too)"
+        );
+    }
     for (what, set) in [
         ("hostname", spec.hostname().is_some()),
         ("domainname", spec.domainname().is_some()),
@@ -435,17 +448,17 @@ fn cgroup(
         && (resources.memory.is_some()
             || resources.cpu.is_some()
             || resources.pids_limit.is_some()
-            || !resources.unified.is_empty())
+            || !resources.unified.is_empty()
+            || !resources.hugepage_limits.is_empty()
+            || !resources.rdma.is_empty()
+            || resources.network.is_some())
     {
         refuse!("linux.resources sets limits, and an unprivileged user cannot write the cgroups that enforce them");
     }
     let layout = Layout::detect().map_err(SpecError::CgroupLayout)?;
-    if !resources.unified.is_empty() && !matches!(layout, Layout::V2 { .. }) {
-        refuse!(
-            "linux.resources.unified needs cgroup v2; this host's cgroups are {}",
-            layout.name()
-        );
-    }
+    layout
+        .check(&resources)
+        .map_err(SpecError::CgroupResources)?;
     // IDs are unique within one state root only: a root other than the
     // default names the cgroup too.
     let root = dir.path.parent().unwrap_or(Path::new("/"));
@@ -675,6 +688,18 @@ fn rootless_id_maps(ids: &IdMappings) -> Result<()> {
         nix::unistd::getgid().as_raw(),
         "/etc/subgid",
     )
+}
+
+/// Is the rootfs owned already by the host uid the container's root maps
+/// to? Then it needs no idmapped mount: the image was made for this
+/// mapping (Docker's userns-remap chowns its layers so, and an overlay, as
+/// Docker's rootfs is, cannot be idmapped anyway).
+fn owned_by_container_root(rootfs: &str, uid_map: &[IdMap]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(root) = uid_map.iter().find(|m| m.container == 0 && m.size > 0) else {
+        return false;
+    };
+    std::fs::metadata(rootfs).is_ok_and(|m| m.uid() == root.host)
 }
 
 /// With a user namespace (and host privilege), the rootfs, or the image
