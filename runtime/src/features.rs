@@ -13,6 +13,7 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "diratime",
     "dirsync",
     "exec",
+    "idmap",
     "mand",
     "noatime",
     "nodev",
@@ -25,6 +26,7 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "nosymfollow",
     "private",
     "rbind",
+    "ridmap",
     "relatime",
     "remount",
     "ro",
@@ -117,12 +119,9 @@ mod tests {
             }
         }
         for ns in super::NAMESPACES {
-            let t: oci_spec::runtime::LinuxNamespaceType =
-                serde_json::from_value(ns.into()).unwrap();
-            assert!(
-                protocol::NamespaceKind::from_oci_name(&t.to_string()).is_some(),
-                "{ns}"
-            );
+            let parsed = serde_json::from_value::<oci_spec::runtime::LinuxNamespaceType>(ns.into());
+            assert!(parsed.is_ok(), "config.json cannot name {ns}");
+            assert!(protocol::NamespaceKind::from_oci_name(ns).is_some(), "{ns}");
         }
         for action in crate::seccomp::ACTIONS {
             let profile = serde_json::json!({

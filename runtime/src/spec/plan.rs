@@ -528,17 +528,8 @@ fn mounts(
     {
         let destination = absolute_in_container("mount destination", m.destination())?;
         let fstype = m.typ().clone().unwrap_or_default();
-        let mut words = m.options().clone().unwrap_or_default();
-        // runtime-spec 1.2's idmap and ridmap: the maps below, or else the
-        // container's own.
-        let idmap_word = words.iter().any(|o| o == "idmap" || o == "ridmap");
-        let ridmap = words.iter().any(|o| o == "ridmap");
-        words.retain(|o| o != "idmap" && o != "ridmap");
-        let mut options = parse_mount_options(&words);
-        if ridmap {
-            options.flags |= libc::MS_REC as u64;
-        }
-        let idmap = mount_idmap(&destination, extras.mount(i), idmap_word, ids)?;
+        let options = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+        let idmap = mount_idmap(&destination, extras.mount(i), options.idmap, ids)?;
         let is_bind = fstype == "bind" || options.flags & libc::MS_BIND as u64 != 0;
         let mut source = m
             .source()

@@ -116,6 +116,9 @@ pub struct MountOptions {
     pub propagation: u64,
     /// MOUNT_ATTR_* set and cleared on the whole tree (`rro`, `rnosuid`...).
     pub recursive: protocol::MountAttrs,
+    /// runtime-spec 1.2's `idmap` or `ridmap` (which is recursive too): an
+    /// idmapped mount, of the mount's maps or the container's.
+    pub idmap: bool,
     pub data: String,
 }
 
@@ -167,8 +170,16 @@ pub fn parse_mount_options(options: &[String]) -> MountOptions {
     let mut flags: u64 = 0;
     let mut propagation: u64 = 0;
     let mut recursive = protocol::MountAttrs::default();
+    let mut idmap = false;
     let mut data = Vec::new();
     for o in options {
+        if o == "idmap" || o == "ridmap" {
+            idmap = true;
+            if o == "ridmap" {
+                flags |= libc::MS_REC as u64;
+            }
+            continue;
+        }
         if let Some(&(_, attr)) = RECURSIVE_SET.iter().find(|(n, _)| n == o) {
             recursive.set |= attr;
             recursive.clear &= !attr;
@@ -234,6 +245,7 @@ pub fn parse_mount_options(options: &[String]) -> MountOptions {
         flags,
         propagation,
         recursive,
+        idmap,
         data: data.join(","),
     }
 }
