@@ -81,10 +81,12 @@ steps! {
     /// unshare(2) of the new namespaces, made after joining a user
     /// namespace by path so that they belong to it.
     UnshareNamespaces = 7 => "make the container's new namespaces in the joined user namespace",
+    /// The fork of tiny-init into the new pid namespace made there.
+    ForkIntoPidNamespace = 8 => "fork tiny-init into its new pid namespace",
     /// unshare(2) of the container's new time namespace.
-    NewTimeNamespace = 8 => "make the container's time namespace",
+    NewTimeNamespace = 9 => "make the container's time namespace",
     /// linux.timeOffsets into /proc/self/timens_offsets.
-    TimeOffsets = 9 => "write the time namespace's offsets (linux.timeOffsets)",
+    TimeOffsets = 10 => "write the time namespace's offsets (linux.timeOffsets)",
 
     // A terminal for the process, opened inside the container.
     OpenPtmx = 20 => "open /dev/ptmx",
