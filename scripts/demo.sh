@@ -266,7 +266,7 @@ for n in mnt uts ipc pid net user cgroup; do
     fi
     printf '    %-8s %-22s %-22s %s\n' "$n" "$host_ns" "$ctr_ns_n" "$note"
 done
-say "The container's own:${own:- none}. Shared with the host:${shared:- none}. (User namespaces are later work in nsbox.)"
+say "The container's own:${own:- none}. Shared with the host:${shared:- none}. (This one shares the host's user namespace: the user-namespace section below gives a container one of its own.)"
 
 # ----------------------------------------------------------------- mount ----
 

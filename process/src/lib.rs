@@ -8,12 +8,15 @@
 // unsafe lives in `sys`: the calls nix 0.29 does not wrap.
 #![deny(unsafe_code)]
 
+mod held;
 pub mod hooks;
+pub mod mount_api;
 pub mod mountinfo;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use sys::pidfd_open;
+pub use held::Held;
+pub use sys::{join_session_keyring, pidfd_open, set_affinity};
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -169,7 +172,23 @@ impl Prepared {
     /// child may allocate (the caps crate does, and so do nix's execve and
     /// setgroups): no other thread can hold the allocator's lock.
     fn child(&self, terminal: bool, keep: u32, die_with_parent: bool) -> Report {
+        self.child_held(terminal, keep, die_with_parent, None)
+    }
+
+    /// [`Prepared::child`], which with `hold` hands its seccomp listener
+    /// over and waits for `start` right after loading its filter.
+    fn child_held(
+        &self,
+        terminal: bool,
+        keep: u32,
+        die_with_parent: bool,
+        hold: Option<&held::HoldPoint>,
+    ) -> Report {
         let p = &self.process;
+        let load_seccomp = |s: &protocol::Seccomp| match hold {
+            Some(h) if s.listener => held::load_and_hold(h, s),
+            _ => sys::load_seccomp(s).map_err(|e| Report::new(Step::Seccomp, e)),
+        };
         restore_default_mask();
         sys::reset_dispositions();
         macro_rules! check {
@@ -178,6 +197,12 @@ impl Prepared {
                     return Report::new($step, e);
                 }
             };
+        }
+        // execCPUAffinity's `initial`: first, so that the set-up below
+        // already runs there.
+        let cpus = p.cpu_affinity.as_ref();
+        if let Some(initial) = cpus.and_then(|c| c.initial.as_deref()) {
+            check!(Step::CpuAffinity, sys::set_affinity(initial));
         }
         // A session of its own, as a shell started by a terminal would have.
         check!(Step::Setsid, nix::unistd::setsid());
@@ -194,6 +219,22 @@ impl Prepared {
         if let Some(io) = p.io_priority {
             check!(Step::IoPriority, sys::ioprio_set(io));
         }
+        // While CAP_SYS_NICE is still ours, and after the rlimits
+        // (RLIMIT_RTPRIO and RLIMIT_NICE bound it without that).
+        if let Some(s) = &p.scheduler {
+            check!(Step::Scheduler, sys::sched_setattr(s));
+        }
+        if let Some(persona) = p.personality {
+            check!(Step::Personality, sys::personality(persona));
+        }
+        // Both take effect at exec, and are set while we are still
+        // privileged, as runc sets them.
+        if let Some(profile) = &p.apparmor_profile {
+            check!(Step::AppArmor, sys::set_apparmor_exec(profile));
+        }
+        if let Some(label) = &p.selinux_label {
+            check!(Step::SelinuxLabel, sys::set_selinux_exec(label));
+        }
         if let Some(caps) = &p.capabilities {
             check!(Step::Bounding, self.drop_bounding(caps));
         }
@@ -204,7 +245,9 @@ impl Prepared {
         // under it.
         if !p.no_new_privileges {
             if let Some(s) = &p.seccomp {
-                check!(Step::Seccomp, sys::load_seccomp(s));
+                if let Err(r) = load_seccomp(s) {
+                    return r;
+                }
             }
         }
         // Keep the permitted set across the uid change; the capability
@@ -231,6 +274,13 @@ impl Prepared {
         if p.no_new_privileges {
             check!(Step::NoNewPrivs, nix::sys::prctl::set_no_new_privs());
         }
+        // `final`, or without one the container's own CPUs (its init's)
+        // rather than `initial`'s, as runc resets it.
+        match cpus.map(|c| (c.initial.is_some(), c.last.as_deref())) {
+            Some((_, Some(last))) => check!(Step::CpuAffinity, sys::set_affinity(last)),
+            Some((true, None)) => check!(Step::CpuAffinity, sys::affinity_of_init()),
+            _ => {}
+        }
         let umask = p.umask.unwrap_or(DEFAULT_UMASK);
         nix::sys::stat::umask(Mode::from_bits_truncate(umask as libc::mode_t));
         check!(Step::Chdir, nix::unistd::chdir(self.cwd.as_c_str()));
@@ -252,7 +302,9 @@ impl Prepared {
         sys::close_range_on_exec(3 + keep);
         if p.no_new_privileges {
             if let Some(s) = &p.seccomp {
-                check!(Step::Seccomp, sys::load_seccomp(s));
+                if let Err(r) = load_seccomp(s) {
+                    return r;
+                }
             }
         }
         match nix::unistd::execve(&self.path, &self.argv, &self.envp) {

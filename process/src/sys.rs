@@ -71,6 +71,21 @@ pub fn drop_bounding(cap: u8) -> Result<(), Errno> {
 
 /// seccomp(2) with the program the runtime compiled.
 pub fn load_seccomp(s: &protocol::Seccomp) -> Result<(), Errno> {
+    set_filter(s, 0).map(drop)
+}
+
+/// As [`load_seccomp`], with SECCOMP_FILTER_FLAG_NEW_LISTENER: the fd on
+/// which SCMP_ACT_NOTIFY's notifications arrive.
+pub fn load_seccomp_listener(s: &protocol::Seccomp) -> Result<OwnedFd, Errno> {
+    const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
+    let fd = set_filter(s, SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
+    // SAFETY: with NEW_LISTENER, seccomp(2) returns a new fd that nothing
+    // else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER) with the profile's flags and `extra`.
+fn set_filter(s: &protocol::Seccomp, extra: u32) -> Result<libc::c_long, Errno> {
     #[repr(C)]
     struct SockFprog {
         len: libc::c_ushort,
@@ -91,11 +106,11 @@ pub fn load_seccomp(s: &protocol::Seccomp) -> Result<(), Errno> {
         libc::syscall(
             libc::SYS_seccomp,
             SECCOMP_SET_MODE_FILTER,
-            s.flags as libc::c_ulong,
+            (s.flags | extra) as libc::c_ulong,
             &prog as *const SockFprog,
         )
     };
-    Errno::result(r).map(drop)
+    Errno::result(r)
 }
 
 /// Every descriptor from `first` up closes on exec.
@@ -147,4 +162,97 @@ pub fn join_before_exec(cmd: &mut std::process::Command, fds: Vec<RawFd>) {
             Ok(())
         })
     };
+}
+
+/// Join the session keyring `name` (made if there is none of that name),
+/// as runc does for a container: without it, the container's processes
+/// would share their caller's session keys. A kernel without keyrings
+/// (ENOSYS) has nothing to share.
+pub fn join_session_keyring(name: &str) -> Result<(), Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    let name = std::ffi::CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: keyctl reads the NUL-terminated name and writes nothing of
+    // ours.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    match Errno::result(r) {
+        Ok(_) | Err(Errno::ENOSYS) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// sched_setattr(2) for this process (nix has no call for it).
+pub fn sched_setattr(s: &protocol::Scheduler) -> Result<(), Errno> {
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: s.policy,
+        flags: s.flags,
+        nice: s.nice,
+        priority: s.priority,
+        runtime: s.runtime,
+        deadline: s.deadline,
+        period: s.period,
+    };
+    // SAFETY: sched_setattr reads `attr`, whose first field gives its size.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    Errno::result(r).map(drop)
+}
+
+/// personality(2) with this persona.
+pub fn personality(persona: u32) -> Result<(), Errno> {
+    // SAFETY: personality takes an integer and touches no memory of ours.
+    let r = unsafe { libc::personality(persona as libc::c_ulong) };
+    Errno::result(r).map(drop)
+}
+
+/// This process runs on these CPUs.
+pub fn set_affinity(cpus: &[u16]) -> Result<(), Errno> {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu as usize)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+}
+
+/// This process runs where the container's init (pid 1 of our PID
+/// namespace) runs: the container's own CPUs.
+pub fn affinity_of_init() -> Result<(), Errno> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(1))?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+}
+
+/// AppArmor's change_onexec: the profile the next exec enters. Through
+/// the AppArmor-only attr directory where the kernel has it (5.8 on, so
+/// that another LSM stacked beside it cannot take the write), else the
+/// shared one.
+pub fn set_apparmor_exec(profile: &str) -> Result<(), Errno> {
+    let text = format!("exec {profile}");
+    write_attr("/proc/thread-self/attr/apparmor/exec", &text)
+        .or_else(|_| write_attr("/proc/thread-self/attr/exec", &text))
+}
+
+/// SELinux's setexeccon: the context the next exec enters.
+pub fn set_selinux_exec(label: &str) -> Result<(), Errno> {
+    write_attr("/proc/thread-self/attr/exec", label)
+}
+
+/// One write of `text` to a /proc attr file, as the LSMs take it.
+fn write_attr(path: &str, text: &str) -> Result<(), Errno> {
+    use std::io::Write;
+    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(errno)?;
+    f.write_all(text.as_bytes()).map_err(errno)
 }

@@ -178,6 +178,13 @@ pub struct CreateRequest {
     /// goes on.
     pub uid_mappings: Vec<IdMap>,
     pub gid_mappings: Vec<IdMap>,
+    /// linux.seccomp's listenerPath and listenerMetadata: the shim sends
+    /// the workload's seccomp listener fd there once tiny-init is ready.
+    pub seccomp_listener: Option<SeccompListener>,
+    /// With a new time namespace: linux.timeOffsets as the lines of
+    /// /proc/PID/timens_offsets ("monotonic 10 0\n"), written before
+    /// anything enters it.
+    pub time_offsets: String,
     /// With a new user namespace: the directory the shim presents to the
     /// container through an idmapped mount (the rootfs, or the image under
     /// an overlay), so that the image needs no chown.
@@ -211,6 +218,14 @@ pub struct CreateRequest {
     /// itself once it has heard `Exited`: the shim leaves it then, and its
     /// own exit does not stand between the container's end and the run's.
     pub caller_removes_cgroup: bool,
+}
+
+/// Where the seccomp listener fd goes: a unix socket on the host, sent
+/// the container process state (runtime-spec) with the fd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompListener {
+    pub path: String,
+    pub metadata: String,
 }
 
 /// A container on a Linux bridge, as the runtime validated it.
@@ -435,7 +450,15 @@ pub struct InitConfig {
     /// to put at `rootfs`, or at the overlay's lower directory.
     pub idmapped: bool,
     pub readonly_root: bool,
-    /// Propagation flags applied to `/` before anything is mounted.
+    /// How the rootfs becomes the container's `/`.
+    pub root_switch: RootSwitch,
+    /// A new session keyring of this name, joined first thing, so that the
+    /// container shares no keys with its caller (None: `--no-new-keyring`).
+    pub session_keyring: Option<String>,
+    /// linux.rootfsPropagation: the MS_* flags applied to the container's
+    /// `/` once it is built (0: not set, an rslave root as everywhere
+    /// before). Until then everything is a slave of the host's mounts, so
+    /// that nothing mounted in the container reaches the host.
     pub rootfs_propagation: u64,
     pub mounts: Vec<Mount>,
     pub devices: Vec<Device>,
@@ -473,6 +496,20 @@ pub struct InitConfig {
     pub process: Process,
 }
 
+/// How the rootfs becomes the container's `/`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootSwitch {
+    /// pivot_root(2), the old root detached: the default.
+    #[default]
+    PivotRoot,
+    /// `--no-pivot`: MS_MOVE onto `/` and chroot(2), for a root that
+    /// pivot_root refuses (an initramfs).
+    MoveRoot,
+    /// No mount namespace of the container's own: chroot(2) only, and no
+    /// mount at all (any would be the host's).
+    Chroot,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
     /// Absolute path inside the container.
@@ -483,8 +520,36 @@ pub struct Mount {
     pub flags: u64,
     /// MS_PRIVATE/MS_SLAVE/... (with MS_REC), applied after the mount.
     pub propagation: u64,
+    /// The recursive options (`rro`, `rnosuid`...): set on the mount and
+    /// everything below it, last.
+    pub recursive: MountAttrs,
+    /// An idmapped bind mount: the shim makes it (open_tree, then
+    /// mount_setattr with a user namespace of these maps) and sends it with
+    /// the `Config`, after the idmapped root; tiny-init attaches it.
+    pub idmap: Option<MountIdmap>,
     /// Options the filesystem interprets itself ("mode=755,size=65536k").
     pub data: String,
+}
+
+/// The maps of an idmapped mount: container id to host id, as a user
+/// namespace's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountIdmap {
+    pub uid_mappings: Vec<IdMap>,
+    pub gid_mappings: Vec<IdMap>,
+}
+
+/// MOUNT_ATTR_* flags that mount_setattr(2) sets and clears.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountAttrs {
+    pub set: u64,
+    pub clear: u64,
+}
+
+impl MountAttrs {
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clear == 0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -535,6 +600,40 @@ pub struct Process {
     pub oom_score_adj: Option<i32>,
     pub io_priority: Option<IoPriority>,
     pub seccomp: Option<Seccomp>,
+    /// linux.personality: personality(2)'s persona (PER_LINUX32...).
+    pub personality: Option<u32>,
+    /// process.scheduler, for sched_setattr(2).
+    pub scheduler: Option<Scheduler>,
+    /// process.execCPUAffinity (an exec'd process only).
+    pub cpu_affinity: Option<CpuAffinity>,
+    /// process.apparmorProfile, for the exec (the runtime has checked that
+    /// the host has AppArmor).
+    pub apparmor_profile: Option<String>,
+    /// process.selinuxLabel, for the exec (likewise SELinux).
+    pub selinux_label: Option<String>,
+}
+
+/// struct sched_attr's settings, as sched_setattr(2) takes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scheduler {
+    /// SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, ISO 4, IDLE 5, DEADLINE 6.
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    /// SCHED_DEADLINE's, in nanoseconds.
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+/// CPUs by number: where an exec'd process starts (`initial`, before it
+/// is in the container's cgroup) and where it runs (`last`; None: the
+/// container's own CPUs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuAffinity {
+    pub initial: Option<Vec<u16>>,
+    pub last: Option<Vec<u16>>,
 }
 
 /// ioprio_set(2)'s class (1 realtime, 2 best-effort, 3 idle) and level.
@@ -552,6 +651,9 @@ pub struct Seccomp {
     pub bpf: Vec<u8>,
     /// SECCOMP_FILTER_FLAG_* for seccomp(2).
     pub flags: u32,
+    /// It has SCMP_ACT_NOTIFY rules and a listenerPath: the workload loads
+    /// it with a new listener, whose fd goes to that path at `create`.
+    pub listener: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -83,6 +83,10 @@ steps! {
     UnshareNamespaces = 7 => "make the container's new namespaces in the joined user namespace",
     /// The fork of tiny-init into the new pid namespace made there.
     ForkIntoPidNamespace = 8 => "fork tiny-init into its new pid namespace",
+    /// unshare(2) of the container's new time namespace.
+    NewTimeNamespace = 9 => "make the container's time namespace",
+    /// linux.timeOffsets into /proc/self/timens_offsets.
+    TimeOffsets = 10 => "write the time namespace's offsets (linux.timeOffsets)",
 
     // A terminal for the process, opened inside the container.
     OpenPtmx = 20 => "open /dev/ptmx",
@@ -117,6 +121,11 @@ steps! {
     Exec = 60 => "exec the command",
     /// PR_SET_PDEATHSIG, for a process whose tiny-init is not PID 1.
     ParentDeathSignal = 61 => "set the parent-death signal",
+    Personality = 62 => "set the personality (linux.personality)",
+    Scheduler = 63 => "set the scheduler (process.scheduler)",
+    CpuAffinity = 64 => "set the CPU affinity (process.execCPUAffinity)",
+    AppArmor = 65 => "apply the AppArmor profile (process.apparmorProfile)",
+    SelinuxLabel = 66 => "apply the SELinux label (process.selinuxLabel)",
 }
 
 fn kind_index(kind: NamespaceKind) -> u8 {

@@ -67,6 +67,10 @@ pub struct CreateOpts {
     /// `--log-output`: keep a detached container's output in its log even
     /// when our stdout is a file or a pipe.
     pub log_output: bool,
+    /// `--no-pivot`: MS_MOVE and chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// `--no-new-keyring`: the container keeps the caller's session keyring.
+    pub no_new_keyring: bool,
     /// `run`: the shim starts the container once it is created, without
     /// waiting for a `Start` (a round trip less); `Started` follows `Created`.
     pub start: bool,
@@ -105,13 +109,19 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     };
     let bundle = std::fs::canonicalize(&o.bundle)
         .with_context(|| format!("bundle {}", o.bundle.display()))?;
-    let spec = crate::spec::load(&bundle)?;
-    let mut plan = crate::spec::plan(&spec, &bundle, &dir, id)?;
+    let config = crate::spec::load(&bundle)?;
+    let mut plan = crate::spec::plan(&config, &bundle, &dir, id)?;
     plan.request.tiny_init = sibling("tiny-init")?.to_string_lossy().into_owned();
     plan.request.caller_reaps = g.caller_reaps;
     plan.request.init.preserve_fds = o.preserve_fds;
     plan.request.init.process.terminal |= o.tty;
     plan.request.start = o.start;
+    if o.no_pivot && plan.request.init.root_switch == protocol::RootSwitch::PivotRoot {
+        plan.request.init.root_switch = protocol::RootSwitch::MoveRoot;
+    }
+    if !o.no_new_keyring {
+        plan.request.init.session_keyring = Some(format!("_ses.{id}"));
+    }
     plan.request.caller_removes_cgroup = o.start && o.foreground;
     let poststart = !plan.request.hooks.poststart.is_empty();
     let terminal = plan.request.init.process.terminal;

@@ -55,6 +55,36 @@ pub struct ExecArgs {
     /// Pass fds 3 to 3+N-1 on to the process.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub preserve_fds: u32,
+    /// Additional gid (repeatable, or comma-separated), replacing the
+    /// process's own.
+    #[arg(
+        short = 'g',
+        long = "additional-gids",
+        value_name = "GID",
+        value_delimiter = ','
+    )]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the process's bounding, effective and
+    /// permitted sets (repeatable).
+    #[arg(short = 'c', long = "cap", value_name = "CAP")]
+    pub caps: Vec<String>,
+    /// Set no_new_privileges for the process.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// The AppArmor profile for the process.
+    #[arg(long, value_name = "PROFILE")]
+    pub apparmor: Option<String>,
+    /// The SELinux label for the process.
+    #[arg(long, value_name = "LABEL")]
+    pub process_label: Option<String>,
+    /// Run the process in an existing sub-cgroup of the container's:
+    /// [CONTROLLER:]PATH, repeatable (caller's-shim mode).
+    #[arg(long = "cgroup", value_name = "[CONTROLLER:]PATH")]
+    pub cgroups: Vec<String>,
+    /// Exec in a paused container too (the process stays frozen with it
+    /// until it is resumed).
+    #[arg(long)]
+    pub ignore_paused: bool,
     pub id: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -63,22 +93,37 @@ pub struct ExecArgs {
 
 fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
     let (_, st) = g.container(&a.id)?;
-    let spec = crate::spec::load(std::path::Path::new(&st.bundle))?;
+    let config = crate::spec::load(std::path::Path::new(&st.bundle))?;
+    let spec = &config.spec;
     // The container's seccomp profile binds what is exec'd in it too, as
     // with runc.
+    // Without a listener of its own (runc sends one per exec to the
+    // listenerPath; nsbox does not yet): its SCMP_ACT_NOTIFY rules answer
+    // ENOSYS, as the kernel answers a filter that nobody listens to.
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(crate::seccomp::compile(s)?),
+        Some(s) => Some(protocol::Seccomp {
+            listener: false,
+            ..crate::seccomp::compile(s)?
+        }),
+        None => None,
+    };
+    // linux.personality is the container's: its exec'd processes too.
+    let personality = match spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        Some(p) => Some(crate::spec::personality(p)?),
         None => None,
     };
     if let Some(file) = &a.process {
         let text = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
-        let p: oci_spec::runtime::Process =
-            serde_json::from_slice(&text).with_context(|| format!("parse {}", file.display()))?;
+        let parse = || format!("parse {}", file.display());
+        let p: oci_spec::runtime::Process = serde_json::from_slice(&text).with_context(parse)?;
+        let extras: crate::spec::ProcessExtras =
+            serde_json::from_slice(&text).with_context(parse)?;
         if !a.args.is_empty() {
             bail!("give the command in --process or on the command line, not both");
         }
-        let mut p = crate::spec::convert_process(&p)?;
+        let mut p = crate::spec::convert_process(&p, &extras)?;
         p.seccomp = seccomp;
+        p.personality = personality;
         return Ok(p);
     }
     if a.args.is_empty() {
@@ -89,8 +134,9 @@ fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
         .process()
         .as_ref()
         .ok_or_else(|| anyhow!("config.json has no process"))?;
-    let mut p = crate::spec::convert_process(base)?;
+    let mut p = crate::spec::convert_process(base, &config.extras.process())?;
     p.seccomp = seccomp;
+    p.personality = personality;
     p.args = a.args.clone();
     for kv in &a.env {
         let key = kv.split('=').next().unwrap_or_default();
@@ -106,6 +152,7 @@ fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
         }
         p.cwd = cwd.clone();
     }
+    overrides(&mut p, a)?;
     if let Some(user) = &a.user {
         let (u, g) = user.split_once(':').unwrap_or((user, ""));
         p.uid = u
@@ -119,6 +166,73 @@ fn process(g: &GlobalOptions, a: &ExecArgs) -> Result<protocol::Process> {
         p.additional_gids.clear();
     }
     Ok(p)
+}
+
+/// runc exec's flags that change the process beyond its command: as runc
+/// applies them to the container's own process (not to a --process file).
+fn overrides(p: &mut protocol::Process, a: &ExecArgs) -> Result<()> {
+    if !a.additional_gids.is_empty() {
+        p.additional_gids = a.additional_gids.clone();
+    }
+    if a.no_new_privs {
+        p.no_new_privileges = true;
+    }
+    if let Some(profile) = &a.apparmor {
+        p.apparmor_profile = crate::spec::apparmor_profile("--apparmor", Some(profile))?;
+    }
+    if let Some(label) = &a.process_label {
+        p.selinux_label = crate::spec::selinux_label("--process-label", Some(label))?;
+    }
+    for name in &a.caps {
+        let full = if name.to_ascii_uppercase().starts_with("CAP_") {
+            name.to_ascii_uppercase()
+        } else {
+            format!("CAP_{}", name.to_ascii_uppercase())
+        };
+        let cap = <caps::Capability as std::str::FromStr>::from_str(&full)
+            .map_err(|_| anyhow!("--cap {name:?}: no such capability"))?
+            .index();
+        let c = p.capabilities.get_or_insert_with(Default::default);
+        for set in [&mut c.bounding, &mut c.effective, &mut c.permitted] {
+            if !set.contains(&cap) {
+                set.push(cap);
+                set.sort_unstable();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--cgroup [CONTROLLER:]PATH...`: the container's cgroup with PATH
+/// below it, in CONTROLLER's hierarchy (every one without a controller).
+fn sub_cgroup(cg: &protocol::CgroupPaths, specs: &[String]) -> Result<protocol::CgroupPaths> {
+    let mut out = cg.clone();
+    for spec in specs {
+        let (controller, sub) = match spec.split_once(':') {
+            Some((c, p)) => (Some(c), p),
+            None => (None, spec.as_str()),
+        };
+        let sub = sub.trim_start_matches('/');
+        if sub.is_empty() || sub.split('/').any(|c| c == ".." || c == ".") {
+            bail!("--cgroup {spec:?}: not a path below the container's cgroup");
+        }
+        let mut found = false;
+        for d in &mut out.dirs {
+            let named = controller.is_none_or(|c| d.controller.split(',').any(|k| k == c));
+            if named {
+                let below = std::path::Path::new(&d.dir).join(sub);
+                if !below.is_dir() {
+                    bail!("--cgroup {spec:?}: {} does not exist", below.display());
+                }
+                d.dir = below.to_string_lossy().into_owned();
+                found = true;
+            }
+        }
+        if !found {
+            bail!("--cgroup {spec:?}: the container has no cgroup of that controller");
+        }
+    }
+    Ok(out)
 }
 
 pub fn exec(g: &GlobalOptions, a: &ExecArgs) -> Result<i32> {
@@ -142,14 +256,24 @@ pub fn exec(g: &GlobalOptions, a: &ExecArgs) -> Result<i32> {
         signals::block(&[])?
     };
     let (dir, st) = g.container(&a.id)?;
-    st.can_exec()?;
+    match st.can_exec() {
+        // Frozen, it takes the request once it is thawed; so does a
+        // process of ours that joins its frozen cgroup.
+        Err(e) if a.ignore_paused && e.status == nsbox_host::state::Status::Paused => {}
+        r => r?,
+    }
     if g.caller_reaps {
         let init = st
             .init
             .ok_or_else(|| anyhow!("the container has no init"))?;
+        let cgroup = match (&st.cgroup, a.cgroups.is_empty()) {
+            (Some(cg), false) => Some(sub_cgroup(cg, &a.cgroups)?),
+            (None, false) => bail!("--cgroup: the container has no cgroup"),
+            (cg, true) => cg.clone(),
+        };
         return exec_as_our_child(
             init.pid,
-            st.cgroup.as_ref(),
+            cgroup.as_ref(),
             &process,
             a,
             console.as_ref(),
@@ -158,6 +282,11 @@ pub fn exec(g: &GlobalOptions, a: &ExecArgs) -> Result<i32> {
     }
     if a.preserve_fds > 0 {
         bail!("--preserve-fds is supported in the caller's-shim mode only (--shim-mode caller)");
+    }
+    if !a.cgroups.is_empty() {
+        // tiny-init forks the process inside, where the host's cgroupfs is
+        // not: moving it from outside would be after it has begun to run.
+        bail!("--cgroup is supported in the caller's-shim mode only (--shim-mode caller)");
     }
     let mut ch = shim_client::connect(&dir)?;
     ch.set_timeout(Some(nsbox_host::testhooks::runtime_start_timeout()))?;
@@ -294,6 +423,17 @@ fn join_and_exec(
     process: &protocol::Process,
     preserve_fds: u32,
 ) -> Report {
+    // execCPUAffinity's `initial` is where the process runs until it is
+    // in the container's cgroup (runtime-spec).
+    if let Some(initial) = process
+        .cpu_affinity
+        .as_ref()
+        .and_then(|c| c.initial.as_deref())
+    {
+        if let Err(e) = nsbox_process::set_affinity(initial) {
+            return Report::new(Step::CpuAffinity, e);
+        }
+    }
     // Into the container's cgroup by moving ourselves, before the mount
     // namespace hides the host's cgroupfs (cheaper than being moved: see
     // cgroups::enter).

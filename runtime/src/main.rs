@@ -234,6 +234,15 @@ struct CreateArgs {
     /// log is kept when our stdout is a terminal or /dev/null.
     #[arg(long)]
     log_output: bool,
+    /// Move the rootfs onto / and chroot into it instead of pivot_root (for
+    /// a root on a ramdisk, which pivot_root refuses); the old root then
+    /// stays reachable to a process with CAP_SYS_CHROOT.
+    #[arg(long)]
+    no_pivot: bool,
+    /// Keep the caller's session keyring instead of a new one of the
+    /// container's own.
+    #[arg(long)]
+    no_new_keyring: bool,
 }
 
 impl CreateArgs {
@@ -246,6 +255,8 @@ impl CreateArgs {
             tty: false,
             foreground: false,
             log_output: self.log_output,
+            no_pivot: self.no_pivot,
+            no_new_keyring: self.no_new_keyring,
             start: false,
         }
     }
@@ -300,7 +311,8 @@ fn main() {
         Cmd::Features => ("features", None),
     };
     // Docker's convenience: a unique prefix names a container. `create` and
-    // `run` name a new one, literally.
+    // `run` name a new one, literally; `kill` and `delete` take theirs
+    // literally too (id_of says why).
     let mut cmd = cli.cmd;
     let resolved = match id_of(&mut cmd) {
         Some(slot) if validate_id(slot).is_ok() => {
@@ -353,14 +365,17 @@ fn main() {
     }
 }
 
-/// The ID of a verb that acts on an existing container.
+/// The ID of a verb that acts on an existing container and takes a
+/// prefix of it. Not `kill` nor `delete`: runtime-spec says both MUST fail,
+/// changing nothing, for a container that does not exist, and containerd
+/// deletes a task twice (`delete`, then `delete --force` of the deleted
+/// one), which a prefix would turn on another container whose ID begins
+/// with the same letters.
 fn id_of(cmd: &mut Cmd) -> Option<&mut String> {
     match cmd {
         Cmd::Start { id }
         | Cmd::State { id }
         | Cmd::Ps { id, .. }
-        | Cmd::Kill { id, .. }
-        | Cmd::Delete { id, .. }
         | Cmd::Pause { id }
         | Cmd::Resume { id }
         | Cmd::Update { id, .. }
@@ -369,6 +384,8 @@ fn id_of(cmd: &mut Cmd) -> Option<&mut String> {
         Cmd::Exec(a) => Some(&mut a.id),
         Cmd::Create { .. }
         | Cmd::Run { .. }
+        | Cmd::Kill { .. }
+        | Cmd::Delete { .. }
         | Cmd::List { .. }
         | Cmd::Spec { .. }
         | Cmd::Features => None,

@@ -52,7 +52,7 @@ fn export_error(what: &'static str) -> impl FnOnce(std::io::Error) -> SeccompErr
 const EPERM: u32 = libc::EPERM as u32;
 
 /// What `features` reports: the actions, operators and architectures a
-/// profile may name (SCMP_ACT_NOTIFY is refused: nothing listens).
+/// profile may name (SCMP_ACT_NOTIFY with a listenerPath).
 pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_ALLOW",
     "SCMP_ACT_ERRNO",
@@ -60,6 +60,7 @@ pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_KILL_PROCESS",
     "SCMP_ACT_KILL_THREAD",
     "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
     "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
 ];
@@ -73,10 +74,22 @@ pub const OPERATORS: &[&str] = &[
     "SCMP_CMP_NE",
 ];
 pub const ARCHS: &[&str] = &["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"];
+/// The linux.seccomp.flags that `compile` passes to seccomp(2).
+pub const FLAGS: &[&str] = &[
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+];
 
 /// libseccomp's action for an OCI one; `what` names where the profile
-/// asks for it, should it be one nsbox refuses.
-fn action(what: &str, a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction> {
+/// asks for it, should it be one nsbox refuses. SCMP_ACT_NOTIFY needs a
+/// listenerPath, where the listener goes (`listener`).
+fn action(
+    what: &str,
+    a: LinuxSeccompAction,
+    errno_ret: Option<u32>,
+    listener: bool,
+) -> Result<ScmpAction> {
     Ok(match a {
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
             ScmpAction::KillThread
@@ -87,10 +100,12 @@ fn action(what: &str, a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<S
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno_ret.unwrap_or(EPERM) as u16),
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActNotify if listener => ScmpAction::Notify,
         LinuxSeccompAction::ScmpActNotify => {
             return Err(SeccompError::Invalid(format!(
-            "{what}: seccomp action SCMP_ACT_NOTIFY needs a listener, which nsbox does not support"
-        )))
+                "{what}: seccomp action SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath, \
+                 where its notifications are answered"
+            )))
         }
     })
 }
@@ -109,16 +124,30 @@ fn compare(op: LinuxSeccompOperator, value_two: Option<u64>) -> ScmpCompareOp {
 }
 
 pub fn compile(s: &LinuxSeccomp) -> Result<protocol::Seccomp> {
-    if s.listener_path().is_some() {
-        return Err(SeccompError::Invalid(
-            "seccomp listenerPath (SCMP_ACT_NOTIFY) is not supported".into(),
-        ));
-    }
+    let listener = match s.listener_path() {
+        None => false,
+        Some(p) if p.is_absolute() => true,
+        Some(p) => {
+            return Err(SeccompError::Invalid(format!(
+                "seccomp listenerPath {}: must be an absolute path",
+                p.display()
+            )))
+        }
+    };
     let default = action(
         "seccomp defaultAction",
         s.default_action(),
         s.default_errno_ret(),
+        listener,
     )?;
+    if default == ScmpAction::Notify {
+        // Every syscall, the runtime's own after the filter, would wait
+        // on an agent that may need the container started to answer.
+        return Err(SeccompError::Invalid(
+            "seccomp defaultAction SCMP_ACT_NOTIFY: name the syscalls to notify in rules".into(),
+        ));
+    }
+    let mut notifies = false;
     let mut ctx = ScmpFilterContext::new(default).map_err(libseccomp("seccomp".into()))?;
     let native = ScmpArch::native();
     for &arch in s.architectures().iter().flatten() {
@@ -134,10 +163,12 @@ pub fn compile(s: &LinuxSeccomp) -> Result<protocol::Seccomp> {
             &format!("seccomp rule for {names}"),
             rule.action(),
             rule.errno_ret(),
+            listener,
         )?;
         if act == default {
             continue;
         }
+        notifies |= act == ScmpAction::Notify;
         let args = rule.args().clone().unwrap_or_default();
         for a in &args {
             if a.index() > 5 {
@@ -184,6 +215,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<protocol::Seccomp> {
     Ok(protocol::Seccomp {
         bpf: export(&ctx)?,
         flags,
+        listener: listener && notifies,
     })
 }
 
@@ -275,6 +307,23 @@ mod tests {
         })))
         .unwrap_err();
         assert!(e.to_string().contains("NOTIFY"), "{e}");
+        let notify = |listener: Option<&str>| {
+            let mut p = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{ "names": ["getcwd"], "action": "SCMP_ACT_NOTIFY" }]
+            });
+            if let Some(l) = listener {
+                p["listenerPath"] = l.into();
+            }
+            compile(&profile(p))
+        };
+        let e = notify(None).unwrap_err();
+        assert!(
+            e.to_string().contains("needs linux.seccomp.listenerPath"),
+            "{e}"
+        );
+        assert!(notify(Some("/run/agent.sock")).unwrap().listener);
+        assert!(notify(Some("agent.sock")).is_err());
         // An unknown action or architecture does not even parse.
         assert!(serde_json::from_value::<LinuxSeccomp>(serde_json::json!({
             "defaultAction": "SCMP_ACT_FOO"

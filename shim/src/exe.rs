@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::statvfs::{statvfs, FsFlags};
-use protocol::{CreateRequest, NamespaceKind};
+use protocol::{CreateRequest, NamespaceKind, RootSwitch};
 
 /// capability(7)'s number, which libc does not export.
 const CAP_SYS_ADMIN: u8 = 21;
@@ -72,7 +72,10 @@ impl Exe {
                 None => true,
                 Some(c) => c.bounding.contains(&CAP_SYS_ADMIN),
             };
-        if host_admin {
+        // The read-only bind is a mount, which in the host's own mount
+        // namespace would be the host's.
+        let host_mounts = req.init.root_switch == RootSwitch::Chroot;
+        if host_admin || host_mounts {
             Exe::sealed_copy(&req.tiny_init)
         } else {
             Exe::read_only_bind(&req.tiny_init)

@@ -12,7 +12,7 @@ use protocol::{
     PROTOCOL_VERSION,
 };
 
-use crate::{failure, idmap, spawn};
+use crate::{failure, idmap, seccomp_agent, spawn};
 
 pub struct Handshake<'a> {
     pub req: &'a CreateRequest,
@@ -51,7 +51,19 @@ impl Handshake<'_> {
         self.channel
             .wait_for_hello()
             .map_err(|e| self.init_error(e))?;
-        self.send_config(root_fd, preserved, start_at_once)?;
+        let mut mount_fds = Vec::new();
+        for m in &self.req.init.mounts {
+            if let Some(maps) = &m.idmap {
+                // MS_* are c_ulong: u64 here, but u32 on 32-bit targets.
+                #[allow(clippy::unnecessary_cast)]
+                let recursive = m.flags & libc::MS_REC as u64 != 0;
+                let fd = idmap::idmapped_mount(&m.source, recursive, maps).map_err(|e| {
+                    Failure::from_error(format!("idmapped mount on {}", m.destination), &e)
+                })?;
+                mount_fds.push(fd);
+            }
+        }
+        self.send_config(root_fd, mount_fds, preserved, start_at_once)?;
         meanwhile()?;
         if self.req.init.hook_pause {
             self.channel
@@ -62,11 +74,30 @@ impl Handshake<'_> {
                 .send(&ShimToInit::Continue, &[])
                 .map_err(|e| self.init_error(e))?;
         }
-        let pty = self
+        let mut fds = self
             .channel
             .wait_for_ready()
-            .map_err(|e| self.init_error(e))?;
-        Ok(pty.into_iter().next())
+            .map_err(|e| self.init_error(e))?
+            .into_iter();
+        // The terminal's master first, then the seccomp listener.
+        let pty = if self.req.init.process.terminal {
+            fds.next()
+        } else {
+            None
+        };
+        if let Some(listener) = &self.req.seccomp_listener {
+            let Some(fd) = fds.next() else {
+                return Err(failure(
+                    "send the seccomp listener",
+                    "tiny-init sent none".into(),
+                ));
+            };
+            let pid = self.init.pid;
+            let state = self.state.oci_state_as(Status::Creating, pid);
+            seccomp_agent::send(listener, &fd, state, pid)
+                .map_err(|e| Failure::from_error("send the seccomp listener", &e))?;
+        }
+        Ok(pty)
     }
 
     /// A new user namespace: the clone child waits, nobody, until its maps
@@ -89,10 +120,12 @@ impl Handshake<'_> {
         Ok(root_fd)
     }
 
-    /// tiny-init's config, with the idmapped root and the preserved fds.
+    /// tiny-init's config, with the idmapped root, the idmapped mounts (in
+    /// the order of their mounts) and the preserved fds.
     fn send_config(
         &self,
         root_fd: Option<OwnedFd>,
+        mount_fds: Vec<OwnedFd>,
         preserved: Vec<OwnedFd>,
         start_at_once: bool,
     ) -> Result<(), Failure> {
@@ -106,6 +139,7 @@ impl Handshake<'_> {
         }
         let fds: Vec<i32> = root_fd
             .iter()
+            .chain(mount_fds.iter())
             .chain(preserved.iter())
             .map(|f| f.as_raw_fd())
             .collect();
@@ -120,9 +154,13 @@ impl Handshake<'_> {
     /// so hook paths resolve as on the host, as with runc.
     fn run_create_hooks(&self) -> Result<(), Failure> {
         let (req, init_pid) = (self.req, self.init.pid);
+        // runtime-spec's lifecycle runs these hooks at its steps 3 to 5,
+        // once the environment is made (step 2, "creating"), and calls that
+        // "created"; crun passes it, and runtime-tools checks it (runc
+        // 1.1 passes "creating").
         let st = self
             .state
-            .oci_state_as(Status::Creating, init_pid)
+            .oci_state_as(Status::Created, init_pid)
             .to_string();
         let hook_failure = |e: hooks::HookError| Failure::from_error("run hooks", &e);
         hooks::run_all("prestart", &req.hooks.prestart, &st, &[]).map_err(hook_failure)?;

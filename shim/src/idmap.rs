@@ -1,11 +1,11 @@
 //! A child in a new user namespace: its uid and gid maps, and the idmapped
 //! mount through which it sees an image owned by the host's root.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
-use protocol::IdMap;
+use nsbox_process::mount_api;
+use protocol::{IdMap, MountIdmap};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdmapError {
@@ -31,8 +31,10 @@ pub enum IdmapError {
         #[source]
         source: Errno,
     },
-    #[error("open tiny-init's user namespace")]
+    #[error("open the user namespace to idmap with")]
     UserNs(#[source] std::io::Error),
+    #[error("make a user namespace of the mount's maps")]
+    Helper(#[source] Errno),
     #[error("idmapped mount of {path}")]
     SetAttr {
         path: String,
@@ -92,13 +94,87 @@ fn write_map(pid: i32, file: &'static str, maps: &[IdMap]) -> Result<(), IdmapEr
 /// user namespace of `pid`: files owned by host uid H appear owned by the
 /// container uid that H maps to, without a chown of the image.
 pub fn idmapped_tree(path: &str, pid: i32) -> Result<OwnedFd, IdmapError> {
-    let cpath = CString::new(path).map_err(|_| IdmapError::Nul { path: path.into() })?;
-    let tree = open_tree_clone(&cpath).map_err(|source| IdmapError::OpenTree {
-        path: path.into(),
-        source,
-    })?;
     let userns = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(IdmapError::UserNs)?;
-    set_idmap(&tree, &userns).map_err(|source| match source {
+    idmapped_copy(path, true, &OwnedFd::from(userns))
+}
+
+/// An idmapped bind mount of config.json: a detached copy of `path` (its
+/// whole tree if `recursive`), idmapped with a user namespace of the
+/// mount's own maps, which only lives as long as this call.
+pub fn idmapped_mount(
+    path: &str,
+    recursive: bool,
+    maps: &MountIdmap,
+) -> Result<OwnedFd, IdmapError> {
+    let userns = userns_of(&maps.uid_mappings, &maps.gid_mappings)?;
+    idmapped_copy(path, recursive, &userns)
+}
+
+/// A user namespace with these maps, to idmap with: a child unshares it
+/// and waits, we write its maps and keep its namespace, and it goes.
+fn userns_of(uids: &[IdMap], gids: &[IdMap]) -> Result<OwnedFd, IdmapError> {
+    use nix::unistd::ForkResult;
+    let helper = |source| IdmapError::Helper(source);
+    let (ready_rd, ready_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(helper)?;
+    let (go_rd, go_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(helper)?;
+    // SAFETY: the shim is single-threaded here (it forks before any
+    // thread exists), and the child makes raw syscalls only, then _exit.
+    #[allow(unsafe_code)]
+    let child = match unsafe { nix::unistd::fork() }.map_err(helper)? {
+        ForkResult::Child => {
+            // Our copy of the write end would keep our read from ending.
+            drop((go_wr, ready_rd));
+            let ok = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_ok()
+                && nix::unistd::write(&ready_wr, &[1]).is_ok();
+            let mut b = [0u8; 1];
+            let _ = ok && nix::unistd::read(go_rd.as_raw_fd(), &mut b).is_ok();
+            // SAFETY: _exit ends the child without running the parent's
+            // destructors or atexit handlers.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::_exit(0)
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((ready_wr, go_rd));
+    let made = (|| {
+        let mut b = [0u8; 1];
+        if nix::unistd::read(ready_rd.as_raw_fd(), &mut b).map_err(helper)? != 1 {
+            return Err(IdmapError::Helper(Errno::ECHILD));
+        }
+        write_map(child.as_raw(), "uid_map", uids)?;
+        write_map(child.as_raw(), "gid_map", gids)?;
+        std::fs::File::open(format!("/proc/{child}/ns/user"))
+            .map(OwnedFd::from)
+            .map_err(IdmapError::UserNs)
+    })();
+    drop(go_wr);
+    let _ = nix::sys::wait::waitpid(child, None);
+    made
+}
+
+/// A detached copy of `path`, idmapped with `userns`.
+fn idmapped_copy(path: &str, recursive: bool, userns: &OwnedFd) -> Result<OwnedFd, IdmapError> {
+    if path.contains('\0') {
+        return Err(IdmapError::Nul { path: path.into() });
+    }
+    let tree =
+        mount_api::open_tree_clone(path, recursive).map_err(|source| IdmapError::OpenTree {
+            path: path.into(),
+            source,
+        })?;
+    let attr = mount_api::MountAttr {
+        attr_set: mount_api::MOUNT_ATTR_IDMAP,
+        userns_fd: userns.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    let flags = if recursive {
+        mount_api::AT_RECURSIVE
+    } else {
+        0
+    };
+    mount_api::mount_setattr(tree.as_fd(), flags, &attr).map_err(|source| match source {
         Errno::EINVAL | Errno::EOPNOTSUPP => IdmapError::Unsupported {
             path: path.into(),
             errno: source,
@@ -109,60 +185,4 @@ pub fn idmapped_tree(path: &str, pid: i32) -> Result<OwnedFd, IdmapError> {
         },
     })?;
     Ok(tree)
-}
-
-/// open_tree(2) with OPEN_TREE_CLONE | AT_RECURSIVE, which nix lacks.
-#[allow(unsafe_code)]
-fn open_tree_clone(path: &CString) -> Result<OwnedFd, Errno> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    // SAFETY: open_tree reads a NUL-terminated path and returns a new fd.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if tree < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the fd is new and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(tree as RawFd) })
-}
-
-/// mount_setattr(2) with MOUNT_ATTR_IDMAP, which nix lacks.
-#[allow(unsafe_code)]
-fn set_idmap(tree: &OwnedFd, userns: &std::fs::File) -> Result<(), Errno> {
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    // SAFETY: mount_setattr reads `attr`, of the size given.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    Ok(())
 }

@@ -75,6 +75,7 @@ mod handshake;
 mod idmap;
 mod output;
 mod rollback;
+mod seccomp_agent;
 mod server;
 mod spawn;
 mod startup;

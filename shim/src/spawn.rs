@@ -34,8 +34,6 @@ pub enum SpawnError {
         #[source]
         source: Errno,
     },
-    #[error("a new time namespace (clone(2) has no room for its flag)")]
-    NewTimeNamespace,
     #[error("enter the {0} namespace for tiny-init to be born in")]
     Enter(NamespaceKind, #[source] Errno),
     #[error("open tiny-init's pidfd, forked into its pid namespace")]
@@ -89,8 +87,11 @@ pub enum CgroupEntry<'a> {
 
 /// Clone tiny-init into new namespaces (and join those given by path), in
 /// its cgroup (`cgroup`), with `socket` as its fd 3, and exec it from
-/// `exe`. Returns at once: whether tiny-init got going is learnt from its
-/// `Hello`, or else from the [`EarlyReport`].
+/// `exe`. A new time namespace gets `time_offsets` (lines of
+/// /proc/PID/timens_offsets) before anything enters it. Returns at once:
+/// whether tiny-init got going is learnt from its `Hello`, or else from
+/// the [`EarlyReport`].
+#[allow(clippy::too_many_arguments)]
 pub fn clone_init(
     caller_reaps: bool,
     namespaces: &[Namespace],
@@ -99,6 +100,7 @@ pub fn clone_init(
     argv: &[CString],
     userns_sync: Option<&OwnedFd>,
     cgroup: CgroupEntry,
+    time_offsets: &[u8],
 ) -> Result<(Child, EarlyReport), SpawnError> {
     let (flags, joined) = clone_flags(caller_reaps, namespaces)?;
     // A new user namespace is made by the clone, and from inside it the
@@ -134,6 +136,10 @@ pub fn clone_init(
     };
     let mut plan = ChildPlan::new(socket, exe, argv, userns_sync, &joined, &report_wr);
     plan.unshare = unshare;
+    plan.new_time = namespaces
+        .iter()
+        .any(|n| n.kind == NamespaceKind::Time && n.path.is_none());
+    plan.time_offsets = time_offsets;
     plan.forked_pid = forked.as_ref().map(|(_, wr)| wr.as_raw_fd());
     plan.place_high();
     let mut pidfd: libc::c_int = -1;
@@ -214,9 +220,10 @@ fn clone_flags(
         match &ns.path {
             // tiny-init unshares it once it is in the container's cgroup.
             None if ns.kind == NamespaceKind::Cgroup => {}
-            // CLONE_NEWTIME is 0x80, inside the exit-signal byte (the
-            // runtime refuses a new time namespace before it gets here).
-            None if ns.kind == NamespaceKind::Time => return Err(SpawnError::NewTimeNamespace),
+            // CLONE_NEWTIME is 0x80, inside the exit-signal byte, and its
+            // offsets must be written before anything is in it: the child
+            // unshares it, and enters it by its exec.
+            None if ns.kind == NamespaceKind::Time => {}
             None => flags |= ns.kind.clone_flag(),
             Some(p) => {
                 let f = std::fs::File::open(p).map_err(|source| SpawnError::Namespace {
@@ -298,7 +305,11 @@ fn open_procs(dir: RawFd) -> Result<OwnedFd, Errno> {
 
 /// Everything the clone child needs, as raw values made before the clone:
 /// the child may not allocate.
-struct ChildPlan {
+struct ChildPlan<'a> {
+    /// unshare a time namespace, give it `time_offsets`, and enter it by
+    /// the exec (it is the one for our children until then).
+    new_time: bool,
+    time_offsets: &'a [u8],
     /// v1 `tasks` files (or v2's cgroup.procs) to write "0" into first.
     cgroup_join: Vec<RawFd>,
     socket: RawFd,
@@ -326,7 +337,7 @@ struct ChildPlan {
     high: RawFd,
 }
 
-impl ChildPlan {
+impl ChildPlan<'_> {
     fn new(
         socket: &OwnedFd,
         exe: &Exe,
@@ -334,12 +345,14 @@ impl ChildPlan {
         userns_sync: Option<&OwnedFd>,
         joined: &[(OwnedFd, NamespaceKind)],
         report: &OwnedFd,
-    ) -> ChildPlan {
+    ) -> ChildPlan<'static> {
         let (exe_fd, bind) = match exe {
             Exe::Memfd(fd) => (fd.as_raw_fd(), None),
             Exe::ReadOnlyBind { path, locked } => (-1, Some((path.as_ptr(), *locked))),
         };
         let mut plan = ChildPlan {
+            new_time: false,
+            time_offsets: &[],
             cgroup_join: Vec::new(),
             socket: socket.as_raw_fd(),
             exe_fd,
@@ -403,7 +416,7 @@ struct CloneArgs {
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// clone(2), the child running `plan`; the child's pid in the parent.
-fn clone(flags: libc::c_int, pidfd: &mut libc::c_int, plan: &ChildPlan) -> Result<i32, Errno> {
+fn clone(flags: libc::c_int, pidfd: &mut libc::c_int, plan: &ChildPlan<'_>) -> Result<i32, Errno> {
     // SAFETY: clone without CLONE_VM behaves as fork: the shim is
     // single-threaded here, and the child runs `plan` only, which execs or
     // exits.
@@ -551,6 +564,23 @@ fn child(plan: &ChildPlan) -> ! {
                         libc::_exit(0);
                     }
                 }
+            }
+        }
+        if plan.new_time {
+            if libc::unshare(libc::CLONE_NEWTIME) < 0 {
+                fail(Step::NewTimeNamespace);
+            }
+            if !plan.time_offsets.is_empty() {
+                let fd = libc::open(
+                    c"/proc/self/timens_offsets".as_ptr(),
+                    libc::O_WRONLY | libc::O_CLOEXEC,
+                );
+                let len = plan.time_offsets.len();
+                if fd < 0 || libc::write(fd, plan.time_offsets.as_ptr().cast(), len) != len as isize
+                {
+                    fail(Step::TimeOffsets);
+                }
+                libc::close(fd);
             }
         }
         if let Some((path, locked)) = plan.bind {

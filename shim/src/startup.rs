@@ -251,6 +251,7 @@ fn clone_init(
         argv,
         userns_sync,
         entry,
+        req.time_offsets.as_bytes(),
     )
     .map_err(|e| Failure::from_error("start tiny-init", &e))
 }

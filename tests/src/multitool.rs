@@ -32,6 +32,8 @@
 //!                                         then "usr1 COUNT usr2" and exit N
 //! nsbox-multitool garbage-fds             write garbage to every fd of its own and of
 //!                                         PID 1 it can open; "garbage wrote K of M"
+//! nsbox-multitool keyring                 the description of its session keyring
+//!                                         ("keyring;UID;GID;PERM;NAME")
 //! nsbox-multitool pause                   a pod's sandbox process (Kubernetes' pause):
 //!                                         reap every child, exit 0 on SIGINT or SIGTERM
 //! ```
@@ -133,6 +135,7 @@ fn run(args: &[String]) -> Result<i32, String> {
         "hog" => hog(parse_num(one(rest)?)?),
         "signal-burst" => signal_burst(parse_num(one(rest)?)?),
         "garbage-fds" => garbage_fds(),
+        "keyring" => keyring(),
         "pause" => pause(),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
@@ -857,5 +860,29 @@ fn garbage_fds() -> Result<i32, String> {
         }
     }
     say(&format!("garbage wrote {wrote} of {tried}"));
+    Ok(0)
+}
+
+/// keyctl(KEYCTL_DESCRIBE, KEY_SPEC_SESSION_KEYRING): which session keyring
+/// this process has (busybox has no keyctl).
+fn keyring() -> Result<i32, String> {
+    const KEYCTL_DESCRIBE: libc::c_long = 6;
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    let mut buf = [0u8; 512];
+    // SAFETY: keyctl writes at most buf.len() bytes into buf.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_DESCRIBE,
+            KEY_SPEC_SESSION_KEYRING,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(format!("keyctl: {}", std::io::Error::last_os_error()));
+    }
+    let text = &buf[..(n as usize).min(buf.len())];
+    say(String::from_utf8_lossy(text).trim_end_matches('\0'));
     Ok(0)
 }

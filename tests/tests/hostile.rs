@@ -40,6 +40,13 @@ const CAUSES: &[(&str, &[&str])] = &[
         ],
     ),
     ("bogus-capability", &["config.json", "CAP_NOPE"]),
+    (
+        "bounding-empty",
+        &[
+            "process.capabilities.bounding is empty",
+            "effective names CAP_KILL",
+        ],
+    ),
     ("bogus-device-type", &["config.json", "unknown variant `z`"]),
     (
         "bogus-namespace",
@@ -78,6 +85,17 @@ const CAUSES: &[(&str, &[&str])] = &[
     ("no-root", &["config.json has no root"]),
     ("not-json", &["config.json", "EOF while parsing"]),
     // root.path resolves to the host's /, which pivot_root refuses.
+    (
+        "rlimit-above-nr-open",
+        &["rlimit RLIMIT_NOFILE", "above the kernel's fs.nr_open"],
+    ),
+    (
+        "rlimit-soft-above-hard",
+        &[
+            "rlimit RLIMIT_NOFILE",
+            "soft limit 20 is above hard limit 10",
+        ],
+    ),
     ("root-dotdot", &["pivot_root", "device or resource busy"]),
     (
         "version-wrong-type",
@@ -215,6 +233,58 @@ fn mount_destinations_through_symlinks_stay_inside() {
         );
         let _ = t.rt(&["delete", "--force", &id]);
     }
+}
+
+#[test]
+fn proc_and_sys_through_a_symlink_are_refused_by_the_rule() {
+    let Some(t) = Test::new("proc_sys_symlink") else {
+        return;
+    };
+    let before = host_mounts();
+    for (what, dest, target) in [("proc", "proc", "/tmp"), ("sysfs", "sys", "/etc/issue")] {
+        let root = t.work.join(format!("rootfs-{what}"));
+        build_rootfs(&root);
+        std::fs::remove_dir(root.join(dest)).unwrap();
+        std::os::unix::fs::symlink(target, root.join(dest)).unwrap();
+        let b = t.bundle_with(&format!("b-{what}"), &["true"], |c| {
+            c["root"]["path"] = json!(root);
+        });
+        let id = format!("{what}-link");
+        t.create(&b, &id).fails_with(
+            &id,
+            &[
+                &format!("mount {what} on /{dest}"),
+                &format!("/{dest} is a symlink in the image"),
+                &format!("{what} is mounted only on an ordinary directory"),
+            ],
+        );
+        assert_eq!(host_mounts(), before, "{what}: the host's mounts changed");
+    }
+}
+
+#[test]
+fn relative_masked_and_read_only_paths_are_taken_from_the_root() {
+    let Some(t) = Test::new("relative_masked_readonly") else {
+        return;
+    };
+    let b = t.bundle_with(
+        "b",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/version | wc -c; touch /tmp/x && echo tmp-writable; \
+             grep -c ' /home ro,' /proc/self/mountinfo",
+        ],
+        |c| {
+            c["root"]["readonly"] = json!(false);
+            c["linux"]["maskedPaths"] = json!(["proc/version"]);
+            c["linux"]["readonlyPaths"] = json!(["home"]);
+        },
+    );
+    let out = t.run(&b, "rel");
+    out.ok();
+    // The masked /proc/version reads as /dev/null; /home is a read-only bind.
+    assert_eq!(out.stdout_lines(), ["0", "tmp-writable", "1"], "{out:?}");
 }
 
 #[test]

@@ -120,6 +120,42 @@ fn delete_of_a_created_container() {
         .fails_with("c", &["container does not exist"]);
 }
 
+/// runtime-spec's MUST-errors of `kill` and `delete`, each failing and
+/// changing nothing, as runtime-tools' and youki's suites check them; and
+/// the forced delete of a deleted container, which containerd relies on.
+#[test]
+fn kill_and_delete_fail_where_the_spec_says_and_change_nothing() {
+    let Some(t) = Test::new("kill_delete_must_errors") else {
+        return;
+    };
+    t.rt(&["delete", "nosuch"])
+        .fails_with("nosuch", &["does not exist"]);
+    t.rt(&["kill", "nosuch", "KILL"])
+        .fails_with("nosuch", &["does not exist"]);
+    t.rt(&["kill", "", "KILL"])
+        .fails_with("", &["container ID is empty"]);
+    t.rt(&["delete", ""])
+        .fails_with("", &["container ID is empty"]);
+
+    let b = t.bundle("b", &[MT, "sleep", "30"]);
+    t.run_detached(&b, "up").ok();
+    let pid = t.state("up")["pid"].as_i64().unwrap() as i32;
+    let start = proc_stat(pid).unwrap().2;
+    t.rt(&["delete", "up"])
+        .fails_with("up", &["cannot delete a running container"]);
+    assert_eq!(t.status("up"), "running");
+    assert!(alive(pid, start), "delete of a running container killed it");
+    t.rt(&["kill", "up", "KILL"]).ok();
+    let st = t.stopped_with_code("up");
+    t.rt(&["kill", "up", "KILL"])
+        .fails_with("up", &["container not running"]);
+    assert_eq!(t.state("up"), st, "kill of a stopped container changed it");
+    t.rt(&["delete", "up"]).ok();
+    t.rt(&["delete", "--force", "up"]).ok();
+    t.rt(&["kill", "up", "KILL"])
+        .fails_with("up", &["does not exist"]);
+}
+
 #[test]
 fn nothing_is_left_once_delete_returns() {
     let Some(t) = Test::new("nothing_is_left_once_delete_returns") else {

@@ -191,7 +191,7 @@ fn hooks_run_in_order_with_the_state() {
         let s = st(n);
         assert_eq!(s["id"], "hk", "{n}: {s}");
         assert_eq!(s["pid"], pid, "{n}: {s}");
-        assert_eq!(s["status"], "creating", "{n}: {s}");
+        assert_eq!(s["status"], "created", "{n}: {s}");
     }
 
     t.rt(&["start", "hk"]).ok();
@@ -202,6 +202,7 @@ fn hooks_run_in_order_with_the_state() {
     );
     assert_eq!(mnt("startContainer"), ctr_mnt.to_string_lossy());
     assert_eq!(st("startContainer")["pid"], pid);
+    assert_eq!(st("startContainer")["status"], "created");
     assert_eq!(st("poststart")["status"], "running");
     t.rt(&["delete", "hk"]).ok();
     assert!(order().ends_with("poststart\npoststop\n"), "{}", order());
@@ -216,6 +217,86 @@ fn hooks_run_in_order_with_the_state() {
         order(),
         "prestart\ncreateRuntime\ncreateContainer\nstartContainer\npoststart\npoststop\n"
     );
+}
+
+/// Two hooks at every point, each appending its name to one file (the
+/// startContainer ones through a bind of it): each point's hooks in their
+/// listed order, the points in the lifecycle's order (youki's `hooks`).
+#[test]
+fn the_hooks_of_each_point_run_in_their_listed_order() {
+    let Some(t) = Test::new("hooks_listed_order") else {
+        return;
+    };
+    let log = t.work.join("order");
+    fs::create_dir_all(&log).unwrap();
+    let host = log.to_str().unwrap().to_string();
+    let append = |name: &str, dir: &str| json!({ "path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {dir}/log")] });
+    let b = t.bundle_with("b", &["true"], |c| {
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({ "destination": "/hooklog", "type": "bind", "source": host, "options": ["rbind"] }),
+        );
+        let mut hooks = serde_json::Map::new();
+        for point in [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop",
+        ] {
+            let dir = if point == "startContainer" { "/hooklog" } else { &host };
+            hooks.insert(
+                point.into(),
+                json!([append(&format!("{point}1"), dir), append(&format!("{point}2"), dir)]),
+            );
+        }
+        c["hooks"] = Value::Object(hooks);
+    });
+    t.create(&b, "ord").ok();
+    t.rt(&["start", "ord"]).ok();
+    t.wait_status("ord", "stopped");
+    t.rt(&["delete", "ord"]).ok();
+    assert_eq!(
+        read_lossy(&log.join("log")),
+        "prestart1\nprestart2\ncreateRuntime1\ncreateRuntime2\ncreateContainer1\n\
+         createContainer2\nstartContainer1\nstartContainer2\npoststart1\npoststart2\n\
+         poststop1\npoststop2\n"
+    );
+}
+
+/// A startContainer hook without `env` has the container process's
+/// environment; one with `env`, exactly that (youki's
+/// start_container_env tests: the container runs only if the check holds).
+#[test]
+fn a_start_container_hook_gets_the_process_environment() {
+    let Some(t) = Test::new("start_container_hook_env") else {
+        return;
+    };
+    for (n, check, env) in [
+        (0, r#"test "$ONE" = two && test "$FOO" = bar"#, None),
+        (
+            1,
+            r#"test "$HOOK_VAR" = hook_value && test -z "$ONE""#,
+            Some(json!(["HOOK_VAR=hook_value"])),
+        ),
+    ] {
+        let b = t.bundle_with(&format!("b{n}"), &[MT, "sleep", "30"], |c| {
+            c["process"]["env"]
+                .as_array_mut()
+                .unwrap()
+                .extend([json!("ONE=two"), json!("FOO=bar")]);
+            let mut hook = json!({ "path": "/bin/sh", "args": ["sh", "-c", check] });
+            if let Some(env) = env {
+                hook["env"] = env;
+            }
+            c["hooks"] = json!({ "startContainer": [hook] });
+        });
+        let id = format!("env{n}");
+        t.create(&b, &id).ok();
+        t.rt(&["start", &id]).ok();
+        assert_eq!(t.status(&id), "running", "{check}");
+        t.rt(&["delete", "--force", &id]).ok();
+    }
 }
 
 #[test]

@@ -385,7 +385,14 @@ fn a_unique_prefix_names_a_container() {
     assert_eq!(t.rt(&["state", "we"]).ok().json()["id"], "we");
     t.rt(&["state", "nothing"])
         .fails_with("nothing", &["does not exist"]);
-    for id in ["web1", "web2", "d", "we"] {
+    // `kill` and `delete` take an ID literally: "d" is not "db", and the
+    // forced delete of a container that does not exist changes nothing.
+    t.rt(&["kill", "d", "KILL"])
+        .fails_with("d", &["does not exist"]);
+    t.rt(&["delete", "d"]).fails_with("d", &["does not exist"]);
+    t.rt(&["delete", "-f", "d"]).ok();
+    assert_eq!(t.status("db"), "created");
+    for id in ["web1", "web2", "db", "we"] {
         t.rt(&["delete", "-f", id]).ok();
     }
     assert!(t.rt(&["list", "-q"]).ok().stdout.trim().is_empty());

@@ -64,10 +64,17 @@ fn main() {
     };
     let mut fds = fds.into_iter();
     let root = if config.idmapped { fds.next() } else { None };
+    let idmapped_mounts = config.mounts.iter().filter(|m| m.idmap.is_some()).count();
+    let mount_fds: Vec<OwnedFd> = fds.by_ref().take(idmapped_mounts).collect();
     let preserved: Vec<std::os::fd::OwnedFd> = fds.take(config.preserve_fds as usize).collect();
     if config.new_cgroupns {
         if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
             fail(&channel, "unshare the cgroup namespace", e, 1);
+        }
+    }
+    if let Some(name) = &config.session_keyring {
+        if let Err(e) = workload::join_session_keyring(name) {
+            fail(&channel, "join a new session keyring", e, 1);
         }
     }
     let hook_point = || -> Result<(), Failure> {
@@ -88,7 +95,7 @@ fn main() {
         channel.send(&InitToShim::HookPoint, &[]).map_err(lost)?;
         channel.wait_for_continue().map_err(lost)
     };
-    if let Err(f) = mounts::build_rootfs(&config, root, hook_point) {
+    if let Err(f) = mounts::build_rootfs(&config, root, mount_fds, hook_point) {
         report_failure(&channel, f);
         std::process::exit(1);
     }
@@ -123,15 +130,43 @@ fn main() {
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         fail(&channel, "make tiny-init undumpable", e, 1);
     }
-    let master: Vec<i32> = pty.iter().map(|(m, _)| m.as_raw_fd()).collect();
-    if channel.send(&InitToShim::Ready, &master).is_err() {
-        std::process::exit(1);
-    }
-    let slave = pty.map(|(_, s)| s);
+    let (master, slave) = match pty {
+        Some((m, s)) => (Some(m), Some(s)),
+        None => (None, None),
+    };
     let stdio = match &slave {
         Some(s) => workload::Stdio::Terminal(s),
         None => workload::Stdio::Inherit,
     };
+    // A seccomp listener exists only once the workload has loaded its
+    // filter, and must reach its agent during `create`: such a workload
+    // is forked now and held there until `start`.
+    let listens = config.process.seccomp.as_ref().is_some_and(|s| s.listener);
+    let (prepared, listener) = if listens {
+        match prepared.spawn_held(stdio, &preserved) {
+            Ok(mut held) => {
+                let fd = held.take_listener();
+                (Workload::Held(held), fd)
+            }
+            Err(f) => {
+                let code = f.exit_code;
+                report_failure(&channel, f);
+                std::process::exit(code);
+            }
+        }
+    } else {
+        (Workload::Prepared(prepared), None)
+    };
+    // The terminal's master first, then the listener, as the shim takes them.
+    let fds: Vec<i32> = master
+        .iter()
+        .chain(listener.iter())
+        .map(|f| f.as_raw_fd())
+        .collect();
+    if channel.send(&InitToShim::Ready, &fds).is_err() {
+        std::process::exit(1);
+    }
+    drop((master, listener));
     let workload = if config.start_at_once {
         start(&channel, prepared, stdio, &preserved, &config)
     } else {
@@ -168,7 +203,7 @@ fn let_go_of_the_callers_stdio() -> nix::Result<()> {
 fn wait_for_start(
     channel: &InitChannel,
     signals: &signals::Signals,
-    prepared: workload::Prepared,
+    prepared: Workload,
     stdio: workload::Stdio,
     preserved: Vec<std::os::fd::OwnedFd>,
     config: &protocol::InitConfig,
@@ -209,21 +244,37 @@ fn wait_for_start(
 
 /// startContainer hooks, then the workload; `Started` with its pid, or
 /// the failure and our exit with its code.
+/// The workload to start: to fork, or forked and held at its seccomp
+/// filter.
+enum Workload {
+    Prepared(workload::Prepared),
+    Held(workload::Held),
+}
+
 fn start(
     channel: &InitChannel,
-    prepared: workload::Prepared,
+    prepared: Workload,
     stdio: workload::Stdio,
     preserved: &[OwnedFd],
     config: &protocol::InitConfig,
 ) -> i32 {
-    let started = workload::hooks::run_all(
-        "startContainer",
-        &config.start_hooks,
-        &config.hook_state,
-        &[],
-    )
-    .map_err(|e| Failure::from_error("startContainer hook", &e))
-    .and_then(|_| prepared.spawn(stdio, preserved));
+    // A hook without an env of its own runs with the container process's,
+    // as runc's (its init has taken that environment by then): tiny-init's
+    // own is empty.
+    let hooks: Vec<protocol::Hook> = config
+        .start_hooks
+        .iter()
+        .map(|h| protocol::Hook {
+            env: h.env.clone().or_else(|| Some(config.process.env.clone())),
+            ..h.clone()
+        })
+        .collect();
+    let started = workload::hooks::run_all("startContainer", &hooks, &config.hook_state, &[])
+        .map_err(|e| Failure::from_error("run hooks", &e))
+        .and_then(|_| match prepared {
+            Workload::Prepared(p) => p.spawn(stdio, preserved),
+            Workload::Held(h) => h.release(),
+        });
     match started {
         Ok(pid) => {
             let _ = channel.send(&InitToShim::Started { pid }, &[]);

@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
-use protocol::{Failure, InitConfig, Mount};
+use protocol::{Failure, InitConfig, Mount, RootSwitch};
 
 const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
     ("null", 1, 3),
@@ -198,22 +198,8 @@ fn make_in_root(root: &OwnedFd, path: &str, kind: Kind) -> Result<OwnedFd, Errno
 
 /// Attach a detached mount (from open_tree, idmapped by the shim) at `target`.
 fn move_mount(from: &OwnedFd, target: &str) -> Result<(), Errno> {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    let target = std::ffi::CString::new(target).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: move_mount (which nix lacks) with a mount fd we hold and
-    // NUL-terminated paths; it writes no memory of ours.
-    #[allow(unsafe_code)]
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            from.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    Errno::result(r).map(drop)
+    use std::os::fd::AsFd;
+    nsbox_process::mount_api::move_mount(from.as_fd(), target)
 }
 
 /// `before_pivot` runs once every mount is made, before pivot_root: the
@@ -221,15 +207,23 @@ fn move_mount(from: &OwnedFd, target: &str) -> Result<(), Errno> {
 pub fn build_rootfs(
     config: &InitConfig,
     idmapped: Option<OwnedFd>,
+    idmapped_mounts: Vec<OwnedFd>,
     before_pivot: impl FnOnce() -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     refuse_nul(config)?;
     // So that mode arguments below mean what they say.
     nix::sys::stat::umask(Mode::empty());
+    if config.root_switch == RootSwitch::Chroot {
+        return shared_mount_namespace(config, before_pivot);
+    }
     // Nothing we mount may propagate back to the host, unless asked for
-    // (rshared: a container's mounts then reach the host, as with runc).
-    mount(None, "/", None, config.rootfs_propagation, None)
-        .map_err(|e| failure("set the propagation of /", e))?;
+    // (rshared: a container's volumes then reach the host's, as with runc).
+    // An unbindable / would refuse the rootfs' bind: it is made so last.
+    let start = match config.rootfs_propagation {
+        p if p == 0 || p & libc::MS_UNBINDABLE as u64 != 0 => SLAVE_REC,
+        p => p,
+    };
+    mount(None, "/", None, start, None).map_err(|e| failure("set the propagation of /", e))?;
 
     let rootfs = config.rootfs.as_str();
     // pivot_root refuses a new root whose parent mount is shared (EINVAL),
@@ -243,8 +237,10 @@ pub fn build_rootfs(
         (false, _) => None,
     };
     if let (Some(fd), Some(o)) = (&idmapped, &config.overlay) {
-        move_mount(fd, &o.lower)
-            .map_err(|e| failure(format!("attach the idmapped image at {}", o.lower), e))?;
+        let what = format!("attach the idmapped image at {}", o.lower);
+        move_mount(fd, &o.lower).map_err(|e| failure(&what, e))?;
+        // As the idmapped rootfs below: never a peer of the host's.
+        mount(None, &o.lower, None, SLAVE_REC, None).map_err(|e| failure(&what, e))?;
     }
     match &config.overlay {
         Some(o) => {
@@ -277,12 +273,29 @@ pub fn build_rootfs(
             .map_err(|e| failure(format!("bind mount rootfs {}", config.rootfs), e))?;
         }
     }
+    // An idmapped tree comes from the shim's mount namespace as a peer of
+    // the host's mount when that one is shared (as on a systemd host):
+    // a slave, like everything else here, so that pivot_root takes it
+    // (it refuses a shared new root) and nothing mounted on it reaches
+    // the host.
+    mount(None, rootfs, None, SLAVE_REC, None)
+        .map_err(|e| failure(format!("make rootfs {} a slave mount", config.rootfs), e))?;
     let root =
         open_dir(rootfs).map_err(|e| failure(format!("open rootfs {}", config.rootfs), e))?;
 
     let mut dev_is_tmpfs = false;
+    let mut idmapped_mounts = idmapped_mounts.into_iter();
     for m in &config.mounts {
-        mount_one(&root, m, config.cgroup_path.as_deref())?;
+        let tree = match m.idmap {
+            Some(_) => Some(idmapped_mounts.next().ok_or_else(|| {
+                failure(
+                    format!("receive the idmapped mount on {}", m.destination),
+                    Errno::EBADF,
+                )
+            })?),
+            None => None,
+        };
+        mount_one(&root, m, tree, config.cgroup_path.as_deref())?;
         if m.destination == "/dev" {
             dev_is_tmpfs = m.fstype == "tmpfs";
         }
@@ -295,14 +308,10 @@ pub fn build_rootfs(
     }
 
     before_pivot()?;
-    pivot_root(rootfs).map_err(|e| failure("pivot_root", e))?;
-    // The propagation asked for, on the container's root itself now (on
-    // the old root it would have reached the host's): rshared makes the
-    // new root a shared mount of its own. Private roots are private
-    // already, and rslave, the default, has nothing to follow here.
-    if config.rootfs_propagation & (libc::MS_SHARED | libc::MS_UNBINDABLE) as u64 != 0 {
-        mount(None, "/", None, config.rootfs_propagation, None)
-            .map_err(|e| failure("set the propagation of the container's /", e))?;
+    if config.root_switch == RootSwitch::MoveRoot {
+        move_root(rootfs).map_err(|e| failure("move the rootfs onto / (--no-pivot)", e))?;
+    } else {
+        pivot_root(rootfs).map_err(|e| failure("pivot_root", e))?;
     }
 
     // Before the read-only paths: /proc/sys is one of them.
@@ -315,6 +324,28 @@ pub fn build_rootfs(
     for p in &config.readonly_paths {
         readonly_path(p).map_err(|e| failure(format!("make {p} read-only"), e))?;
     }
+    set_names(config)?;
+    if config.readonly_root {
+        remount_readonly("/", 0).map_err(|e| failure("make / read-only", e))?;
+    }
+    // The propagation asked for, on the container's root itself now (on
+    // the old root it would have reached the host's), last: an unbindable
+    // root would refuse the read-only binds above. rshared makes the root
+    // a shared mount of its own; private and slave roots are so already
+    // (the rootfs was bound from a private mount), and applying them again
+    // would take their own propagation from shared volumes.
+    if config.rootfs_propagation & (libc::MS_SHARED | libc::MS_UNBINDABLE) as u64 != 0 {
+        mount(None, "/", None, config.rootfs_propagation, None)
+            .map_err(|e| failure("set the propagation of / (linux.rootfsPropagation)", e))?;
+    }
+    Ok(())
+}
+
+const SLAVE_REC: u64 = (libc::MS_SLAVE | libc::MS_REC) as u64;
+
+/// Hostname, domainname and the loopback interface: the namespaces'
+/// part of the inside, the same with or without a mount namespace.
+fn set_names(config: &InitConfig) -> Result<(), Failure> {
     if let Some(h) = &config.hostname {
         nix::unistd::sethostname(h).map_err(|e| failure("set hostname", e))?;
     }
@@ -324,10 +355,42 @@ pub fn build_rootfs(
     if config.loopback_up {
         loopback_up().map_err(|e| failure("bring lo up", e))?;
     }
-    if config.readonly_root {
-        remount_readonly("/", 0).map_err(|e| failure("make / read-only", e))?;
-    }
     Ok(())
+}
+
+/// No mount namespace of the container's own: we are in the host's (the
+/// runtime's), where every mount would stay behind on the host. Not a
+/// single one is made (the runtime refused every setting that needs one:
+/// mounts, a read-only root, masked paths, devices, propagation); the
+/// container's root is the rootfs by chroot(2), as runc has it then.
+fn shared_mount_namespace(
+    config: &InitConfig,
+    before_root: impl FnOnce() -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    before_root()?;
+    // Through the host's /proc, before the chroot leaves it behind: a
+    // sysctl file answers for the writer's own namespaces.
+    for (key, value) in &config.sysctl {
+        write_sysctl(key, value)?;
+    }
+    let chroot = |dir: &str| {
+        nix::unistd::chdir(dir)?;
+        nix::unistd::chroot(".")?;
+        nix::unistd::chdir("/")
+    };
+    chroot(&config.rootfs).map_err(|e| failure(format!("chroot to {}", config.rootfs), e))?;
+    set_names(config)
+}
+
+/// `--no-pivot`: the rootfs moved onto / and chroot'ed into, for a root
+/// that pivot_root refuses (an initramfs), as runc's msMoveRoot. The old
+/// root stays under it, which a process with CAP_SYS_CHROOT could reach:
+/// pivot_root's detached old root is the safer default.
+fn move_root(rootfs: &str) -> Result<(), Errno> {
+    nix::unistd::chdir(rootfs)?;
+    mount(Some(rootfs), "/", None, libc::MS_MOVE as u64, None)?;
+    nix::unistd::chroot(".")?;
+    nix::unistd::chdir("/")
 }
 
 fn setdomainname(name: &str) -> Result<(), Errno> {
@@ -365,8 +428,18 @@ fn open_dir(path: &str) -> Result<OwnedFd, Errno> {
 const PROPAGATION: u64 =
     (libc::MS_SHARED | libc::MS_SLAVE | libc::MS_PRIVATE | libc::MS_UNBINDABLE) as u64;
 
-fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: Option<&str>) -> Result<(), Failure> {
+/// `tree`: the idmapped copy of its source that the shim made, for an
+/// idmapped bind mount.
+fn mount_one(
+    root: &OwnedFd,
+    m: &Mount,
+    tree: Option<OwnedFd>,
+    cgroup_path: Option<&str>,
+) -> Result<(), Failure> {
     let what = format!("mount {} on {}", m.fstype, m.destination);
+    if matches!(m.fstype.as_str(), "proc" | "sysfs") {
+        ordinary_directory(root, m, &what)?;
+    }
     let is_bind = m.flags & libc::MS_BIND as u64 != 0;
     let kind = if is_bind && !std::path::Path::new(&m.source).is_dir() {
         Kind::File
@@ -380,7 +453,19 @@ fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: Option<&str>) -> Result<(),
         cgroup_mount(root, &target, m, cgroup_path).map_err(|e| failure(&what, e))?;
     } else if is_bind {
         let bind = m.flags & (libc::MS_BIND | libc::MS_REC) as u64;
-        mount(Some(src), &tpath, None, bind, None).map_err(|e| failure(&what, e))?;
+        match &tree {
+            Some(t) => {
+                use std::os::fd::AsFd;
+                nsbox_process::mount_api::move_mount_to(t.as_fd(), target.as_fd())
+                    .map_err(|e| failure(&what, e))?;
+                // A copy of a shared host mount is its peer: never that.
+                let on_top = open_in_root(root, &m.destination, OFlag::O_PATH)
+                    .map_err(|e| failure(&what, e))?;
+                mount(None, &fd_path(&on_top), None, SLAVE_REC, None)
+                    .map_err(|e| failure(&what, e))?;
+            }
+            None => mount(Some(src), &tpath, None, bind, None).map_err(|e| failure(&what, e))?,
+        }
         // A bind mount ignores every other flag until it is remounted.
         let rest = m.flags & !(bind | PROPAGATION | libc::MS_REMOUNT as u64);
         if rest != 0 {
@@ -399,7 +484,58 @@ fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: Option<&str>) -> Result<(),
         mount(None, &fd_path(&target), None, m.propagation, None)
             .map_err(|e| failure(format!("set propagation of {}", m.destination), e))?;
     }
+    if !m.recursive.is_empty() {
+        set_recursive(root, m).map_err(|e| {
+            failure(
+                format!(
+                    "set the recursive options of {} (mount_setattr)",
+                    m.destination
+                ),
+                e,
+            )
+        })?;
+    }
     Ok(())
+}
+
+/// `rro`, `rnosuid`, ...: on the mount and every mount below it, in one
+/// mount_setattr(2) with AT_RECURSIVE.
+fn set_recursive(root: &OwnedFd, m: &Mount) -> Result<(), Errno> {
+    use nsbox_process::mount_api::{mount_setattr, MountAttr, AT_RECURSIVE};
+    use std::os::fd::AsFd;
+    let target = open_in_root(root, &m.destination, OFlag::O_PATH)?;
+    let attr = MountAttr {
+        attr_set: m.recursive.set,
+        attr_clr: m.recursive.clear,
+        ..Default::default()
+    };
+    mount_setattr(target.as_fd(), AT_RECURSIVE, &attr)
+}
+
+/// proc and sysfs go on a directory of the image, never through a symlink
+/// nor onto a file, as runc has it: an image whose /proc is a symlink
+/// would choose where procfs lands, and so what the masked paths cover
+/// (CVE-2019-16884, CVE-2019-19921). A missing one is made, as any other.
+fn ordinary_directory(root: &OwnedFd, m: &Mount, what: &str) -> Result<(), Failure> {
+    let found = match open_in_root(root, &m.destination, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(failure(what, e)),
+    };
+    let st = nix::sys::stat::fstat(found.as_raw_fd()).map_err(|e| failure(what, e))?;
+    let kind = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+        SFlag::S_IFDIR => return Ok(()),
+        SFlag::S_IFLNK => "a symlink",
+        _ => "not a directory",
+    };
+    Err(Failure {
+        step: what.into(),
+        message: format!(
+            "{} is {kind} in the image: {} is mounted only on an ordinary directory",
+            m.destination, m.fstype
+        ),
+        exit_code: 1,
+    })
 }
 
 /// Remount a bind mount with `flags`, keeping the flags the kernel may
@@ -721,6 +857,8 @@ mod tests {
                 source: "proc".into(),
                 flags: 0,
                 propagation: 0,
+                recursive: Default::default(),
+                idmap: None,
                 data: String::new(),
             }],
             masked_paths: vec!["/proc/kcore".into()],

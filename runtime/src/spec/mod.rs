@@ -24,17 +24,21 @@ macro_rules! refuse {
     };
 }
 
+mod extras;
+mod lsm;
 mod plan;
 mod process;
 mod subordinate;
 mod template;
 mod validate;
 
+pub use extras::{Extras, ProcessExtras};
+pub use lsm::{apparmor_profile, selinux_label};
 pub use plan::{plan, Plan};
-pub use process::convert_process;
+pub use process::{convert_process, personality};
 pub use subordinate::rootless_maps;
 pub use template::{check_spec_options, default_spec, parse_userns, SpecOptions};
-pub use validate::{map_id, parse_mount_options, MountOptions};
+pub use validate::{map_id, parse_mount_options, recursive_options, MountOptions};
 
 /// The annotation that gives a container a copy-on-write root over an image.
 pub const IMAGE_ANNOTATION: &str = "nsbox.image";
@@ -98,8 +102,15 @@ fn io_error(what: String) -> impl FnOnce(std::io::Error) -> SpecError {
     move |source| SpecError::Io { what, source }
 }
 
-/// The bundle's config.json, as oci-spec reads it.
-pub fn load(bundle: &Path) -> Result<Spec> {
+/// config.json: what oci-spec reads, and what it misses (`extras`).
+#[derive(Debug)]
+pub struct Config {
+    pub spec: Spec,
+    pub extras: Extras,
+}
+
+/// The bundle's config.json.
+pub fn load(bundle: &Path) -> Result<Config> {
     let path = bundle.join("config.json");
     let text = std::fs::read(&path).map_err(io_error(format!("read {}", path.display())))?;
     let mut value: serde_json::Value =
@@ -107,5 +118,9 @@ pub fn load(bundle: &Path) -> Result<Spec> {
     if let Some(r) = value.pointer_mut("/linux/resources") {
         crate::resources::spec_names(r);
     }
-    serde_json::from_value(value).map_err(SpecError::Schema)
+    let whole = value.clone();
+    extras::strip_for_oci_spec(&mut value);
+    let spec = serde_json::from_value(value).map_err(SpecError::Schema)?;
+    let extras = serde_json::from_value(whole).map_err(SpecError::Schema)?;
+    Ok(Config { spec, extras })
 }

@@ -14,7 +14,7 @@ use nsbox_host::state::ContainerDir;
 use oci_spec::runtime::{Linux, LinuxDeviceType, LinuxNamespaceType, Spec};
 use protocol::{
     BridgeNetwork, Cgroup, CreateRequest, Device, IdMap, InitConfig, Mount, Namespace,
-    NamespaceKind, Overlay, Process,
+    NamespaceKind, Overlay, Process, RootSwitch,
 };
 
 use super::subordinate::check_subordinate;
@@ -22,7 +22,10 @@ use super::validate::{
     absolute_in_container, hooks, id_maps, map_id, overlay_safe, parse_mount_options, resolve_dir,
     sysctls, Namespaces,
 };
-use super::{convert_process, io_error, Result, SpecError, IMAGE_ANNOTATION};
+use super::{
+    convert_process, io_error, personality, Config, ProcessExtras, Result, SpecError,
+    IMAGE_ANNOTATION,
+};
 
 #[derive(Debug)]
 pub struct Plan {
@@ -33,8 +36,10 @@ pub struct Plan {
     pub command: Vec<String>,
 }
 
-pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<Plan> {
+pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<Plan> {
+    let (spec, extras) = (&config.spec, &config.extras);
     oci_version(spec)?;
+    intel_rdt(extras)?;
     let annotations: BTreeMap<String, String> = spec
         .annotations()
         .clone()
@@ -56,26 +61,43 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     // An unprivileged user may write neither the host's cgroups nor its
     // network, nor make idmapped mounts.
     let rootless = !nix::unistd::geteuid().is_root();
-    let cgroup = cgroup(linux, dir, id, rootless)?;
-    let rootfs_propagation = rootfs_propagation(linux)?;
-    let mut mounts = mounts(spec, bundle)?;
     let devices = devices(linux)?;
+    let cgroup = cgroup(linux, &devices, dir, id, rootless)?;
+    let rootfs_propagation = rootfs_propagation(linux)?;
+    let mut mounts = mounts(spec, extras, bundle, &ids)?;
+    if let Some(label) = super::selinux_label("linux.mountLabel", linux.mount_label().as_deref())? {
+        for m in &mut mounts {
+            m.data = super::lsm::with_mount_label(&m.fstype, &m.data, &label);
+        }
+    }
     let masked_paths = container_paths("masked path", linux.masked_paths())?;
     let readonly_paths = container_paths("read-only path", linux.readonly_paths())?;
-    let mut process = process(spec, &ids)?;
+    let mut process = process(spec, &extras.process(), &ids)?;
     process.seccomp = seccomp;
+    process.personality = linux.personality().as_ref().map(personality).transpose()?;
+    // "Not applicable to the container's init process" (runtime-spec):
+    // an exec'd process's only.
+    process.cpu_affinity = None;
     if rootless {
         rootless_id_maps(&ids)?;
     }
-    let idmap = IdmappedRoot::of(
-        root.overlay,
-        &root.rootfs,
-        ids.userns && !rootless && !owned_by_container_root(&root.rootfs, &ids.uid),
-        dir,
-    )?;
+    // Without a mount namespace of its own the container is in the host's:
+    // no mount at all, and so no idmapped root.
+    let shares_host_mounts = !namespaces.has(NamespaceKind::Mount);
+    if shares_host_mounts {
+        needs_no_mount(spec, linux, &annotations)?;
+    }
+    let idmapped = ids.userns
+        && !rootless
+        && !shares_host_mounts
+        && !owned_by_container_root(&root.rootfs, &ids.uid);
+    let idmap = IdmappedRoot::of(root.overlay, &root.rootfs, idmapped, dir)?;
     let network = network(spec, &annotations, &namespaces, dir, id)?;
     if network.is_some() && rootless {
         refuse!("bridge networking needs root (veths, addresses and nftables rules on the host); a rootless container can have --net none or host");
+    }
+    if network.is_some() && shares_host_mounts {
+        refuse!("bridge networking mounts the container's /etc/hosts, hostname and resolv.conf, which needs a mount namespace of its own (linux.namespaces has no \"mount\")");
     }
     if network.is_some() {
         etc_mounts(&mut mounts, &root.rootfs, idmap.overlay.is_some(), dir);
@@ -91,6 +113,8 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
             id: id.to_string(),
             state_dir: dir.path.to_string_lossy().into_owned(),
             tiny_init: String::new(),
+            time_offsets: time_offsets(extras, &namespaces)?,
+            seccomp_listener: seccomp_listener(linux, &process),
             uid_mappings: ids.uid,
             gid_mappings: ids.gid,
             idmap_source: idmap.source,
@@ -103,7 +127,13 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
                 overlay: idmap.overlay,
                 idmapped: idmap.idmapped,
                 readonly_root: root.readonly,
+                root_switch: if shares_host_mounts {
+                    RootSwitch::Chroot
+                } else {
+                    RootSwitch::PivotRoot
+                },
                 rootfs_propagation,
+                session_keyring: None,
                 mounts,
                 devices,
                 masked_paths,
@@ -130,6 +160,24 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
         annotations,
         command,
     })
+}
+
+/// linux.intelRdt (cache and memory bandwidth allocation) is refused:
+/// this build does not set it up, and where the host has no resctrl
+/// filesystem nothing could.
+fn intel_rdt(extras: &super::Extras) -> Result<()> {
+    let rdt = extras.linux.as_ref().and_then(|l| l.intel_rdt.as_ref());
+    if rdt.is_none_or(|v| v.is_null() || v.as_object().is_some_and(|o| o.is_empty())) {
+        return Ok(());
+    }
+    let resctrl = std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|m| m.lines().any(|l| l.contains(" - resctrl ")));
+    if resctrl {
+        refuse!("linux.intelRdt is set: nsbox does not support Intel RDT (resctrl)");
+    }
+    refuse!(
+        "linux.intelRdt is set, but this host has no resctrl filesystem (Intel RDT) to apply it"
+    );
 }
 
 /// ociVersion: any 1.x.
@@ -205,9 +253,10 @@ fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
 }
 
 /// linux.namespaces: each kind once, new or joined by path (every kind);
-/// a mount namespace always; a new uts namespace for a hostname or
-/// domainname to go in; no new time namespace (yet); and no mount
-/// namespace joined by path beside a new user namespace (see below).
+/// a new uts namespace, or one joined by path, for a hostname or
+/// domainname to go in; and no mount namespace joined by path beside a
+/// new user namespace (see below). Without a mount namespace the
+/// container shares the host's (see `needs_no_mount`).
 fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
     let mut list: Vec<Namespace> = Vec::new();
     for ns in linux.namespaces().clone().unwrap_or_default() {
@@ -227,15 +276,9 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
                 Some(p.to_string_lossy().into_owned())
             }
         };
-        if kind == NamespaceKind::Time && path.is_none() {
-            refuse!("a new time namespace is not supported (join one by path)");
-        }
         list.push(Namespace { kind, path });
     }
     let namespaces = Namespaces(list);
-    if !namespaces.has(NamespaceKind::Mount) {
-        refuse!("a mount namespace is required (linux.namespaces has no \"mount\")");
-    }
     let joined = |kind| {
         namespaces
             .0
@@ -251,13 +294,116 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
              (the new namespace's root could not mount in it)"
         );
     }
-    if spec.hostname().is_some() && !namespaces.own(NamespaceKind::Uts) {
-        refuse!("hostname is set, but there is no new uts namespace to set it in");
-    }
-    if spec.domainname().is_some() && !namespaces.own(NamespaceKind::Uts) {
-        refuse!("domainname is set, but there is no new uts namespace to set it in");
+    for (what, set) in [
+        ("hostname", spec.hostname().is_some()),
+        ("domainname", spec.domainname().is_some()),
+    ] {
+        if set {
+            uts_of_the_container(what, &namespaces)?;
+        }
     }
     Ok(namespaces)
+}
+
+/// A hostname or domainname is set in the container's uts namespace, new
+/// or joined by path (runc sets it in a joined one too); never in the
+/// host's own, which no entry, or a path to the runtime's own, would be.
+fn uts_of_the_container(what: &str, namespaces: &Namespaces) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(uts) = namespaces.0.iter().find(|n| n.kind == NamespaceKind::Uts) else {
+        refuse!(
+            "{what} is set, but linux.namespaces has no uts namespace: it would change the host's"
+        );
+    };
+    let Some(path) = &uts.path else {
+        return Ok(());
+    };
+    let id = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    let joined = id(path).map_err(io_error(format!("namespace uts path {path}")))?;
+    if id("/proc/self/ns/uts").is_ok_and(|host| host == joined) {
+        refuse!("{what} is set, but the uts namespace at {path} is the host's own: it would change the host's");
+    }
+    Ok(())
+}
+
+/// No mount namespace in linux.namespaces: the container shares the
+/// runtime's, the host's, and tiny-init makes no mount there (runc makes
+/// them, on the host, and leaves them behind). What would need one is
+/// refused, by name.
+fn needs_no_mount(
+    spec: &Spec,
+    linux: &Linux,
+    annotations: &BTreeMap<String, String>,
+) -> Result<()> {
+    let first = |list: &Option<Vec<String>>| list.as_ref().and_then(|l| l.first().cloned());
+    let what = if let Some(m) = spec.mounts().as_ref().and_then(|m| m.first()) {
+        format!("mounts ({} ...)", m.destination().display())
+    } else if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        "root.readonly (a read-only remount of the root)".into()
+    } else if let Some(p) = first(linux.masked_paths()) {
+        format!("linux.maskedPaths ({p} ...)")
+    } else if let Some(p) = first(linux.readonly_paths()) {
+        format!("linux.readonlyPaths ({p} ...)")
+    } else if let Some(d) = linux.devices().as_ref().and_then(|d| d.first()) {
+        format!(
+            "linux.devices ({} ...: a node in the host's image)",
+            d.path().display()
+        )
+    } else if let Some(p) = linux
+        .rootfs_propagation()
+        .as_ref()
+        .filter(|p| !p.is_empty())
+    {
+        format!("linux.rootfsPropagation {p:?}")
+    } else if annotations.contains_key(IMAGE_ANNOTATION) {
+        format!("annotation {IMAGE_ANNOTATION} (an overlay root)")
+    } else {
+        return Ok(());
+    };
+    refuse!(
+        "linux.namespaces has no mount namespace, so the container would share the host's, where {what} would change the host's mounts: add {{\"type\": \"mount\"}} to linux.namespaces, or leave it out"
+    )
+}
+
+/// Where the workload's seccomp listener goes, when its filter has one.
+fn seccomp_listener(linux: &Linux, process: &Process) -> Option<protocol::SeccompListener> {
+    let s = linux.seccomp().as_ref()?;
+    if !process.seccomp.as_ref().is_some_and(|f| f.listener) {
+        return None;
+    }
+    Some(protocol::SeccompListener {
+        path: s.listener_path().as_ref()?.to_string_lossy().into_owned(),
+        metadata: s.listener_metadata().clone().unwrap_or_default(),
+    })
+}
+
+/// linux.timeOffsets, as the lines of /proc/PID/timens_offsets: the
+/// monotonic and boottime clocks only (the others are not namespaced),
+/// and only for a new time namespace (a joined one has its offsets).
+fn time_offsets(extras: &super::Extras, namespaces: &Namespaces) -> Result<String> {
+    let offsets = extras.linux.as_ref().and_then(|l| l.time_offsets.as_ref());
+    let Some(offsets) = offsets.filter(|o| !o.is_empty()) else {
+        return Ok(String::new());
+    };
+    if !namespaces.own(NamespaceKind::Time) {
+        refuse!("linux.timeOffsets is set, but linux.namespaces has no new time namespace to give them to");
+    }
+    let mut lines = String::new();
+    for (clock, o) in offsets {
+        if clock != "monotonic" && clock != "boottime" {
+            refuse!(
+                "linux.timeOffsets: clock {clock:?} is not namespaced (monotonic and boottime are)"
+            );
+        }
+        if o.nanosecs >= 1_000_000_000 {
+            refuse!(
+                "linux.timeOffsets.{clock}.nanosecs {} is a second or more",
+                o.nanosecs
+            );
+        }
+        lines.push_str(&format!("{clock} {} {}\n", o.secs, o.nanosecs));
+    }
+    Ok(lines)
 }
 
 /// linux.uidMappings and gidMappings: both, and only, with a new user
@@ -360,11 +506,18 @@ fn joined_maps_are(path: &str, uid: &[IdMap], gid: &[IdMap]) -> Result<()> {
 /// rootless container, which may not write the host's cgroups; limits it
 /// cannot have are refused rather than ignored (the device list goes: a
 /// user namespace cannot reach device nodes it was not given anyway).
-fn cgroup(linux: &Linux, dir: &ContainerDir, id: &str, rootless: bool) -> Result<Option<Cgroup>> {
-    let resources = match linux.resources() {
+fn cgroup(
+    linux: &Linux,
+    devices: &[Device],
+    dir: &ContainerDir,
+    id: &str,
+    rootless: bool,
+) -> Result<Option<Cgroup>> {
+    let mut resources = match linux.resources() {
         Some(r) => crate::resources::from_oci(r)?,
         None => Default::default(),
     };
+    allow_listed_devices(&mut resources, devices);
     if rootless
         && (resources.memory.is_some()
             || resources.cpu.is_some()
@@ -395,10 +548,30 @@ fn cgroup(linux: &Linux, dir: &ContainerDir, id: &str, rootless: bool) -> Result
     Ok((!rootless).then_some(Cgroup { paths, resources }))
 }
 
-/// linux.rootfsPropagation, as mount flags (rslave unless said).
+/// linux.devices "MUST be available in the container": a device list
+/// (one that denies all, as runtime-tools' and Docker's do) allows them
+/// after its own rules, as runc does, or their mknod would be refused.
+/// Without a list, nothing is restricted and nothing need be added.
+fn allow_listed_devices(resources: &mut protocol::Resources, devices: &[Device]) {
+    if resources.devices.is_empty() {
+        return;
+    }
+    for d in devices.iter().filter(|d| d.kind != 'p') {
+        resources.devices.push(protocol::DeviceRule {
+            allow: true,
+            kind: d.kind,
+            major: Some(d.major),
+            minor: Some(d.minor),
+            access: "rwm".into(),
+        });
+    }
+}
+
+/// linux.rootfsPropagation, as mount flags (0: not set).
 fn rootfs_propagation(linux: &Linux) -> Result<u64> {
     Ok((match linux.rootfs_propagation().as_deref() {
-        None | Some("") | Some("rslave") => libc::MS_SLAVE | libc::MS_REC,
+        None | Some("") => 0,
+        Some("rslave") => libc::MS_SLAVE | libc::MS_REC,
         Some("slave") => libc::MS_SLAVE,
         Some("private") => libc::MS_PRIVATE,
         Some("rprivate") => libc::MS_PRIVATE | libc::MS_REC,
@@ -413,12 +586,24 @@ fn rootfs_propagation(linux: &Linux) -> Result<u64> {
 /// config.json's mounts: a destination inside the container, a type, and
 /// for a bind mount a source that exists (relative to the bundle unless
 /// absolute).
-fn mounts(spec: &Spec, bundle: &Path) -> Result<Vec<Mount>> {
+fn mounts(
+    spec: &Spec,
+    extras: &super::Extras,
+    bundle: &Path,
+    ids: &IdMappings,
+) -> Result<Vec<Mount>> {
     let mut mounts = Vec::new();
-    for m in spec.mounts().clone().unwrap_or_default() {
+    for (i, m) in spec
+        .mounts()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let destination = absolute_in_container("mount destination", m.destination())?;
         let fstype = m.typ().clone().unwrap_or_default();
         let options = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+        let idmap = mount_idmap(&destination, extras.mount(i), options.idmap, ids)?;
         let is_bind = fstype == "bind" || options.flags & libc::MS_BIND as u64 != 0;
         let mut source = m
             .source()
@@ -442,16 +627,54 @@ fn mounts(spec: &Spec, bundle: &Path) -> Result<Vec<Mount>> {
         } else if fstype.is_empty() {
             refuse!("mount on {destination}: no type given");
         }
+        if idmap.is_some() && !is_bind {
+            refuse!("mount on {destination}: uidMappings and gidMappings are for bind mounts");
+        }
         mounts.push(Mount {
             destination,
             fstype: if is_bind { "bind".into() } else { fstype },
             source,
             flags,
             propagation: options.propagation,
+            recursive: options.recursive,
+            idmap,
             data: options.data,
         });
     }
     Ok(mounts)
+}
+
+/// A mount's uidMappings and gidMappings (both, checked as the user
+/// namespace's are), or with the `idmap`/`ridmap` option alone the
+/// container's own maps.
+fn mount_idmap(
+    destination: &str,
+    extras: Option<&super::extras::MountExtras>,
+    idmap_word: bool,
+    ids: &IdMappings,
+) -> Result<Option<protocol::MountIdmap>> {
+    let what = |side: &str| format!("mount on {destination}: {side}");
+    let uid = id_maps(
+        &what("uidMappings"),
+        &extras.and_then(|e| e.uid_mappings.clone()),
+    )?;
+    let gid = id_maps(
+        &what("gidMappings"),
+        &extras.and_then(|e| e.gid_mappings.clone()),
+    )?;
+    match (uid.is_empty(), gid.is_empty()) {
+        (false, false) => Ok(Some(protocol::MountIdmap {
+            uid_mappings: uid,
+            gid_mappings: gid,
+        })),
+        (true, true) if !idmap_word => Ok(None),
+        (true, true) if ids.userns => Ok(Some(protocol::MountIdmap {
+            uid_mappings: ids.uid.clone(),
+            gid_mappings: ids.gid.clone(),
+        })),
+        (true, true) => refuse!("mount on {destination}: idmap without uidMappings and gidMappings needs a user namespace, whose maps it would take"),
+        _ => refuse!("mount on {destination}: an idmapped mount needs both uidMappings and gidMappings"),
+    }
 }
 
 /// linux.devices: the nodes tiny-init makes in the container's /dev.
@@ -478,20 +701,22 @@ fn devices(linux: &Linux) -> Result<Vec<Device>> {
     Ok(devices)
 }
 
-/// linux.maskedPaths or readonlyPaths: absolute paths in the container.
+/// linux.maskedPaths or readonlyPaths: paths in the container, a relative
+/// one taken from the container's root, as runc takes it (it masks them
+/// from "/" after pivot_root).
 fn container_paths(what: &str, list: &Option<Vec<String>>) -> Result<Vec<String>> {
     list.iter()
         .flatten()
-        .map(|p| absolute_in_container(what, Path::new(p)))
+        .map(|p| absolute_in_container(what, &Path::new("/").join(p)))
         .collect()
 }
 
 /// The container's process; with a user namespace, its ids must be mapped.
-fn process(spec: &Spec, ids: &IdMappings) -> Result<Process> {
+fn process(spec: &Spec, extras: &ProcessExtras, ids: &IdMappings) -> Result<Process> {
     let Some(p) = spec.process() else {
         refuse!("config.json has no process");
     };
-    let process = convert_process(p)?;
+    let process = convert_process(p, extras)?;
     if ids.userns {
         for (what, id, maps) in [
             ("uid", process.uid, &ids.uid),
@@ -685,6 +910,8 @@ fn etc_mounts(mounts: &mut Vec<Mount>, rootfs: &str, overlay: bool, dir: &Contai
             source: dir.etc_file(name).to_string_lossy().into_owned(),
             flags: libc::MS_BIND as u64,
             propagation: 0,
+            recursive: Default::default(),
+            idmap: None,
             data: String::new(),
         });
     }

@@ -114,17 +114,87 @@ pub(super) fn id_maps(
 pub struct MountOptions {
     pub flags: u64,
     pub propagation: u64,
+    /// MOUNT_ATTR_* set and cleared on the whole tree (`rro`, `rnosuid`...).
+    pub recursive: protocol::MountAttrs,
+    /// runtime-spec 1.2's `idmap` or `ridmap` (which is recursive too): an
+    /// idmapped mount, of the mount's maps or the container's.
+    pub idmap: bool,
     pub data: String,
 }
 
+/// runtime-spec 1.1's recursive options: the MOUNT_ATTR_* flag each sets
+/// (or, for the second list, clears) on the mount and everything below it,
+/// with mount_setattr(2) and AT_RECURSIVE, as runc takes them.
+const RECURSIVE_SET: [(&str, u64); 9] = {
+    use nsbox_process::mount_api::*;
+    [
+        ("rro", MOUNT_ATTR_RDONLY),
+        ("rnosuid", MOUNT_ATTR_NOSUID),
+        ("rnodev", MOUNT_ATTR_NODEV),
+        ("rnoexec", MOUNT_ATTR_NOEXEC),
+        ("rnodiratime", MOUNT_ATTR_NODIRATIME),
+        ("rrelatime", MOUNT_ATTR_RELATIME),
+        ("rnoatime", MOUNT_ATTR_NOATIME),
+        ("rstrictatime", MOUNT_ATTR_STRICTATIME),
+        ("rnosymfollow", MOUNT_ATTR_NOSYMFOLLOW),
+    ]
+};
+const RECURSIVE_CLEAR: [(&str, u64); 9] = {
+    use nsbox_process::mount_api::*;
+    [
+        ("rrw", MOUNT_ATTR_RDONLY),
+        ("rsuid", MOUNT_ATTR_NOSUID),
+        ("rdev", MOUNT_ATTR_NODEV),
+        ("rexec", MOUNT_ATTR_NOEXEC),
+        ("rdiratime", MOUNT_ATTR_NODIRATIME),
+        ("rnorelatime", MOUNT_ATTR_RELATIME),
+        ("ratime", MOUNT_ATTR_NOATIME),
+        ("rnostrictatime", MOUNT_ATTR_STRICTATIME),
+        ("rsymfollow", MOUNT_ATTR_NOSYMFOLLOW),
+    ]
+};
+
+/// Every recursive option's name, for `features`.
+pub fn recursive_options() -> impl Iterator<Item = &'static str> {
+    RECURSIVE_SET
+        .iter()
+        .chain(&RECURSIVE_CLEAR)
+        .map(|(n, _)| *n)
+}
+
 /// OCI mount options: the ones mount(8) turns into MS_* flags become flags,
-/// propagation is kept apart (it is a second mount call), and the rest is
-/// the filesystem's own data string.
+/// propagation is kept apart (it is a second mount call), the recursive
+/// ones too (a mount_setattr(2) on the tree), and the rest is the
+/// filesystem's own data string.
 pub fn parse_mount_options(options: &[String]) -> MountOptions {
     let mut flags: u64 = 0;
     let mut propagation: u64 = 0;
+    let mut recursive = protocol::MountAttrs::default();
+    let mut idmap = false;
     let mut data = Vec::new();
     for o in options {
+        if o == "idmap" || o == "ridmap" {
+            idmap = true;
+            if o == "ridmap" {
+                flags |= libc::MS_REC as u64;
+            }
+            continue;
+        }
+        if let Some(&(_, attr)) = RECURSIVE_SET.iter().find(|(n, _)| n == o) {
+            recursive.set |= attr;
+            recursive.clear &= !attr;
+            // mount_setattr(2): an access-time value is set with the whole
+            // access-time field cleared.
+            if attr & nsbox_process::mount_api::MOUNT_ATTR_ATIME == attr {
+                recursive.clear |= nsbox_process::mount_api::MOUNT_ATTR_ATIME;
+            }
+            continue;
+        }
+        if let Some(&(_, attr)) = RECURSIVE_CLEAR.iter().find(|(n, _)| n == o) {
+            recursive.clear |= attr;
+            recursive.set &= !attr;
+            continue;
+        }
         let (set, clear): (u64, u64) = match o.as_str() {
             "ro" => (libc::MS_RDONLY as u64, 0),
             "rw" => (0, libc::MS_RDONLY as u64),
@@ -148,6 +218,8 @@ pub fn parse_mount_options(options: &[String]) -> MountOptions {
             "norelatime" => (0, libc::MS_RELATIME as u64),
             "strictatime" => (libc::MS_STRICTATIME as u64, 0),
             "nostrictatime" => (0, libc::MS_STRICTATIME as u64),
+            "nosymfollow" => (libc::MS_NOSYMFOLLOW as u64, 0),
+            "symfollow" => (0, libc::MS_NOSYMFOLLOW as u64),
             "bind" => (libc::MS_BIND as u64, 0),
             "rbind" => ((libc::MS_BIND | libc::MS_REC) as u64, 0),
             "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
@@ -172,6 +244,8 @@ pub fn parse_mount_options(options: &[String]) -> MountOptions {
     MountOptions {
         flags,
         propagation,
+        recursive,
+        idmap,
         data: data.join(","),
     }
 }
@@ -302,6 +376,28 @@ mod tests {
         assert_eq!(o.data, "mode=755,size=64k");
         let o = parse_mount_options(&["ro".into(), "rw".into()]);
         assert_eq!(o.flags, 0);
+    }
+
+    #[test]
+    fn recursive_options_become_mount_attributes() {
+        use nsbox_process::mount_api::*;
+        let o = parse_mount_options(&[
+            "rbind".into(),
+            "rro".into(),
+            "rnosuid".into(),
+            "rnoatime".into(),
+            "rnosymfollow".into(),
+        ]);
+        assert_eq!(o.flags, (libc::MS_BIND | libc::MS_REC) as u64);
+        assert_eq!(
+            o.recursive.set,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME | MOUNT_ATTR_NOSYMFOLLOW
+        );
+        assert_eq!(o.recursive.clear, MOUNT_ATTR_ATIME);
+        assert!(o.data.is_empty());
+        // The last word wins, as for the plain options.
+        let o = parse_mount_options(&["rro".into(), "rrw".into()]);
+        assert_eq!((o.recursive.set, o.recursive.clear), (0, MOUNT_ATTR_RDONLY));
     }
 
     #[test]

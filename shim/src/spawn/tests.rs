@@ -48,8 +48,17 @@ fn the_clone_child_reports_the_step_it_failed_at() {
         kind: NamespaceKind::Network,
         path: Some("/dev/null".into()),
     }];
-    let (child, early) =
-        clone_init(false, &ns, &theirs, &exe, &argv, None, CgroupEntry::None).unwrap();
+    let (child, early) = clone_init(
+        false,
+        &ns,
+        &theirs,
+        &exe,
+        &argv,
+        None,
+        CgroupEntry::None,
+        &[],
+    )
+    .unwrap();
     drop(theirs);
     let code = reap(&child.pidfd, true);
     assert_eq!(code, Some(1));
@@ -164,6 +173,7 @@ pub fn clone_a_sleeper(root: &std::path::Path, test: &str) -> (Child, std::path:
         &argv,
         None,
         CgroupEntry::Into(fd.as_raw_fd()),
+        &[],
     );
     drop(theirs);
     let (child, _early) = child.unwrap_or_else(|e| {
