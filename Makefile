@@ -70,7 +70,7 @@ deps: ## install the Debian packages nsbox needs (as root; no apt-get when all a
 		apt-get install -y $(DEB_PACKAGES) </dev/null; \
 	fi; \
 	if ! command -v $(CARGO) >/dev/null 2>&1; then \
-		echo "deps: $(CARGO) not found: install Rust >= 1.80 with rustup (https://rustup.rs)" >&2; \
+		echo "deps: $(CARGO) not found: install Rust >= 1.87 with rustup (https://rustup.rs)" >&2; \
 		exit 1; \
 	fi
 

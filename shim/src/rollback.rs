@@ -82,6 +82,7 @@ mod tests {
                 controller: String::new(),
                 dir: dir.to_str().unwrap().into(),
             }],
+            systemd: None,
         }
     }
 

@@ -97,6 +97,7 @@ pub fn create(
         .init_cloned(&init)
         .map_err(|e| failure("keep tiny-init's pidfd", e.to_string()))?;
     fault("shim", "after-clone");
+    enter_scope(req, &init)?;
     drop(theirs);
     drop(exe);
     let mut channel = ShimInitChannel::new(ours);
@@ -217,6 +218,8 @@ fn clone_init(
 ) -> Result<(spawn::Child, spawn::EarlyReport), Failure> {
     let cgroup_failure = |e: cgroups::CgroupError| failure("cgroup", e.to_string());
     let (join, into) = match &req.cgroup {
+        // systemd moves tiny-init into its scope once cloned (enter_scope).
+        Some(cg) if cg.paths.systemd.is_some() => (Vec::new(), None),
         Some(cg) if cg.paths.unified => (
             Vec::new(),
             Some(cgroups::open_dir(&cg.paths).map_err(cgroup_failure)?),
@@ -243,6 +246,21 @@ fn clone_init(
         entry,
     )
     .map_err(|e| Failure::from_error("start tiny-init", &e))
+}
+
+/// `--systemd-cgroup`: systemd makes the scope with tiny-init in it (a
+/// scope cannot be made empty, so not before the clone), while tiny-init
+/// execs and waits for our `Hello`; then the limits go into its files, as
+/// on any v2 cgroup. Here rather than in the runtime, which learns
+/// tiny-init's pid only at `Created`; after the clone, since the call
+/// runs an event loop, and the shim forks nothing more.
+fn enter_scope(req: &CreateRequest, init: &spawn::Child) -> Result<(), Failure> {
+    let Some(cg) = req.cgroup.as_ref().filter(|c| c.paths.systemd.is_some()) else {
+        return Ok(());
+    };
+    cgroups::systemd::start_scope(&cg.paths, init.pid, &cg.resources)
+        .map_err(|e| Failure::from_error("cgroup", &e))?;
+    cgroups::apply(&cg.paths, &cg.resources, true).map_err(|e| Failure::from_error("cgroup", &e))
 }
 
 /// Plug the container into its bridge, through tiny-init's network

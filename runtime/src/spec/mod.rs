@@ -30,7 +30,7 @@ mod subordinate;
 mod template;
 mod validate;
 
-pub use plan::{plan, Plan};
+pub use plan::{plan, plan_with, Plan};
 pub use process::convert_process;
 pub use subordinate::rootless_maps;
 pub use template::{check_spec_options, default_spec, parse_userns, SpecOptions};

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use nsbox_host::cgroups::Layout;
+use nsbox_host::cgroups::{CgroupDriver, Layout};
 use nsbox_host::network::{self, config as netcfg, Mode};
 use nsbox_host::state::ContainerDir;
 use oci_spec::runtime::{Linux, LinuxDeviceType, LinuxNamespaceType, Spec};
@@ -34,6 +34,17 @@ pub struct Plan {
 }
 
 pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<Plan> {
+    plan_with(spec, bundle, dir, id, CgroupDriver::Cgroupfs)
+}
+
+/// `plan`, with the container's cgroup made by `driver`.
+pub fn plan_with(
+    spec: &Spec,
+    bundle: &Path,
+    dir: &ContainerDir,
+    id: &str,
+    driver: CgroupDriver,
+) -> Result<Plan> {
     oci_version(spec)?;
     let annotations: BTreeMap<String, String> = spec
         .annotations()
@@ -56,7 +67,7 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<
     // An unprivileged user may write neither the host's cgroups nor its
     // network, nor make idmapped mounts.
     let rootless = !nix::unistd::geteuid().is_root();
-    let cgroup = cgroup(linux, dir, id, rootless)?;
+    let cgroup = cgroup(linux, dir, id, rootless, driver)?;
     let rootfs_propagation = rootfs_propagation(linux)?;
     let mut mounts = mounts(spec, bundle)?;
     let devices = devices(linux)?;
@@ -268,20 +279,19 @@ impl IdMappings {
 /// The container's cgroup, with linux.resources as its limits: none for a
 /// rootless container, which may not write the host's cgroups; limits it
 /// cannot have are refused rather than ignored (the device list goes: a
-/// user namespace cannot reach device nodes it was not given anyway).
-fn cgroup(linux: &Linux, dir: &ContainerDir, id: &str, rootless: bool) -> Result<Option<Cgroup>> {
+/// user namespace cannot reach device nodes it was not given anyway). Made
+/// by nsbox in cgroupfs, or by systemd as a scope (`driver`).
+fn cgroup(
+    linux: &Linux,
+    dir: &ContainerDir,
+    id: &str,
+    rootless: bool,
+    driver: CgroupDriver,
+) -> Result<Option<Cgroup>> {
     let resources = match linux.resources() {
         Some(r) => crate::resources::from_oci(r)?,
         None => Default::default(),
     };
-    if rootless
-        && (resources.memory.is_some()
-            || resources.cpu.is_some()
-            || resources.pids_limit.is_some()
-            || !resources.unified.is_empty())
-    {
-        refuse!("linux.resources sets limits, and an unprivileged user cannot write the cgroups that enforce them");
-    }
     let layout = Layout::detect().map_err(SpecError::CgroupLayout)?;
     if !resources.unified.is_empty() && !matches!(layout, Layout::V2 { .. }) {
         refuse!(
@@ -289,19 +299,34 @@ fn cgroup(linux: &Linux, dir: &ContainerDir, id: &str, rootless: bool) -> Result
             layout.name()
         );
     }
-    // IDs are unique within one state root only: a root other than the
-    // default names the cgroup too.
-    let root = dir.path.parent().unwrap_or(Path::new("/"));
-    let scope =
-        (root != Path::new(nsbox_host::state::DEFAULT_ROOT)).then(|| root.to_string_lossy());
     let cgroups_path = linux.cgroups_path().as_ref();
-    let paths = layout
-        .paths(cgroups_path.and_then(|p| p.to_str()), id, scope.as_deref())
-        .map_err(SpecError::CgroupPath)?;
     if cgroups_path.is_some_and(|p| p.to_str().is_none()) {
         refuse!("cgroupsPath is not UTF-8");
     }
-    Ok((!rootless).then_some(Cgroup { paths, resources }))
+    let cgroups_path = cgroups_path.and_then(|p| p.to_str());
+    let paths = match driver {
+        CgroupDriver::Systemd => layout.systemd_paths(cgroups_path, id),
+        CgroupDriver::Cgroupfs => {
+            // IDs are unique within one state root only: a root other
+            // than the default names the cgroup too.
+            let root = dir.path.parent().unwrap_or(Path::new("/"));
+            let scope = (root != Path::new(nsbox_host::state::DEFAULT_ROOT))
+                .then(|| root.to_string_lossy());
+            layout.paths(cgroups_path, id, scope.as_deref())
+        }
+    }
+    .map_err(SpecError::CgroupPath)?;
+    if rootless {
+        if resources.memory.is_some()
+            || resources.cpu.is_some()
+            || resources.pids_limit.is_some()
+            || !resources.unified.is_empty()
+        {
+            refuse!("linux.resources sets limits, and an unprivileged user cannot write the cgroups that enforce them");
+        }
+        return Ok(None);
+    }
+    Ok(Some(Cgroup { paths, resources }))
 }
 
 /// linux.rootfsPropagation, as mount flags (rslave unless said).
