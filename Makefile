@@ -22,9 +22,10 @@ ROOTFS_STAMP := demo/.rootfs.stamp
 # Debian packages the project needs (busybox for the rootfs, pstree, ip, ps;
 # libseccomp-dev for the libseccomp.a the static runtime links; nft, which
 # bridge networking runs to apply its nftables rules; newuidmap for rootless
-# containers; containerd, runc, podman and conmon for the end-to-end tests;
+# containers, and slirp4netns and catatonit for rootless Podman's; containerd,
+# runc, podman and conmon for the end-to-end tests;
 # tmux, the terminal the terminal tests type into).
-DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc podman conmon tmux
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap slirp4netns catatonit containerd runc podman conmon tmux
 # What `make bench` compares nsbox with, its reaper (tini), and perf for the
 # breakdown of a run. Installed without recommends (runc would bring criu).
 BENCH_PACKAGES := runc crun conmon catatonit tini linux-perf

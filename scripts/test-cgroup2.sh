@@ -29,7 +29,7 @@ set -euo pipefail
 # host with every controller, which this development machine is not (its
 # hugetlb is in a cgroup2 mount, and it has no net_cls, net_prio or rdma
 # hierarchy).
-DEFAULT_V2_TESTS="cgroups lifecycle caller faults orchestrator_configs"
+DEFAULT_V2_TESTS="cgroups lifecycle caller faults orchestrator_configs rootless_cgroups"
 DEFAULT_V1_TESTS="cgroups"
 # Run on cgroup v2 with systemd managing the tree (scripts/vm-systemd.sh):
 # --systemd-cgroup.

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use nsbox_host::cgroups::{CgroupDriver, Layout};
 use nsbox_host::network::{self, config as netcfg, Mode};
+use nsbox_host::rootless::{can_write_cgroup, Privilege};
 use nsbox_host::state::ContainerDir;
 use oci_spec::runtime::{Linux, LinuxDeviceType, LinuxNamespaceType, Spec};
 use protocol::{
@@ -64,9 +65,10 @@ pub fn plan_with(
         Some(s) => Some(crate::seccomp::compile(s)?),
         None => None,
     };
-    // An unprivileged user may write neither the host's cgroups nor its
-    // network, nor make idmapped mounts.
-    let rootless = !nix::unistd::geteuid().is_root();
+    // A rootless caller may write neither the host's cgroups (but for a
+    // subtree delegated to it) nor its network, nor make idmapped mounts.
+    let privilege = Privilege::of_self();
+    let rootless = privilege.is_rootless();
     let cgroup = cgroup(linux, dir, id, rootless, driver)?;
     let rootfs_propagation = rootfs_propagation(linux)?;
     let mut mounts = mounts(spec, bundle)?;
@@ -75,7 +77,9 @@ pub fn plan_with(
     let readonly_paths = container_paths("read-only path", linux.readonly_paths())?;
     let mut process = process(spec, &ids)?;
     process.seccomp = seccomp;
-    if rootless {
+    // Root in a user namespace of its own (rootless Podman) is root over
+    // its namespaces: it needs no new one, and writes the maps itself.
+    if privilege == Privilege::Unprivileged {
         rootless_id_maps(&ids)?;
     }
     let idmap = IdmappedRoot::of(root.overlay, &root.rootfs, ids.userns && !rootless, dir)?;
@@ -276,11 +280,10 @@ impl IdMappings {
     }
 }
 
-/// The container's cgroup, with linux.resources as its limits: none for a
-/// rootless container, which may not write the host's cgroups; limits it
-/// cannot have are refused rather than ignored (the device list goes: a
-/// user namespace cannot reach device nodes it was not given anyway). Made
-/// by nsbox in cgroupfs, or by systemd as a scope (`driver`).
+/// The container's cgroup, with linux.resources as its limits: for a
+/// rootless caller only in a subtree delegated to it, and none otherwise
+/// (limits it cannot have are refused rather than ignored); made by nsbox
+/// in cgroupfs, or by systemd as a scope (`driver`).
 fn cgroup(
     linux: &Linux,
     dir: &ContainerDir,
@@ -288,7 +291,7 @@ fn cgroup(
     rootless: bool,
     driver: CgroupDriver,
 ) -> Result<Option<Cgroup>> {
-    let resources = match linux.resources() {
+    let mut resources = match linux.resources() {
         Some(r) => crate::resources::from_oci(r)?,
         None => Default::default(),
     };
@@ -316,17 +319,40 @@ fn cgroup(
         }
     }
     .map_err(SpecError::CgroupPath)?;
-    if rootless {
+    if rootless && driver == CgroupDriver::Systemd {
+        refuse!("--systemd-cgroup for a rootless caller (through systemd's user instance) is not supported; without it, a rootless container gets a cgroup where a subtree is delegated to the caller");
+    }
+    if rootless && !delegated(&paths) {
         if resources.memory.is_some()
             || resources.cpu.is_some()
             || resources.pids_limit.is_some()
             || !resources.unified.is_empty()
         {
-            refuse!("linux.resources sets limits, and an unprivileged user cannot write the cgroups that enforce them");
+            refuse!(
+                "linux.resources sets limits, and this rootless caller may not write the cgroup \
+                 that enforces them ({}: no subtree delegated to it there)",
+                paths.path
+            );
         }
         return Ok(None);
     }
+    if rootless {
+        // Attaching a device program needs privilege on the host, and a
+        // user namespace cannot reach device nodes it was not given.
+        resources.devices.clear();
+    }
     Ok(Some(Cgroup { paths, resources }))
+}
+
+/// Is the cgroup's nearest existing ancestor (in every hierarchy) one this
+/// caller may make cgroups in and move processes into?
+fn delegated(paths: &protocol::CgroupPaths) -> bool {
+    paths.dirs.iter().all(|d| {
+        Path::new(&d.dir)
+            .ancestors()
+            .find(|a| a.is_dir())
+            .is_some_and(can_write_cgroup)
+    })
 }
 
 /// linux.rootfsPropagation, as mount flags (rslave unless said).
