@@ -23,9 +23,11 @@ ROOTFS_STAMP := demo/.rootfs.stamp
 # libseccomp-dev for the libseccomp.a the static runtime links; nft, which
 # bridge networking runs to apply its nftables rules; newuidmap for rootless
 # containers, and slirp4netns and catatonit for rootless Podman's; containerd,
-# runc, podman and conmon for the end-to-end tests;
-# tmux, the terminal the terminal tests type into).
-DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap slirp4netns catatonit containerd runc podman conmon tmux
+# runc, podman, conmon and docker.io for the end-to-end tests,
+# containernetworking-plugins for the pods of the CRI tests, and protoc
+# (protobuf-compiler) to build their CRI gRPC client; tmux, the terminal the
+# terminal tests type into).
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap slirp4netns catatonit containerd runc podman conmon docker.io containernetworking-plugins protobuf-compiler tmux
 # What `make bench` compares nsbox with, its reaper (tini), and perf for the
 # breakdown of a run. Installed without recommends (runc would bring criu).
 BENCH_PACKAGES := runc crun conmon catatonit tini linux-perf
@@ -55,7 +57,7 @@ deps: ## install the Debian packages nsbox needs (as root; no apt-get when all a
 		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' \
 			|| missing="$$missing $$pkg"; \
 	done; \
-	for cmd in busybox pstree ip ps nft newuidmap tmux; do \
+	for cmd in busybox pstree ip ps nft newuidmap tmux dockerd protoc; do \
 		command -v "$$cmd" >/dev/null 2>&1 || missing="$$missing (command $$cmd)"; \
 	done; \
 	if [ -z "$$missing" ]; then \
@@ -131,13 +133,22 @@ test: deps lint ## lint, build and run all tests (containers need root: skipped 
 	@# cargo ends with the doc-tests' "0 passed": the summary sums every
 	@# binary's counts into one closing line, skips taken out of "passed",
 	@# so the total is what a reader (or CI) sees last.
+	@# Then the cgroup tests again inside the VMs of test-cgroup2, which
+	@# append their counts (and skips) to the same log.
 	@echo "$(TEST_ENV) $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test.log"
-	@status=0; \
+	@echo "$(TEST_ENV) scripts/test-cgroup2.sh 2>&1 | tee -a target/test.log"
+	@status=0; vm=0; \
 	$(TEST_ENV) $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test.log || status=$$?; \
+	$(TEST_ENV) scripts/test-cgroup2.sh 2>&1 | tee -a target/test.log || vm=$$?; \
+	[ "$$status" -ne 0 ] || status=$$vm; \
 	scripts/test-summary.sh target/test.log target/test-skips.txt $$status
 
-test-cgroup2: deps ## the cgroup tests inside a cgroup-v2-only VM, and the resource tests in a v1 one (root, qemu: make vm-deps; ~6 min)
-	scripts/test-cgroup2.sh
+test-cgroup2: deps ## the cgroup tests inside a cgroup-v2-only VM and a v1 one (root, qemu: make vm-deps; ~8 min; make test runs it)
+	@mkdir -p target
+	@rm -f target/test-skips.txt
+	@status=0; \
+	$(TEST_ENV) scripts/test-cgroup2.sh 2>&1 | tee target/test-cgroup2.log || status=$$?; \
+	scripts/test-summary.sh target/test-cgroup2.log target/test-skips.txt $$status
 
 bench: deps bench-deps build ## time and memory of nsbox beside runc and crun (root, ~3 min; table and JSON in target/bench/)
 	scripts/bench.sh $(BENCH_ARGS)

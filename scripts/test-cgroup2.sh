@@ -5,14 +5,15 @@
 # virtual machine booted by scripts/vm-run.sh (Debian's kernel with
 # cgroup_no_v1=all); then the resource tests again on a pure cgroup v1 VM
 # with every v1 controller; then the --systemd-cgroup tests on a v2 VM
-# whose tests run as a service of systemd (scripts/vm-systemd.sh). The tests are built here first (cargo build,
-# cargo test --no-run) and run inside from this checkout's target/
+# whose tests run as a service of systemd (scripts/vm-systemd.sh). The
+# tests are built here first (cargo build, cargo test --no-run) and run
+# inside from this checkout's target/
 # directory, which the VM sees through 9p (the tests find the nsbox
 # binaries next to them); the harness keeps its state roots, bundles and
 # rootfs on the VM's tmpfs (/run/nsbox-t, /tmp/nsbox-t).
 #
 # TEST: names of files in tests/tests/, run in each VM (default: the lists
-# below). NSBOX_VM_LAYOUTS="v2 v1" chooses the VMs. The output is cargo
+# below). NSBOX_VM_LAYOUTS="v2 v1 systemd" chooses the VMs. The output is cargo
 # test's, one "test result:" line per file, so that make test's summary
 # counts these runs beside the host's; each VM's files and skips are left
 # in target/test-cgroup2/LAYOUT/.
@@ -29,8 +30,8 @@ set -euo pipefail
 # host with every controller, which this development machine is not (its
 # hugetlb is in a cgroup2 mount, and it has no net_cls, net_prio or rdma
 # hierarchy).
-DEFAULT_V2_TESTS="cgroups lifecycle caller faults orchestrator_configs rootless_cgroups"
-DEFAULT_V1_TESTS="cgroups"
+DEFAULT_V2_TESTS="cgroups resources lifecycle caller faults orchestrator_configs rootless_cgroups"
+DEFAULT_V1_TESTS="cgroups resources"
 # Run on cgroup v2 with systemd managing the tree (scripts/vm-systemd.sh):
 # --systemd-cgroup.
 DEFAULT_SYSTEMD_TESTS="systemd"

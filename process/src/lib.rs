@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod hooks;
+pub mod mountinfo;
 #[allow(unsafe_code)]
 mod sys;
 
@@ -118,7 +119,13 @@ impl Prepared {
     /// Fork and exec. Returns the workload's pid once exec has succeeded, or
     /// the step that failed and why. `preserved` become its fds 3 and up
     /// (`--preserve-fds`); nothing else of ours reaches it.
+    ///
+    /// The caller is tiny-init. Where it is not PID 1 (a pid namespace
+    /// joined by path: another container's, or a pod's), its end would not
+    /// end the process with it, which would live on under that namespace's
+    /// init: the process gets SIGKILL when tiny-init dies instead.
     pub fn spawn(&self, stdio: Stdio, preserved: &[OwnedFd]) -> Result<i32, Failure> {
+        let die_with_us = nix::unistd::getpid().as_raw() != 1;
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| fail("create exec pipe", e, 1))?;
         match sys::fork() {
@@ -126,7 +133,8 @@ impl Prepared {
             Ok(nix::unistd::ForkResult::Child) => {
                 drop(rd);
                 let terminal = place_fds(&stdio, preserved);
-                report_and_exit(wr.as_fd(), self.child(terminal, preserved.len() as u32))
+                let report = self.child(terminal, preserved.len() as u32, die_with_us);
+                report_and_exit(wr.as_fd(), report)
             }
             Ok(nix::unistd::ForkResult::Parent { child }) => {
                 drop(wr);
@@ -153,14 +161,14 @@ impl Prepared {
     /// With `terminal`, fd 0 is a terminal that becomes the controlling one;
     /// fds 3 to 3+`keep`-1 stay open across exec.
     pub fn exec_in_place(&self, terminal: bool, keep: u32) -> Report {
-        self.child(terminal, keep)
+        self.child(terminal, keep, false)
     }
 
     /// In the forked child: returns only on failure. Its callers fork
     /// from a single-threaded process (tiny-init, the runtime), so the
     /// child may allocate (the caps crate does, and so do nix's execve and
     /// setgroups): no other thread can hold the allocator's lock.
-    fn child(&self, terminal: bool, keep: u32) -> Report {
+    fn child(&self, terminal: bool, keep: u32, die_with_parent: bool) -> Report {
         let p = &self.process;
         restore_default_mask();
         sys::reset_dispositions();
@@ -226,6 +234,19 @@ impl Prepared {
         let umask = p.umask.unwrap_or(DEFAULT_UMASK);
         nix::sys::stat::umask(Mode::from_bits_truncate(umask as libc::mode_t));
         check!(Step::Chdir, nix::unistd::chdir(self.cwd.as_c_str()));
+        if die_with_parent {
+            // After the uid and capability changes, which clear it; before
+            // seccomp, which may forbid prctl. A parent gone already is
+            // seen as a new parent.
+            let parent = nix::unistd::getppid();
+            check!(
+                Step::ParentDeathSignal,
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            );
+            if nix::unistd::getppid() != parent {
+                std::process::exit(137);
+            }
+        }
         // No descriptor of ours, nor any the host passed down, beyond 0, 1
         // and 2 (CVE-2024-21626): mark them all close-on-exec.
         sys::close_range_on_exec(3 + keep);

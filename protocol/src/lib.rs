@@ -23,7 +23,7 @@ pub use channel::{decode, seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_ME
 pub use messages::*;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// runtime's end of a connection to a shim.
 pub type RuntimeChannel = Channel<RuntimeToShim, ShimToRuntime>;

@@ -300,6 +300,69 @@ pub struct Resources {
     pub devices: Vec<DeviceRule>,
     /// cgroup v2 files written as they are (linux.resources.unified).
     pub unified: Vec<(String, String)>,
+    /// linux.resources.blockIO; None when it asks for nothing.
+    pub block_io: Option<BlockIo>,
+    /// Huge page limits (hugetlb), in bytes per page size.
+    #[serde(default)]
+    pub hugepage_limits: Vec<HugepageLimit>,
+    /// net_cls and net_prio (cgroup v1 only).
+    #[serde(default)]
+    pub network: Option<NetworkResources>,
+    /// RDMA limits per device (the rdma controller).
+    #[serde(default)]
+    pub rdma: Vec<RdmaLimit>,
+}
+
+/// linux.resources.blockIO with runc's reading of it: a zero weight is
+/// "not set" (None), as is a device entry with neither weight.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockIo {
+    pub weight: Option<u16>,
+    pub leaf_weight: Option<u16>,
+    pub weight_device: Vec<WeightDevice>,
+    pub throttle_read_bps: Vec<Throttle>,
+    pub throttle_write_bps: Vec<Throttle>,
+    pub throttle_read_iops: Vec<Throttle>,
+    pub throttle_write_iops: Vec<Throttle>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightDevice {
+    pub major: i64,
+    pub minor: i64,
+    pub weight: Option<u16>,
+    pub leaf_weight: Option<u16>,
+}
+
+/// A device's limit in bytes or I/Os per second; 0 lifts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throttle {
+    pub major: i64,
+    pub minor: i64,
+    pub rate: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HugepageLimit {
+    /// As the kernel names it in hugetlb.<size>.*: "2MB", "1GB", "64KB".
+    pub page_size: String,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkResources {
+    /// net_cls.classid.
+    pub class_id: Option<u32>,
+    /// net_prio.ifpriomap: (interface, priority).
+    pub priorities: Vec<(String, u32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RdmaLimit {
+    pub device: String,
+    /// None: left as it is.
+    pub hca_handles: Option<u32>,
+    pub hca_objects: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,6 +372,9 @@ pub struct MemoryResources {
     pub swap: Option<i64>,
     pub swappiness: Option<u64>,
     pub disable_oom_killer: Option<bool>,
+    /// cgroup v1's memory.kmem.tcp.limit_in_bytes.
+    #[serde(default)]
+    pub kernel_tcp: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -78,6 +78,9 @@ steps! {
     /// The read-only bind of tiny-init's binary onto itself.
     BindInitReadOnly = 5 => "bind tiny-init's binary read-only",
     ExecInit = 6 => "exec tiny-init",
+    /// unshare(2) of the new namespaces, made after joining a user
+    /// namespace by path so that they belong to it.
+    UnshareNamespaces = 7 => "make the container's new namespaces in the joined user namespace",
 
     // A terminal for the process, opened inside the container.
     OpenPtmx = 20 => "open /dev/ptmx",
@@ -110,6 +113,8 @@ steps! {
     Chdir = 59 => "chdir to the working directory",
     /// execve(2) of the container's command.
     Exec = 60 => "exec the command",
+    /// PR_SET_PDEATHSIG, for a process whose tiny-init is not PID 1.
+    ParentDeathSignal = 61 => "set the parent-death signal",
 }
 
 fn kind_index(kind: NamespaceKind) -> u8 {

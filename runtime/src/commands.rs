@@ -59,6 +59,13 @@ pub fn kill(g: &GlobalOptions, id: &str, signal: Option<&str>, all: bool) -> Res
     let (_, st) = g.container(id)?;
     let init = st.can_kill()?;
     if all {
+        if sig == libc::SIGKILL {
+            if let Some(cg) = &st.cgroup {
+                if cgroups::kill_all(cg).context("cgroup.kill")? {
+                    return Ok(0);
+                }
+            }
+        }
         // Frozen, nothing can fork a process past the list (runc does the
         // same); a SIGKILL then lands once they are thawed.
         let freeze = sig == libc::SIGKILL && st.cgroup.is_some();
@@ -119,8 +126,11 @@ pub fn update(g: &GlobalOptions, id: &str, file: &Path) -> Result<i32> {
     } else {
         std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?
     };
-    let oci: oci_spec::runtime::LinuxResources =
+    let mut value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("resources {}", file.display()))?;
+    crate::resources::spec_names(&mut value);
+    let oci: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(value).with_context(|| format!("resources {}", file.display()))?;
     let resources = crate::resources::from_oci(&oci)?;
     let (_, st) = g.container(id)?;
     st.can_update()?;
@@ -132,6 +142,7 @@ pub fn update(g: &GlobalOptions, id: &str, file: &Path) -> Result<i32> {
         // Rewriting the list would deny every device for a moment.
         log::warn!("{id}: update leaves the device rules as they are (as runc does)");
     }
+    cgroups::Layout::detect()?.check(&resources)?;
     if let Some(unit) = &cg.systemd {
         cgroups::systemd::set_properties(unit, &resources).map_err(CgroupError::from)?;
     }

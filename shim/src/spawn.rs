@@ -36,6 +36,8 @@ pub enum SpawnError {
     },
     #[error("a new time namespace (clone(2) has no room for its flag)")]
     NewTimeNamespace,
+    #[error("enter the {0} namespace given by path, for tiny-init to be born in")]
+    Enter(NamespaceKind, #[source] Errno),
     #[error("pipe")]
     Pipe(#[source] Errno),
     #[error("clone")]
@@ -97,8 +99,25 @@ pub fn clone_init(
     cgroup: CgroupEntry,
 ) -> Result<(Child, EarlyReport), SpawnError> {
     let (flags, joined) = clone_flags(caller_reaps, namespaces)?;
+    let (for_children, joined): (Vec<_>, Vec<_>) = joined
+        .into_iter()
+        .partition(|(_, k)| matches!(k, NamespaceKind::Pid | NamespaceKind::Time));
+    let (flags, unshare) = if joined.iter().any(|(_, k)| *k == NamespaceKind::User) {
+        // Made by the child once it is in the joined user namespace, so
+        // that they are that namespace's (the runtime refuses a new pid
+        // namespace here: only clone makes one with tiny-init as its init).
+        let new = flags & NEW_NAMESPACE_FLAGS & !libc::CLONE_NEWPID;
+        (flags & !new, new)
+    } else {
+        (flags, 0)
+    };
+    // A pid or time namespace joined by path is where children are born:
+    // the shim enters it for the clone alone, so that tiny-init is born in
+    // it, and goes back right after.
+    let _back = ChildrensNamespaces::enter(&for_children)?;
     let (report_rd, report_wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
     let mut plan = ChildPlan::new(socket, exe, argv, userns_sync, &joined, &report_wr);
+    plan.unshare = unshare;
     let mut pidfd: libc::c_int = -1;
     let pid = match cgroup {
         CgroupEntry::None => clone(flags, &mut pidfd, &plan),
@@ -167,6 +186,54 @@ fn clone_flags(
     Ok((flags, joined))
 }
 
+/// Every CLONE_NEW* flag clone_flags may set.
+const NEW_NAMESPACE_FLAGS: libc::c_int = libc::CLONE_NEWNS
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWCGROUP;
+
+/// The shim in a pid or time namespace given by path, for the children it
+/// makes (setns(2) of those changes only where children are born); back in
+/// its own when dropped.
+struct ChildrensNamespaces(Vec<(OwnedFd, NamespaceKind)>);
+
+impl ChildrensNamespaces {
+    fn enter(joined: &[(OwnedFd, NamespaceKind)]) -> Result<ChildrensNamespaces, SpawnError> {
+        let mut back = ChildrensNamespaces(Vec::new());
+        for (fd, kind) in joined {
+            let own = format!("/proc/self/ns/{}_for_children", kind.proc_name());
+            let f = std::fs::File::open(&own).map_err(|source| SpawnError::Namespace {
+                path: own.clone(),
+                source,
+            })?;
+            nix::sched::setns(
+                fd,
+                nix::sched::CloneFlags::from_bits_retain(kind.clone_flag()),
+            )
+            .map_err(|e| SpawnError::Enter(*kind, e))?;
+            back.0.push((OwnedFd::from(f), *kind));
+        }
+        Ok(back)
+    }
+}
+
+impl Drop for ChildrensNamespaces {
+    fn drop(&mut self) {
+        for (fd, kind) in self.0.iter().rev() {
+            let flag = nix::sched::CloneFlags::from_bits_retain(kind.clone_flag());
+            if let Err(e) = nix::sched::setns(fd, flag) {
+                // Every later child of this shim would be born in the
+                // container's namespace: hooks, above all. Better none.
+                log::error!("return to the shim's own {kind} namespace: {}", e.desc());
+                std::process::abort();
+            }
+        }
+    }
+}
+
 /// The v2 directory's cgroup.procs, for a child that joins by itself.
 fn open_procs(dir: RawFd) -> Result<OwnedFd, Errno> {
     let fd = openat(
@@ -190,7 +257,12 @@ struct ChildPlan {
     /// The binary to bind read-only and exec, with its locked mount flags.
     bind: Option<(*const libc::c_char, u64)>,
     userns_sync: Option<RawFd>,
+    /// Namespaces given by path, user first and mount last: the kernel
+    /// wants the user namespace before the others' capabilities count,
+    /// and after the mount namespace /proc may no longer be the host's.
     setns: Vec<(RawFd, NamespaceKind)>,
+    /// CLONE_NEW* flags to unshare right after joining a user namespace.
+    unshare: libc::c_int,
     argv: Vec<*const libc::c_char>,
     envp: [*const libc::c_char; 1],
     /// The write end of the report pipe (CLOEXEC).
@@ -220,7 +292,17 @@ impl ChildPlan {
             exe_fd,
             bind,
             userns_sync: userns_sync.map(|f| f.as_raw_fd()),
-            setns: joined.iter().map(|(f, k)| (f.as_raw_fd(), *k)).collect(),
+            setns: {
+                let mut v: Vec<(RawFd, NamespaceKind)> =
+                    joined.iter().map(|(f, k)| (f.as_raw_fd(), *k)).collect();
+                v.sort_by_key(|(_, k)| match k {
+                    NamespaceKind::User => 0,
+                    NamespaceKind::Mount => 2,
+                    _ => 1,
+                });
+                v
+            },
+            unshare: 0,
             argv: argv
                 .iter()
                 .map(|a| a.as_ptr())
@@ -379,6 +461,19 @@ fn child(plan: &ChildPlan) -> ! {
         for &(fd, kind) in &plan.setns {
             if libc::setns(fd, kind.clone_flag()) < 0 {
                 fail(Step::JoinNamespace(kind));
+            }
+            if kind == NamespaceKind::User {
+                // Root of the joined namespace (host root maps to nobody
+                // there), then the new namespaces, owned by it.
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
+                if libc::syscall(libc::SYS_setresgid, 0, 0, 0) < 0
+                    || libc::syscall(libc::SYS_setresuid, 0, 0, 0) < 0
+                {
+                    fail(Step::BecomeRoot);
+                }
+                if plan.unshare != 0 && libc::unshare(plan.unshare) < 0 {
+                    fail(Step::UnshareNamespaces);
+                }
             }
         }
         if let Some((path, locked)) = plan.bind {

@@ -32,6 +32,8 @@
 //!                                         then "usr1 COUNT usr2" and exit N
 //! nsbox-multitool garbage-fds             write garbage to every fd of its own and of
 //!                                         PID 1 it can open; "garbage wrote K of M"
+//! nsbox-multitool pause                   a pod's sandbox process (Kubernetes' pause):
+//!                                         reap every child, exit 0 on SIGINT or SIGTERM
 //! ```
 
 use std::ffi::CString;
@@ -42,7 +44,8 @@ const USAGE: &str = "usage: nsbox-multitool exit N | kill-self SIG | print-ns [N
 | wait-signal SIG... [--then-exit N] | orphans N | fds | sleep SECS | status FIELD... | try-write PATH \
 | write-guard PATH \
 | udp-echo PORT PREFIX | udp-ask ADDR:PORT TEXT | try-init-module \
-| reaper PIDFILE -- CMD... | console SOCKET [INPUT] | hog MIB | signal-burst N | garbage-fds";
+| reaper PIDFILE -- CMD... | console SOCKET [INPUT] | hog MIB | signal-burst N | garbage-fds \
+| pause";
 
 const SIGNALS: &[(&str, libc::c_int)] = &[
     ("HUP", libc::SIGHUP),
@@ -130,6 +133,7 @@ fn run(args: &[String]) -> Result<i32, String> {
         "hog" => hog(parse_num(one(rest)?)?),
         "signal-burst" => signal_burst(parse_num(one(rest)?)?),
         "garbage-fds" => garbage_fds(),
+        "pause" => pause(),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
 }
@@ -222,6 +226,38 @@ fn print_ns(rest: &[String]) -> Result<i32, String> {
         say(&format!("{name} {inode}"));
     }
     Ok(0)
+}
+
+/// What Kubernetes' pause image does, for the CRI tests' locally built
+/// sandbox image: hold the pod's namespaces, reap what is orphaned to it
+/// when it is PID 1 of a shared PID namespace, end on SIGINT or SIGTERM.
+fn pause() -> Result<i32, String> {
+    // SAFETY: the set is initialised by sigemptyset; sigprocmask and
+    // sigwait only read it; waitpid with WNOHANG only reaps.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD] {
+            libc::sigaddset(&mut set, sig);
+        }
+        if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(format!("sigprocmask: {}", errno_text()));
+        }
+        loop {
+            let mut sig: libc::c_int = 0;
+            let rc = libc::sigwait(&set, &mut sig);
+            if rc != 0 {
+                return Err(format!(
+                    "sigwait: {}",
+                    std::io::Error::from_raw_os_error(rc)
+                ));
+            }
+            if sig != libc::SIGCHLD {
+                return Ok(0);
+            }
+            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+        }
+    }
 }
 
 fn wait_signal(rest: &[String]) -> Result<i32, String> {

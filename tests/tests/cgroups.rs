@@ -179,9 +179,13 @@ fn cpu_and_pids_values_written_and_updated() {
     }
 
     // What nsbox cannot do is refused by name.
-    fs::write(&file, json!({ "blockIO": { "weight": 100 } }).to_string()).unwrap();
+    fs::write(
+        &file,
+        json!({ "cpu": { "realtimeRuntime": 1000 } }).to_string(),
+    )
+    .unwrap();
     t.rt(&["update", "--resources", file.to_str().unwrap(), "cpu"])
-        .fails_with("cpu", &["blockIO"]);
+        .fails_with("cpu", &["realtimeRuntime"]);
     t.rt(&["kill", "cpu", "KILL"]).ok();
     t.wait_status("cpu", "stopped");
     // A stopped container has nothing left to update, however good the

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::daemon::http_get;
 use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -256,7 +257,12 @@ fn containerd_runs_nsbox_as_it_runs_runc() {
     // with podman-free tooling (ctr can import a rootfs tarball as an
     // image only through an image archive, so build a minimal one).
     let archive = t.work.join("image.tar");
-    make_oci_archive(rootfs(), &t.work.join("oci"), &archive);
+    common::images::oci_archive(
+        rootfs(),
+        &t.work.join("oci"),
+        &archive,
+        serde_json::json!({ "Env": ["PATH=/bin:/usr/bin"], "Cmd": ["sh"] }),
+    );
     let o = c.ctr(&[
         "images",
         "import",
@@ -298,71 +304,6 @@ fn containerd_runs_nsbox_as_it_runs_runc() {
         "runtime state left in {}: {entries:?}",
         root.display()
     );
-}
-
-/// A single-layer OCI image archive of `rootfs` (what `ctr images import`
-/// takes), built with tar and sha256sum.
-fn make_oci_archive(rootfs: &Path, dir: &Path, archive: &Path) {
-    let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    let layer = dir.join("layer.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(rootfs)
-        .arg("-cf")
-        .arg(&layer)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let put = |bytes: &[u8]| -> (String, usize) {
-        let tmp = dir.join("blob.tmp");
-        fs::write(&tmp, bytes).unwrap();
-        let out = Command::new("sha256sum").arg(&tmp).output().unwrap();
-        let digest = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string();
-        fs::rename(&tmp, dir.join("blobs/sha256").join(&digest)).unwrap();
-        (digest, bytes.len())
-    };
-    let (layer_digest, layer_size) = put(&fs::read(&layer).unwrap());
-    fs::remove_file(&layer).unwrap();
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": { "Env": ["PATH=/bin:/usr/bin"], "Cmd": ["sh"] },
-        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] }
-    })
-    .to_string();
-    let (config_digest, config_size) = put(config.as_bytes());
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": format!("sha256:{config_digest}"), "size": config_size },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                     "digest": format!("sha256:{layer_digest}"), "size": layer_size }]
-    })
-    .to_string();
-    let (manifest_digest, manifest_size) = put(manifest.as_bytes());
-    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{ "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                        "digest": format!("sha256:{manifest_digest}"), "size": manifest_size,
-                        "platform": { "architecture": "amd64", "os": "linux" } }]
-    });
-    fs::write(dir.join("index.json"), index.to_string()).unwrap();
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(dir)
-        .arg("-cf")
-        .arg(archive)
-        .args(["oci-layout", "index.json", "blobs"])
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 /// Podman (through conmon) from a test folder of its own: storage, run
@@ -574,19 +515,6 @@ fn podman_scenario(p: &Podman, rt: &str, tag: &str, port: u16) -> Vec<String> {
     seen
 }
 
-/// GET / from 127.0.0.1:port; the body, once something answers.
-fn http_get(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let body = resp.split("\r\n\r\n").nth(1)?.to_string();
-    (!body.is_empty()).then_some(body)
-}
-
 #[test]
 fn podman_runs_nsbox_as_it_runs_runc() {
     let Some(t) = Test::new("podman") else {
@@ -594,15 +522,7 @@ fn podman_runs_nsbox_as_it_runs_runc() {
     };
     let p = Podman::new(&t);
     let tar = t.work.join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(rootfs())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::images::rootfs_tar(rootfs(), &tar);
     let o = p.run(&[
         "import",
         tar.to_str().unwrap(),

@@ -104,6 +104,11 @@ fn main() {
     } else {
         None
     };
+    if pty.is_some() {
+        if let Err(e) = let_go_of_the_callers_stdio() {
+            fail(&channel, "point tiny-init's stdio at /dev/null", e, 1);
+        }
+    }
     let prepared = match workload::Prepared::new(&config.process) {
         Ok(p) => p,
         Err(r) => {
@@ -136,6 +141,25 @@ fn main() {
     // up when the workload's session ends.
     drop(slave);
     supervise::supervise(channel, signals, workload)
+}
+
+/// With a terminal, the workload's stdio is the terminal, and the stdio we
+/// were started with (the caller's: `runtime create`'s) is nobody's. We let
+/// go of it, as runc's init does: containerd's shim runs `create` with a
+/// console socket and its stdout and stderr on a pipe, and reads that pipe
+/// to its end before it goes on to `start`, so `docker run -it` and `ctr
+/// run -t` waited for ever while we held it.
+fn let_go_of_the_callers_stdio() -> nix::Result<()> {
+    use nix::fcntl::{open, OFlag};
+    let null = open(
+        "/dev/null",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    for fd in 0..=2 {
+        nix::unistd::dup2(null, fd)?;
+    }
+    nix::unistd::close(null)
 }
 
 /// The created state: wait for `Start`. A terminating signal ends the

@@ -226,11 +226,17 @@ pub fn build_rootfs(
     refuse_nul(config)?;
     // So that mode arguments below mean what they say.
     nix::sys::stat::umask(Mode::empty());
-    // Nothing we mount may propagate back to the host.
+    // Nothing we mount may propagate back to the host, unless asked for
+    // (rshared: a container's mounts then reach the host, as with runc).
     mount(None, "/", None, config.rootfs_propagation, None)
-        .map_err(|e| failure("make / a slave mount", e))?;
+        .map_err(|e| failure("set the propagation of /", e))?;
 
     let rootfs = config.rootfs.as_str();
+    // pivot_root refuses a new root whose parent mount is shared (EINVAL),
+    // and a bind of the rootfs in a shared mount would reach the host's
+    // copy of it: the mount holding the rootfs is made private first, as
+    // runc does (only it, only when shared).
+    make_parent_private(rootfs)?;
     let idmapped = match (config.idmapped, idmapped) {
         (true, Some(fd)) => Some(fd),
         (true, None) => return Err(failure("receive the idmapped root", Errno::EBADF)),
@@ -290,6 +296,14 @@ pub fn build_rootfs(
 
     before_pivot()?;
     pivot_root(rootfs).map_err(|e| failure("pivot_root", e))?;
+    // The propagation asked for, on the container's root itself now (on
+    // the old root it would have reached the host's): rshared makes the
+    // new root a shared mount of its own. Private roots are private
+    // already, and rslave, the default, has nothing to follow here.
+    if config.rootfs_propagation & (libc::MS_SHARED | libc::MS_UNBINDABLE) as u64 != 0 {
+        mount(None, "/", None, config.rootfs_propagation, None)
+            .map_err(|e| failure("set the propagation of the container's /", e))?;
+    }
 
     // Before the read-only paths: /proc/sys is one of them.
     for (key, value) in &config.sysctl {
@@ -465,7 +479,10 @@ fn cgroup_mount(
         )?;
         let rest = m.flags & !(PROPAGATION | (libc::MS_BIND | libc::MS_REC) as u64);
         if rest != 0 {
-            remount_readonly_flags(&tpath, rest)?;
+            // `target` names the directory under the bind, which is no
+            // mount point to remount (EINVAL): reopen the destination.
+            let bound = open_in_root(root, &m.destination, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+            remount_readonly_flags(&fd_path(&bound), rest)?;
         }
         return Ok(());
     }
@@ -598,11 +615,27 @@ fn make_device(root: &OwnedFd, d: &protocol::Device) -> Result<(), Failure> {
     }
 }
 
+fn make_parent_private(rootfs: &str) -> Result<(), Failure> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Failure::from_error("read /proc/self/mountinfo", &e))?;
+    if let Some((point, true)) = nsbox_process::mountinfo::holding_mount(&text, rootfs) {
+        mount(None, &point, None, libc::MS_PRIVATE as u64, None)
+            .map_err(|e| failure(format!("make {point} (which holds the rootfs) private"), e))?;
+    }
+    Ok(())
+}
+
 fn pivot_root(rootfs: &str) -> Result<(), Errno> {
+    let old_root = open_dir("/")?;
     nix::unistd::chdir(rootfs)?;
-    // pivot_root(".", ".") stacks the old root under the new one, then we
+    // pivot_root(".", ".") stacks the old root over the new one, then we
     // detach it: no directory for it is needed in the image (runc's way).
     nix::unistd::pivot_root(".", ".")?;
+    // "." is still the new root here (a path names the mount it starts in,
+    // not one stacked on it): step into the old root to name it, or the
+    // slave below would land on the container's own mounts, and an
+    // rshared volume would no longer reach the host.
+    nix::unistd::fchdir(old_root.as_raw_fd())?;
     // The old root must not take our unmount back to the host.
     mount(
         None,

@@ -15,6 +15,7 @@
 //! cgroupsPath; `CgroupPaths` records them in state.json, so that `delete
 //! --force` after a crashed shim removes exactly what the shim made.
 
+mod blkio;
 // bpf(2), which nix 0.29 lacks.
 #[allow(unsafe_code)]
 mod bpf;
@@ -23,10 +24,12 @@ mod v1;
 mod v2;
 
 use std::io::Write;
+
+use nsbox_process::mountinfo::unescape;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use protocol::{CgroupDir, CgroupPaths, Resources};
+use protocol::{CgroupDir, CgroupPaths, HugepageLimit, RdmaLimit, Resources};
 
 /// What the name of a container's cgroup starts with when config.json
 /// names no cgroupsPath (see [`Layout::paths`]).
@@ -173,6 +176,175 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// Refuse, before anything is made, what `r` asks of a controller this
+    /// host does not have: the error names the field and the controller.
+    pub fn check(&self, r: &Resources) -> Result<()> {
+        let v2 = matches!(self, Layout::V2 { .. });
+        if !r.unified.is_empty() && !v2 {
+            return Err(CgroupError::Unsupported(format!(
+                "linux.resources.unified needs cgroup v2; this host's cgroups are {}",
+                self.name()
+            )));
+        }
+        if !r.hugepage_limits.is_empty() {
+            let sizes = hugepage_sizes();
+            for h in &r.hugepage_limits {
+                if !sizes.contains(&h.page_size) {
+                    return Err(CgroupError::Invalid(format!(
+                        "linux.resources.hugepageLimits: pageSize {:?} is not a huge page size \
+                         of this kernel ({})",
+                        h.page_size,
+                        if sizes.is_empty() {
+                            "it has none".to_string()
+                        } else {
+                            sizes.join(", ")
+                        }
+                    )));
+                }
+            }
+            self.need("hugetlb", "linux.resources.hugepageLimits")?;
+        }
+        if !r.rdma.is_empty() {
+            self.need("rdma", "linux.resources.rdma")?;
+        }
+        if let Some(n) = &r.network {
+            if v2 {
+                return Err(CgroupError::Unsupported(
+                    "linux.resources.network (classID, priorities) needs cgroup v1's net_cls \
+                     and net_prio controllers, which cgroup v2 does not have"
+                        .into(),
+                ));
+            }
+            if n.class_id.is_some() {
+                self.need("net_cls", "linux.resources.network.classID")?;
+            }
+            if !n.priorities.is_empty() {
+                self.need("net_prio", "linux.resources.network.priorities")?;
+            }
+        }
+        if v2 && r.memory.as_ref().is_some_and(|m| m.kernel_tcp.is_some()) {
+            return Err(CgroupError::Unsupported(
+                "linux.resources.memory.kernelTCP needs cgroup v1 \
+                 (memory.kmem.tcp.limit_in_bytes): cgroup v2 has no limit of TCP memory alone"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `field` needs `controller`: a v1 hierarchy of its own, or in v2's
+    /// root cgroup.controllers.
+    fn need(&self, controller: &str, field: &str) -> Result<()> {
+        match self {
+            Layout::V1 { hierarchies, .. } => {
+                if hierarchies
+                    .iter()
+                    .any(|(name, _)| name.split(',').any(|c| c == controller))
+                {
+                    return Ok(());
+                }
+                // A hybrid host may hold it in its cgroup2 mount, which
+                // nsbox leaves alone beside the v1 hierarchies (runc too).
+                let in_v2 = cgroup2_mount()
+                    .and_then(|m| read_file(&m, "cgroup.controllers").ok())
+                    .is_some_and(|c| c.split_whitespace().any(|c| c == controller));
+                Err(CgroupError::Unsupported(format!(
+                    "{field} needs the {controller} controller, which this host has not mounted \
+                     as a cgroup v1 hierarchy{}",
+                    if in_v2 {
+                        " (only in its cgroup2 mount, which nsbox leaves alone beside v1)"
+                    } else {
+                        ""
+                    }
+                )))
+            }
+            Layout::V2 { root } => {
+                let has = read_file(root, "cgroup.controllers")
+                    .is_ok_and(|c| c.split_whitespace().any(|c| c == controller));
+                if has {
+                    Ok(())
+                } else {
+                    Err(CgroupError::Unsupported(format!(
+                        "{field} needs the {controller} controller, which this host's cgroup v2 \
+                         ({}) does not have",
+                        root.display()
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// The huge page sizes of this kernel, named as the hugetlb controller's
+/// files name them ("2MB", "1GB"), smallest first.
+pub fn hugepage_sizes() -> Vec<String> {
+    let mut kib: Vec<u64> = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    kib.sort_unstable();
+    kib.into_iter().map(page_size_name).collect()
+}
+
+/// The kernel's name for a page of `kib` KiB (mm/hugetlb_cgroup.c's
+/// mem_fmt): "64KB", "2MB", "1GB".
+fn page_size_name(kib: u64) -> String {
+    match kib {
+        k if k >= 1 << 20 && k % (1 << 20) == 0 => format!("{}GB", k >> 20),
+        k if k >= 1 << 10 && k % (1 << 10) == 0 => format!("{}MB", k >> 10),
+        k => format!("{k}KB"),
+    }
+}
+
+/// hugetlb.SIZE.SUFFIX for each limit, and the reservations' own limit
+/// (hugetlb.SIZE.rsvd.SUFFIX, Linux 5.7) where the kernel has it, as runc
+/// sets both: otherwise pages reserved by mmap and not yet touched escape
+/// the limit. SUFFIX: "limit_in_bytes" (v1) or "max" (v2).
+pub(crate) fn write_hugetlb(dir: &Path, limits: &[HugepageLimit], suffix: &str) -> Result<()> {
+    for h in limits {
+        let value = h.limit.to_string();
+        write_file(dir, &format!("hugetlb.{}.{suffix}", h.page_size), &value)?;
+        let rsvd = format!("hugetlb.{}.rsvd.{suffix}", h.page_size);
+        if dir.join(&rsvd).exists() {
+            write_file(dir, &rsvd, &value)?;
+        }
+    }
+    Ok(())
+}
+
+/// rdma.max, one line per device ("mlx5_0 hca_handle=2 hca_object=100"),
+/// the same file on v1 and v2.
+pub(crate) fn write_rdma(dir: &Path, limits: &[RdmaLimit]) -> Result<()> {
+    for l in limits {
+        let mut line = l.device.clone();
+        if let Some(v) = l.hca_handles {
+            line.push_str(&format!(" hca_handle={v}"));
+        }
+        if let Some(v) = l.hca_objects {
+            line.push_str(&format!(" hca_object={v}"));
+        }
+        match write_file(dir, "rdma.max", &line) {
+            Err(CgroupError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
+                return Err(CgroupError::Invalid(format!(
+                    "linux.resources.rdma: this host has no RDMA device {:?}",
+                    l.device
+                )))
+            }
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
 /// The v1 hierarchies (name from the mount options, mount point) and the
 /// cgroup2 mount, of a hierarchy's root each, in the text of a mountinfo
 /// file.
@@ -246,28 +418,6 @@ pub(crate) fn mkdir_p(dir: &Path) -> Result<()> {
         .recursive(true)
         .create(dir)
         .map_err(io_err(dir))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            let n = std::str::from_utf8(&b[i + 1..i + 4])
-                .ok()
-                .and_then(|o| u8::from_str_radix(o, 8).ok());
-            if let Some(n) = n {
-                out.push(n);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// cgroupsPath as nsbox takes it: a cgroupfs path ("/libpod_parent/x" or
@@ -354,7 +504,7 @@ fn dir_of<'a>(paths: &'a CgroupPaths, controller: &str) -> Option<&'a Path> {
 /// may be using it).
 pub fn create(paths: &CgroupPaths, resources: &Resources) -> Result<()> {
     if paths.unified {
-        v2::create(paths)?;
+        v2::create(paths, resources)?;
     } else {
         for d in &paths.dirs {
             v1::create(paths, Path::new(&d.dir), &d.controller)?;
@@ -379,8 +529,7 @@ pub fn create(paths: &CgroupPaths, resources: &Resources) -> Result<()> {
 /// denies every device for a moment).
 pub fn apply(paths: &CgroupPaths, resources: &Resources, devices: bool) -> Result<()> {
     if paths.unified {
-        let dir = Path::new(&paths.dirs[0].dir);
-        v2::apply(dir, resources, devices)
+        v2::apply(paths, resources, devices)
     } else {
         v1::apply(paths, resources, devices)
     }
@@ -548,6 +697,22 @@ pub fn is_frozen(paths: &CgroupPaths) -> bool {
     }
 }
 
+/// SIGKILL every process of the cgroup and below at once, through v2's
+/// cgroup.kill (Linux 5.14): frozen ones too, and none can fork past it,
+/// as a signal sent pid by pid could. False, and nothing done, where there
+/// is no such file (v1, older kernels).
+pub fn kill_all(paths: &CgroupPaths) -> Result<bool> {
+    if !paths.unified {
+        return Ok(false);
+    }
+    let dir = Path::new(&paths.dirs[0].dir);
+    if !dir.join("cgroup.kill").exists() {
+        return Ok(false);
+    }
+    write_file(dir, "cgroup.kill", "1")?;
+    Ok(true)
+}
+
 /// Kill whatever is left in the cgroup, and remove it. rmdir fails while a
 /// process is still exiting, so it is retried for up to `timeout`. A
 /// systemd scope is stopped (and its name freed) once it is empty.
@@ -556,12 +721,10 @@ pub fn destroy(paths: &CgroupPaths, timeout: Duration) -> Result<()> {
     let frozen = is_frozen(paths);
     loop {
         let pids = procs(paths);
-        for &pid in &pids {
-            // Gone already, or not ours to kill: either way not in the way.
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if !pids.is_empty() && kill_all(paths).unwrap_or(false) {
+            // The kernel has it; rmdir waits below until they are gone.
+        } else {
+            kill_each(&pids);
         }
         // A frozen task dies of SIGKILL only once thawed (v1).
         if frozen || !pids.is_empty() && is_frozen(paths) {
@@ -577,6 +740,16 @@ pub fn destroy(paths: &CgroupPaths, timeout: Duration) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn kill_each(pids: &[i32]) {
+    for &pid in pids {
+        // Gone already, or not ours to kill: either way not in the way.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 fn remove_dirs(paths: &CgroupPaths) -> Result<()> {

@@ -8,7 +8,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use protocol::{CpuResources, DeviceRule, MemoryResources, Resources};
+use protocol::{
+    CpuResources, DeviceRule, HugepageLimit, MemoryResources, NetworkResources, RdmaLimit,
+    Resources,
+};
 
 use super::*;
 
@@ -192,6 +195,7 @@ fn resources() -> Resources {
             },
         ],
         unified: vec![],
+        ..Default::default()
     }
 }
 
@@ -667,4 +671,246 @@ fn a_child_joins_through_the_files_opened_for_it() {
     assert!(in_all, "child's cgroups:\n{theirs}");
     assert_eq!(listed, [child.id() as i32]);
     assert_eq!(before, fs::read_to_string("/proc/self/cgroup").unwrap());
+}
+
+/// hugepageLimits, rdma, network and kernelTCP: what is asked of each.
+fn more_resources() -> Resources {
+    Resources {
+        memory: Some(MemoryResources {
+            kernel_tcp: Some(16 << 20),
+            ..Default::default()
+        }),
+        hugepage_limits: vec![HugepageLimit {
+            page_size: "2MB".into(),
+            limit: 8 << 20,
+        }],
+        rdma: vec![RdmaLimit {
+            device: "mlx5_0".into(),
+            hca_handles: Some(3),
+            hca_objects: None,
+        }],
+        network: Some(NetworkResources {
+            class_id: Some(0x100001),
+            priorities: vec![("lo".into(), 7), ("eth0".into(), 2)],
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn v1_writes_hugetlb_rdma_network_and_kernel_tcp() {
+    let f = Fake::new("v1more");
+    let controllers = ["memory", "hugetlb", "rdma", "net_cls,net_prio"];
+    let layout = Layout::V1 {
+        hierarchies: controllers
+            .iter()
+            .map(|c| (c.to_string(), f.0.join(c)))
+            .collect(),
+        hybrid: false,
+    };
+    let paths = layout.paths(None, "c1", None).unwrap();
+    let mem = f.cgroup("memory/nsbox@c1", &[("memory.kmem.tcp.limit_in_bytes", "")]);
+    let huge = f.cgroup(
+        "hugetlb/nsbox@c1",
+        &[
+            ("hugetlb.2MB.limit_in_bytes", ""),
+            ("hugetlb.2MB.rsvd.limit_in_bytes", ""),
+        ],
+    );
+    let rdma = f.cgroup("rdma/nsbox@c1", &[("rdma.max", "")]);
+    let net = f.cgroup(
+        "net_cls,net_prio/nsbox@c1",
+        &[("net_cls.classid", ""), ("net_prio.ifpriomap", "")],
+    );
+    apply(&paths, &more_resources(), false).unwrap();
+    assert_eq!(
+        read(&mem.join("memory.kmem.tcp.limit_in_bytes")),
+        "16777216"
+    );
+    assert_eq!(read(&huge.join("hugetlb.2MB.limit_in_bytes")), "8388608");
+    assert_eq!(
+        read(&huge.join("hugetlb.2MB.rsvd.limit_in_bytes")),
+        "8388608"
+    );
+    assert_eq!(read(&rdma.join("rdma.max")), "mlx5_0 hca_handle=3");
+    assert_eq!(read(&net.join("net_cls.classid")), "1048577");
+    // One write per interface.
+    assert_eq!(read(&net.join("net_prio.ifpriomap")), "lo 7eth0 2");
+
+    // A kernel without reservation accounting has no rsvd file: skipped.
+    fs::remove_file(huge.join("hugetlb.2MB.rsvd.limit_in_bytes")).unwrap();
+    apply(&paths, &more_resources(), false).unwrap();
+    assert!(!huge.join("hugetlb.2MB.rsvd.limit_in_bytes").exists());
+}
+
+#[test]
+fn v2_writes_hugetlb_and_rdma_and_refuses_v1_only_limits() {
+    let f = Fake::new("v2more");
+    f.cgroup(
+        "",
+        &[
+            (
+                "cgroup.controllers",
+                "cpuset cpu io memory hugetlb pids rdma misc\n",
+            ),
+            ("cgroup.subtree_control", ""),
+        ],
+    );
+    let leaf = f.cgroup(
+        "nsbox@c1",
+        &[
+            // What the kernel shows once the root passes them on.
+            (
+                "cgroup.controllers",
+                "cpuset cpu io memory hugetlb pids rdma\n",
+            ),
+            ("hugetlb.2MB.max", ""),
+            ("hugetlb.2MB.rsvd.max", ""),
+            ("rdma.max", ""),
+        ],
+    );
+    let paths = Layout::V2 { root: f.0.clone() }
+        .paths(None, "c1", None)
+        .unwrap();
+    let mut r = more_resources();
+    r.memory = None;
+    r.network = None;
+    create(&paths, &r).unwrap();
+    assert_eq!(
+        read(&f.0.join("cgroup.subtree_control")),
+        "+cpu+cpuset+io+memory+pids+hugetlb+rdma",
+        "hugetlb and rdma for a container that asks"
+    );
+    assert_eq!(read(&leaf.join("hugetlb.2MB.max")), "8388608");
+    assert_eq!(read(&leaf.join("hugetlb.2MB.rsvd.max")), "8388608");
+    assert_eq!(read(&leaf.join("rdma.max")), "mlx5_0 hca_handle=3");
+
+    // `update` of a controller the cgroup lacks enables it on the way.
+    fs::write(f.0.join("cgroup.subtree_control"), "").unwrap();
+    fs::write(leaf.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+    apply(&paths, &r, false).unwrap();
+    assert_eq!(read(&f.0.join("cgroup.subtree_control")), "+hugetlb+rdma");
+
+    for (what, r) in [
+        (
+            "kernelTCP",
+            Resources {
+                memory: more_resources().memory,
+                ..Default::default()
+            },
+        ),
+        (
+            "net_cls",
+            Resources {
+                network: more_resources().network,
+                ..Default::default()
+            },
+        ),
+    ] {
+        let e = apply(&paths, &r, false).unwrap_err();
+        assert!(e.to_string().contains(what), "{what}: {e}");
+    }
+}
+
+#[test]
+fn v2_cpu_max_keeps_what_is_not_asked() {
+    let f = Fake::new("v2cpu");
+    f.cgroup(
+        "",
+        &[
+            ("cgroup.controllers", "cpu\n"),
+            ("cgroup.subtree_control", ""),
+        ],
+    );
+    let leaf = f.cgroup("nsbox@c1", &[("cpu.max", "")]);
+    let paths = Layout::V2 { root: f.0.clone() }
+        .paths(None, "c1", None)
+        .unwrap();
+    // cpu.max: a quota alone keeps the period; a period alone the quota.
+    let cpu = |quota, period| Resources {
+        cpu: Some(CpuResources {
+            quota,
+            period,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    fs::write(leaf.join("cpu.max"), "").unwrap();
+    apply(&paths, &cpu(Some(20_000), None), false).unwrap();
+    assert_eq!(read(&leaf.join("cpu.max")), "20000");
+    fs::write(leaf.join("cpu.max"), "30000 200000\n").unwrap();
+    apply(&paths, &cpu(None, Some(50_000)), false).unwrap();
+    assert_eq!(read(&leaf.join("cpu.max")), "30000 200000\n30000 50000");
+    fs::write(leaf.join("cpu.max"), "").unwrap();
+    apply(&paths, &cpu(Some(-1), Some(100_000)), false).unwrap();
+    assert_eq!(read(&leaf.join("cpu.max")), "max 100000");
+}
+
+#[test]
+fn check_names_the_controller_a_host_lacks() {
+    let f = Fake::new("check");
+    f.cgroup("", &[("cgroup.controllers", "cpu memory pids\n")]);
+    let v2 = Layout::V2 { root: f.0.clone() };
+    let v1 = Layout::V1 {
+        hierarchies: vec![("memory".into(), f.0.join("memory"))],
+        hybrid: false,
+    };
+    let huge = Resources {
+        hugepage_limits: more_resources().hugepage_limits,
+        ..Default::default()
+    };
+    let rdma = Resources {
+        rdma: more_resources().rdma,
+        ..Default::default()
+    };
+    let net = Resources {
+        network: more_resources().network,
+        ..Default::default()
+    };
+    let tcp = Resources {
+        memory: more_resources().memory,
+        ..Default::default()
+    };
+    let unified = Resources {
+        unified: vec![("memory.high".into(), "1".into())],
+        ..Default::default()
+    };
+    let sizes = hugepage_sizes();
+    for (layout, r, needles) in [
+        (&v1, &rdma, &["linux.resources.rdma", "rdma controller"][..]),
+        (&v2, &rdma, &["linux.resources.rdma", "rdma controller"]),
+        (&v1, &net, &["network.classID", "net_cls controller"]),
+        (&v2, &net, &["linux.resources.network", "cgroup v2"]),
+        (&v2, &tcp, &["kernelTCP", "cgroup v2"]),
+        (&v1, &unified, &["unified", "v2"]),
+    ] {
+        let e = layout.check(r).unwrap_err().to_string();
+        for n in needles {
+            assert!(e.contains(n), "{layout:?}: {n:?} not in {e}");
+        }
+    }
+    assert!(v1.check(&tcp).is_ok());
+    assert!(v2.check(&unified).is_ok());
+    if sizes.iter().any(|s| s == "2MB") {
+        let e = v1.check(&huge).unwrap_err().to_string();
+        assert!(e.contains("hugetlb controller"), "{e}");
+    }
+    let odd = Resources {
+        hugepage_limits: vec![HugepageLimit {
+            page_size: "3MB".into(),
+            limit: 1,
+        }],
+        ..Default::default()
+    };
+    let e = v2.check(&odd).unwrap_err().to_string();
+    assert!(e.contains("\"3MB\"") && e.contains("hugepageLimits"), "{e}");
+}
+
+#[test]
+fn page_sizes_as_the_kernel_names_them() {
+    assert_eq!(page_size_name(64), "64KB");
+    assert_eq!(page_size_name(2048), "2MB");
+    assert_eq!(page_size_name(1 << 20), "1GB");
+    assert_eq!(page_size_name(16 << 20), "16GB");
+    assert_eq!(page_size_name(1536), "1536KB");
 }

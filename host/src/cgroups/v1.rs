@@ -68,6 +68,9 @@ pub(super) fn apply(paths: &CgroupPaths, r: &Resources, devices: bool) -> Result
         if let Some(disable) = m.disable_oom_killer {
             write_file(dir, "memory.oom_control", if disable { "1" } else { "0" })?;
         }
+        if let Some(v) = m.kernel_tcp {
+            write_file(dir, "memory.kmem.tcp.limit_in_bytes", &limit(v))?;
+        }
     }
     if let Some(c) = &r.cpu {
         if c.shares.is_some() || c.quota.is_some() || c.period.is_some() {
@@ -110,6 +113,32 @@ pub(super) fn apply(paths: &CgroupPaths, r: &Resources, devices: bool) -> Result
                 "devices.deny"
             };
             write_file(dir, file, &device_line(rule))?;
+        }
+    }
+    if let Some(b) = &r.block_io {
+        super::blkio::apply_v1(controller_dir(paths, "blkio")?, b)?;
+    }
+    if !r.hugepage_limits.is_empty() {
+        let dir = controller_dir(paths, "hugetlb")?;
+        super::write_hugetlb(dir, &r.hugepage_limits, "limit_in_bytes")?;
+    }
+    if !r.rdma.is_empty() {
+        super::write_rdma(controller_dir(paths, "rdma")?, &r.rdma)?;
+    }
+    if let Some(n) = &r.network {
+        if let Some(id) = n.class_id {
+            write_file(
+                controller_dir(paths, "net_cls")?,
+                "net_cls.classid",
+                &id.to_string(),
+            )?;
+        }
+        if !n.priorities.is_empty() {
+            let dir = controller_dir(paths, "net_prio")?;
+            // One interface per write: the kernel parses one line.
+            for (name, priority) in &n.priorities {
+                write_file(dir, "net_prio.ifpriomap", &format!("{name} {priority}"))?;
+            }
         }
     }
     if !r.unified.is_empty() {

@@ -66,6 +66,10 @@ pub enum SpecError {
     /// linux.cgroupsPath, which the error names itself.
     #[error(transparent)]
     CgroupPath(nsbox_host::cgroups::CgroupError),
+    /// linux.resources this host has no controller for, which the error
+    /// names itself.
+    #[error(transparent)]
+    CgroupResources(nsbox_host::cgroups::CgroupError),
     /// nsbox.* network annotations and options, which host::network's
     /// checks word in full.
     #[error(transparent)]
@@ -98,7 +102,10 @@ fn io_error(what: String) -> impl FnOnce(std::io::Error) -> SpecError {
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let text = std::fs::read(&path).map_err(io_error(format!("read {}", path.display())))?;
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_slice(&text).map_err(|source| SpecError::Parse { path, source })?;
+    if let Some(r) = value.pointer_mut("/linux/resources") {
+        crate::resources::spec_names(r);
+    }
     serde_json::from_value(value).map_err(SpecError::Schema)
 }

@@ -82,7 +82,12 @@ pub fn plan_with(
     if privilege == Privilege::Unprivileged {
         rootless_id_maps(&ids)?;
     }
-    let idmap = IdmappedRoot::of(root.overlay, &root.rootfs, ids.userns && !rootless, dir)?;
+    let idmap = IdmappedRoot::of(
+        root.overlay,
+        &root.rootfs,
+        ids.userns && !rootless && !owned_by_container_root(&root.rootfs, &ids.uid),
+        dir,
+    )?;
     let network = network(spec, &annotations, &namespaces, dir, id)?;
     if network.is_some() && rootless {
         refuse!("bridge networking needs root (veths, addresses and nftables rules on the host); a rootless container can have --net none or host");
@@ -200,8 +205,7 @@ fn root(
     })
 }
 
-/// The kind nsbox knows for an OCI namespace type; time namespaces are
-/// not supported yet.
+/// The kind nsbox knows for an OCI namespace type.
 fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
     Ok(match t {
         LinuxNamespaceType::Pid => NamespaceKind::Pid,
@@ -211,13 +215,14 @@ fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
         LinuxNamespaceType::Network => NamespaceKind::Network,
         LinuxNamespaceType::Cgroup => NamespaceKind::Cgroup,
         LinuxNamespaceType::User => NamespaceKind::User,
-        LinuxNamespaceType::Time => refuse!("time namespaces are not supported"),
+        LinuxNamespaceType::Time => NamespaceKind::Time,
     })
 }
 
-/// linux.namespaces: each kind once; joined by path only where nsbox can
-/// join one; a new mount namespace always; and a new uts namespace for a
-/// hostname or domainname to go in.
+/// linux.namespaces: each kind once, new or joined by path (every kind);
+/// a mount namespace always; a new uts namespace for a hostname or
+/// domainname to go in; no new time namespace (yet); and no new pid
+/// namespace beside a user namespace joined by path (see below).
 fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
     let mut list: Vec<Namespace> = Vec::new();
     for ns in linux.namespaces().clone().unwrap_or_default() {
@@ -228,12 +233,6 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
         let path = match ns.path() {
             None => None,
             Some(p) => {
-                if matches!(
-                    kind,
-                    NamespaceKind::Pid | NamespaceKind::Mount | NamespaceKind::User
-                ) {
-                    refuse!("joining an existing {kind} namespace by path is not supported");
-                }
                 if !p.exists() {
                     refuse!(
                         "namespace {kind} path {}: No such file or directory",
@@ -243,11 +242,29 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
                 Some(p.to_string_lossy().into_owned())
             }
         };
+        if kind == NamespaceKind::Time && path.is_none() {
+            refuse!("a new time namespace is not supported (join one by path)");
+        }
         list.push(Namespace { kind, path });
     }
     let namespaces = Namespaces(list);
-    if !namespaces.own(NamespaceKind::Mount) {
-        refuse!("a new mount namespace is required (linux.namespaces has no \"mount\")");
+    if !namespaces.has(NamespaceKind::Mount) {
+        refuse!("a mount namespace is required (linux.namespaces has no \"mount\")");
+    }
+    // tiny-init joins such a user namespace first and makes its other new
+    // namespaces there, owned by it; but a new pid namespace is made by the
+    // clone itself, before any join, and would belong to the host's user
+    // namespace, where tiny-init could not even mount its /proc.
+    if namespaces.own(NamespaceKind::Pid)
+        && namespaces
+            .0
+            .iter()
+            .any(|n| n.kind == NamespaceKind::User && n.path.is_some())
+    {
+        refuse!(
+            "a new pid namespace beside a user namespace joined by path is not supported \
+             (join a pid namespace of that user namespace by path too)"
+        );
     }
     if spec.hostname().is_some() && !namespaces.own(NamespaceKind::Uts) {
         refuse!("hostname is set, but there is no new uts namespace to set it in");
@@ -296,12 +313,9 @@ fn cgroup(
         None => Default::default(),
     };
     let layout = Layout::detect().map_err(SpecError::CgroupLayout)?;
-    if !resources.unified.is_empty() && !matches!(layout, Layout::V2 { .. }) {
-        refuse!(
-            "linux.resources.unified needs cgroup v2; this host's cgroups are {}",
-            layout.name()
-        );
-    }
+    layout
+        .check(&resources)
+        .map_err(SpecError::CgroupResources)?;
     let cgroups_path = linux.cgroups_path().as_ref();
     if cgroups_path.is_some_and(|p| p.to_str().is_none()) {
         refuse!("cgroupsPath is not UTF-8");
@@ -327,6 +341,10 @@ fn cgroup(
             || resources.cpu.is_some()
             || resources.pids_limit.is_some()
             || !resources.unified.is_empty()
+            || resources.block_io.is_some()
+            || !resources.hugepage_limits.is_empty()
+            || !resources.rdma.is_empty()
+            || resources.network.is_some()
         {
             refuse!(
                 "linux.resources sets limits, and this rootless caller may not write the cgroup \
@@ -488,6 +506,18 @@ fn rootless_id_maps(ids: &IdMappings) -> Result<()> {
         nix::unistd::getgid().as_raw(),
         "/etc/subgid",
     )
+}
+
+/// Is the rootfs owned already by the host uid the container's root maps
+/// to? Then it needs no idmapped mount: the image was made for this
+/// mapping (Docker's userns-remap chowns its layers so, and an overlay, as
+/// Docker's rootfs is, cannot be idmapped anyway).
+fn owned_by_container_root(rootfs: &str, uid_map: &[IdMap]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(root) = uid_map.iter().find(|m| m.container == 0 && m.size > 0) else {
+        return false;
+    };
+    std::fs::metadata(rootfs).is_ok_and(|m| m.uid() == root.host)
 }
 
 /// With a user namespace (and host privilege), the rootfs, or the image

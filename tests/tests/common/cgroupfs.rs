@@ -100,29 +100,3 @@ impl super::Test {
         format!("/nsbox@{}@{id}", self.cgroup_scope())
     }
 }
-
-/// The huge page sizes this kernel has, as OCI's pageSize names them
-/// ("2MB", "1GB"), from /sys/kernel/mm/hugepages/hugepages-2048kB...
-pub fn hugepage_sizes() -> Vec<String> {
-    let mut sizes: Vec<u64> = fs::read_dir("/sys/kernel/mm/hugepages")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("hugepages-")?
-                .strip_suffix("kB")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    sizes.sort_unstable();
-    sizes
-        .into_iter()
-        .map(|kb| match kb {
-            kb if kb >= 1 << 20 && kb % (1 << 20) == 0 => format!("{}GB", kb >> 20),
-            kb if kb >= 1 << 10 && kb % (1 << 10) == 0 => format!("{}MB", kb >> 10),
-            kb => format!("{kb}KB"),
-        })
-        .collect()
-}

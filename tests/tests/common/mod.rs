@@ -19,6 +19,10 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
+pub mod docker;
+pub mod images;
+
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -1384,7 +1388,7 @@ pub fn cgroup_dir(controller: &str, rel: &str) -> PathBuf {
 }
 
 /// Kill what is in a cgroup tree (by pid) and rmdir it, deepest first.
-fn remove_cgroup(dir: &Path) {
+pub fn remove_cgroup(dir: &Path) {
     for _ in 0..50 {
         let mut dirs = vec![dir.to_path_buf()];
         let mut i = 0;
