@@ -245,15 +245,7 @@ fn rootless_podman_runs_nsbox_as_it_runs_runc() {
     }
     fs::set_permissions(dir.join("xdg"), fs::Permissions::from_mode(0o700)).unwrap();
     let tar = dir.join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(rootfs())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::images::rootfs_tar(rootfs(), &tar);
     chown_tree(&dir, user.uid, user.gid);
     let cleanup = RootlessPodman {
         dir: dir.clone(),
