@@ -33,8 +33,8 @@ set -euo pipefail
 DEFAULT_V2_TESTS="cgroups resources lifecycle caller faults orchestrator_configs rootless_cgroups"
 DEFAULT_V1_TESTS="cgroups resources"
 # Run on cgroup v2 with systemd managing the tree (scripts/vm-systemd.sh):
-# --systemd-cgroup.
-DEFAULT_SYSTEMD_TESTS="systemd"
+# --systemd-cgroup, and the orchestrators with systemd as their cgroup manager.
+DEFAULT_SYSTEMD_TESTS="systemd systemd_orchestrators"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
