@@ -6,15 +6,11 @@
 
 mod common;
 
+use common::systemd::{refused_without_systemd, systemd_runs};
 use common::*;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-fn systemd_runs() -> bool {
-    Path::new("/run/systemd/system").is_dir()
-}
 
 /// `systemctl show -p PROP UNIT`'s value.
 fn unit_property(unit: &str, prop: &str) -> String {
@@ -51,23 +47,13 @@ fn unique(t: &Test, what: &str) -> String {
     format!("{what}{}", t.cgroup_scope().replace(['.', '@'], "-"))
 }
 
-/// Without systemd, `--systemd-cgroup` is refused by `create` in one line
-/// that names systemd, before anything is made.
-fn refused_without_systemd(t: &Test) {
-    let b = t.bundle("b", &["true"]);
-    let out = t.rt(&["--systemd-cgroup", "create", "-b", b.path(), "sd"]);
-    let err = out.fails_with("sd", &["systemd is not running"]);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    t.rt(&["--systemd-cgroup", "delete", "--force", "sd"]).ok();
-}
-
 #[test]
 fn the_scope_holds_the_container_with_its_limits() {
     let Some(t) = Test::new("the_scope_holds_the_container_with_its_limits") else {
         return;
     };
     if !systemd_runs() {
-        return refused_without_systemd(&t);
+        return refused_without_systemd(&t, "create");
     }
     let name = unique(&t, "lim");
     let unit = format!("nsbox-t-{name}.scope");
@@ -139,7 +125,7 @@ fn default_names_and_a_foreground_run() {
         return;
     };
     if !systemd_runs() {
-        return refused_without_systemd(&t);
+        return refused_without_systemd(&t, "create");
     }
     // No cgroupsPath: nsbox-ID.scope in system.slice, as runc's runc-ID.
     let id = unique(&t, "d");
@@ -182,7 +168,7 @@ fn a_live_containers_scope_is_not_taken_over() {
         return;
     };
     if !systemd_runs() {
-        return refused_without_systemd(&t);
+        return refused_without_systemd(&t, "create");
     }
     let name = unique(&t, "dup");
     let cgroup = format!("/system.slice/nsbox-t-{name}.scope");
@@ -210,7 +196,7 @@ fn out_of_memory_in_a_scope() {
         return;
     };
     if !systemd_runs() {
-        return refused_without_systemd(&t);
+        return refused_without_systemd(&t, "create");
     }
     let name = unique(&t, "oom");
     let unit = format!("nsbox-t-{name}.scope");

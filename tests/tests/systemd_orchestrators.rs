@@ -1,5 +1,6 @@
 //! Orchestrators with their defaults on a systemd host: Podman's
-//! `cgroup_manager = "systemd"`, side by side with runc. They call the
+//! `cgroup_manager = "systemd"` and Docker's `native.cgroupdriver=systemd`,
+//! side by side with runc. They call the
 //! runtime with `--systemd-cgroup` and a `slice:prefix:name` cgroupsPath;
 //! each container's scope must be systemd's, with the limits asked for,
 //! and gone with the container. Run in `make test-cgroup2`'s systemd VM;
@@ -8,14 +9,12 @@
 
 mod common;
 
+use common::docker::{Dockerd, Opts, IMAGE};
+use common::systemd::{refused_without_systemd, systemd_runs};
 use common::*;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-
-fn systemd_runs() -> bool {
-    Path::new("/run/systemd/system").is_dir()
-}
 
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
@@ -148,11 +147,7 @@ fn podman_with_systemds_cgroup_manager_runs_nsbox_as_it_runs_runc() {
     if !systemd_runs() {
         // What Podman's systemd manager gets from nsbox on a host without
         // systemd: one line that says why.
-        let b = t.bundle("b", &["true"]);
-        let out = t.rt(&["--systemd-cgroup", "create", "-b", b.path(), "sd"]);
-        let err = out.fails_with("sd", &["systemd is not running"]);
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-        return;
+        return refused_without_systemd(&t, "create");
     }
     for tool in ["podman", "conmon", "runc"] {
         assert!(
@@ -189,5 +184,105 @@ fn podman_with_systemds_cgroup_manager_runs_nsbox_as_it_runs_runc() {
     );
     assert_eq!(ours[0], "run --rm: Some(3) \"67108864\\n50\"", "{ours:?}");
     assert!(ours[2].contains("67108864"), "{ours:?}");
+    assert!(ours.last().unwrap().ends_with("false"), "{ours:?}");
+}
+
+/// The VM's kernel has AppArmor, the host no apparmor_parser: Docker
+/// cannot load its default profile, for runc and nsbox alike.
+fn docker_scenario(d: &Dockerd, rt: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        "--network",
+        "none",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; exit 3",
+    ]);
+    seen.push(format!("run --rm: {:?} {:?}", o.status.code(), text(&o)));
+    let name = format!("d-{rt}");
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        rt,
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--memory",
+        "64m",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; sleep 300 & wait",
+    ]);
+    // systemd's driver: the cgroup parent's slice, docker-ID.scope in it.
+    let scope = v2_root()
+        .join(d.cgroup_parent.trim_start_matches('/'))
+        .join(format!("docker-{}.scope", id.trim()));
+    seen.push(format!(
+        "scope's memory.max: {:?}",
+        fs::read_to_string(scope.join("memory.max"))
+            .map(|s| s.trim().to_string())
+            .map_err(|e| e.to_string())
+    ));
+    let o = d.docker(&["exec", &name, "sh", "-c", "echo in-exec; exit 5"]);
+    seen.push(format!("exec: {:?} {:?}", o.status.code(), text(&o)));
+    let o = d.docker(&["stop", "-t", "10", &name]);
+    seen.push(format!("stop: {:?}", o.status.code()));
+    seen.push(format!(
+        "exit code: {}",
+        d.inspect(&name, "{{.State.ExitCode}}")
+    ));
+    seen.push(format!("rm: {:?}", d.docker(&["rm", &name]).status.code()));
+    seen.push(format!("scope left: {}", scope.exists()));
+    seen
+}
+
+#[test]
+fn docker_with_systemds_cgroup_driver_runs_nsbox_as_it_runs_runc() {
+    let Some(t) = Test::new("docker_systemd") else {
+        return;
+    };
+    if !systemd_runs() {
+        // dockerd's systemd driver refuses to start without systemd; what
+        // reaches nsbox through containerd's shim is the flag: refused.
+        return refused_without_systemd(&t, "run");
+    }
+    let d = Dockerd::start(
+        &t,
+        Opts {
+            systemd_cgroup: true,
+            ..Opts::default()
+        },
+    );
+    let start = std::time::Instant::now();
+    let runc = docker_scenario(&d, "runc");
+    let runc_time = start.elapsed();
+    let ours = docker_scenario(&d, "nsbox");
+    eprintln!(
+        "docker scenario: runc {:.1} s, nsbox {:.1} s",
+        runc_time.as_secs_f64(),
+        (start.elapsed() - runc_time).as_secs_f64()
+    );
+    assert_eq!(
+        ours, runc,
+        "nsbox under Docker's systemd driver differs from runc"
+    );
+    assert_eq!(ours[0], "run --rm: Some(3) \"67108864\\n50\"", "{ours:?}");
+    assert!(ours[1].contains("67108864"), "{ours:?}");
     assert!(ours.last().unwrap().ends_with("false"), "{ours:?}");
 }

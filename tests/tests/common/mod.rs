@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 pub use serde_json::{json, Value};
 
 pub mod cgroupfs;
+pub mod systemd;
 pub mod users;
 #[allow(unused_imports)]
 pub use cgroupfs::*;
