@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use nsbox_host::cgroups::CgroupDriver;
+use nsbox_host::cgroups::{CgroupDriver, CgroupError};
 use nsbox_host::proc::ProcessId;
 use nsbox_host::state::{now_rfc3339, ContainerDir, State, StateError, Status};
 use nsbox_host::teardown::HostSide;
@@ -158,7 +158,14 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
             .network
             .as_ref()
             .map(|n| PathBuf::from(&n.root)),
-        cgroup: plan.request.cgroup.as_ref().map(|c| c.paths.clone()),
+        // A systemd scope is the shim's to undo until Created: one of
+        // that name that exists already is another container's.
+        cgroup: plan
+            .request
+            .cgroup
+            .as_ref()
+            .filter(|c| c.paths.systemd.is_none())
+            .map(|c| c.paths.clone()),
     });
     if plan.request.init.overlay.is_some() {
         for d in [dir.upper(), dir.work(), dir.merged()] {
@@ -207,7 +214,13 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
         .as_ref()
         .filter(|c| c.paths.systemd.is_none())
     {
-        nsbox_host::cgroups::create(&cg.paths, &cg.resources).context("cgroup")?;
+        if let Err(e) = nsbox_host::cgroups::create(&cg.paths, &cg.resources) {
+            if let (CgroupError::Busy(_), Some(host)) = (&e, undo.host.as_mut()) {
+                // Another container's: the undo leaves it alone.
+                host.cgroup = None;
+            }
+            return Err(anyhow::Error::new(e).context("cgroup"));
+        }
     }
 
     let mut channel = RuntimeChannel::new(ours);

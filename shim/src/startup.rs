@@ -71,7 +71,12 @@ pub fn create(
     let mut state = dir
         .load()
         .map_err(|e| failure("read state", e.to_string()))?;
-    let mut rollback = Rollback::new(&req.id, req.cgroup.as_ref().map(|c| c.paths.clone()));
+    let made_by_runtime = req
+        .cgroup
+        .as_ref()
+        .filter(|c| c.paths.systemd.is_none())
+        .map(|c| c.paths.clone());
+    let mut rollback = Rollback::new(&req.id, made_by_runtime);
     let reserved = reserve_network(req, dir, &mut rollback)?;
     let exe = Exe::for_container(req).map_err(|e| Failure::from_error("prepare tiny-init", &e))?;
     let (ours, theirs) =
@@ -97,7 +102,7 @@ pub fn create(
         .init_cloned(&init)
         .map_err(|e| failure("keep tiny-init's pidfd", e.to_string()))?;
     fault("shim", "after-clone");
-    enter_scope(req, &init)?;
+    enter_scope(req, &init, &mut rollback)?;
     drop(theirs);
     drop(exe);
     let mut channel = ShimInitChannel::new(ours);
@@ -254,12 +259,17 @@ fn clone_init(
 /// on any v2 cgroup. Here rather than in the runtime, which learns
 /// tiny-init's pid only at `Created`; after the clone, since the call
 /// runs an event loop, and the shim forks nothing more.
-fn enter_scope(req: &CreateRequest, init: &spawn::Child) -> Result<(), Failure> {
+fn enter_scope(
+    req: &CreateRequest,
+    init: &spawn::Child,
+    rollback: &mut Rollback,
+) -> Result<(), Failure> {
     let Some(cg) = req.cgroup.as_ref().filter(|c| c.paths.systemd.is_some()) else {
         return Ok(());
     };
     cgroups::systemd::start_scope(&cg.paths, init.pid, &cg.resources)
         .map_err(|e| Failure::from_error("cgroup", &e))?;
+    rollback.cgroup_made(cg.paths.clone());
     cgroups::apply(&cg.paths, &cg.resources, true).map_err(|e| Failure::from_error("cgroup", &e))
 }
 

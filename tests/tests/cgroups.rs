@@ -455,3 +455,26 @@ fn the_container_sees_its_own_cgroup() {
         assert_eq!(seen, own, "cgroupns {cgroupns}: {out:?}");
     }
 }
+
+#[test]
+fn a_cgroup_that_holds_another_containers_processes_is_left_to_it() {
+    let Some(t) = Test::new("a_cgroup_that_holds_another_containers_processes_is_left_to_it")
+    else {
+        return;
+    };
+    let path = format!("/nsbox-t-shared-{}", t.cgroup_scope());
+    t.track_cgroup(&path);
+    let b = t.bundle_with("b", &[MT, "sleep", "60"], |c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+    });
+    t.create(&b, "one").ok();
+    let init = t.state("one")["pid"].as_i64().unwrap() as i32;
+    t.create(&b, "two")
+        .fails_with("two", &["already holds processes"]);
+    // The failed create's undo removed nothing of the first's.
+    let st = t.state("one");
+    assert_eq!(st["status"], "created", "{st}");
+    assert_eq!(proc_cgroup(init, "pids").as_deref(), Some(path.as_str()));
+    t.rt(&["delete", "--force", "one"]).ok();
+    assert!(!controller_dir("pids", &path).exists());
+}

@@ -49,6 +49,9 @@ pub enum CgroupError {
     Unsupported(String),
     #[error(transparent)]
     Systemd(Box<systemd::SystemdError>),
+    /// The cgroup holds processes already: another's, not ours to remove.
+    #[error("{0}")]
+    Busy(String),
 }
 
 pub type Result<T> = std::result::Result<T, CgroupError>;
@@ -512,7 +515,7 @@ pub fn create(paths: &CgroupPaths, resources: &Resources) -> Result<()> {
     }
     let busy = procs(paths);
     if !busy.is_empty() {
-        return Err(CgroupError::Invalid(format!(
+        return Err(CgroupError::Busy(format!(
             "cgroup {} already holds processes ({}): is cgroupsPath another container's?",
             paths.path,
             busy.iter()
