@@ -150,6 +150,10 @@ pub fn create(
         init_started_at_once: start_at_once,
         caller_removes_cgroup: req.caller_removes_cgroup,
         rollback,
+        oom: req
+            .cgroup
+            .as_ref()
+            .and_then(|c| crate::oom::OomWatch::open(&c.paths)),
     };
     Ok((container, pty))
 }
