@@ -34,7 +34,7 @@ DEFAULT_V2_TESTS="cgroups resources lifecycle caller faults orchestrator_configs
 DEFAULT_V1_TESTS="cgroups resources"
 # Run on cgroup v2 with systemd managing the tree (scripts/vm-systemd.sh):
 # --systemd-cgroup, and the orchestrators with systemd as their cgroup manager.
-DEFAULT_SYSTEMD_TESTS="systemd systemd_orchestrators"
+DEFAULT_SYSTEMD_TESTS="systemd systemd_orchestrators systemd_cri"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
