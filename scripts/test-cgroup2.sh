@@ -22,7 +22,10 @@
 # vm-deps`), it says why and records the skip in $NSBOX_TEST_SKIPS; under
 # CI=true that is a failure. NSBOX_VM_* variables (scripts/vm-run.sh) are
 # passed on; NSBOX_VM_CPUS defaults to 2, and each VM is killed after
-# NSBOX_VM_TIMEOUT seconds (default 2400).
+# NSBOX_VM_TIMEOUT seconds (default 2400). The VMs load loop and bfq (before
+# NSBOX_VM_MODULES): the blockIO test throttles and weighs a loop device of
+# its own there (their root is no block device), which it puts under BFQ
+# for per-device weights.
 set -euo pipefail
 
 # The test files that make, change, read or remove a container's cgroup,
@@ -131,6 +134,7 @@ for layout in $LAYOUTS; do
     rc=0
     echo "test-cgroup2: booting a cgroup $layout VM for: $tests"
     NSBOX_VM_CGROUPS=$vm_layout NSBOX_VM_OUT=$out NSBOX_VM_CPUS=${NSBOX_VM_CPUS:-2} \
+        NSBOX_VM_MODULES="loop bfq ${NSBOX_VM_MODULES:-}" \
         NSBOX_VM_TIMEOUT=${NSBOX_VM_TIMEOUT:-2400} \
         scripts/vm-run.sh "${wrap[@]}" scripts/test-cgroup2.sh --guest "${exes[@]}" || rc=$?
     echo "test-cgroup2: the cgroup $layout VM ran $(($(date +%s) - start)) s, exit $rc"

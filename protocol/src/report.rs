@@ -81,6 +81,8 @@ steps! {
     /// unshare(2) of the new namespaces, made after joining a user
     /// namespace by path so that they belong to it.
     UnshareNamespaces = 7 => "make the container's new namespaces in the joined user namespace",
+    /// The fork of tiny-init into the new pid namespace made there.
+    ForkIntoPidNamespace = 8 => "fork tiny-init into its new pid namespace",
 
     // A terminal for the process, opened inside the container.
     OpenPtmx = 20 => "open /dev/ptmx",

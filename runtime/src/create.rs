@@ -182,6 +182,7 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
             }
         }
     }
+    rootfs_in_joined_mount_namespace(&plan.request)?;
     fault("create", "after-fork");
 
     let state = State {
@@ -284,6 +285,63 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
 /// (killed and reaped), and, once they exist, its host side (a shim that
 /// failed released it, one killed here could not) and the state directory
 /// (None until we made it: it may be another container's).
+/// nsbox sets the rootfs up inside a mount namespace given by path and
+/// pivots into it, as runc does: that namespace must show the rootfs at
+/// its host path. One that does not (a running container's, pivoted
+/// already) is refused here, rather than fail later on a missing path, or
+/// let pivot_root(2) move every process rooted in that namespace into our
+/// rootfs. A namespace we may not enter is the shim's to report.
+fn rootfs_in_joined_mount_namespace(request: &protocol::CreateRequest) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(ns) = request
+        .namespaces
+        .iter()
+        .find(|n| n.kind == protocol::NamespaceKind::Mount)
+        .and_then(|n| n.path.as_deref())
+    else {
+        return Ok(());
+    };
+    let rootfs = &request.init.rootfs;
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let ours = std::fs::metadata(rootfs).map(id).ok();
+    let theirs = std::fs::File::open(ns).with_context(|| format!("open mount namespace {ns}"))?;
+    // SAFETY: fork in a single-threaded process (the runtime starts no
+    // thread): the child may call anything its parent could.
+    #[allow(unsafe_code)]
+    let forked = unsafe { nix::unistd::fork() }.context("fork")?;
+    let seen = match forked {
+        nix::unistd::ForkResult::Child => {
+            let code = match nix::sched::setns(&theirs, nix::sched::CloneFlags::CLONE_NEWNS) {
+                Err(_) => 0,
+                Ok(()) => match std::fs::metadata(rootfs).map(id) {
+                    Ok(there) if Some(there) == ours => 0,
+                    Ok(_) => 2,
+                    Err(_) => 1,
+                },
+            };
+            // SAFETY: _exit leaves at once, running none of the parent's
+            // atexit handlers or destructors.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::_exit(code)
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => nix::sys::wait::waitpid(child, None)?,
+    };
+    let why = "nsbox sets the rootfs up and pivots inside a mount namespace given by path, \
+               as runc does, so it must show the host's paths; a running container's does not";
+    match seen {
+        nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+        nix::sys::wait::WaitStatus::Exited(_, 1) => {
+            bail!("linux.namespaces: mount namespace {ns} has no {rootfs}, the rootfs ({why})")
+        }
+        nix::sys::wait::WaitStatus::Exited(_, 2) => bail!(
+            "linux.namespaces: mount namespace {ns} has another directory at {rootfs} than the rootfs ({why})"
+        ),
+        other => bail!("check the rootfs in mount namespace {ns}: {other:?}"),
+    }
+}
+
 struct Undo {
     shim: Option<Pid>,
     host: Option<HostSide>,

@@ -302,12 +302,31 @@ fn join_and_exec(
             return Report::new(Step::JoinCgroup, errno_of(&e));
         }
     }
+    // The user namespace after the others that we may enter before it
+    // (the host's root may enter any; from inside a user namespace, only
+    // its own), then those that needed it (a rootless container's): a
+    // container whose new user namespace sits beside namespaces joined
+    // from another user namespace has both kinds.
+    let setns = |fd: &OwnedFd, kind: NamespaceKind| {
+        nix::sched::setns(fd, CloneFlags::from_bits_retain(kind.clone_flag()))
+    };
+    let mut after_user = Vec::new();
+    let mut user = None;
     for (fd, kind) in join {
-        if *kind == NamespaceKind::Pid {
-            continue;
+        match kind {
+            NamespaceKind::Pid => {}
+            NamespaceKind::User => user = Some(fd),
+            _ => match setns(fd, *kind) {
+                Err(Errno::EPERM) => after_user.push((fd, *kind)),
+                Err(e) => return Report::new(Step::JoinNamespace(*kind), e),
+                Ok(()) => {}
+            },
         }
-        if let Err(e) = nix::sched::setns(fd, CloneFlags::from_bits_retain(kind.clone_flag())) {
-            return Report::new(Step::JoinNamespace(*kind), e);
+    }
+    let user = user.map(|fd| (fd, NamespaceKind::User));
+    for (fd, kind) in user.into_iter().chain(after_user) {
+        if let Err(e) = setns(fd, kind) {
+            return Report::new(Step::JoinNamespace(kind), e);
         }
     }
     if process.terminal {

@@ -36,8 +36,10 @@ pub enum SpawnError {
     },
     #[error("a new time namespace (clone(2) has no room for its flag)")]
     NewTimeNamespace,
-    #[error("enter the {0} namespace given by path, for tiny-init to be born in")]
+    #[error("enter the {0} namespace for tiny-init to be born in")]
     Enter(NamespaceKind, #[source] Errno),
+    #[error("open tiny-init's pidfd, forked into its pid namespace")]
+    ForkedInit(#[source] Errno),
     #[error("pipe")]
     Pipe(#[source] Errno),
     #[error("clone")]
@@ -99,25 +101,41 @@ pub fn clone_init(
     cgroup: CgroupEntry,
 ) -> Result<(Child, EarlyReport), SpawnError> {
     let (flags, joined) = clone_flags(caller_reaps, namespaces)?;
-    let (for_children, joined): (Vec<_>, Vec<_>) = joined
-        .into_iter()
-        .partition(|(_, k)| matches!(k, NamespaceKind::Pid | NamespaceKind::Time));
+    // A new user namespace is made by the clone, and from inside it the
+    // child could enter no namespace of the host's user namespace (nor of
+    // another container's): the shim enters those for it, and the child is
+    // born in them, as runc's child joins them before it unshares its user
+    // namespace. The mount namespace stays the child's (the runtime
+    // refuses one beside a new user namespace: the child could not mount
+    // in it).
+    let new_user = flags & libc::CLONE_NEWUSER != 0;
+    let (around_clone, joined): (Vec<_>, Vec<_>) = joined.into_iter().partition(|(_, k)| {
+        matches!(k, NamespaceKind::Pid | NamespaceKind::Time)
+            || (new_user && *k != NamespaceKind::Mount)
+    });
     let (flags, unshare) = if joined.iter().any(|(_, k)| *k == NamespaceKind::User) {
         // Made by the child once it is in the joined user namespace, so
-        // that they are that namespace's (the runtime refuses a new pid
-        // namespace here: only clone makes one with tiny-init as its init).
-        let new = flags & NEW_NAMESPACE_FLAGS & !libc::CLONE_NEWPID;
+        // that they are that namespace's (a new pid namespace too: the
+        // child then forks tiny-init into it).
+        let new = flags & NEW_NAMESPACE_FLAGS;
         (flags & !new, new)
     } else {
         (flags, 0)
     };
     // A pid or time namespace joined by path is where children are born:
-    // the shim enters it for the clone alone, so that tiny-init is born in
-    // it, and goes back right after.
-    let _back = ChildrensNamespaces::enter(&for_children)?;
+    // the shim enters it (and those above) for the clone alone, so that
+    // tiny-init is born in it, and goes back right after.
+    let _back = ShimsNamespaces::enter(&around_clone)?;
     let (report_rd, report_wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    let forked = if unshare & libc::CLONE_NEWPID != 0 {
+        Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?)
+    } else {
+        None
+    };
     let mut plan = ChildPlan::new(socket, exe, argv, userns_sync, &joined, &report_wr);
     plan.unshare = unshare;
+    plan.forked_pid = forked.as_ref().map(|(_, wr)| wr.as_raw_fd());
+    plan.place_high();
     let mut pidfd: libc::c_int = -1;
     let pid = match cgroup {
         CgroupEntry::None => clone(flags, &mut pidfd, &plan),
@@ -150,7 +168,33 @@ pub fn clone_init(
         // SAFETY: the kernel filled in a pidfd for the child (CLONE_PIDFD).
         pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
     };
+    let child = match forked {
+        Some((rd, wr)) => {
+            drop(wr);
+            forked_init(child, rd)?
+        }
+        None => child,
+    };
     Ok((child, EarlyReport(report_rd)))
+}
+
+/// tiny-init as forked by the clone child (`child`) into its new pid
+/// namespace: its pid comes on `said`, then `child` leaves. The pid is
+/// ours to trust: tiny-init is our child (CLONE_PARENT), or our caller's,
+/// and nobody reaps it before we hold its pidfd. Where `child` failed
+/// before the fork, it is what the caller gets, to learn why from its
+/// report.
+fn forked_init(child: Child, said: OwnedFd) -> Result<Child, SpawnError> {
+    let mut buf = [0u8; 4];
+    if nix::unistd::read(said.as_raw_fd(), &mut buf) != Ok(4) {
+        return Ok(child);
+    }
+    // Our child unless our caller reaps; then it stays our caller's
+    // zombie until our caller exits.
+    reap(&child.pidfd, true);
+    let pid = i32::from_ne_bytes(buf);
+    let pidfd = nsbox_host::proc::pidfd_open(pid).map_err(SpawnError::ForkedInit)?;
+    Ok(Child { pid, pidfd })
 }
 
 /// The flags for clone (exit signal in the low byte), and the namespaces
@@ -195,16 +239,22 @@ const NEW_NAMESPACE_FLAGS: libc::c_int = libc::CLONE_NEWNS
     | libc::CLONE_NEWUSER
     | libc::CLONE_NEWCGROUP;
 
-/// The shim in a pid or time namespace given by path, for the children it
-/// makes (setns(2) of those changes only where children are born); back in
-/// its own when dropped.
-struct ChildrensNamespaces(Vec<(OwnedFd, NamespaceKind)>);
+/// The shim in namespaces given by path for the clone: a pid or time
+/// namespace for the children it makes (setns(2) of those changes only
+/// where children are born), the others for itself; back in its own when
+/// dropped.
+struct ShimsNamespaces(Vec<(OwnedFd, NamespaceKind)>);
 
-impl ChildrensNamespaces {
-    fn enter(joined: &[(OwnedFd, NamespaceKind)]) -> Result<ChildrensNamespaces, SpawnError> {
-        let mut back = ChildrensNamespaces(Vec::new());
+impl ShimsNamespaces {
+    fn enter(joined: &[(OwnedFd, NamespaceKind)]) -> Result<ShimsNamespaces, SpawnError> {
+        let mut back = ShimsNamespaces(Vec::new());
         for (fd, kind) in joined {
-            let own = format!("/proc/self/ns/{}_for_children", kind.proc_name());
+            let own = match kind {
+                NamespaceKind::Pid | NamespaceKind::Time => {
+                    format!("/proc/self/ns/{}_for_children", kind.proc_name())
+                }
+                _ => format!("/proc/self/ns/{}", kind.proc_name()),
+            };
             let f = std::fs::File::open(&own).map_err(|source| SpawnError::Namespace {
                 path: own.clone(),
                 source,
@@ -220,7 +270,7 @@ impl ChildrensNamespaces {
     }
 }
 
-impl Drop for ChildrensNamespaces {
+impl Drop for ShimsNamespaces {
     fn drop(&mut self) {
         for (fd, kind) in self.0.iter().rev() {
             let flag = nix::sched::CloneFlags::from_bits_retain(kind.clone_flag());
@@ -263,6 +313,9 @@ struct ChildPlan {
     setns: Vec<(RawFd, NamespaceKind)>,
     /// CLONE_NEW* flags to unshare right after joining a user namespace.
     unshare: libc::c_int,
+    /// With CLONE_NEWPID among them: where the child says the pid of
+    /// tiny-init, which it forks into the new pid namespace.
+    forked_pid: Option<RawFd>,
     argv: Vec<*const libc::c_char>,
     envp: [*const libc::c_char; 1],
     /// The write end of the report pipe (CLOEXEC).
@@ -303,6 +356,7 @@ impl ChildPlan {
                 v
             },
             unshare: 0,
+            forked_pid: None,
             argv: argv
                 .iter()
                 .map(|a| a.as_ptr())
@@ -321,6 +375,7 @@ impl ChildPlan {
         let fds = [self.socket, self.exe_fd, self.report, INIT_EXE_FD]
             .into_iter()
             .chain(self.userns_sync)
+            .chain(self.forked_pid)
             .chain(self.cgroup_join.iter().copied())
             .chain(self.setns.iter().map(|(fd, _)| *fd));
         self.high = fds.max().unwrap_or(INIT_EXE_FD) + 1;
@@ -473,6 +528,28 @@ fn child(plan: &ChildPlan) -> ! {
                 }
                 if plan.unshare != 0 && libc::unshare(plan.unshare) < 0 {
                     fail(Step::UnshareNamespaces);
+                }
+                if let Some(said) = plan.forked_pid {
+                    // A new pid namespace takes the children of its maker
+                    // only: tiny-init is forked into it, as runc's stage-2
+                    // init is, our parent's child (CLONE_PARENT); we say
+                    // its pid and leave.
+                    let pid = libc::syscall(
+                        libc::SYS_clone,
+                        (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+                        std::ptr::null_mut::<libc::c_void>(),
+                        std::ptr::null_mut::<libc::c_int>(),
+                        std::ptr::null_mut::<libc::c_int>(),
+                        0 as libc::c_ulong,
+                    );
+                    if pid < 0 {
+                        fail(Step::ForkIntoPidNamespace);
+                    }
+                    if pid > 0 {
+                        let pid = pid as i32;
+                        libc::write(said, (&pid as *const i32).cast(), 4);
+                        libc::_exit(0);
+                    }
                 }
             }
         }

@@ -340,39 +340,11 @@ fn docker_stop_of_a_pid1_deaf_workload_is_prompt_on_nsbox() {
     );
 }
 
-/// The disk the root filesystem is on, as (node, "MAJ:MIN"): a device a
-/// throttle can name on any host (a partition's disk, since throttles take
-/// whole disks).
-fn a_block_device() -> (String, String) {
-    use std::os::unix::fs::MetadataExt;
-    let dev = fs::metadata("/").unwrap().dev();
-    let mut sys = fs::canonicalize(format!(
-        "/sys/dev/block/{}:{}",
-        libc::major(dev),
-        libc::minor(dev)
-    ))
-    .expect("the root filesystem is on a block device");
-    if sys.join("partition").exists() {
-        sys.pop();
-    }
-    let uevent = fs::read_to_string(sys.join("uevent")).unwrap();
-    let field = |k: &str| {
-        uevent
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or_default()
-            .to_string()
-    };
-    (
-        format!("/dev/{}", field("DEVNAME")),
-        format!("{}:{}", field("MAJOR"), field("MINOR")),
-    )
-}
-
 /// Resources, devices and security options, read from inside.
 fn options(d: &Dockerd, rt: &str, t: &Test) -> Vec<String> {
     let mut seen = Vec::new();
-    let (dev, majmin) = a_block_device();
+    let disk = common::blockdev::BlockDevice::get(&t.work);
+    let (dev, majmin) = (disk.node.clone(), disk.majmin());
     let throttle = format!("{dev}:1mb");
     let o = d.docker(&[
         "run",
@@ -522,6 +494,22 @@ fn ns_of(d: &Dockerd, name: &str, ns: &str) -> String {
         .to_string()
 }
 
+/// `docker run --rm --runtime RT MODE container:X IMAGE sh -c SCRIPT`.
+fn run_sharing(d: &Dockerd, rt: &str, mode: &str, x: &str, script: &str) -> std::process::Output {
+    d.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        mode,
+        &format!("container:{x}"),
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
 /// Namespaces shared with the host or another container, and bind mounts
 /// with their propagation.
 fn sharing(d: &Dockerd, rt: &str, t: &Test) -> Vec<String> {
@@ -547,18 +535,13 @@ fn sharing(d: &Dockerd, rt: &str, t: &Test) -> Vec<String> {
     run_d(d, rt, &x, &["--ipc", "shareable"], &["sleep", "300"]);
     for (ns, mode) in [("net", "--network"), ("ipc", "--ipc"), ("pid", "--pid")] {
         let want = ns_of(d, &x, ns);
-        let o = d.docker(&[
-            "run",
-            "--rm",
-            "--runtime",
+        let o = run_sharing(
+            d,
             rt,
             mode,
-            &format!("container:{x}"),
-            IMAGE,
-            "sh",
-            "-c",
+            &x,
             &format!("nsbox-multitool print-ns {ns}; ps -o args | grep -c '^sleep 300' || true"),
-        ]);
+        );
         let out = text(&o);
         seen.push(format!(
             "{mode} container:X: exit {:?} same namespace {} sees X's sleep {}",
@@ -887,7 +870,9 @@ fn docker_publishes_ports_through_its_iptables_on_nsbox_as_on_runc() {
 
 /// `userns-remap: default` (Docker's user namespaces), in a daemon whose
 /// `default-runtime` is nsbox: a container without `--runtime` runs on
-/// nsbox (tiny-init is its PID 1), beside one on runc.
+/// nsbox (tiny-init is its PID 1), beside one on runc; and containers
+/// share another's namespaces as under runc. One test has the remapping
+/// daemon: the `dockremap` user it makes (and removes) is the host's.
 #[test]
 fn docker_userns_remap_and_nsbox_as_default_runtime() {
     let Some(t) = Test::new("docker-userns") else {
@@ -932,4 +917,92 @@ fn docker_userns_remap_and_nsbox_as_default_runtime() {
     assert_ne!(ours_rest[1], format!("user {}", own_ns("user")), "{ours}");
     assert_eq!(ours_rest[2], theirs_rest[2]);
     assert_eq!(ours_rest[2], "0");
+    remapped_sharing_side_by_side(&d);
+}
+
+/// Under `userns-remap`, `--network`, `--ipc` and `--pid container:X`:
+/// Docker joins X's user namespace by path with the other namespace, and
+/// gives the container new pid (and mount, uts...) namespaces beside them,
+/// which must belong to X's user namespace (nsbox refused that before); for
+/// `--pid` it writes the mappings beside the joined user namespace too.
+/// `docker exec` joins them all through `runtime exec`.
+fn remapped_sharing(d: &Dockerd, rt: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let x = format!("{rt}-x");
+    run_d(d, rt, &x, &["--ipc", "shareable"], &["sleep", "300"]);
+    let x_user = ns_of(d, &x, "user");
+    for (ns, mode) in [("net", "--network"), ("ipc", "--ipc"), ("pid", "--pid")] {
+        let want = ns_of(d, &x, ns);
+        let o = run_sharing(
+            d,
+            rt,
+            mode,
+            &x,
+            &format!(
+                "nsbox-multitool print-ns {ns} user; cat /proc/self/uid_map; id -u; \
+                 ps -o args | grep -c '^sleep 300' || true"
+            ),
+        );
+        let out = text(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        seen.push(format!(
+            "{mode} container:X: exit {:?} same namespace {} same user namespace {} \
+             map {:?} uid {:?} sees X's sleep {:?}",
+            o.status.code(),
+            lines.first() == Some(&format!("{ns} {want}").as_str()),
+            lines.get(1) == Some(&format!("user {x_user}").as_str()),
+            lines
+                .get(2)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")),
+            lines.get(3),
+            lines.get(4),
+        ));
+    }
+    let y = format!("{rt}-y");
+    run_d(
+        d,
+        rt,
+        &y,
+        &["--network", &format!("container:{x}")],
+        &["sleep", "300"],
+    );
+    seen.push(format!(
+        "exec into --network container:X: same network {} same user namespace {}",
+        ns_of(d, &y, "net") == ns_of(d, &x, "net"),
+        ns_of(d, &y, "user") == x_user
+    ));
+    d.ok(&["rm", "-f", &y, &x]);
+    seen
+}
+
+/// [`remapped_sharing`] with runc, then nsbox, in the remapping daemon.
+fn remapped_sharing_side_by_side(d: &Dockerd) {
+    let runc = remapped_sharing(d, "runc");
+    let ours = remapped_sharing(d, "nsbox");
+    assert_eq!(ours, runc, "nsbox under Docker differs from runc");
+    // Root inside, mapped to dockremap's range (not the host's root).
+    let map = runc[0]
+        .split("map Some(\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        map.starts_with("0 ") && !map.starts_with("0 0 "),
+        "{runc:#?}"
+    );
+    for (i, sees) in ["0", "0", "1"].iter().enumerate() {
+        assert!(
+            runc[i].ends_with(&format!(
+                "exit Some(0) same namespace true same user namespace true map Some({map:?}) \
+                 uid Some(\"0\") sees X's sleep Some(\"{sees}\")"
+            )),
+            "{runc:#?}"
+        );
+    }
+    assert_eq!(
+        runc[3],
+        "exec into --network container:X: same network true same user namespace true"
+    );
+    assert_eq!(d.runtime_state_left(), Vec::<std::path::PathBuf>::new());
 }

@@ -32,6 +32,22 @@ fn joining(pid: i32, kinds: &[(&str, &str)]) -> Vec<Value> {
         .collect()
 }
 
+/// Container "a", running `sleep 300`: its tiny-init's host pid.
+fn a_sleeping_container(t: &Test) -> i32 {
+    let a = t.bundle("a", &["sleep", "300"]);
+    t.run_detached(&a, "a").ok();
+    t.state("a")["pid"].as_i64().unwrap() as i32
+}
+
+/// The config's mount namespace becomes process `pid`'s, by path.
+fn join_mount_namespace_of(c: &mut Value, pid: i32) {
+    for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "mount" {
+            ns["path"] = json!(format!("/proc/{pid}/ns/mnt"));
+        }
+    }
+}
+
 /// A host process of the test's own in new namespaces, made with
 /// unshare(1); killed (by pid) when dropped.
 struct Holder(std::process::Child);
@@ -146,11 +162,7 @@ fn a_mount_namespace_is_joined_by_path() {
     let holder = Holder::start(&["--mount", "--propagation", "private"]);
     let h = holder.pid();
     let b = t.bundle_with("b", &["nsbox-multitool", "print-ns", "mnt"], |c| {
-        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
-            if ns["type"] == "mount" {
-                ns["path"] = json!(format!("/proc/{h}/ns/mnt"));
-            }
-        }
+        join_mount_namespace_of(c, h);
     });
     let out = t.run(&b, "b");
     out.ok();
@@ -209,10 +221,16 @@ fn a_user_namespace_is_joined_by_path_first_and_owns_the_new_ones() {
     });
     t.run_detached(&a, "a").ok();
     let a_pid = t.state("a")["pid"].as_i64().unwrap() as i32;
+    // Mappings beside the joined namespace, as Docker writes them: the
+    // namespace's own ask for nothing (others are refused, below).
     let b = t.bundle_with(
         "b",
         &["sh", "-c", "nsbox-multitool print-ns user pid; id -u"],
         |c| {
+            c["linux"]["uidMappings"] =
+                json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+            c["linux"]["gidMappings"] =
+                json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
             c["linux"]["namespaces"] = json!([
                 { "type": "user", "path": format!("/proc/{a_pid}/ns/user") },
                 { "type": "pid", "path": format!("/proc/{a_pid}/ns/pid") },
@@ -231,15 +249,194 @@ fn a_user_namespace_is_joined_by_path_first_and_owns_the_new_ones() {
         ],
         "{out:?}"
     );
-    // A new pid namespace beside a joined user namespace is refused, by
-    // name, before anything is made.
-    let c = t.bundle_with("c", &["true"], |c| {
+    // A new pid namespace beside the joined user namespace (Docker's
+    // `--network container:X` under userns-remap): tiny-init is its init,
+    // and it belongs to the joined user namespace, whose root mounts its
+    // /proc.
+    let c = t.bundle_with(
+        "c",
+        &[
+            "sh",
+            "-c",
+            "nsbox-multitool print-ns user pid; cat /proc/1/comm; id -u",
+        ],
+        |c| {
+            c["linux"]["namespaces"] = json!([
+                { "type": "user", "path": format!("/proc/{a_pid}/ns/user") },
+                { "type": "pid" }, { "type": "ipc" }, { "type": "uts" },
+                { "type": "mount" }, { "type": "network" }
+            ]);
+        },
+    );
+    let out = t.run(&c, "c");
+    out.ok();
+    let lines = out.stdout_lines();
+    assert_eq!(
+        lines[0],
+        format!("user {}", ns_of(a_pid, "user")),
+        "{out:?}"
+    );
+    assert_ne!(lines[1], format!("pid {}", ns_of(a_pid, "pid")), "{out:?}");
+    assert_ne!(
+        lines[1],
+        format!("pid {}", ns_of(std::process::id() as i32, "pid")),
+        "{out:?}"
+    );
+    assert_eq!(lines[2..], ["tiny-init", "0"], "{out:?}");
+    let d = t.bundle_with("d", &["true"], |c| {
+        c["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
+        c["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
         c["linux"]["namespaces"] = json!([
             { "type": "user", "path": format!("/proc/{a_pid}/ns/user") },
-            { "type": "pid" }, { "type": "mount" }
+            { "type": "uts" }, { "type": "mount" }
         ]);
     });
-    t.rt(&["run", "-b", c.path(), "c"])
-        .fails_with("c", &["pid namespace", "user namespace joined by path"]);
+    t.rt(&["run", "-b", d.path(), "d"])
+        .fails_with("d", &["linux.uidMappings differ", "(0:100000:65536)"]);
     t.rt(&["delete", "--force", "a"]).ok();
+}
+
+/// A new user namespace beside network and IPC namespaces joined by path
+/// (what a pod with user namespaces asks of its containers): the joined
+/// namespaces belong to the host's user namespace, which the child, once
+/// in its new one, could no longer enter (setns said EPERM); the shim
+/// enters them for it, as runc's child joins them before it unshares its
+/// user namespace.
+#[test]
+fn a_new_user_namespace_beside_net_and_ipc_namespaces_joined_by_path() {
+    let Some(t) = Test::new("join-newuser") else {
+        return;
+    };
+    let a_pid = a_sleeping_container(&t);
+    let config = |c: &mut Value| {
+        c["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        c["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        let mut ns = joining(a_pid, &[("network", "net"), ("ipc", "ipc")]);
+        ns.extend([
+            json!({ "type": "user" }),
+            json!({ "type": "pid" }),
+            json!({ "type": "uts" }),
+            json!({ "type": "mount" }),
+        ]);
+        c["linux"]["namespaces"] = Value::Array(ns);
+    };
+    // mqueue and sysfs belong to the IPC and network namespaces, which the
+    // new namespace's root holds no privilege over: the default mounts
+    // fail there, under runc too (its error, with this very config:
+    // `error mounting "mqueue" to rootfs at "/dev/mqueue": ... operation
+    // not permitted`).
+    let refused = t.bundle_with("refused", &["true"], config);
+    t.rt(&["run", "-b", refused.path(), "refused"]).fails_with(
+        "refused",
+        &["mount mqueue on /dev/mqueue", "Operation not permitted"],
+    );
+    // Nor could it mount in a mount namespace of another user namespace:
+    // refused before anything is made.
+    let mount = t.bundle_with("mount", &["true"], |c| {
+        config(c);
+        join_mount_namespace_of(c, a_pid);
+    });
+    t.rt(&["run", "-b", mount.path(), "mount"]).fails_with(
+        "mount",
+        &["mount namespace joined by path beside a new user namespace"],
+    );
+    // Without mqueue, and with the host's /sys bound (as rootless
+    // containers have it), it runs; and `exec` reaches the same
+    // namespaces (it joins the user namespace after the others, which
+    // its root could not enter).
+    let b = t.bundle_with(
+        "b",
+        &[
+            "sh",
+            "-c",
+            "nsbox-multitool print-ns net ipc user; cat /proc/self/uid_map; id -u; \
+             echo ready; exec sleep 300",
+        ],
+        |c| {
+            config(c);
+            let mounts = c["mounts"].as_array_mut().unwrap();
+            mounts.retain(|m| m["type"] != "mqueue");
+            for m in mounts.iter_mut().filter(|m| m["type"] == "sysfs") {
+                *m = json!({ "destination": "/sys", "type": "bind", "source": "/sys",
+                             "options": ["rbind", "ro", "nosuid", "noexec", "nodev"] });
+            }
+        },
+    );
+    t.run_detached(&b, "b").ok();
+    let text = wait_for_text(&t.ctr_stdout("b"), "ready");
+    let print = ["nsbox-multitool", "print-ns", "net", "ipc", "user"];
+    let exec = t.rt(&[&["exec", "b"][..], &print].concat());
+    // The caller's shim mode (containerd's): the runtime joins them itself.
+    let caller_exec = t.rt(&[&["--shim-mode", "caller", "exec", "b"][..], &print].concat());
+    let a_ns = [
+        format!("net {}", ns_of(a_pid, "net")),
+        format!("ipc {}", ns_of(a_pid, "ipc")),
+    ];
+    t.rt(&["delete", "--force", "b"]).ok();
+    t.rt(&["delete", "--force", "a"]).ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..2], a_ns, "{text}");
+    assert_ne!(
+        lines[2],
+        format!("user {}", ns_of(std::process::id() as i32, "user")),
+        "{text}"
+    );
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"],
+        "{text}"
+    );
+    assert_eq!(lines[4], "0", "{text}");
+    for exec in [exec, caller_exec] {
+        exec.ok();
+        assert_eq!(exec.stdout_lines(), lines[..3], "{exec:?}");
+    }
+}
+
+/// nsbox, as runc, sets the rootfs up inside a mount namespace given by
+/// path and pivots into it: that namespace must show the rootfs at its
+/// host path. A running container's (pivoted already) does not, and is
+/// refused before anything is made, by the field's name; pivoting there
+/// would also have moved every process whose root is that namespace's
+/// (pivot_root(2) does that) into the new container's rootfs.
+#[test]
+fn a_pivoted_mount_namespace_given_by_path_is_refused() {
+    let Some(t) = Test::new("join-pivoted") else {
+        return;
+    };
+    let a_pid = a_sleeping_container(&t);
+    let b = t.bundle_with("b", &["true"], |c| {
+        join_mount_namespace_of(c, a_pid);
+    });
+    t.rt(&["run", "-b", b.path(), "b"]).fails_with(
+        "b",
+        &[
+            &format!("linux.namespaces: mount namespace /proc/{a_pid}/ns/mnt has no "),
+            "the rootfs",
+            "a running container's does not",
+        ],
+    );
+    assert_eq!(t.state("a")["status"], "running");
+    t.rt(&["delete", "--force", "a"]).ok();
+    // Where another directory hides the rootfs's path (a mount made in
+    // the namespace, or one on the host that never reached it), the same.
+    let rootfs = rootfs().display().to_string();
+    let holder = Holder::start(&[
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!("mount -t tmpfs hides-the-rootfs {rootfs} && exec \"$@\""),
+    ]);
+    let h = holder.pid();
+    let c = t.bundle_with("c", &["true"], |c| {
+        join_mount_namespace_of(c, h);
+    });
+    t.rt(&["run", "-b", c.path(), "c"]).fails_with(
+        "c",
+        &[&format!(
+            "mount namespace /proc/{h}/ns/mnt has another directory at {rootfs} than the rootfs"
+        )],
+    );
 }

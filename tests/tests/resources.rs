@@ -1,6 +1,6 @@
 //! linux.resources beyond the common ones (tests/cgroups.rs has memory,
 //! cpu, pids, devices and the freezer): swap and kernelTCP, hugetlb, rdma,
-//! net_cls and net_prio, `unified`, and `kill --all`. Each is read back
+//! net_cls and net_prio, blockIO, `unified`, and `kill --all`. Each is read back
 //! from the host's cgroup files where the host has the controller, and
 //! must be refused, naming the controller, where it has not. This file runs
 //! on the development machine (v1 with a cgroup2 mount holding only
@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::blockdev::BlockDevice;
 use common::*;
 use std::fs;
 use std::process::Command;
@@ -273,6 +274,135 @@ fn network_class_and_priorities_on_v1_only() {
     let map = read_cgroup_file("net_prio", &p, "net_prio.ifpriomap");
     assert!(map.lines().any(|l| l == "lo 7"), "{map}");
     t.rt(&["delete", "--force", "net"]).ok();
+}
+
+/// The weight a blkio or io weight file gives by default: its "default
+/// N" line, or its only number (v1's plain files).
+fn default_weight(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            ["default", w] | [w] => Some(w),
+            _ => None,
+        })
+}
+
+/// blockIO through config.json, for a real block device: the four
+/// throttles, read back from blkio.throttle.* (v1) or io.max (v2); the
+/// weight and a device's weight from the weight files the cgroup has
+/// (BFQ's blkio.bfq.weight and weight_device on v1, io.bfq.weight on v2,
+/// CFQ's blkio.weight on an old v1 kernel, io.cost's io.weight on v2 for
+/// the default weight), or refused, naming the files, where it has none
+/// (this machine: no CFQ or BFQ); leafWeight from CFQ's blkio.leaf_weight,
+/// refused everywhere else. `make test-cgroup2` loads BFQ into its VMs,
+/// where the device is a loop device of the test's own, switched to BFQ.
+#[test]
+fn block_io_weights_and_throttles() {
+    let Some(t) = Test::new("block_io_weights_and_throttles") else {
+        return;
+    };
+    let disk = BlockDevice::get(&t.work);
+    let bfq = disk.bfq_if_ours();
+    let (major, minor, mm) = (disk.major, disk.minor, disk.majmin());
+    let rate = |r: u64| json!([{ "major": major, "minor": minor, "rate": r }]);
+    let throttles = json!({ "blockIO": {
+        "throttleReadBpsDevice": rate(1 << 20),
+        "throttleWriteBpsDevice": rate(2 << 20),
+        "throttleReadIOPSDevice": rate(100),
+        "throttleWriteIOPSDevice": rate(200)
+    } });
+    let b = t.bundle_with("b", &[MT, "sleep", "30"], with_resources(throttles));
+    t.run_detached(&b, "throttled").ok();
+    let controller = if is_v2() { "io" } else { "blkio" };
+    let p = t.default_cgroup("throttled");
+    let read = |p: &str, file: &str| read_cgroup_file(controller, p, file);
+    if is_v2() {
+        let max = read(&p, "io.max");
+        let want = format!("{mm} rbps=1048576 wbps=2097152 riops=100 wiops=200");
+        assert!(max.lines().any(|l| l == want), "io.max: {max}");
+    } else {
+        for (file, want) in [
+            ("blkio.throttle.read_bps_device", 1 << 20),
+            ("blkio.throttle.write_bps_device", 2 << 20),
+            ("blkio.throttle.read_iops_device", 100),
+            ("blkio.throttle.write_iops_device", 200),
+        ] {
+            assert_eq!(read(&p, file), format!("{mm} {want}"), "{file}");
+        }
+    }
+    // What the next containers may expect: the weight files of a cgroup
+    // of this host (the BFQ ones first, as nsbox picks them).
+    let dir = controller_dir(controller, &p);
+    let candidates = if is_v2() {
+        ["io.bfq.weight", "io.weight"]
+    } else {
+        ["blkio.bfq.weight", "blkio.weight"]
+    };
+    let weight_file = candidates.into_iter().find(|f| dir.join(f).exists());
+    let leaf = dir.join("blkio.leaf_weight").exists();
+    t.rt(&["delete", "--force", "throttled"]).ok();
+
+    // A device's weight counts only where the device's scheduler keeps
+    // weights: BFQ on our own device, or CFQ (io.cost must be enabled per
+    // device by the host's administrator: not asked for here).
+    let by_device = match weight_file {
+        Some("io.weight") => false,
+        Some(f) if f.contains("bfq") => bfq,
+        _ => true,
+    };
+    let mut weights = json!({ "blockIO": { "weight": 300 } });
+    if by_device {
+        weights["blockIO"]["weightDevice"] =
+            json!([{ "major": major, "minor": minor, "weight": 500 }]);
+    }
+    let b = t.bundle_with("w", &[MT, "sleep", "30"], with_resources(weights));
+    match weight_file {
+        None => {
+            let files = format!("{} or {}", candidates[1], candidates[0]);
+            t.create(&b, "weighted")
+                .fails_with("weighted", &["blockIO.weight 300", &files]);
+        }
+        Some(file) => {
+            t.run_detached(&b, "weighted").ok();
+            let p = t.default_cgroup("weighted");
+            let text = read(&p, file);
+            // io.weight takes blkio's scale converted (as runc does).
+            let want = if file == "io.weight" { "2930" } else { "300" };
+            assert_eq!(default_weight(&text), Some(want), "{file}: {text}");
+            if by_device {
+                let device_file = if is_v2() {
+                    file.to_string()
+                } else {
+                    format!("{file}_device")
+                };
+                let text = read(&p, &device_file);
+                assert!(
+                    text.lines().any(|l| l == format!("{mm} 500")),
+                    "{device_file}: {text}"
+                );
+            }
+            t.rt(&["delete", "--force", "weighted"]).ok();
+        }
+    }
+
+    let b = t.bundle_with(
+        "leaf",
+        &[MT, "sleep", "30"],
+        with_resources(json!({ "blockIO": { "leafWeight": 200 } })),
+    );
+    if leaf {
+        t.run_detached(&b, "leaf").ok();
+        let p = t.default_cgroup("leaf");
+        assert_eq!(read(&p, "blkio.leaf_weight"), "200");
+        t.rt(&["delete", "--force", "leaf"]).ok();
+    } else {
+        let why = if is_v2() {
+            "cgroup v2 has no leaf weights"
+        } else {
+            "blkio.leaf_weight"
+        };
+        t.create(&b, "leaf")
+            .fails_with("leaf", &["blockIO.leafWeight 200", why]);
+    }
 }
 
 #[test]

@@ -221,8 +221,8 @@ fn namespace_kind(t: LinuxNamespaceType) -> Result<NamespaceKind> {
 
 /// linux.namespaces: each kind once, new or joined by path (every kind);
 /// a mount namespace always; a new uts namespace for a hostname or
-/// domainname to go in; no new time namespace (yet); and no new pid
-/// namespace beside a user namespace joined by path (see below).
+/// domainname to go in; no new time namespace (yet); and no mount
+/// namespace joined by path beside a new user namespace (see below).
 fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
     let mut list: Vec<Namespace> = Vec::new();
     for ns in linux.namespaces().clone().unwrap_or_default() {
@@ -251,19 +251,19 @@ fn namespaces(spec: &Spec, linux: &Linux) -> Result<Namespaces> {
     if !namespaces.has(NamespaceKind::Mount) {
         refuse!("a mount namespace is required (linux.namespaces has no \"mount\")");
     }
-    // tiny-init joins such a user namespace first and makes its other new
-    // namespaces there, owned by it; but a new pid namespace is made by the
-    // clone itself, before any join, and would belong to the host's user
-    // namespace, where tiny-init could not even mount its /proc.
-    if namespaces.own(NamespaceKind::Pid)
-        && namespaces
+    let joined = |kind| {
+        namespaces
             .0
             .iter()
-            .any(|n| n.kind == NamespaceKind::User && n.path.is_some())
-    {
+            .any(|n| n.kind == kind && n.path.is_some())
+    };
+    // The root of a new user namespace holds no privilege over a mount
+    // namespace of another user namespace: tiny-init could mount nothing
+    // in it (runc fails there at the first mount).
+    if joined(NamespaceKind::Mount) && namespaces.own(NamespaceKind::User) {
         refuse!(
-            "a new pid namespace beside a user namespace joined by path is not supported \
-             (join a pid namespace of that user namespace by path too)"
+            "a mount namespace joined by path beside a new user namespace is not supported \
+             (the new namespace's root could not mount in it)"
         );
     }
     if spec.hostname().is_some() && !namespaces.own(NamespaceKind::Uts) {
@@ -288,13 +288,87 @@ impl IdMappings {
         let uid = id_maps("uidMappings", linux.uid_mappings())?;
         let gid = id_maps("gidMappings", linux.gid_mappings())?;
         let userns = namespaces.own(NamespaceKind::User);
+        let joined = namespaces
+            .0
+            .iter()
+            .find(|n| n.kind == NamespaceKind::User)
+            .and_then(|n| n.path.as_deref());
         match (userns, uid.is_empty(), gid.is_empty()) {
             (true, false, false) | (false, true, true) => {}
             (true, _, _) => refuse!("a new user namespace needs both linux.uidMappings and linux.gidMappings"),
-            (false, _, _) => refuse!("linux.uidMappings/gidMappings are set, but there is no new user namespace (add {{\"type\": \"user\"}} to linux.namespaces)"),
+            (false, _, _) => match joined {
+                Some(path) => joined_maps_are(path, &uid, &gid)?,
+                None => refuse!("linux.uidMappings/gidMappings are set, but there is no new user namespace (add {{\"type\": \"user\"}} to linux.namespaces)"),
+            },
         }
         Ok(IdMappings { uid, gid, userns })
     }
+}
+
+/// Mappings beside a user namespace joined by path (Docker writes them so
+/// for `--pid container:X` under userns-remap) ask for nothing when they
+/// are that namespace's own, and are accepted then, as runc 1.2 accepts
+/// them; any other is refused. The namespace's maps are read from a
+/// process in it: the one its path names (/proc/PID/ns/user), else any.
+fn joined_maps_are(path: &str, uid: &[IdMap], gid: &[IdMap]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let ns = id(Path::new(path));
+    let named = Path::new(path)
+        .strip_prefix("/proc")
+        .ok()
+        .and_then(|p| p.components().next())
+        .map(|c| Path::new("/proc").join(c));
+    let dirs = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().parse::<u32>().is_ok())
+        });
+    let Some(proc_dir) = named
+        .into_iter()
+        .chain(dirs)
+        .find(|d| ns.is_some() && id(&d.join("ns/user")) == ns)
+    else {
+        refuse!("linux.uidMappings/gidMappings are set beside user namespace {path}, which no process is in to read its own maps from (leave them out)");
+    };
+    for (what, want, file) in [
+        ("uidMappings", uid, "uid_map"),
+        ("gidMappings", gid, "gid_map"),
+    ] {
+        let text = std::fs::read_to_string(proc_dir.join(file)).unwrap_or_default();
+        let mut theirs: Vec<IdMap> = text
+            .lines()
+            .filter_map(|l| {
+                let v: Vec<u32> = l
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                (v.len() == 3).then(|| IdMap {
+                    container: v[0],
+                    host: v[1],
+                    size: v[2],
+                })
+            })
+            .collect();
+        let mut want = want.to_vec();
+        theirs.sort_by_key(|m| m.container);
+        want.sort_by_key(|m| m.container);
+        if want != theirs {
+            let shown: Vec<String> = theirs
+                .iter()
+                .map(|m| format!("{}:{}:{}", m.container, m.host, m.size))
+                .collect();
+            refuse!(
+                "linux.{what} differ from the maps of user namespace {path}, which the container joins ({})",
+                shown.join(" ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The container's cgroup, with linux.resources as its limits: for a

@@ -19,6 +19,7 @@
 
 #![allow(dead_code)]
 
+pub mod blockdev;
 pub mod daemon;
 pub mod docker;
 pub mod images;
