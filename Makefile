@@ -21,12 +21,13 @@ ROOTFS_STAMP := demo/.rootfs.stamp
 
 # Debian packages the project needs (busybox for the rootfs, pstree, ip, ps;
 # libseccomp-dev for the libseccomp.a the static runtime links; nft, with which
-# people and the tests read the nftables rules nsbox writes; newuidmap for
-# rootless containers; containerd, runc, podman, conmon and docker.io for the
-# end-to-end tests, containernetworking-plugins for the pods of the CRI
-# tests, and protoc (protobuf-compiler) to build their CRI gRPC client;
-# tmux, the terminal the terminal tests type into).
-DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap containerd runc podman conmon docker.io containernetworking-plugins protobuf-compiler tmux
+# people and the tests read the nftables rules nsbox writes; newuidmap for rootless
+# containers, and slirp4netns and catatonit for rootless Podman's; containerd,
+# runc, podman, conmon and docker.io for the end-to-end tests,
+# containernetworking-plugins for the pods of the CRI tests, and protoc
+# (protobuf-compiler) to build their CRI gRPC client; tmux, the terminal the
+# terminal tests type into).
+DEB_PACKAGES := busybox-static psmisc iproute2 procps libc6-dev libseccomp-dev nftables uidmap slirp4netns catatonit containerd runc podman conmon docker.io containernetworking-plugins protobuf-compiler tmux
 # What `make bench` compares nsbox with, its reaper (tini), and perf for the
 # breakdown of a run. Installed without recommends (runc would bring criu).
 BENCH_PACKAGES := runc crun conmon catatonit tini linux-perf
@@ -72,7 +73,7 @@ deps: ## install the Debian packages nsbox needs (as root; no apt-get when all a
 		apt-get install -y $(DEB_PACKAGES) </dev/null; \
 	fi; \
 	if ! command -v $(CARGO) >/dev/null 2>&1; then \
-		echo "deps: $(CARGO) not found: install Rust >= 1.80 with rustup (https://rustup.rs)" >&2; \
+		echo "deps: $(CARGO) not found: install Rust >= 1.87 with rustup (https://rustup.rs)" >&2; \
 		exit 1; \
 	fi
 

@@ -4,14 +4,16 @@
 # Runs the integration tests that touch cgroups on a pure cgroup v2 host: a
 # virtual machine booted by scripts/vm-run.sh (Debian's kernel with
 # cgroup_no_v1=all); then the resource tests again on a pure cgroup v1 VM
-# with every v1 controller. The tests are built here first (cargo build,
-# cargo test --no-run) and run inside from this checkout's target/
+# with every v1 controller; then the --systemd-cgroup tests on a v2 VM
+# whose tests run as a service of systemd (scripts/vm-systemd.sh). The
+# tests are built here first (cargo build, cargo test --no-run) and run
+# inside from this checkout's target/
 # directory, which the VM sees through 9p (the tests find the nsbox
 # binaries next to them); the harness keeps its state roots, bundles and
 # rootfs on the VM's tmpfs (/run/nsbox-t, /tmp/nsbox-t).
 #
 # TEST: names of files in tests/tests/, run in each VM (default: the lists
-# below). NSBOX_VM_LAYOUTS="v2 v1" chooses the VMs. The output is cargo
+# below). NSBOX_VM_LAYOUTS="v2 v1 systemd" chooses the VMs. The output is cargo
 # test's, one "test result:" line per file, so that make test's summary
 # counts these runs beside the host's; each VM's files and skips are left
 # in target/test-cgroup2/LAYOUT/.
@@ -31,8 +33,11 @@ set -euo pipefail
 # host with every controller, which this development machine is not (its
 # hugetlb is in a cgroup2 mount, and it has no net_cls, net_prio or rdma
 # hierarchy).
-DEFAULT_V2_TESTS="cgroups resources lifecycle caller faults orchestrator_configs"
+DEFAULT_V2_TESTS="cgroups resources lifecycle caller faults orchestrator_configs rootless_cgroups"
 DEFAULT_V1_TESTS="cgroups resources"
+# Run on cgroup v2 with systemd managing the tree (scripts/vm-systemd.sh):
+# --systemd-cgroup, and the orchestrators with systemd as their cgroup manager.
+DEFAULT_SYSTEMD_TESTS="systemd systemd_orchestrators systemd_cri"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -42,7 +47,10 @@ if [ "${1:-}" = --guest ]; then
     # one fails.
     shift
     export NSBOX_TEST_SKIPS=$NSBOX_VM_OUT/skips
-    if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    if [ -d /run/systemd/system ]; then
+        layout=systemd
+        echo "test-cgroup2: in the VM: kernel $(uname -r), $(nproc) CPUs, cgroup v2 managed by systemd $(systemctl --version | head -1 | cut -d' ' -f2)"
+    elif [ -f /sys/fs/cgroup/cgroup.controllers ]; then
         layout=v2
         echo "test-cgroup2: in the VM: kernel $(uname -r), $(nproc) CPUs, cgroup v2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
     else
@@ -69,7 +77,8 @@ for t in "$@"; do
 done
 V2_TESTS=${*:-$DEFAULT_V2_TESTS}
 V1_TESTS=${*:-$DEFAULT_V1_TESTS}
-LAYOUTS=${NSBOX_VM_LAYOUTS:-v2 v1}
+SYSTEMD_TESTS=${*:-$DEFAULT_SYSTEMD_TESTS}
+LAYOUTS=${NSBOX_VM_LAYOUTS:-v2 v1 systemd}
 
 if ! why=$(scripts/vm-run.sh --check); then
     echo "test-cgroup2: ================================================================"
@@ -103,8 +112,17 @@ for layout in $LAYOUTS; do
     case $layout in
         v2) tests=$V2_TESTS ;;
         v1) tests=$V1_TESTS ;;
-        *) echo "test-cgroup2: NSBOX_VM_LAYOUTS: v1 or v2, not $layout" >&2; exit 2 ;;
+        systemd) tests=$SYSTEMD_TESTS ;;
+        *) echo "test-cgroup2: NSBOX_VM_LAYOUTS: v1, v2 or systemd, not $layout" >&2; exit 2 ;;
     esac
+    # The systemd VM is a v2 one whose command runs as a service of a
+    # systemd started inside it.
+    vm_layout=$layout
+    wrap=()
+    if [ "$layout" = systemd ]; then
+        vm_layout=v2
+        wrap=(scripts/vm-systemd.sh)
+    fi
     exes=()
     for t in $tests; do
         exes+=("$(executable "$t")")
@@ -115,10 +133,10 @@ for layout in $LAYOUTS; do
     start=$(date +%s)
     rc=0
     echo "test-cgroup2: booting a cgroup $layout VM for: $tests"
-    NSBOX_VM_CGROUPS=$layout NSBOX_VM_OUT=$out NSBOX_VM_CPUS=${NSBOX_VM_CPUS:-2} \
+    NSBOX_VM_CGROUPS=$vm_layout NSBOX_VM_OUT=$out NSBOX_VM_CPUS=${NSBOX_VM_CPUS:-2} \
         NSBOX_VM_MODULES="loop bfq ${NSBOX_VM_MODULES:-}" \
         NSBOX_VM_TIMEOUT=${NSBOX_VM_TIMEOUT:-2400} \
-        scripts/vm-run.sh scripts/test-cgroup2.sh --guest "${exes[@]}" || rc=$?
+        scripts/vm-run.sh "${wrap[@]}" scripts/test-cgroup2.sh --guest "${exes[@]}" || rc=$?
     echo "test-cgroup2: the cgroup $layout VM ran $(($(date +%s) - start)) s, exit $rc"
     if [ -s "$out/skips" ]; then
         # Whatever a test skipped in a VM is a skip of the whole run too.

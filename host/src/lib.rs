@@ -12,6 +12,7 @@ pub mod logger;
 pub mod network;
 pub mod output_log;
 pub mod proc;
+pub mod rootless;
 pub mod socket;
 pub mod state;
 pub mod teardown;

@@ -15,17 +15,18 @@ use crate::proc::ProcessId;
 
 pub const DEFAULT_ROOT: &str = "/run/nsbox";
 
-/// The state root when `--root` is not given: /run/nsbox for root; for an
-/// unprivileged user $XDG_RUNTIME_DIR/nsbox, or /tmp/nsbox-UID where no
-/// XDG_RUNTIME_DIR is set (as runc does for rootless containers).
+/// The state root when `--root` is not given: /run/nsbox for root; for a
+/// rootless caller (an ordinary user, or root in a user namespace of its
+/// own, as rootless Podman calls us) $XDG_RUNTIME_DIR/nsbox, or
+/// /tmp/nsbox-UID (the host uid) where no XDG_RUNTIME_DIR is set, as runc
+/// does for rootless containers.
 pub fn default_root() -> PathBuf {
-    let uid = nix::unistd::geteuid();
-    if uid.is_root() {
+    if !crate::rootless::Privilege::of_self().is_rootless() {
         return PathBuf::from(DEFAULT_ROOT);
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if Path::new(&d).is_dir() => Path::new(&d).join("nsbox"),
-        _ => PathBuf::from(format!("/tmp/nsbox-{uid}")),
+        _ => PathBuf::from(format!("/tmp/nsbox-{}", crate::rootless::host_uid())),
     }
 }
 pub const OCI_VERSION: &str = "1.0.2";

@@ -274,6 +274,19 @@ pub struct CgroupPaths {
     /// cgroup v2 (unified): one directory, `dirs[0]`, controller "".
     pub unified: bool,
     pub dirs: Vec<CgroupDir>,
+    /// `--systemd-cgroup`: the transient scope unit that systemd keeps the
+    /// cgroup as (v2 only); None: nsbox's own directory in cgroupfs.
+    #[serde(default)]
+    pub systemd: Option<SystemdUnit>,
+}
+
+/// A container's cgroup as systemd's transient scope unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemdUnit {
+    /// The slice it is put in ("system.slice").
+    pub slice: String,
+    /// The scope's name ("nsbox-ID.scope").
+    pub unit: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use nsbox_host::cgroups;
+use nsbox_host::cgroups::{self, CgroupError};
 use nsbox_host::proc::{self, ProcessId};
 use nsbox_host::state::{self, ContainerDir, State, StateError, Status};
 use nsbox_host::teardown::HostSide;
@@ -143,6 +143,9 @@ pub fn update(g: &GlobalOptions, id: &str, file: &Path) -> Result<i32> {
         log::warn!("{id}: update leaves the device rules as they are (as runc does)");
     }
     cgroups::Layout::detect()?.check(&resources)?;
+    if let Some(unit) = &cg.systemd {
+        cgroups::systemd::set_properties(unit, &resources).map_err(CgroupError::from)?;
+    }
     cgroups::apply(cg, &resources, false)?;
     Ok(0)
 }

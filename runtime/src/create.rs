@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use nsbox_host::cgroups::{CgroupDriver, CgroupError};
 use nsbox_host::proc::ProcessId;
 use nsbox_host::state::{now_rfc3339, ContainerDir, State, StateError, Status};
 use nsbox_host::teardown::HostSide;
@@ -110,7 +111,12 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     let bundle = std::fs::canonicalize(&o.bundle)
         .with_context(|| format!("bundle {}", o.bundle.display()))?;
     let config = crate::spec::load(&bundle)?;
-    let mut plan = crate::spec::plan(&config, &bundle, &dir, id)?;
+    let driver = if g.systemd_cgroup {
+        CgroupDriver::Systemd
+    } else {
+        CgroupDriver::Cgroupfs
+    };
+    let mut plan = crate::spec::plan_with(&config, &bundle, &dir, id, driver)?;
     plan.request.tiny_init = sibling("tiny-init")?.to_string_lossy().into_owned();
     plan.request.caller_reaps = g.caller_reaps;
     plan.request.init.preserve_fds = o.preserve_fds;
@@ -162,7 +168,14 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
             .network
             .as_ref()
             .map(|n| PathBuf::from(&n.root)),
-        cgroup: plan.request.cgroup.as_ref().map(|c| c.paths.clone()),
+        // A systemd scope is the shim's to undo until Created: one of
+        // that name that exists already is another container's.
+        cgroup: plan
+            .request
+            .cgroup
+            .as_ref()
+            .filter(|c| c.paths.systemd.is_none())
+            .map(|c| c.paths.clone()),
     });
     if plan.request.init.overlay.is_some() {
         for d in [dir.upper(), dir.work(), dir.merged()] {
@@ -204,9 +217,21 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     fault("create", "after-state");
     // While the shim starts up on another CPU: made here, tiny-init's clone
     // child only has to move itself in (state.json names it already, for a
-    // rollback).
-    if let Some(cg) = &plan.request.cgroup {
-        nsbox_host::cgroups::create(&cg.paths, &cg.resources).context("cgroup")?;
+    // rollback). A systemd scope cannot be made empty: the shim asks for it
+    // with tiny-init in it.
+    if let Some(cg) = plan
+        .request
+        .cgroup
+        .as_ref()
+        .filter(|c| c.paths.systemd.is_none())
+    {
+        if let Err(e) = nsbox_host::cgroups::create(&cg.paths, &cg.resources) {
+            if let (CgroupError::Busy(_), Some(host)) = (&e, undo.host.as_mut()) {
+                // Another container's: the undo leaves it alone.
+                host.cgroup = None;
+            }
+            return Err(anyhow::Error::new(e).context("cgroup"));
+        }
     }
 
     let mut channel = RuntimeChannel::new(ours);

@@ -63,8 +63,8 @@ struct Cli {
     /// orchestrators run it and shells never do.
     #[arg(long = "shim-mode", global = true, default_value = "auto", value_parser = ["auto", "own", "caller"])]
     shim_mode: String,
-    /// Manage cgroups through systemd: not supported (nsbox writes
-    /// cgroupfs itself); `create`, `run` and `update` refuse it.
+    /// Have systemd make the container's cgroup, as a transient scope
+    /// unit (cgroupsPath is then slice:prefix:name; cgroup v2 only).
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
     #[command(subcommand)]
@@ -291,6 +291,8 @@ fn main() {
         log: cli.log,
         log_format: cli.log_format,
         debug: cli.debug,
+        // The other verbs find the scope in state.json.
+        systemd_cgroup: cli.systemd_cgroup,
     };
     let (verb, id) = match &cli.cmd {
         Cmd::Create { id, .. } => ("create", Some(id.clone())),
@@ -334,14 +336,6 @@ fn main() {
     let result = match id.map(validate_id) {
         _ if resolved.is_err() => Err(anyhow::anyhow!(resolved.clone().unwrap_err())),
         Some(Err(e)) => Err(anyhow::anyhow!(e)),
-        // Podman passes it with its systemd cgroup manager; the other verbs
-        // take it and carry on, so that cleaning up still works.
-        _ if cli.systemd_cgroup && matches!(verb, "create" | "run" | "update") => {
-            Err(anyhow::anyhow!(
-                "--systemd-cgroup: nsbox manages cgroups through cgroupfs only, not through \
-                 systemd (with Podman, use --cgroup-manager cgroupfs)"
-            ))
-        }
         _ => dispatch(&g, cmd),
     };
     match result {

@@ -13,6 +13,8 @@ pub struct GlobalOptions {
     pub log: Option<PathBuf>,
     pub log_format: String,
     pub debug: bool,
+    /// `--systemd-cgroup`: a new container's cgroup is a systemd scope.
+    pub systemd_cgroup: bool,
 }
 
 impl GlobalOptions {

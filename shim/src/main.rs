@@ -73,6 +73,7 @@ mod exe;
 mod exec;
 mod handshake;
 mod idmap;
+mod oom;
 mod output;
 mod rollback;
 mod seccomp_agent;

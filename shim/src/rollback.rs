@@ -21,7 +21,8 @@ pub struct Rollback {
 
 impl Rollback {
     /// For container `id`. From the start its cgroup is ours to remove:
-    /// the runtime made it before it sent `Create`.
+    /// the runtime made it before it sent `Create` (a systemd scope is
+    /// ours once made: [`Rollback::cgroup_made`]).
     pub fn new(id: &str, cgroup: Option<CgroupPaths>) -> Rollback {
         Rollback {
             init: None,
@@ -32,6 +33,12 @@ impl Rollback {
             },
             armed: true,
         }
+    }
+
+    /// The cgroup is ours from now on: systemd made its scope for us (a
+    /// scope of that name made before is another container's).
+    pub fn cgroup_made(&mut self, cgroup: CgroupPaths) {
+        self.host.cgroup = Some(cgroup);
     }
 
     /// The network is reserved under `root`.
@@ -82,6 +89,7 @@ mod tests {
                 controller: String::new(),
                 dir: dir.to_str().unwrap().into(),
             }],
+            systemd: None,
         }
     }
 

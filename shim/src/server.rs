@@ -17,6 +17,7 @@ use protocol::{
 };
 
 use crate::attach::{self, Terminal};
+use crate::oom::OomWatch;
 use crate::output::Output;
 use crate::rollback::Rollback;
 use crate::{failure, spawn};
@@ -46,6 +47,8 @@ pub struct Container {
     pub caller_removes_cgroup: bool,
     /// Armed until the runtime has heard `Created`.
     pub rollback: Rollback,
+    /// OOM kills as they happen (v2); None once the cgroup is gone.
+    pub oom: Option<OomWatch>,
 }
 
 /// A bridged container's host ports, held by these sockets for as long as
@@ -75,6 +78,7 @@ enum Action {
 /// What one poll found ready, by what it is.
 struct Ready {
     pidfd: bool,
+    oom: bool,
     init: bool,
     listener: bool,
     outputs: Vec<bool>,
@@ -132,6 +136,10 @@ impl Container {
         let mut waiters: Vec<Client> = Vec::new();
         loop {
             let ready = self.poll(&clients);
+            // Before the stop is recorded: the count goes with the cgroup.
+            if ready.oom {
+                self.read_oom();
+            }
             // Backwards, so that removing one leaves the others' indices.
             for i in (0..ready.outputs.len()).rev() {
                 if ready.outputs[i] {
@@ -182,6 +190,10 @@ impl Container {
             fds.push(PollFd::new(ch.as_fd(), PollFlags::POLLIN));
             at(&fds) - 1
         });
+        let oom_at = self.oom.as_ref().map(|w| {
+            fds.push(PollFd::new(w.fd(), PollFlags::POLLPRI));
+            at(&fds) - 1
+        });
         let first_output = at(&fds);
         fds.extend(self.output.fds().map(|f| PollFd::new(f, PollFlags::POLLIN)));
         let first_attached = at(&fds);
@@ -205,6 +217,7 @@ impl Container {
         let ready_at = |i: Option<usize>| i.is_some_and(|i| ready(&fds[i]));
         Ready {
             pidfd: ready(&fds[0]),
+            oom: ready_at(oom_at),
             init: ready_at(init_at),
             listener: ready_at(listener_at),
             outputs: fds[first_output..first_attached]
@@ -216,6 +229,16 @@ impl Container {
                 .map(ready)
                 .collect(),
             clients: fds[first_client..].iter().map(ready).collect(),
+        }
+    }
+
+    /// memory.events changed: the count again; a cgroup that is gone is
+    /// watched no more (its file reports an error forever).
+    pub fn read_oom(&mut self) {
+        if let Some(w) = &mut self.oom {
+            if !w.read() {
+                self.oom = None;
+            }
         }
     }
 

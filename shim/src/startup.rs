@@ -71,7 +71,12 @@ pub fn create(
     let mut state = dir
         .load()
         .map_err(|e| failure("read state", e.to_string()))?;
-    let mut rollback = Rollback::new(&req.id, req.cgroup.as_ref().map(|c| c.paths.clone()));
+    let made_by_runtime = req
+        .cgroup
+        .as_ref()
+        .filter(|c| c.paths.systemd.is_none())
+        .map(|c| c.paths.clone());
+    let mut rollback = Rollback::new(&req.id, made_by_runtime);
     let reserved = reserve_network(req, dir, &mut rollback)?;
     let exe = Exe::for_container(req).map_err(|e| Failure::from_error("prepare tiny-init", &e))?;
     let (ours, theirs) =
@@ -97,6 +102,7 @@ pub fn create(
         .init_cloned(&init)
         .map_err(|e| failure("keep tiny-init's pidfd", e.to_string()))?;
     fault("shim", "after-clone");
+    enter_scope(req, &init, &mut rollback)?;
     drop(theirs);
     drop(exe);
     let mut channel = ShimInitChannel::new(ours);
@@ -154,6 +160,10 @@ pub fn create(
         init_started_at_once: start_at_once,
         caller_removes_cgroup: req.caller_removes_cgroup,
         rollback,
+        oom: req
+            .cgroup
+            .as_ref()
+            .and_then(|c| crate::oom::OomWatch::open(&c.paths)),
     };
     Ok((container, pty))
 }
@@ -227,6 +237,8 @@ fn clone_init(
 ) -> Result<(spawn::Child, spawn::EarlyReport), Failure> {
     let cgroup_failure = |e: cgroups::CgroupError| failure("cgroup", e.to_string());
     let (join, into) = match &req.cgroup {
+        // systemd moves tiny-init into its scope once cloned (enter_scope).
+        Some(cg) if cg.paths.systemd.is_some() => (Vec::new(), None),
         Some(cg) if cg.paths.unified => (
             Vec::new(),
             Some(cgroups::open_dir(&cg.paths).map_err(cgroup_failure)?),
@@ -254,6 +266,26 @@ fn clone_init(
         req.time_offsets.as_bytes(),
     )
     .map_err(|e| Failure::from_error("start tiny-init", &e))
+}
+
+/// `--systemd-cgroup`: systemd makes the scope with tiny-init in it (a
+/// scope cannot be made empty, so not before the clone), while tiny-init
+/// execs and waits for our `Hello`; then the limits go into its files, as
+/// on any v2 cgroup. Here rather than in the runtime, which learns
+/// tiny-init's pid only at `Created`; after the clone, since the call
+/// runs an event loop, and the shim forks nothing more.
+fn enter_scope(
+    req: &CreateRequest,
+    init: &spawn::Child,
+    rollback: &mut Rollback,
+) -> Result<(), Failure> {
+    let Some(cg) = req.cgroup.as_ref().filter(|c| c.paths.systemd.is_some()) else {
+        return Ok(());
+    };
+    cgroups::systemd::start_scope(&cg.paths, init.pid, &cg.resources)
+        .map_err(|e| Failure::from_error("cgroup", &e))?;
+    rollback.cgroup_made(cg.paths.clone());
+    cgroups::apply(&cg.paths, &cg.resources, true).map_err(|e| Failure::from_error("cgroup", &e))
 }
 
 /// Plug the container into its bridge, through tiny-init's network

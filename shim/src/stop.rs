@@ -39,12 +39,14 @@ impl Container {
         self.state.recorded_status = Status::Stopped;
         self.state.exit_code = Some(code);
         self.state.finished = Some(now_rfc3339());
-        if let Some(kills) = self
+        self.read_oom();
+        let watched = self.oom.take().map(|w| w.kills);
+        let read = self
             .state
             .cgroup
             .as_ref()
-            .and_then(nsbox_host::cgroups::oom_kills)
-        {
+            .and_then(nsbox_host::cgroups::oom_kills);
+        if let Some(kills) = read.max(watched) {
             if kills > 0 {
                 self.state.oom_kills = kills;
                 log::warn!(

@@ -377,7 +377,7 @@ fn bad_cgroup_settings_are_refused() {
     let cases: Vec<(Value, &str)> = vec![
         (
             json!({ "linux": { "cgroupsPath": "machine.slice:libpod:x" } }),
-            "systemd",
+            "--systemd-cgroup",
         ),
         (json!({ "linux": { "cgroupsPath": "/a/../../b" } }), ".."),
         (
@@ -406,11 +406,7 @@ fn bad_cgroup_settings_are_refused() {
         let id = format!("bad{i}");
         t.create(&b, &id).fails_with(&id, &[needle]);
     }
-    let b = t.bundle("ok", &["true"]);
-    let out = t.rt(&["--systemd-cgroup", "create", "-b", b.path(), "sd"]);
-    out.fails_with("sd", &["systemd"]);
-    // Other verbs take the flag, so that cleaning up works.
-    t.rt(&["--systemd-cgroup", "delete", "--force", "sd"]).ok();
+    // --systemd-cgroup: tests/systemd.rs.
 }
 
 #[test]
@@ -458,4 +454,27 @@ fn the_container_sees_its_own_cgroup() {
         let (_, seen) = lines[2].rsplit_once(':').unwrap();
         assert_eq!(seen, own, "cgroupns {cgroupns}: {out:?}");
     }
+}
+
+#[test]
+fn a_cgroup_that_holds_another_containers_processes_is_left_to_it() {
+    let Some(t) = Test::new("a_cgroup_that_holds_another_containers_processes_is_left_to_it")
+    else {
+        return;
+    };
+    let path = format!("/nsbox-t-shared-{}", t.cgroup_scope());
+    t.track_cgroup(&path);
+    let b = t.bundle_with("b", &[MT, "sleep", "60"], |c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+    });
+    t.create(&b, "one").ok();
+    let init = t.state("one")["pid"].as_i64().unwrap() as i32;
+    t.create(&b, "two")
+        .fails_with("two", &["already holds processes"]);
+    // The failed create's undo removed nothing of the first's.
+    let st = t.state("one");
+    assert_eq!(st["status"], "created", "{st}");
+    assert_eq!(proc_cgroup(init, "pids").as_deref(), Some(path.as_str()));
+    t.rt(&["delete", "--force", "one"]).ok();
+    assert!(!controller_dir("pids", &path).exists());
 }

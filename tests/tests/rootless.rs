@@ -1,89 +1,17 @@
 //! Rootless: `runtime` run by an ordinary user, the container's root mapped
-//! to that user and the ids above it to the user's subordinate ranges.
+//! to that user and the ids above it to the user's subordinate ranges; and
+//! rootless Podman, which runs the runtime as root of a user namespace of
+//! its own.
 
 mod common;
 
 use common::*;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// An ordinary user made for the test, with subordinate ids, removed again
-/// (with its /etc/subuid and /etc/subgid lines) when the test ends.
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    fn new() -> Option<TestUser> {
-        let name = format!("nsbrl{}", std::process::id());
-        let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
-        if !ok(Command::new("useradd").args([
-            "-M",
-            "-s",
-            "/bin/sh",
-            "-K",
-            "SUB_UID_COUNT=0",
-            "-K",
-            "SUB_GID_COUNT=0",
-            &name,
-        ])) {
-            skip("rootless", "useradd failed");
-            return None;
-        }
-        let user = TestUser {
-            uid: id_of(&name, "-u"),
-            gid: id_of(&name, "-g"),
-            name,
-        };
-        assert!(
-            ok(Command::new("usermod").args([
-                "--add-subuids",
-                "600000-665535",
-                "--add-subgids",
-                "600000-665535",
-                &user.name
-            ])),
-            "usermod --add-subuids"
-        );
-        Some(user)
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-        for file in ["/etc/subuid", "/etc/subgid"] {
-            if let Ok(text) = fs::read_to_string(file) {
-                let kept: String = text
-                    .lines()
-                    .filter(|l| !l.starts_with(&format!("{}:", self.name)))
-                    .map(|l| format!("{l}\n"))
-                    .collect();
-                if kept != text {
-                    let _ = fs::write(file, kept);
-                }
-            }
-        }
-    }
-}
-
-fn id_of(name: &str, flag: &str) -> u32 {
-    let out = Command::new("id").args([flag, name]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    let st = Command::new("chown")
-        .args(["-hR", &format!("{uid}:{gid}"), path.to_str().unwrap()])
-        .status()
-        .unwrap();
-    assert!(st.success(), "chown -R {}", path.display());
-}
+use std::time::Duration;
 
 #[test]
 fn rootless_container_end_to_end() {
@@ -232,4 +160,166 @@ fn default_root_of_an_unprivileged_user() {
         String::from_utf8_lossy(&out.stderr).contains("does not exist"),
         "{out:?}"
     );
+}
+
+/// One scenario of rootless Podman (run by `user`, with its storage,
+/// runtime directory and home under `dir`) with the runtime `rt`: what it
+/// printed and the exit codes, to compare.
+fn rootless_podman_scenario(user: &TestUser, dir: &Path, rt: &str) -> Vec<String> {
+    let podman = |args: &[&str]| {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(dir.join("storage"))
+            .arg("--runroot")
+            .arg(dir.join("runroot"))
+            .args(["--events-backend", "file", "--runtime", rt])
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", dir.join("home"))
+            .env("XDG_RUNTIME_DIR", dir.join("xdg"))
+            .env_remove("XDG_CONFIG_HOME")
+            .uid(user.uid)
+            .gid(user.gid)
+            .stdin(std::process::Stdio::null());
+        let out = cmd.output().expect("podman");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let image = "localhost/nsbox-rootless:latest";
+    let mut seen = Vec::new();
+    let (code, out, err) = podman(&[
+        "run",
+        "--rm",
+        image,
+        "sh",
+        "-c",
+        "id -u; tr -s ' ' </proc/self/uid_map; exit 3",
+    ]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    seen.push(format!("run --rm: {code:?} {}", words.join(" ")));
+    assert_eq!(code, Some(3), "{rt}: {err}");
+    let (code, _, err) = podman(&[
+        "run",
+        "-d",
+        "--name",
+        "d1",
+        image,
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; sleep 60 & wait",
+    ]);
+    assert_eq!(code, Some(0), "{rt}: run -d: {err}");
+    seen.push(format!("run -d: {code:?}"));
+    let (code, out, err) = podman(&["exec", "d1", "sh", "-c", "echo from-exec; id -u"]);
+    seen.push(format!("exec: {code:?} {out:?}"));
+    assert_eq!(code, Some(0), "{rt}: exec: {err}");
+    let (code, _, err) = podman(&["stop", "-t", "10", "d1"]);
+    assert_eq!(code, Some(0), "{rt}: stop: {err}");
+    let (code, out, _) = podman(&["inspect", "-f", "{{.State.ExitCode}}", "d1"]);
+    seen.push(format!("stopped: {code:?} {out:?}"));
+    let (code, _, err) = podman(&["rm", "d1"]);
+    assert_eq!(code, Some(0), "{rt}: rm: {err}");
+    seen
+}
+
+#[test]
+fn rootless_podman_runs_nsbox_as_it_runs_runc() {
+    let Some(t) = Test::new("rootless_podman") else {
+        return;
+    };
+    for tool in ["podman", "conmon", "runc", "newuidmap", "slirp4netns"] {
+        assert!(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool} >/dev/null")])
+                .status()
+                .is_ok_and(|s| s.success()),
+            "{tool} is missing (make deps)"
+        );
+    }
+    let Some(user) = TestUser::new() else {
+        return;
+    };
+    let dir = t.work.join("podman");
+    for d in ["home", "xdg", "storage", "runroot"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    fs::set_permissions(dir.join("xdg"), fs::Permissions::from_mode(0o700)).unwrap();
+    let tar = dir.join("rootfs.tar");
+    common::images::rootfs_tar(rootfs(), &tar);
+    chown_tree(&dir, user.uid, user.gid);
+    let cleanup = RootlessPodman {
+        dir: dir.clone(),
+        uid: user.uid,
+        gid: user.gid,
+    };
+    let import = Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("storage"))
+        .arg("--runroot")
+        .arg(dir.join("runroot"))
+        .args(["--events-backend", "file", "import"])
+        .arg(&tar)
+        .arg("localhost/nsbox-rootless:latest")
+        .env("HOME", dir.join("home"))
+        .env("XDG_RUNTIME_DIR", dir.join("xdg"))
+        .current_dir(&dir)
+        .uid(user.uid)
+        .gid(user.gid)
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "podman import: {import:?}");
+
+    let runc = rootless_podman_scenario(&user, &dir, "runc");
+    let ours = rootless_podman_scenario(&user, &dir, bins().runtime.to_str().unwrap());
+    assert_eq!(ours, runc, "nsbox under rootless Podman differs from runc");
+    // Root in Podman's user namespace, mapped to the user; the user's
+    // subordinate ids above it.
+    assert!(
+        ours[0].ends_with(&format!(" 0 0 {} 1 1 600000 65536", user.uid)),
+        "{ours:?}"
+    );
+    // nsbox kept its state under the user's XDG_RUNTIME_DIR, and left none.
+    let state = dir.join("xdg/nsbox");
+    assert!(state.is_dir(), "no state root in XDG_RUNTIME_DIR");
+    assert_eq!(fs::read_dir(&state).unwrap().count(), 0, "state left");
+    drop(cleanup);
+}
+
+/// What rootless Podman leaves running and on disk: its pause process
+/// (which holds its user namespace) and storage owned by subordinate ids.
+struct RootlessPodman {
+    dir: PathBuf,
+    uid: u32,
+    gid: u32,
+}
+
+impl Drop for RootlessPodman {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .arg("--root")
+            .arg(self.dir.join("storage"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .args(["--events-backend", "file", "rm", "-af", "-t", "0"])
+            .env("HOME", self.dir.join("home"))
+            .env("XDG_RUNTIME_DIR", self.dir.join("xdg"))
+            .current_dir(&self.dir)
+            .uid(self.uid)
+            .gid(self.gid)
+            .output();
+        let pause = self.dir.join("xdg/libpod/tmp/pause.pid");
+        if let Some(pid) = fs::read_to_string(pause)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) of the pause process the test's Podman started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            wait_for(
+                "Podman's pause process to end",
+                Duration::from_secs(10),
+                || proc_stat(pid).is_none_or(|s| s.0 == "Z").then_some(()),
+            );
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
 }

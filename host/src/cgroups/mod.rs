@@ -19,6 +19,7 @@ mod blkio;
 // bpf(2), which nix 0.29 lacks.
 #[allow(unsafe_code)]
 mod bpf;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -46,6 +47,11 @@ pub enum CgroupError {
     Invalid(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Systemd(Box<systemd::SystemdError>),
+    /// The cgroup holds processes already: another's, not ours to remove.
+    #[error("{0}")]
+    Busy(String),
 }
 
 pub type Result<T> = std::result::Result<T, CgroupError>;
@@ -55,6 +61,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
         path: path.display().to_string(),
         source,
     }
+}
+
+/// Who makes a container's cgroup: nsbox in cgroupfs, or systemd as a
+/// scope unit (`--systemd-cgroup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
 }
 
 /// This host's cgroupfs.
@@ -160,6 +174,7 @@ impl Layout {
             path,
             unified: matches!(self, Layout::V2 { .. }),
             dirs,
+            systemd: None,
         })
     }
 }
@@ -410,12 +425,12 @@ pub(crate) fn mkdir_p(dir: &Path) -> Result<()> {
 
 /// cgroupsPath as nsbox takes it: a cgroupfs path ("/libpod_parent/x" or
 /// "default/x"), relative to each hierarchy's root. A systemd-style
-/// "slice:prefix:name" needs `--systemd-cgroup`, which nsbox does not do.
+/// "slice:prefix:name" is for `--systemd-cgroup` (systemd.rs).
 pub fn validate_path(p: &str) -> Result<String> {
     if p.contains(':') {
         return Err(CgroupError::Unsupported(format!(
-            "cgroupsPath {p:?} is in systemd's slice:prefix:name form; nsbox manages cgroupfs \
-             paths only (no --systemd-cgroup)"
+            "cgroupsPath {p:?} is in systemd's slice:prefix:name form, which needs \
+             --systemd-cgroup (a cgroupfs path has no ':')"
         )));
     }
     let path = Path::new(p);
@@ -500,7 +515,7 @@ pub fn create(paths: &CgroupPaths, resources: &Resources) -> Result<()> {
     }
     let busy = procs(paths);
     if !busy.is_empty() {
-        return Err(CgroupError::Invalid(format!(
+        return Err(CgroupError::Busy(format!(
             "cgroup {} already holds processes ({}): is cgroupsPath another container's?",
             paths.path,
             busy.iter()
@@ -702,7 +717,8 @@ pub fn kill_all(paths: &CgroupPaths) -> Result<bool> {
 }
 
 /// Kill whatever is left in the cgroup, and remove it. rmdir fails while a
-/// process is still exiting, so it is retried for up to `timeout`.
+/// process is still exiting, so it is retried for up to `timeout`. A
+/// systemd scope is stopped (and its name freed) once it is empty.
 pub fn destroy(paths: &CgroupPaths, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let frozen = is_frozen(paths);
@@ -716,6 +732,9 @@ pub fn destroy(paths: &CgroupPaths, timeout: Duration) -> Result<()> {
         // A frozen task dies of SIGKILL only once thawed (v1).
         if frozen || !pids.is_empty() && is_frozen(paths) {
             let _ = thaw(paths);
+        }
+        if let (Some(unit), true) = (&paths.systemd, pids.is_empty()) {
+            systemd::stop_scope(unit)?;
         }
         match remove_dirs(paths) {
             Ok(()) => break,

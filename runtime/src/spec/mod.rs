@@ -34,7 +34,7 @@ mod validate;
 
 pub use extras::{Extras, ProcessExtras};
 pub use lsm::{apparmor_profile, selinux_label};
-pub use plan::{plan, Plan};
+pub use plan::{plan, plan_with, Plan};
 pub use process::{convert_process, personality};
 pub use subordinate::rootless_maps;
 pub use template::{check_spec_options, default_spec, parse_userns, SpecOptions};

@@ -8,8 +8,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use nsbox_host::cgroups::Layout;
+use nsbox_host::cgroups::{CgroupDriver, Layout};
 use nsbox_host::network::{self, config as netcfg, Mode};
+use nsbox_host::rootless::{can_write_cgroup, Privilege};
 use nsbox_host::state::ContainerDir;
 use oci_spec::runtime::{Linux, LinuxDeviceType, LinuxNamespaceType, Spec};
 use protocol::{
@@ -37,6 +38,17 @@ pub struct Plan {
 }
 
 pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Result<Plan> {
+    plan_with(config, bundle, dir, id, CgroupDriver::Cgroupfs)
+}
+
+/// `plan`, with the container's cgroup made by `driver`.
+pub fn plan_with(
+    config: &Config,
+    bundle: &Path,
+    dir: &ContainerDir,
+    id: &str,
+    driver: CgroupDriver,
+) -> Result<Plan> {
     let (spec, extras) = (&config.spec, &config.extras);
     oci_version(spec)?;
     intel_rdt(extras)?;
@@ -58,11 +70,12 @@ pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Res
         Some(s) => Some(crate::seccomp::compile(s)?),
         None => None,
     };
-    // An unprivileged user may write neither the host's cgroups nor its
-    // network, nor make idmapped mounts.
-    let rootless = !nix::unistd::geteuid().is_root();
+    // A rootless caller may write neither the host's cgroups (but for a
+    // subtree delegated to it) nor its network, nor make idmapped mounts.
+    let privilege = Privilege::of_self();
+    let rootless = privilege.is_rootless();
     let devices = devices(linux)?;
-    let cgroup = cgroup(linux, &devices, dir, id, rootless)?;
+    let cgroup = cgroup(linux, &devices, dir, id, rootless, driver)?;
     let rootfs_propagation = rootfs_propagation(linux)?;
     let mut mounts = mounts(spec, extras, bundle, &ids)?;
     if let Some(label) = super::selinux_label("linux.mountLabel", linux.mount_label().as_deref())? {
@@ -78,7 +91,9 @@ pub fn plan(config: &Config, bundle: &Path, dir: &ContainerDir, id: &str) -> Res
     // "Not applicable to the container's init process" (runtime-spec):
     // an exec'd process's only.
     process.cpu_affinity = None;
-    if rootless {
+    // Root in a user namespace of its own (rootless Podman) is root over
+    // its namespaces: it needs no new one, and writes the maps itself.
+    if privilege == Privilege::Unprivileged {
         rootless_id_maps(&ids)?;
     }
     // Without a mount namespace of its own the container is in the host's:
@@ -502,50 +517,82 @@ fn joined_maps_are(path: &str, uid: &[IdMap], gid: &[IdMap]) -> Result<()> {
     Ok(())
 }
 
-/// The container's cgroup, with linux.resources as its limits: none for a
-/// rootless container, which may not write the host's cgroups; limits it
-/// cannot have are refused rather than ignored (the device list goes: a
-/// user namespace cannot reach device nodes it was not given anyway).
+/// The container's cgroup, with linux.resources as its limits: for a
+/// rootless caller only in a subtree delegated to it, and none otherwise
+/// (limits it cannot have are refused rather than ignored); made by nsbox
+/// in cgroupfs, or by systemd as a scope (`driver`).
 fn cgroup(
     linux: &Linux,
     devices: &[Device],
     dir: &ContainerDir,
     id: &str,
     rootless: bool,
+    driver: CgroupDriver,
 ) -> Result<Option<Cgroup>> {
     let mut resources = match linux.resources() {
         Some(r) => crate::resources::from_oci(r)?,
         None => Default::default(),
     };
     allow_listed_devices(&mut resources, devices);
-    if rootless
-        && (resources.memory.is_some()
-            || resources.cpu.is_some()
-            || resources.pids_limit.is_some()
-            || !resources.unified.is_empty()
-            || !resources.hugepage_limits.is_empty()
-            || !resources.rdma.is_empty()
-            || resources.network.is_some())
-    {
-        refuse!("linux.resources sets limits, and an unprivileged user cannot write the cgroups that enforce them");
-    }
     let layout = Layout::detect().map_err(SpecError::CgroupLayout)?;
     layout
         .check(&resources)
         .map_err(SpecError::CgroupResources)?;
-    // IDs are unique within one state root only: a root other than the
-    // default names the cgroup too.
-    let root = dir.path.parent().unwrap_or(Path::new("/"));
-    let scope =
-        (root != Path::new(nsbox_host::state::DEFAULT_ROOT)).then(|| root.to_string_lossy());
     let cgroups_path = linux.cgroups_path().as_ref();
-    let paths = layout
-        .paths(cgroups_path.and_then(|p| p.to_str()), id, scope.as_deref())
-        .map_err(SpecError::CgroupPath)?;
     if cgroups_path.is_some_and(|p| p.to_str().is_none()) {
         refuse!("cgroupsPath is not UTF-8");
     }
-    Ok((!rootless).then_some(Cgroup { paths, resources }))
+    let cgroups_path = cgroups_path.and_then(|p| p.to_str());
+    let paths = match driver {
+        CgroupDriver::Systemd => layout.systemd_paths(cgroups_path, id),
+        CgroupDriver::Cgroupfs => {
+            // IDs are unique within one state root only: a root other
+            // than the default names the cgroup too.
+            let root = dir.path.parent().unwrap_or(Path::new("/"));
+            let scope = (root != Path::new(nsbox_host::state::DEFAULT_ROOT))
+                .then(|| root.to_string_lossy());
+            layout.paths(cgroups_path, id, scope.as_deref())
+        }
+    }
+    .map_err(SpecError::CgroupPath)?;
+    if rootless && driver == CgroupDriver::Systemd {
+        refuse!("--systemd-cgroup for a rootless caller (through systemd's user instance) is not supported; without it, a rootless container gets a cgroup where a subtree is delegated to the caller");
+    }
+    if rootless && !delegated(&paths) {
+        if resources.memory.is_some()
+            || resources.cpu.is_some()
+            || resources.pids_limit.is_some()
+            || !resources.unified.is_empty()
+            || resources.block_io.is_some()
+            || !resources.hugepage_limits.is_empty()
+            || !resources.rdma.is_empty()
+            || resources.network.is_some()
+        {
+            refuse!(
+                "linux.resources sets limits, and this rootless caller may not write the cgroup \
+                 that enforces them ({}: no subtree delegated to it there)",
+                paths.path
+            );
+        }
+        return Ok(None);
+    }
+    if rootless {
+        // Attaching a device program needs privilege on the host, and a
+        // user namespace cannot reach device nodes it was not given.
+        resources.devices.clear();
+    }
+    Ok(Some(Cgroup { paths, resources }))
+}
+
+/// Is the cgroup's nearest existing ancestor (in every hierarchy) one this
+/// caller may make cgroups in and move processes into?
+fn delegated(paths: &protocol::CgroupPaths) -> bool {
+    paths.dirs.iter().all(|d| {
+        Path::new(&d.dir)
+            .ancestors()
+            .find(|a| a.is_dir())
+            .is_some_and(can_write_cgroup)
+    })
 }
 
 /// linux.devices "MUST be available in the container": a device list

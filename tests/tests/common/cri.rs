@@ -40,6 +40,9 @@ pub struct Cri {
     pub network: String,
     /// Pods' cgroups go under it.
     pub cgroup_parent: String,
+    /// systemd's cgroup manager (`SystemdCgroup = true`): a pod's cgroup
+    /// parent is then a slice, as the kubelet's systemd driver names them.
+    pub systemd: bool,
     rt: tokio::runtime::Runtime,
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
@@ -52,6 +55,12 @@ pub struct Cri {
 
 impl Cri {
     pub fn start(t: &Test) -> Cri {
+        Cri::start_with(t, false)
+    }
+
+    /// With `systemd`: the runc shim's `SystemdCgroup = true`, for both
+    /// handlers, on a host where systemd manages the cgroups.
+    pub fn start_with(t: &Test, systemd: bool) -> Cri {
         for tool in [
             "/usr/bin/containerd",
             "/usr/bin/ctr",
@@ -73,7 +82,12 @@ impl Cri {
         let tag = t.root.file_name().unwrap().to_string_lossy().into_owned();
         let network = format!("nsbox-t-{tag}");
         let bridge = t.bridge();
-        let cgroup_parent = format!("/nsbox-t-cri-{tag}");
+        // A slice's '-' are levels: the tag's become '_'.
+        let cgroup_parent = if systemd {
+            format!("/nsboxtcri_{}.slice", tag.replace('-', "_"))
+        } else {
+            format!("/nsbox-t-cri-{tag}")
+        };
         t.track_cgroup(&cgroup_parent);
         // The conflist a node's /etc/cni/net.d would hold, with names of
         // the test's own.
@@ -127,11 +141,13 @@ state = "{d}/state"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nsbox.options]
         BinaryName = "{runtime}"
         Root = "{d}/rt-nsbox"
+        SystemdCgroup = {systemd}
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "/usr/sbin/runc"
         Root = "{d}/rt-runc"
+        SystemdCgroup = {systemd}
 "#
         );
         fs::write(dir.join("config.toml"), config).unwrap();
@@ -178,6 +194,7 @@ state = "{d}/state"
             bridge,
             network,
             cgroup_parent,
+            systemd,
             daemon: Some(daemon),
             new_dirs,
             netns: Default::default(),
@@ -284,7 +301,7 @@ state = "{d}/state"
             hostname: name.into(),
             log_directory: logs.display().to_string(),
             linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: format!("{}/{name}", self.cgroup_parent),
+                cgroup_parent: self.pod_cgroup_parent(name),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
                         network: NamespaceMode::Pod as i32,
@@ -297,6 +314,19 @@ state = "{d}/state"
                 ..Default::default()
             }),
             ..Default::default()
+        }
+    }
+
+    /// A pod's cgroup parent: a directory under the test's, or (systemd)
+    /// a slice under the test's slice, as kubepods-besteffort-podUID.slice
+    /// is under kubepods-besteffort.slice.
+    pub fn pod_cgroup_parent(&self, name: &str) -> String {
+        if self.systemd {
+            let top = self.cgroup_parent.trim_start_matches('/');
+            let base = top.trim_end_matches(".slice");
+            format!("{base}-{}.slice", name.replace('-', "_"))
+        } else {
+            format!("{}/{name}", self.cgroup_parent)
         }
     }
 
@@ -544,6 +574,11 @@ state = "{d}/state"
         }
         report.extend(sweep(&[&self.dir]));
         remove_bridge(&self.bridge);
+        if self.systemd {
+            // The slices are systemd's: stopping the test's stops its pods'.
+            let slice = self.cgroup_parent.trim_start_matches('/');
+            let _ = Command::new("systemctl").args(["stop", slice]).output();
+        }
         remove_cgroup_tree(&self.cgroup_parent);
         for f in self.cni_cache() {
             let _ = fs::remove_file(f);

@@ -46,6 +46,9 @@ pub struct Opts {
     pub userns_remap: bool,
     /// `default-runtime: nsbox` instead of runc.
     pub nsbox_default: bool,
+    /// `exec-opts: native.cgroupdriver=systemd` (a systemd host): the
+    /// cgroup parent is then a slice of the test's own.
+    pub systemd_cgroup: bool,
 }
 
 pub struct Dockerd {
@@ -108,7 +111,13 @@ impl Dockerd {
         let exec_root = t.root.join("d");
         fs::create_dir_all(&dir).unwrap();
         let tag = t.root.file_name().unwrap().to_string_lossy().into_owned();
-        let cgroup_parent = format!("/nsbox-t-docker-{tag}");
+        // systemd's driver takes a slice (its '-' are levels: none here).
+        let slice = format!("nsboxt_docker_{}.slice", tag.replace('-', "_"));
+        let cgroup_parent = if opts.systemd_cgroup {
+            format!("/{slice}")
+        } else {
+            format!("/nsbox-t-docker-{tag}")
+        };
         t.track_cgroup(&cgroup_parent);
         let bridge = t.bridge();
         make_bridge(&bridge, &format!("{}/24", t.gateway()));
@@ -156,6 +165,10 @@ impl Dockerd {
         });
         if opts.nsbox_default {
             config["default-runtime"] = json!("nsbox");
+        }
+        if opts.systemd_cgroup {
+            config["exec-opts"] = json!(["native.cgroupdriver=systemd"]);
+            config["cgroup-parent"] = json!(slice);
         }
         if opts.userns_remap {
             config["userns-remap"] = json!("default");
@@ -347,6 +360,11 @@ impl Dockerd {
             &dirs.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
         ));
         remove_bridge(&self.bridge);
+        if self.opts.systemd_cgroup {
+            // The slice is systemd's, which removes its cgroup once stopped.
+            let slice = self.cgroup_parent.trim_start_matches('/');
+            let _ = Command::new("systemctl").args(["stop", slice]).output();
+        }
         remove_cgroup_tree(&self.cgroup_parent);
         if self.opts.iptables {
             self.remove_iptables();

@@ -37,8 +37,13 @@ use std::time::{Duration, Instant};
 pub use serde_json::{json, Value};
 
 pub mod cgroupfs;
+pub mod systemd;
+pub mod users;
 #[allow(unused_imports)]
 pub use cgroupfs::*;
+// Only the tests that make users use them.
+#[allow(unused_imports)]
+pub use users::*;
 
 /// No single `runtime` call may take longer than this.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
