@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use protocol::CgroupPaths;
 
+use crate::cgroups::systemd::StopScope;
 use crate::cgroups::{self, CgroupError};
 use crate::network::{self, NetworkError};
 
@@ -51,6 +52,10 @@ pub struct HostSide {
     /// when it has none to release (no bridge network).
     pub network_root: Option<PathBuf>,
     pub cgroup: Option<CgroupPaths>,
+    /// How a systemd scope is stopped: the runtime's D-Bus call; None in
+    /// the shim, which has no D-Bus client (systemd collects an empty
+    /// scope, and `delete` resets a failed one).
+    pub stop_scope: Option<StopScope>,
 }
 
 impl HostSide {
@@ -66,12 +71,12 @@ impl HostSide {
     /// Kill what is left in the cgroup, and remove it.
     pub fn remove_cgroup(&self) -> Result<(), TeardownError> {
         match &self.cgroup {
-            Some(cg) => {
-                cgroups::destroy(cg, CGROUP_TIMEOUT).map_err(|source| TeardownError::Cgroup {
+            Some(cg) => cgroups::destroy(cg, CGROUP_TIMEOUT, self.stop_scope).map_err(|source| {
+                TeardownError::Cgroup {
                     path: cg.path.clone(),
                     source,
-                })
-            }
+                }
+            }),
             None => Ok(()),
         }
     }
@@ -108,6 +113,7 @@ mod tests {
             id: "c1".into(),
             network_root: None,
             cgroup: None,
+            stop_scope: None,
         };
         assert!(host.release().is_ok());
         assert!(host.release_logged());

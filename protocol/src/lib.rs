@@ -63,12 +63,22 @@ impl RuntimeChannel {
     }
 
     /// The reply to `Create`: the container is created (with the pty
-    /// master, for a terminal), or why not.
-    pub fn wait_for_created(&self) -> Result<(Created, Vec<OwnedFd>), ChannelError> {
-        match self.recv()? {
-            (ShimToRuntime::Created(c), fds) => Ok((c, fds)),
-            (ShimToRuntime::Error(f), _) => Err(ChannelError::Failed(f)),
-            (other, _) => Err(unexpected("Created", &other)),
+    /// master, for a terminal), or why not. A `MakeScope` on the way is
+    /// answered with what `make_scope` does with its pid.
+    pub fn wait_for_created(
+        &self,
+        mut make_scope: impl FnMut(i32) -> Result<(), Failure>,
+    ) -> Result<(Created, Vec<OwnedFd>), ChannelError> {
+        loop {
+            match self.recv()? {
+                (ShimToRuntime::Created(c), fds) => return Ok((c, fds)),
+                (ShimToRuntime::Error(f), _) => return Err(ChannelError::Failed(f)),
+                (ShimToRuntime::MakeScope { pid }, _) => {
+                    let made = make_scope(pid).err();
+                    self.send(&RuntimeToShim::ScopeMade(made), &[])?;
+                }
+                (other, _) => return Err(unexpected("Created", &other)),
+            }
         }
     }
 
@@ -126,6 +136,16 @@ impl ShimRuntimeChannel {
 
     pub fn send_error(&self, failure: Failure) -> Result<(), ChannelError> {
         self.send(&ShimToRuntime::Error(failure), &[])
+    }
+
+    /// Ask the runtime to have systemd make the scope with `pid` in it.
+    pub fn make_scope(&self, pid: i32) -> Result<(), ChannelError> {
+        self.send(&ShimToRuntime::MakeScope { pid }, &[])?;
+        match self.recv()?.0 {
+            RuntimeToShim::ScopeMade(None) => Ok(()),
+            RuntimeToShim::ScopeMade(Some(f)) => Err(ChannelError::Failed(f)),
+            other => Err(unexpected("ScopeMade", &other)),
+        }
     }
 }
 

@@ -696,6 +696,9 @@ pub enum RuntimeToShim {
     },
     /// Connect to the terminal of a container whose shim keeps it.
     Attach,
+    /// The reply to `MakeScope`: the scope holds tiny-init (None), or why
+    /// systemd did not make it.
+    ScopeMade(Option<Failure>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -716,6 +719,13 @@ pub enum ShimToRuntime {
     /// the window size.
     Attached,
     Error(Failure),
+    /// During create, with `--systemd-cgroup`: tiny-init is cloned, as
+    /// this pid; have systemd make the container's scope with it in it.
+    /// The runtime asks systemd (the D-Bus client stays out of the shim,
+    /// which lives as long as the container) and replies `ScopeMade`.
+    MakeScope {
+        pid: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

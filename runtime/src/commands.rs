@@ -144,7 +144,7 @@ pub fn update(g: &GlobalOptions, id: &str, file: &Path) -> Result<i32> {
     }
     cgroups::Layout::detect()?.check(&resources)?;
     if let Some(unit) = &cg.systemd {
-        cgroups::systemd::set_properties(unit, &resources).map_err(CgroupError::from)?;
+        crate::systemd::set_properties(unit, &resources).map_err(CgroupError::from)?;
     }
     cgroups::apply(cg, &resources, false)?;
     Ok(0)
@@ -207,6 +207,7 @@ pub fn delete(g: &GlobalOptions, id: &str, force: bool) -> Result<i32> {
         id: id.to_string(),
         network_root: Some(g.root.clone()),
         cgroup: st.as_ref().and_then(|s| s.cgroup.clone()),
+        stop_scope: Some(crate::systemd::stop_scope),
     }
     .release()?;
     dir.remove()?;

@@ -16,7 +16,7 @@ use nsbox_host::proc::ProcessId;
 use nsbox_host::state::{now_rfc3339, ContainerDir, State, StateError, Status};
 use nsbox_host::teardown::HostSide;
 use nsbox_host::testhooks::fault;
-use protocol::{ChannelError, RuntimeChannel, RuntimeToShim};
+use protocol::{ChannelError, Failure, RuntimeChannel, RuntimeToShim};
 
 use crate::handover::{connect_console, send_console, write_pid_file};
 use crate::options::GlobalOptions;
@@ -168,14 +168,15 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
             .network
             .as_ref()
             .map(|n| PathBuf::from(&n.root)),
-        // A systemd scope is the shim's to undo until Created: one of
-        // that name that exists already is another container's.
+        // A systemd scope is ours to undo once made (make_scope below):
+        // one of that name that exists already is another container's.
         cgroup: plan
             .request
             .cgroup
             .as_ref()
             .filter(|c| c.paths.systemd.is_none())
             .map(|c| c.paths.clone()),
+        stop_scope: Some(crate::systemd::stop_scope),
     });
     if plan.request.init.overlay.is_some() {
         for d in [dir.upper(), dir.work(), dir.merged()] {
@@ -234,6 +235,13 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
         }
     }
 
+    // What the shim will ask systemd for (MakeScope), once it has
+    // tiny-init's pid.
+    let scope = plan
+        .request
+        .cgroup
+        .clone()
+        .filter(|c| c.paths.systemd.is_some());
     let mut channel = RuntimeChannel::new(ours);
     channel.set_timeout(Some(CREATE_TIMEOUT))?;
     channel.send_hello().context("talk to shim")?;
@@ -250,7 +258,22 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
             other => anyhow!("send config to shim: {other}"),
         })?;
     fault("create", "after-send");
-    let (created, pty) = channel.wait_for_created().map_err(|e| match e {
+    let make_scope = |pid: i32| {
+        let Some(cg) = &scope else {
+            return Err(Failure {
+                step: "cgroup".into(),
+                message: "the shim asked for a systemd scope, and this container has none".into(),
+                exit_code: 1,
+            });
+        };
+        crate::systemd::start_scope(&cg.paths, pid, &cg.resources)
+            .map_err(|e| Failure::from_error("cgroup", &e))?;
+        if let Some(host) = undo.host.as_mut() {
+            host.cgroup = Some(cg.paths.clone());
+        }
+        Ok(())
+    };
+    let (created, pty) = channel.wait_for_created(make_scope).map_err(|e| match e {
         // Its log went with the state directory; `--log` keeps one.
         ChannelError::Closed => anyhow!("the shim exited before it answered"),
         other => channel_error(other),

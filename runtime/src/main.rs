@@ -24,6 +24,7 @@ mod options;
 mod reported;
 mod shim_client;
 mod signals;
+mod systemd;
 mod tty;
 
 use runtime::{resources, seccomp, spec};

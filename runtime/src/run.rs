@@ -105,6 +105,7 @@ fn remove(c: &Created) {
         id: c.id.clone(),
         network_root: c.dir.path.parent().map(Path::to_path_buf),
         cgroup: st.as_ref().and_then(|s| s.cgroup.clone()),
+        stop_scope: Some(crate::systemd::stop_scope),
     };
     let warn = |e: TeardownError| log::warn!("{}: {}", c.id, error_chain(&e));
     // Before the state directory, which names it for `delete --force`

@@ -108,7 +108,7 @@ fn main() {
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let runtime = runtime_channel();
     let (request, preserved) = startup::receive(&runtime, &args, &dir);
-    let (container, pty) = match startup::create(&dir, &request, preserved) {
+    let (container, pty) = match startup::create(&dir, &request, preserved, &runtime) {
         Ok(c) => c,
         Err(f) => {
             // Everything made is undone by now: the runtime may retry.

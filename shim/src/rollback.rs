@@ -30,6 +30,7 @@ impl Rollback {
                 id: id.to_string(),
                 network_root: None,
                 cgroup,
+                stop_scope: None,
             },
             armed: true,
         }

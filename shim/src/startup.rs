@@ -66,6 +66,7 @@ pub fn create(
     dir: &ContainerDir,
     req: &CreateRequest,
     preserved: Vec<OwnedFd>,
+    runtime: &ShimRuntimeChannel,
 ) -> Result<(Container, Option<OwnedFd>), Failure> {
     check_preserved(req, &preserved)?;
     let mut state = dir
@@ -102,7 +103,7 @@ pub fn create(
         .init_cloned(&init)
         .map_err(|e| failure("keep tiny-init's pidfd", e.to_string()))?;
     fault("shim", "after-clone");
-    enter_scope(req, &init, &mut rollback)?;
+    enter_scope(req, &init, runtime, &mut rollback)?;
     drop(theirs);
     drop(exe);
     let mut channel = ShimInitChannel::new(ours);
@@ -147,6 +148,7 @@ pub fn create(
             id: req.id.clone(),
             network_root: req.network.as_ref().map(|n| PathBuf::from(&n.root)),
             cgroup: state.cgroup.clone(),
+            stop_scope: None,
         },
         state,
         init,
@@ -271,19 +273,22 @@ fn clone_init(
 /// `--systemd-cgroup`: systemd makes the scope with tiny-init in it (a
 /// scope cannot be made empty, so not before the clone), while tiny-init
 /// execs and waits for our `Hello`; then the limits go into its files, as
-/// on any v2 cgroup. Here rather than in the runtime, which learns
-/// tiny-init's pid only at `Created`; after the clone, since the call
-/// runs an event loop, and the shim forks nothing more.
+/// on any v2 cgroup. The runtime asks systemd, on our word (`MakeScope`):
+/// it has the D-Bus client, which a shim, living as long as its
+/// container, should not carry.
 fn enter_scope(
     req: &CreateRequest,
     init: &spawn::Child,
+    runtime: &ShimRuntimeChannel,
     rollback: &mut Rollback,
 ) -> Result<(), Failure> {
     let Some(cg) = req.cgroup.as_ref().filter(|c| c.paths.systemd.is_some()) else {
         return Ok(());
     };
-    cgroups::systemd::start_scope(&cg.paths, init.pid, &cg.resources)
-        .map_err(|e| Failure::from_error("cgroup", &e))?;
+    runtime.make_scope(init.pid).map_err(|e| match e {
+        ChannelError::Failed(f) => f,
+        other => Failure::from_error("cgroup: ask the runtime for a systemd scope", &other),
+    })?;
     rollback.cgroup_made(cg.paths.clone());
     cgroups::apply(&cg.paths, &cg.resources, true).map_err(|e| Failure::from_error("cgroup", &e))
 }

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use protocol::{CgroupDir, CgroupPaths, HugepageLimit, RdmaLimit, Resources};
 
+pub use v2::shares_to_weight;
+
 /// What the name of a container's cgroup starts with when config.json
 /// names no cgroupsPath (see [`Layout::paths`]).
 pub const DEFAULT_PREFIX: &str = "nsbox@";
@@ -718,8 +720,14 @@ pub fn kill_all(paths: &CgroupPaths) -> Result<bool> {
 
 /// Kill whatever is left in the cgroup, and remove it. rmdir fails while a
 /// process is still exiting, so it is retried for up to `timeout`. A
-/// systemd scope is stopped (and its name freed) once it is empty.
-pub fn destroy(paths: &CgroupPaths, timeout: Duration) -> Result<()> {
+/// systemd scope is stopped (and its name freed) once it is empty, by
+/// `stop_scope` where the caller has one (the runtime); without it (the
+/// shim) systemd collects the empty scope itself.
+pub fn destroy(
+    paths: &CgroupPaths,
+    timeout: Duration,
+    stop_scope: Option<systemd::StopScope>,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let frozen = is_frozen(paths);
     loop {
@@ -733,8 +741,8 @@ pub fn destroy(paths: &CgroupPaths, timeout: Duration) -> Result<()> {
         if frozen || !pids.is_empty() && is_frozen(paths) {
             let _ = thaw(paths);
         }
-        if let (Some(unit), true) = (&paths.systemd, pids.is_empty()) {
-            systemd::stop_scope(unit)?;
+        if let (Some(unit), Some(stop), true) = (&paths.systemd, stop_scope, pids.is_empty()) {
+            stop(unit)?;
         }
         match remove_dirs(paths) {
             Ok(()) => break,

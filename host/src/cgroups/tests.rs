@@ -456,28 +456,28 @@ fn destroy_removes_the_leaf_only() {
             fs::create_dir_all(Path::new(&d.dir).join("sub")).unwrap();
         }
     }
-    destroy(&a, Duration::from_secs(1)).unwrap();
+    destroy(&a, Duration::from_secs(1), None).unwrap();
     assert!(!f.0.join("memory/nsbox@a").exists());
     assert!(f.0.join("memory/nsbox@b/sub").exists());
-    destroy(&b, Duration::from_secs(1)).unwrap();
+    destroy(&b, Duration::from_secs(1), None).unwrap();
     assert!(!f.0.join("memory/nsbox@b").exists());
     assert!(f.0.join("memory").exists());
     // Gone already: fine.
-    destroy(&b, Duration::from_secs(1)).unwrap();
+    destroy(&b, Duration::from_secs(1), None).unwrap();
 
     // Another state root's containers are named after it too, one level
     // deep all the same; '@' keeps roots and IDs apart.
     let s = layout.paths(None, "a", Some("/run/nsbox-t/12-3")).unwrap();
     assert_eq!(s.path, "/nsbox@run-nsbox-t-12-3@a");
     fs::create_dir_all(&s.dirs[0].dir).unwrap();
-    destroy(&s, Duration::from_secs(1)).unwrap();
+    destroy(&s, Duration::from_secs(1), None).unwrap();
     assert!(!Path::new(&s.dirs[0].dir).exists());
     assert_eq!(scope_name("/"), "root");
 
     // A caller's parent is not ours to remove.
     let c = layout.paths(Some("/libpod_parent/c"), "c", None).unwrap();
     fs::create_dir_all(&c.dirs[0].dir).unwrap();
-    destroy(&c, Duration::from_secs(1)).unwrap();
+    destroy(&c, Duration::from_secs(1), None).unwrap();
     assert!(f.0.join("memory/libpod_parent").exists());
 }
 
@@ -611,7 +611,7 @@ fn v2_lifecycle_on_a_real_cgroup2_mount() {
         .unwrap();
     add_process(&paths, sleeper.id() as i32).unwrap();
     freeze(&paths).unwrap();
-    destroy(&paths, Duration::from_secs(5)).unwrap();
+    destroy(&paths, Duration::from_secs(5), None).unwrap();
     let status = sleeper.wait().unwrap();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
@@ -667,7 +667,7 @@ fn a_child_joins_through_the_files_opened_for_it() {
     let listed = procs(&paths);
     let _ = child.kill();
     let _ = child.wait();
-    destroy(&paths, Duration::from_secs(5)).unwrap();
+    destroy(&paths, Duration::from_secs(5), None).unwrap();
     assert!(in_all, "child's cgroups:\n{theirs}");
     assert_eq!(listed, [child.id() as i32]);
     assert_eq!(before, fs::read_to_string("/proc/self/cgroup").unwrap());

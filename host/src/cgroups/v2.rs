@@ -95,7 +95,7 @@ fn enable_missing(paths: &CgroupPaths, r: &Resources) {
 }
 
 /// cpu.weight (1..10000) from cpu.shares (2..262144), runc's formula.
-pub(crate) fn shares_to_weight(shares: u64) -> u64 {
+pub fn shares_to_weight(shares: u64) -> u64 {
     if shares == 0 {
         return 0;
     }
