@@ -294,7 +294,8 @@ fn a_start_container_hook_gets_the_process_environment() {
         let id = format!("env{n}");
         t.create(&b, &id).ok();
         t.rt(&["start", &id]).ok();
-        assert_eq!(t.status(&id), "running", "{check}");
+        let state = t.state(&id);
+        assert_eq!(state["status"], "running", "{check}: {state}");
         t.rt(&["delete", "--force", &id]).ok();
     }
 }
