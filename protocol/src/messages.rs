@@ -506,6 +506,11 @@ pub struct InitConfig {
     /// the workload, with `hook_state` on their stdin.
     pub start_hooks: Vec<Hook>,
     pub hook_state: String,
+    /// After `Exited`, stay until the shim closes the channel: systemd
+    /// removes a scope (and its memory.events, with the OOM kill count)
+    /// as soon as its last process is gone, which tiny-init would
+    /// otherwise be before the shim has read it.
+    pub hold_exit: bool,
     pub process: Process,
 }
 

@@ -27,6 +27,9 @@ impl Container {
         while self.reported_exit.is_none() && self.init_channel.is_some() {
             self.read_init();
         }
+        // While tiny-init, holding its exit for a systemd scope, keeps the
+        // cgroup (and its memory.events) from going.
+        self.read_oom();
         self.init_channel = None;
         // Our own child we reap; the caller's we cannot, and tiny-init told
         // us its code unless it was killed before it could: by SIGKILL then.

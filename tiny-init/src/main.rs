@@ -175,7 +175,7 @@ fn main() {
     // The workload holds its terminal; our copy would keep it from hanging
     // up when the workload's session ends.
     drop(slave);
-    supervise::supervise(channel, signals, workload)
+    supervise::supervise(channel, signals, workload, config.hold_exit)
 }
 
 /// With a terminal, the workload's stdio is the terminal, and the stdio we

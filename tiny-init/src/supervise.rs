@@ -57,7 +57,12 @@ impl Children {
 }
 
 /// Serve until the workload ends, then exit with its code.
-pub fn supervise(channel: InitChannel, signals: signals::Signals, workload: i32) -> ! {
+pub fn supervise(
+    channel: InitChannel,
+    signals: signals::Signals,
+    workload: i32,
+    hold_exit: bool,
+) -> ! {
     let mut channel = Some(channel);
     let mut children = Children {
         workload,
@@ -99,6 +104,11 @@ pub fn supervise(channel: InitChannel, signals: signals::Signals, workload: i32)
                 if let Some(code) = out.exited {
                     if let Some(ch) = &channel {
                         let _ = ch.send(&InitToShim::Exited { code }, &[]);
+                        if hold_exit {
+                            // Until the shim, having read what goes with
+                            // our cgroup, closes its end (or dies).
+                            while ch.recv().is_ok() {}
+                        }
                     }
                     // Our exit ends the PID namespace: the kernel kills
                     // whatever is left in it, as Docker does.

@@ -164,6 +164,7 @@ pub fn plan_with(
                 start_at_once: false,
                 start_hooks: hooks.start_container.clone(),
                 hook_state: String::new(),
+                hold_exit: cgroup.as_ref().is_some_and(|c| c.paths.systemd.is_some()),
                 process,
             },
             namespaces: namespaces.0,
