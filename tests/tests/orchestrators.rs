@@ -7,11 +7,12 @@
 mod common;
 
 use common::daemon::http_get;
+use common::podman::Podman;
 use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Containerd {
     dir: PathBuf,
@@ -117,25 +118,10 @@ impl Drop for Containerd {
     }
 }
 
-fn run_bounded(mut cmd: Command) -> std::process::Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    loop {
-        if let Some(_status) = child.try_wait().unwrap() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            // SAFETY: ending the command we started, by pid.
-            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-            let out = child.wait_with_output().unwrap();
-            panic!("{cmd:?} did not finish in 60 s: {out:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// A ctr or podman call, bounded at 60 s.
+#[track_caller]
+fn run_bounded(cmd: Command) -> std::process::Output {
+    common::daemon::run_bounded(cmd, Duration::from_secs(60))
 }
 
 fn text(o: &std::process::Output) -> String {
@@ -306,66 +292,6 @@ fn containerd_runs_nsbox_as_it_runs_runc() {
     );
 }
 
-/// Podman (through conmon) from a test folder of its own: storage, run
-/// root and tmp dir.
-struct Podman {
-    dir: PathBuf,
-}
-
-impl Podman {
-    fn new(t: &Test) -> Podman {
-        for tool in ["podman", "conmon", "runc"] {
-            assert!(
-                Path::new("/usr/bin").join(tool).exists(),
-                "{tool} is missing: `make deps` installs podman, conmon and runc"
-            );
-        }
-        let dir = t.work.join("podman");
-        fs::create_dir_all(&dir).unwrap();
-        Podman { dir }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("podman");
-        cmd.arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"))
-            .arg("--tmpdir")
-            .arg(self.dir.join("tmp"))
-            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        run_bounded(self.cmd(args))
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.run(&["rm", "-af", "-t", "0"]);
-        let _ = self.run(&["system", "reset", "-f"]);
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg(self.dir.join("root"))
-            .status();
-        // conmon's cgroups under Podman's parent (cgroupfs manager), which
-        // Podman leaves behind with runc too: removed once empty.
-        for h in fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let parent = h.path().join("libpod_parent");
-            let _ = fs::remove_dir(parent.join("conmon"));
-            let _ = fs::remove_dir(&parent);
-        }
-    }
-}
-
 /// This machine's hard nofile limit is 20000 and root lacks
 /// CAP_SYS_RESOURCE: Podman's defaults (1048576) cannot be set by anyone.
 const ULIMITS: [&str; 4] = [
@@ -520,7 +446,13 @@ fn podman_runs_nsbox_as_it_runs_runc() {
     let Some(t) = Test::new("podman") else {
         return;
     };
-    let p = Podman::new(&t);
+    for tool in ["podman", "conmon", "runc"] {
+        assert!(
+            Path::new("/usr/bin").join(tool).exists(),
+            "{tool} is missing: `make deps` installs podman, conmon and runc"
+        );
+    }
+    let p = Podman::new(&t, "cgroupfs");
     let tar = t.work.join("rootfs.tar");
     common::images::rootfs_tar(rootfs(), &tar);
     let o = p.run(&[

@@ -10,52 +10,15 @@
 mod common;
 
 use common::docker::{Dockerd, Opts, IMAGE};
+use common::podman::Podman;
 use common::systemd::{refused_without_systemd, systemd_runs};
 use common::*;
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// A Podman of the test's own (storage, run root, tmp under the test's
-/// work directory), with systemd as its cgroup manager.
-struct Podman {
-    dir: PathBuf,
-}
-
-impl Podman {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("podman");
-        cmd.arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"))
-            .arg("--tmpdir")
-            .arg(self.dir.join("tmp"))
-            .args(["--cgroup-manager", "systemd", "--events-backend", "file"])
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("podman")
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.run(&["rm", "-af", "-t", "0"]);
-        let _ = self.run(&["system", "reset", "-f"]);
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg(self.dir.join("root"))
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 /// The scope of the container whose full id is `id`, as systemd's cgroup
@@ -158,9 +121,7 @@ fn podman_with_systemds_cgroup_manager_runs_nsbox_as_it_runs_runc() {
             "{tool} is missing (make deps)"
         );
     }
-    let dir = t.work.join("podman");
-    fs::create_dir_all(&dir).unwrap();
-    let p = Podman { dir };
+    let p = Podman::new(&t, "systemd");
     let tar = t.work.join("rootfs.tar");
     common::images::rootfs_tar(rootfs(), &tar);
     let o = p.run(&[

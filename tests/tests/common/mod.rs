@@ -23,6 +23,7 @@ pub mod blockdev;
 pub mod daemon;
 pub mod docker;
 pub mod images;
+pub mod podman;
 
 use std::ffi::CString;
 use std::fs;
