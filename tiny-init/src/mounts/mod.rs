@@ -6,6 +6,12 @@
 //! image (or one swapped in by a racing container, CVE-2021-30465) can never
 //! lead a mount outside the rootfs.
 
+mod cgroup;
+mod devices;
+
+use cgroup::cgroup_mount;
+use devices::{default_devices, make_device};
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
@@ -13,24 +19,6 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 use protocol::{Failure, InitConfig, Mount, RootSwitch};
-
-const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
-
-const DEV_LINKS: [(&str, &str); 6] = [
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-    ("ptmx", "pts/ptmx"),
-    ("core", "/proc/kcore"),
-];
 
 fn failure(step: impl Into<String>, e: Errno) -> Failure {
     Failure {
@@ -572,183 +560,6 @@ fn statvfs_flags(path: &str) -> u64 {
         }
     }
     flags
-}
-
-/// The container's own directory in the hierarchy at `hierarchy`, if it
-/// has one there (it has none in a hybrid host's cgroup2 part).
-fn own_cgroup(hierarchy: &str, cgroup_path: Option<&str>) -> String {
-    if let Some(p) = cgroup_path {
-        let own = format!("{hierarchy}/{}", p.trim_start_matches('/'));
-        if std::path::Path::new(&own).is_dir() {
-            return own;
-        }
-    }
-    hierarchy.to_string()
-}
-
-/// `cgroup` mounts show the container its own cgroup, as runc lays them
-/// out: on a unified host, a fresh cgroup2 mount in a cgroup namespace of
-/// its own, or else a bind of its directory; on a v1 or hybrid host, a
-/// tmpfs holding a bind of its directory in each hierarchy.
-fn cgroup_mount(
-    root: &OwnedFd,
-    target: &OwnedFd,
-    m: &Mount,
-    cgroup_path: Option<&str>,
-) -> Result<(), Errno> {
-    let tpath = fd_path(target);
-    let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
-    if unified {
-        let in_own_ns = std::fs::read_link("/proc/self/ns/cgroup").ok()
-            != std::fs::read_link("/proc/1/ns/cgroup").ok();
-        if in_own_ns || cgroup_path.is_none() {
-            return mount(Some("cgroup2"), &tpath, Some("cgroup2"), m.flags, None);
-        }
-        let src = own_cgroup("/sys/fs/cgroup", cgroup_path);
-        mount(
-            Some(src.as_str()),
-            &tpath,
-            None,
-            (libc::MS_BIND | libc::MS_REC) as u64,
-            None,
-        )?;
-        let rest = m.flags & !(PROPAGATION | (libc::MS_BIND | libc::MS_REC) as u64);
-        if rest != 0 {
-            // `target` names the directory under the bind, which is no
-            // mount point to remount (EINVAL): reopen the destination.
-            let bound = open_in_root(root, &m.destination, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-            remount_readonly_flags(&fd_path(&bound), rest)?;
-        }
-        return Ok(());
-    }
-    let ro = m.flags & libc::MS_RDONLY as u64;
-    mount(
-        Some("tmpfs"),
-        &tpath,
-        Some("tmpfs"),
-        m.flags & !(libc::MS_RDONLY as u64),
-        Some("mode=755"),
-    )?;
-    // `target` still names the directory under the tmpfs: reopen the
-    // destination to reach the tmpfs itself.
-    let top = open_in_root(root, &m.destination, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-    let tpath = fd_path(&top);
-    let mut names: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
-        .map_err(|_| Errno::EIO)?
-        .flatten()
-        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    for name in names {
-        let mode = Mode::from_bits_truncate(0o755);
-        match nix::sys::stat::mkdirat(Some(top.as_raw_fd()), name.as_str(), mode) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(e),
-        }
-        let sub = open_in_root(
-            root,
-            &format!("{}/{name}", m.destination),
-            OFlag::O_PATH | OFlag::O_DIRECTORY,
-        )?;
-        let dir = fd_path(&sub);
-        let src = own_cgroup(&format!("/sys/fs/cgroup/{name}"), cgroup_path);
-        mount(
-            Some(src.as_str()),
-            &dir,
-            None,
-            (libc::MS_BIND | libc::MS_REC) as u64,
-            None,
-        )?;
-        if ro != 0 {
-            // Reopened: `sub` names the directory under the bind.
-            let bound = open_in_root(
-                root,
-                &format!("{}/{name}", m.destination),
-                OFlag::O_PATH | OFlag::O_DIRECTORY,
-            )?;
-            remount_readonly(&fd_path(&bound), 0)?;
-        }
-    }
-    if ro != 0 {
-        mount(
-            None,
-            &tpath,
-            None,
-            (libc::MS_REMOUNT | libc::MS_RDONLY) as u64 | (m.flags & !(libc::MS_RDONLY as u64)),
-            Some("mode=755"),
-        )?;
-    }
-    Ok(())
-}
-
-fn default_devices(root: &OwnedFd) -> Result<(), Failure> {
-    let dev = open_in_root(root, "/dev", OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .map_err(|e| failure("open /dev", e))?;
-    for (name, major, minor) in DEFAULT_DEVICES {
-        let d = protocol::Device {
-            path: format!("/dev/{name}"),
-            kind: 'c',
-            major: major as i64,
-            minor: minor as i64,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        };
-        make_device(root, &d)?;
-    }
-    for (name, to) in DEV_LINKS {
-        match nix::unistd::symlinkat(to, Some(dev.as_raw_fd()), name) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(failure(format!("link /dev/{name}"), e)),
-        }
-    }
-    Ok(())
-}
-
-/// mknod a device in the rootfs, or bind the host's node where mknod is not
-/// allowed (in a user namespace).
-fn make_device(root: &OwnedFd, d: &protocol::Device) -> Result<(), Failure> {
-    let what = format!("create device {}", d.path);
-    let (parent, name) = match d.path.rsplit_once('/') {
-        Some((p, n)) if !n.is_empty() => (if p.is_empty() { "/" } else { p }, n),
-        _ => return Err(failure(&what, Errno::EINVAL)),
-    };
-    let dir = make_in_root(root, parent, Kind::Dir).map_err(|e| failure(&what, e))?;
-    let kind = match d.kind {
-        'b' => SFlag::S_IFBLK,
-        'p' => SFlag::S_IFIFO,
-        _ => SFlag::S_IFCHR,
-    };
-    let dev = libc::makedev(d.major as u32, d.minor as u32);
-    let mode = Mode::from_bits_truncate(d.mode & 0o7777);
-    match nix::sys::stat::mknodat(Some(dir.as_raw_fd()), name, kind, mode, dev) {
-        Ok(()) => {
-            // As the config asks, if the kernel lets us; the node is made.
-            let _ = nix::unistd::fchownat(
-                Some(dir.as_raw_fd()),
-                name,
-                Some(nix::unistd::Uid::from_raw(d.uid)),
-                Some(nix::unistd::Gid::from_raw(d.gid)),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            );
-            Ok(())
-        }
-        Err(Errno::EEXIST) => Ok(()),
-        Err(Errno::EPERM) if kind != SFlag::S_IFIFO => {
-            let target = make_in_root(root, &d.path, Kind::File).map_err(|e| failure(&what, e))?;
-            mount(
-                Some(d.path.as_str()),
-                &fd_path(&target),
-                None,
-                libc::MS_BIND as u64,
-                None,
-            )
-            .map_err(|e| failure(&what, e))
-        }
-        Err(e) => Err(failure(&what, e)),
-    }
 }
 
 fn make_parent_private(rootfs: &str) -> Result<(), Failure> {
