@@ -446,21 +446,7 @@ fn podman_runs_nsbox_as_it_runs_runc() {
     let Some(t) = Test::new("podman") else {
         return;
     };
-    for tool in ["podman", "conmon", "runc"] {
-        assert!(
-            Path::new("/usr/bin").join(tool).exists(),
-            "{tool} is missing: `make deps` installs podman, conmon and runc"
-        );
-    }
-    let p = Podman::new(&t, "cgroupfs");
-    let tar = t.work.join("rootfs.tar");
-    common::images::rootfs_tar(rootfs(), &tar);
-    let o = p.run(&[
-        "import",
-        tar.to_str().unwrap(),
-        "localhost/nsbox-test:latest",
-    ]);
-    assert!(o.status.success(), "podman import: {o:?}");
+    let p = Podman::with_test_image(&t, "cgroupfs");
     let port = 20000 + (std::process::id() % 5000) as u16;
     let runc = podman_scenario(&p, "runc", "runc", port);
     let ours = podman_scenario(&p, bins().runtime.to_str().unwrap(), "nsbox", port + 1);

@@ -15,7 +15,7 @@ use common::systemd::{refused_without_systemd, systemd_runs};
 use common::*;
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
@@ -112,24 +112,7 @@ fn podman_with_systemds_cgroup_manager_runs_nsbox_as_it_runs_runc() {
         // systemd: one line that says why.
         return refused_without_systemd(&t, "create");
     }
-    for tool in ["podman", "conmon", "runc"] {
-        assert!(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool} >/dev/null")])
-                .status()
-                .is_ok_and(|s| s.success()),
-            "{tool} is missing (make deps)"
-        );
-    }
-    let p = Podman::new(&t, "systemd");
-    let tar = t.work.join("rootfs.tar");
-    common::images::rootfs_tar(rootfs(), &tar);
-    let o = p.run(&[
-        "import",
-        tar.to_str().unwrap(),
-        "localhost/nsbox-test:latest",
-    ]);
-    assert!(o.status.success(), "podman import: {o:?}");
+    let p = Podman::with_test_image(&t, "systemd");
     let start = std::time::Instant::now();
     let runc = podman_scenario(&p, "runc");
     let runc_time = start.elapsed();

@@ -185,18 +185,7 @@ pub fn make_bridge(name: &str, cidr: &str) {
 
 /// The links enslaved to `bridge` (the veths a daemon attached).
 pub fn bridge_ports(bridge: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-j", "link", "show", "master", bridge])
-        .output()
-        .expect("run ip");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|l| l["ifname"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    super::link_names(&["master", bridge])
 }
 
 /// Deletes the veths on `bridge`, then the bridge.

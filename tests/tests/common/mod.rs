@@ -1328,8 +1328,14 @@ impl Test {
 /// The names of the host's network links (`ip -j link`: JSON, not the
 /// table people read).
 pub fn links() -> Vec<String> {
+    link_names(&[])
+}
+
+/// The names `ip -j link show ARGS` lists.
+pub fn link_names(args: &[&str]) -> Vec<String> {
     let out = Command::new("ip")
         .args(["-j", "link", "show"])
+        .args(args)
         .output()
         .expect("run ip -j link show");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);

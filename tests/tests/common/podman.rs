@@ -14,6 +14,9 @@ use std::time::Duration;
 /// emulation, or beside a full test suite, takes seconds, not minutes.
 const TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The test rootfs, as [`Podman::with_test_image`] imports it.
+pub const IMAGE: &str = "localhost/nsbox-test:latest";
+
 pub struct Podman {
     pub dir: PathBuf,
     cgroup_manager: &'static str,
@@ -28,6 +31,26 @@ impl Podman {
             dir,
             cgroup_manager,
         }
+    }
+
+    /// A Podman (with conmon and runc there: `make deps`) whose storage
+    /// holds the test rootfs as [`IMAGE`].
+    pub fn with_test_image(t: &Test, cgroup_manager: &'static str) -> Podman {
+        for tool in ["podman", "conmon", "runc"] {
+            assert!(
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {tool} >/dev/null")])
+                    .status()
+                    .is_ok_and(|s| s.success()),
+                "{tool} is missing: `make deps` installs podman, conmon and runc"
+            );
+        }
+        let p = Podman::new(t, cgroup_manager);
+        let tar = t.work.join("rootfs.tar");
+        super::images::rootfs_tar(super::rootfs(), &tar);
+        let o = p.run(&["import", tar.to_str().unwrap(), IMAGE]);
+        assert!(o.status.success(), "podman import: {o:?}");
+        p
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
