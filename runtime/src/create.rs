@@ -240,8 +240,9 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     let scope = plan
         .request
         .cgroup
-        .clone()
-        .filter(|c| c.paths.systemd.is_some());
+        .as_ref()
+        .filter(|c| c.paths.systemd.is_some())
+        .cloned();
     let mut channel = RuntimeChannel::new(ours);
     channel.set_timeout(Some(CREATE_TIMEOUT))?;
     channel.send_hello().context("talk to shim")?;
