@@ -3,7 +3,8 @@
 //! container's namespace), clashes, tear-down on stop, delete and delete
 //! --force, and concurrent creates; the nftables table changed element by
 //! element (other containers' rules untouched), made again after someone
-//! deleted it, and 500 reservations that cost what the first did.
+//! deleted it, 500 reservations that cost what the first did, and no IPv6
+//! link-local address on either end of a veth.
 //!
 //! Every test has a bridge and a /24 of its own (`Test::bridge`,
 //! `Test::subnet`), so tests run in parallel and beside the demo's nsbox0.
@@ -255,6 +256,47 @@ fn bridged_containers_reach_each_other_and_know_their_names() {
         "127.0.0.1\tlocalhost\n"
     );
     delete(&t, "web");
+}
+
+/// The IPv6 addresses on `dev` as /proc/net/if_inet6 lists them (one line
+/// per address, the device's name last).
+fn inet6_lines(if_inet6: &str, dev: &str) -> Vec<String> {
+    if_inet6
+        .lines()
+        .filter(|l| l.split_whitespace().last() == Some(dev))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn neither_end_of_the_veth_gets_an_ipv6_address() {
+    // With a link-local address each end would send duplicate address
+    // detection, MLD reports and router solicitations when it comes up,
+    // which the bridge floods to every other container: a new container
+    // would cost the host more CPU the more containers run.
+    let Some(t) = Test::new("neither_end_of_the_veth_gets_an_ipv6_address") else {
+        return;
+    };
+    let b = bridged(&t, "v6", &["sleep", "60"], &[]);
+    t.run_detached(&b, "v6").ok();
+    let veth = t.state("v6")["annotations"]["nsbox.veth"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let host = std::fs::read_to_string("/proc/net/if_inet6").unwrap();
+    assert_eq!(inet6_lines(&host, &veth), Vec::<String>::new(), "{host}");
+    // The kernel makes the address when the link comes up, so it would be
+    // there by now.
+    let out = t.rt(&["exec", "v6", "cat", "/proc/net/if_inet6"]);
+    out.ok();
+    assert_eq!(
+        inet6_lines(&out.stdout, "eth0"),
+        Vec::<String>::new(),
+        "{out:?}"
+    );
+    // IPv6 itself still works on the loopback.
+    assert_eq!(inet6_lines(&out.stdout, "lo").len(), 1, "{out:?}");
+    delete(&t, "v6");
 }
 
 #[test]

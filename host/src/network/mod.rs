@@ -224,7 +224,7 @@ pub fn attach(root: &Path, e: &Endpoint, netns: BorrowedFd<'_>) -> Result<(), Ne
             e.ip, e.subnet.prefix
         )))?;
     inside
-        .set_up(eth0.index)
+        .set_up_ipv4_only(eth0.index)
         .map_err(io_err(format!("bring {CONTAINER_IFNAME} up")))?;
     inside
         .add_default_route(e.gateway, eth0.index)

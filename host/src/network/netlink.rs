@@ -16,7 +16,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -192,9 +193,10 @@ impl Netlink {
         self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
     }
 
-    /// A veth pair: `host` stays here, attached to `master` and up; the peer
-    /// is made directly inside `peer_netns` as `peer` with `peer_mac`, so it
-    /// never appears in the host's namespace under a temporary name.
+    /// A veth pair: `host` stays here, attached to `master` and up (with
+    /// no IPv6 address, see `set_up_ipv4_only`); the peer is made directly
+    /// inside `peer_netns` as `peer` with `peer_mac`, so it never appears in
+    /// the host's namespace under a temporary name. The peer stays down.
     pub fn create_veth(
         &mut self,
         host: &str,
@@ -214,16 +216,33 @@ impl Netlink {
             .attributes
             .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
         msg.attributes.push(LinkAttribute::Controller(master));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
         ]));
-        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .map(drop)
+        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)?;
+        // The kernel takes no IPv6 settings in the request that makes the
+        // link (EAFNOSUPPORT), so the host's end comes up in a second one,
+        // found by its name.
+        let mut up = ipv4_only_up();
+        up.attributes.push(LinkAttribute::IfName(host.to_string()));
+        self.request(RouteNetlinkMessage::SetLink(up), 0).map(drop)
+    }
+
+    /// Bring a container's link up with no IPv6 link-local address
+    /// (addrgenmode none), as Docker does for a network without IPv6 by
+    /// disabling IPv6 on the container's interface. nsbox's bridge is
+    /// IPv4 only, and a link-local address is not free: on coming up each
+    /// end would send duplicate address detection, MLD reports and router
+    /// solicitations, which the bridge floods to every other port and
+    /// every other container's namespace, so each new container cost the
+    /// host CPU in proportion to the containers already there.
+    pub fn set_up_ipv4_only(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = ipv4_only_up();
+        msg.header.index = index;
+        self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
     }
 
     pub fn set_up(&mut self, index: u32) -> io::Result<()> {
@@ -312,6 +331,20 @@ impl Netlink {
         )
         .map(drop)
     }
+}
+
+/// A link change that brings the link up with addrgenmode none: in one
+/// request the kernel applies the mode before the link comes up, so no
+/// link-local address is ever made.
+fn ipv4_only_up() -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    msg.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+        )]));
+    msg
 }
 
 fn link_of(l: &LinkMessage) -> Link {
