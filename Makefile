@@ -13,6 +13,9 @@ BINDIR       ?= $(PREFIX)/bin
 # .cargo/config.toml sets build.target, so cargo puts binaries under the
 # target triple's directory.
 TARGET       := x86_64-unknown-linux-gnu
+# The shim and tiny-init, alive beside every container, link musl, and
+# scripts/build.sh puts them next to the runtime (it says why).
+MUSL_TARGET  := x86_64-unknown-linux-musl
 RELEASE_DIR  := target/$(TARGET)/release
 BINARIES     := runtime shim tiny-init
 
@@ -75,6 +78,12 @@ deps: ## install the Debian packages nsbox needs (as root; no apt-get when all a
 	if ! command -v $(CARGO) >/dev/null 2>&1; then \
 		echo "deps: $(CARGO) not found: install Rust >= 1.87 with rustup (https://rustup.rs)" >&2; \
 		exit 1; \
+	fi; \
+	if ! rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET); then \
+		echo "deps: adding Rust's $(MUSL_TARGET) target (the shim and tiny-init link musl: scripts/build.sh)"; \
+		rustup target add $(MUSL_TARGET) </dev/null || { \
+			echo "deps: rustup target add $(MUSL_TARGET) failed: the shim and tiny-init cannot be built" >&2; \
+			exit 1; }; \
 	fi
 
 # $(call install-missing,TARGET,PACKAGES): apt-get install, without
@@ -106,7 +115,7 @@ vm-deps: ## install what test-cgroup2's virtual machines need: qemu, Debian's ke
 	$(call install-missing,vm-deps,$(VM_PACKAGES))
 
 build: ## build the release binaries (runtime, shim, tiny-init) into target/x86_64-unknown-linux-gnu/release
-	$(CARGO) build --release --workspace
+	CARGO=$(CARGO) scripts/build.sh --release
 
 rootfs: ## build the busybox root filesystem demo/rootfs (once; again after mkrootfs.sh changes)
 	@if [ -f $(ROOTFS_STAMP) ] && [ -x $(ROOTFS)/bin/busybox ] && \
@@ -124,9 +133,10 @@ demo: deps build rootfs ## run the narrated demo: each namespace, host view besi
 lint: ## check formatting and run clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target $(MUSL_TARGET) -p shim -p tiny-init --all-targets -- -D warnings
 
 test: deps lint ## lint, build and run all tests (containers need root: skipped without, failed under CI=true)
-	$(CARGO) build --workspace
+	CARGO=$(CARGO) scripts/build.sh
 	@mkdir -p target
 	@rm -f target/test-skips.txt
 	@# Every binary runs (--no-fail-fast), so that the summary counts them all.

@@ -93,7 +93,7 @@ if ! why=$(scripts/vm-run.sh --check); then
 fi
 
 CARGO=${CARGO:-cargo}
-$CARGO build --workspace
+CARGO=$CARGO scripts/build.sh
 # The executables cargo built for the test files, from its JSON messages
 # (the same build as `cargo test --workspace`'s).
 json=$($CARGO test --workspace --no-run --message-format=json)

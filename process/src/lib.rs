@@ -16,7 +16,7 @@ pub mod mountinfo;
 mod sys;
 
 pub use held::Held;
-pub use sys::{join_session_keyring, pidfd_open, set_affinity};
+pub use sys::{close_range, join_session_keyring, pidfd_open, set_affinity};
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

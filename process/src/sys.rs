@@ -113,12 +113,28 @@ fn set_filter(s: &protocol::Seccomp, extra: u32) -> Result<libc::c_long, Errno> 
     Errno::result(r)
 }
 
+/// close_range(2) as the raw system call: musl's libc, which the shim and
+/// tiny-init link, has no wrapper for it.
+///
+/// # Safety
+/// Without CLOSE_RANGE_CLOEXEC in `flags` it closes fds in `first..=last`:
+/// nothing of Rust's may own them.
+pub unsafe fn close_range(first: u32, last: u32, flags: libc::c_uint) -> libc::c_long {
+    libc::syscall(
+        libc::SYS_close_range,
+        first as libc::c_uint,
+        last as libc::c_uint,
+        flags,
+    )
+}
+
 /// Every descriptor from `first` up closes on exec.
 pub fn close_range_on_exec(first: u32) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: with CLOSE_RANGE_CLOEXEC, close_range only sets a flag: no
     // descriptor that Rust code owns is closed under it. Before 5.11 it
     // fails, and the fds stay as they are (nothing to do about it here).
-    unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    unsafe { close_range(first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
 }
 
 /// The master and its slave, opened through the master's own devpts

@@ -636,8 +636,8 @@ fn child(plan: &ChildPlan) -> ! {
 /// # Safety
 /// The clone child's: nothing of Rust's may own the fds it closes.
 unsafe fn close_all_but(last_kept: RawFd, report: RawFd) {
-    libc::close_range(last_kept as u32 + 1, report as u32 - 1, 0);
-    libc::close_range(report as u32 + 1, u32::MAX, 0);
+    nsbox_process::close_range(last_kept as u32 + 1, report as u32 - 1, 0);
+    nsbox_process::close_range(report as u32 + 1, u32::MAX, 0);
 }
 
 /// waitid on a pidfd: the exit code, 128+N for a signal. None if it has not
