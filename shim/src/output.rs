@@ -12,6 +12,11 @@ use nsbox_host::output_log::{Lines, Writer};
 
 use crate::attach::Terminal;
 
+/// One read. conmon's size: the buffer is on the stack, and every page of
+/// it stays in the shim once touched (32 KiB here took the shim's stack
+/// from 36 to 60 KiB after a container's first output); a turn of
+/// `TURN` reads still takes a full pipe (64 KiB).
+const READ: usize = 8 * 1024;
 /// How much of a stream one turn of the server loop reads, so that a
 /// chatty container does not starve the rest.
 const TURN: usize = 8;
@@ -78,7 +83,7 @@ impl Output {
 
     /// Up to `reads` reads of stream `i`; false once it has ended.
     fn read_some(&mut self, i: usize, reads: usize, mut terminal: Option<&mut Terminal>) -> bool {
-        let mut buf = [0u8; 32 * 1024];
+        let mut buf = [0u8; READ];
         for _ in 0..reads {
             let n = match nix::unistd::read(self.streams[i].fd.as_raw_fd(), &mut buf) {
                 Ok(0) => return false,
