@@ -3,8 +3,8 @@
 //! container's namespace), clashes, tear-down on stop, delete and delete
 //! --force, and concurrent creates; the nftables table changed element by
 //! element (other containers' rules untouched), made again after someone
-//! deleted it, 500 reservations that cost what the first did, and no IPv6
-//! link-local address on either end of a veth.
+//! deleted it, 500 reservations that cost what the first did, and a veth
+//! made as many containers want it (one queue each way, no IPv6 address).
 //!
 //! Every test has a bridge and a /24 of its own (`Test::bridge`,
 //! `Test::subnet`), so tests run in parallel and beside the demo's nsbox0.
@@ -268,13 +268,38 @@ fn inet6_lines(if_inet6: &str, dev: &str) -> Vec<String> {
         .collect()
 }
 
+/// `ip -d -j link show DEV`'s number of tx and rx queues, run in the
+/// network namespace of `pid` when given.
+fn queues(dev: &str, pid: Option<&str>) -> (u64, u64) {
+    let mut cmd = match pid {
+        Some(pid) => {
+            let mut c = std::process::Command::new("nsenter");
+            c.args(["-t", pid, "-n", "ip"]);
+            c
+        }
+        None => std::process::Command::new("ip"),
+    };
+    let out = cmd
+        .args(["-d", "-j", "link", "show", dev])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("ip link show {dev}: {e}: {out:?}"));
+    let n = |k: &str| {
+        v[0][k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} of {dev}: {v}"))
+    };
+    (n("num_tx_queues"), n("num_rx_queues"))
+}
+
 #[test]
-fn neither_end_of_the_veth_gets_an_ipv6_address() {
+fn each_end_of_a_veth_has_one_queue_and_no_ipv6_address() {
     // With a link-local address each end would send duplicate address
     // detection, MLD reports and router solicitations when it comes up,
     // which the bridge floods to every other container: a new container
     // would cost the host more CPU the more containers run.
-    let Some(t) = Test::new("neither_end_of_the_veth_gets_an_ipv6_address") else {
+    let Some(t) = Test::new("each_end_of_a_veth_has_one_queue_and_no_ipv6_address") else {
         return;
     };
     let b = bridged(&t, "v6", &["sleep", "60"], &[]);
@@ -296,6 +321,12 @@ fn neither_end_of_the_veth_gets_an_ipv6_address() {
     );
     // IPv6 itself still works on the loopback.
     assert_eq!(inet6_lines(&out.stdout, "lo").len(), 1, "{out:?}");
+    // Each end has the one queue a veth uses from the start: otherwise the
+    // kernel makes one per CPU and cuts them down once the link exists,
+    // waiting for an RCU grace period under the rtnl lock for each end.
+    assert_eq!(queues(&veth, None), (1, 1));
+    let pid = t.state("v6")["pid"].to_string();
+    assert_eq!(queues("eth0", Some(&pid)), (1, 1));
     delete(&t, "v6");
 }
 

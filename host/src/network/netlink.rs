@@ -217,6 +217,16 @@ impl Netlink {
             .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
+        // One queue each way, which a veth uses anyway: asked for up
+        // front, instead of the kernel making one per CPU and cutting them
+        // down to one once the link exists, which waits for an (expedited)
+        // RCU grace period for each end under the rtnl lock; with many
+        // containers coming and going, those waits queue behind the ones
+        // of their deletions.
+        for m in [&mut msg, &mut peer_msg] {
+            m.attributes.push(LinkAttribute::NumTxQueues(1));
+            m.attributes.push(LinkAttribute::NumRxQueues(1));
+        }
         msg.attributes.push(LinkAttribute::Controller(master));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
