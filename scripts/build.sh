@@ -12,8 +12,8 @@
 # Why musl for those two: a static glibc program carries glibc's start-up
 # state in every process (its relocated tables, stdio, malloc arena and TLS
 # set-up), about 40 KiB of private memory a process, 80 a container; with
-# musl the shim and tiny-init hold 193 KiB a container at 200 alive instead
-# of 275 (docs/performance.md, "Memory per container"). The runtime stays on
+# musl the shim and tiny-init hold 194 KiB a container at 200 alive instead
+# of 279 (docs/performance.md, "Memory per container"). The runtime stays on
 # glibc: it links Debian's libseccomp.a, which is built against glibc.
 #
 # The shim and tiny-init are left out of the glibc build, so that no glibc
