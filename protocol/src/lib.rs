@@ -18,9 +18,11 @@ use std::os::fd::OwnedFd;
 mod channel;
 mod messages;
 pub mod report;
+mod resources;
 
 pub use channel::{decode, seqpacket_pair, Channel, ChannelError, MAX_FDS, MAX_MESSAGE};
 pub use messages::*;
+pub use resources::*;
 
 /// Bumped whenever a message changes shape.
 pub const PROTOCOL_VERSION: u32 = 8;
