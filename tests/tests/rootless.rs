@@ -227,15 +227,10 @@ fn rootless_podman_runs_nsbox_as_it_runs_runc() {
     let Some(t) = Test::new("rootless_podman") else {
         return;
     };
-    for tool in ["podman", "conmon", "runc", "newuidmap", "slirp4netns"] {
-        assert!(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool} >/dev/null")])
-                .status()
-                .is_ok_and(|s| s.success()),
-            "{tool} is missing (make deps)"
-        );
-    }
+    require_tools(
+        &["podman", "conmon", "runc", "newuidmap", "slirp4netns"],
+        "make deps",
+    );
     let Some(user) = TestUser::new() else {
         return;
     };

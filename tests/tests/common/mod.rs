@@ -168,6 +168,21 @@ extern "C" fn remove_rootfs() {
     let _ = fs::remove_dir(STATE_BASE);
 }
 
+/// Fails the test, naming the first one missing, unless every command in
+/// `tools` is on PATH (`make deps` installs them: `hint` says which).
+#[track_caller]
+pub fn require_tools(tools: &[&str], hint: &str) {
+    for tool in tools {
+        assert!(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool} >/dev/null")])
+                .status()
+                .is_ok_and(|s| s.success()),
+            "{tool} is missing: {hint}"
+        );
+    }
+}
+
 /// The busybox rootfs shared (read-only) by the containers of this test binary.
 pub fn rootfs() -> &'static Path {
     ROOTFS.get_or_init(|| {

@@ -36,15 +36,10 @@ impl Podman {
     /// A Podman (with conmon and runc there: `make deps`) whose storage
     /// holds the test rootfs as [`IMAGE`].
     pub fn with_test_image(t: &Test, cgroup_manager: &'static str) -> Podman {
-        for tool in ["podman", "conmon", "runc"] {
-            assert!(
-                Command::new("sh")
-                    .args(["-c", &format!("command -v {tool} >/dev/null")])
-                    .status()
-                    .is_ok_and(|s| s.success()),
-                "{tool} is missing: `make deps` installs podman, conmon and runc"
-            );
-        }
+        super::require_tools(
+            &["podman", "conmon", "runc"],
+            "`make deps` installs podman, conmon and runc",
+        );
         let p = Podman::new(t, cgroup_manager);
         let tar = t.work.join("rootfs.tar");
         super::images::rootfs_tar(super::rootfs(), &tar);
