@@ -12,6 +12,10 @@
 //!   answer `Start` (the runtime waits 5 s longer, so that the shim's own,
 //!   more precise error arrives first). The default, 30 s, is too long for a
 //!   test that proves the wait is bounded.
+//! - `NSBOX_NETWORK_DELAY_MS=N`: the shim waits N ms before it plugs a
+//!   bridged container in, beside tiny-init's set-up, so that a test can
+//!   show the workload never starts before its network is there, however
+//!   the two race.
 
 use std::time::Duration;
 
@@ -62,6 +66,16 @@ pub fn shim_start_timeout() -> Duration {
         .filter(|&ms| ms > 0)
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_START_TIMEOUT)
+}
+
+/// Sleep `NSBOX_NETWORK_DELAY_MS`, if set (tests only).
+pub fn network_delay() {
+    if let Some(ms) = std::env::var("NSBOX_NETWORK_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
 }
 
 /// How long the runtime waits for the shim's answer to `Start` (or `Exec`).

@@ -23,17 +23,30 @@ pub struct Handshake<'a> {
     pub channel: &'a ShimInitChannel,
 }
 
+/// When tiny-init starts the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartWhen {
+    /// On the runtime's `start` (`create`).
+    OnStart,
+    /// Right after `Ready`, by itself: a `run` with nothing to wait for.
+    AtOnce,
+    /// On the `Start` the shim sends once its own part (`meanwhile`) is
+    /// done: a `run` whose workload must find its network plugged in.
+    AfterMeanwhile,
+}
+
 impl Handshake<'_> {
     /// Up to `Ready`: the terminal's master, when the container has one.
     /// `userns_sync`: the write end of the pipe the clone child waits on
     /// in a new user namespace; `preserved`: the fds for the workload;
     /// `meanwhile`: the shim's own part, done once tiny-init has its config
-    /// and sets up the container (plugging the network in).
+    /// and sets up the container (plugging the network in); `start`: when
+    /// the workload starts.
     pub fn run(
         &self,
         userns_sync: Option<OwnedFd>,
         preserved: Vec<OwnedFd>,
-        start_at_once: bool,
+        start: StartWhen,
         meanwhile: impl FnOnce() -> Result<(), Failure>,
     ) -> Result<Option<OwnedFd>, Failure> {
         let root_fd = match userns_sync {
@@ -63,7 +76,7 @@ impl Handshake<'_> {
                 mount_fds.push(fd);
             }
         }
-        self.send_config(root_fd, mount_fds, preserved, start_at_once)?;
+        self.send_config(root_fd, mount_fds, preserved, start == StartWhen::AtOnce)?;
         meanwhile()?;
         if self.req.init.hook_pause {
             self.channel
@@ -72,6 +85,13 @@ impl Handshake<'_> {
             self.run_create_hooks()?;
             self.channel
                 .send(&ShimToInit::Continue, &[])
+                .map_err(|e| self.init_error(e))?;
+        }
+        if start == StartWhen::AfterMeanwhile {
+            // Read by tiny-init after it sends `Ready`: queued by then when
+            // our part was done first, so it costs no round trip.
+            self.channel
+                .send(&ShimToInit::Start, &[])
                 .map_err(|e| self.init_error(e))?;
         }
         let mut fds = self

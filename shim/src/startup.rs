@@ -12,7 +12,7 @@ use nsbox_host::network::{self, Endpoint, Reserved};
 use nsbox_host::proc::ProcessId;
 use nsbox_host::state::{ContainerDir, Status};
 use nsbox_host::teardown::HostSide;
-use nsbox_host::testhooks::{fault, shim_start_timeout};
+use nsbox_host::testhooks::{fault, network_delay, shim_start_timeout};
 use protocol::{
     BridgeNetwork, ChannelError, CreateRequest, Failure, NamespaceKind, ShimInitChannel,
     ShimRuntimeChannel,
@@ -22,7 +22,7 @@ use crate::args::Args;
 use crate::attach::Terminal;
 use crate::exe::Exe;
 use crate::failure;
-use crate::handshake::Handshake;
+use crate::handshake::{Handshake, StartWhen};
 use crate::output::{self, Output};
 use crate::rollback::Rollback;
 use crate::server::{Container, Network};
@@ -107,7 +107,7 @@ pub fn create(
     drop(theirs);
     drop(exe);
     let mut channel = ShimInitChannel::new(ours);
-    let start_at_once = starts_at_once(req);
+    let start = when_to_start(req);
     let handshake = Handshake {
         req,
         state: &state,
@@ -117,10 +117,10 @@ pub fn create(
     };
     // The bridge is plugged in while tiny-init, which has its config, sets
     // up its mounts (its network namespace exists from the clone on): off
-    // the critical path, and the workload needs no `Start` to wait for it.
+    // the critical path.
     let mut reserved = reserved;
     let mut plugged = None;
-    let pty = handshake.run(userns_sync.map(|p| p.1), preserved, start_at_once, || {
+    let pty = handshake.run(userns_sync.map(|p| p.1), preserved, start, || {
         if let (Some(r), Some(net)) = (reserved.take(), &req.network) {
             plugged = Some(plug_network(net, r, &init)?);
         }
@@ -159,7 +159,7 @@ pub fn create(
         network,
         output,
         terminal,
-        init_started_at_once: start_at_once,
+        init_started_at_once: start != StartWhen::OnStart,
         caller_removes_cgroup: req.caller_removes_cgroup,
         rollback,
         oom: req
@@ -221,10 +221,16 @@ fn userns_sync(req: &CreateRequest) -> Result<Option<(OwnedFd, OwnedFd)>, Failur
         .map_err(|e| failure("pipe", e.desc().into()))
 }
 
-/// A `run` goes straight on to the workload after `Ready` (a bridged
-/// container's network is plugged in before then).
-fn starts_at_once(req: &CreateRequest) -> bool {
-    req.start
+/// A `run` goes straight on to the workload after `Ready`, except that a
+/// bridged container's must wait for its network: tiny-init's set-up and
+/// the shim's plugging in race, and a workload started first found no
+/// route (`wget: ... Network is unreachable`, once in a CI run).
+fn when_to_start(req: &CreateRequest) -> StartWhen {
+    match (req.start, &req.network) {
+        (false, _) => StartWhen::OnStart,
+        (true, None) => StartWhen::AtOnce,
+        (true, Some(_)) => StartWhen::AfterMeanwhile,
+    }
 }
 
 /// Clone tiny-init into the cgroup the runtime made: on v1 the clone child
@@ -301,6 +307,7 @@ fn plug_network(
     reserved: Reserved,
     init: &spawn::Child,
 ) -> Result<(Network, Endpoint), Failure> {
+    network_delay();
     let ns = std::fs::File::open(format!("/proc/{}/ns/net", init.pid))
         .map_err(|e| failure("network", e.to_string()))?;
     network::attach(

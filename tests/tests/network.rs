@@ -331,6 +331,26 @@ fn each_end_of_a_veth_has_one_queue_and_no_ipv6_address() {
 }
 
 #[test]
+fn a_bridged_run_starts_its_workload_only_once_the_network_is_in() {
+    // The shim plugs the network in while tiny-init sets the container up;
+    // held back here (a test hook), the plugging in ends last, and the
+    // workload must still find its address and route.
+    let Some(t) = Test::new("a_bridged_run_starts_its_workload_only_once_the_network_is_in") else {
+        return;
+    };
+    let b = bridged(&t, "late", &["sh", "-c", "ip route | grep default"], &[]);
+    let mut cmd = t.command(&["run", "-b", b.path(), "late"]);
+    cmd.env("NSBOX_NETWORK_DELAY_MS", "300");
+    let out = t.rt_cmd(cmd);
+    out.ok();
+    assert!(
+        out.stdout
+            .starts_with(&format!("default via {} dev eth0", t.gateway())),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn published_ports_answer_on_loopback_the_bridge_and_to_other_containers() {
     let Some(t) =
         Test::new("published_ports_answer_on_loopback_the_bridge_and_to_other_containers")
