@@ -109,9 +109,10 @@ impl Container {
         self
     }
 
-    /// `run`: no `Start` to wait for (tiny-init may have been told in its
-    /// config); the runtime meanwhile sends the terminal on and writes the
-    /// pid file.
+    /// `run`: no `Start` to wait for from the runtime (tiny-init has been
+    /// told, in its config or, for a bridged container, by the handshake);
+    /// the runtime meanwhile sends the terminal on and writes the pid
+    /// file.
     pub fn start_for_run(&mut self, runtime: &ShimRuntimeChannel) {
         let ask = !self.init_started_at_once;
         let reply = match self.start(ask) {
