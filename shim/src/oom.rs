@@ -13,8 +13,11 @@ use std::path::Path;
 use protocol::CgroupPaths;
 
 pub struct OomWatch {
-    file: File,
-    /// The last oom_kill count read.
+    /// None once the cgroup is gone: the file then reports an error
+    /// forever, and polling it would spin.
+    file: Option<File>,
+    /// The last oom_kill count read, kept after the cgroup has gone: with
+    /// a systemd scope that is the common case at the container's stop.
     pub kills: u64,
 }
 
@@ -27,32 +30,77 @@ impl OomWatch {
         }
         let path = Path::new(&paths.dirs.first()?.dir).join("memory.events");
         let mut watch = OomWatch {
-            file: File::open(path).ok()?,
+            file: Some(File::open(path).ok()?),
             kills: 0,
         };
         watch.read();
         Some(watch)
     }
 
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+    /// What to poll, while the cgroup is there.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.file.as_ref().map(|f| f.as_fd())
     }
 
-    /// Read the count again (which re-arms the notification); false once
-    /// the cgroup is gone.
-    pub fn read(&mut self) -> bool {
+    /// Read the count again (which re-arms the notification); once the
+    /// cgroup is gone, the count read before it went stays.
+    pub fn read(&mut self) {
+        let Some(file) = &self.file else {
+            return;
+        };
         let mut buf = [0u8; 512];
-        match nix::sys::uio::pread(&self.file, &mut buf, 0) {
-            Ok(n) => {
-                let text = String::from_utf8_lossy(&buf[..n]);
+        let read = nix::sys::uio::pread(file, &mut buf, 0)
+            .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
+        self.update(read);
+    }
+
+    fn update(&mut self, read: nix::Result<String>) {
+        match read {
+            Ok(text) => {
                 let kills = text.lines().find_map(|l| {
                     let (k, v) = l.split_once(' ')?;
                     (k == "oom_kill").then(|| v.trim().parse::<u64>().ok())?
                 });
                 self.kills = self.kills.max(kills.unwrap_or(0));
-                true
             }
-            Err(_) => false,
+            Err(_) => self.file = None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+
+    fn watch() -> OomWatch {
+        OomWatch {
+            file: Some(File::open("/dev/null").unwrap()),
+            kills: 0,
+        }
+    }
+
+    #[test]
+    fn the_count_outlives_the_cgroup() {
+        let mut w = watch();
+        w.update(Ok("low 0\nhigh 0\nmax 18\noom 1\noom_kill 0\n".into()));
+        assert_eq!(w.kills, 0);
+        w.update(Ok("low 0\nhigh 0\nmax 18\noom 1\noom_kill 1\n".into()));
+        assert_eq!(w.kills, 1);
+        // systemd removed the scope: the kernel answers ENODEV from now on.
+        w.update(Err(Errno::ENODEV));
+        assert_eq!(w.kills, 1);
+        assert!(w.fd().is_none(), "a gone cgroup's file is polled no more");
+        w.read();
+        assert_eq!(w.kills, 1);
+    }
+
+    #[test]
+    fn the_count_never_goes_back() {
+        let mut w = watch();
+        w.update(Ok("oom_kill 2\n".into()));
+        w.update(Ok("oom 0\n".into()));
+        assert_eq!(w.kills, 2);
+        assert!(w.fd().is_some());
     }
 }

@@ -191,8 +191,8 @@ impl Container {
             fds.push(PollFd::new(ch.as_fd(), PollFlags::POLLIN));
             at(&fds) - 1
         });
-        let oom_at = self.oom.as_ref().map(|w| {
-            fds.push(PollFd::new(w.fd(), PollFlags::POLLPRI));
+        let oom_at = self.oom.as_ref().and_then(|w| w.fd()).map(|fd| {
+            fds.push(PollFd::new(fd, PollFlags::POLLPRI));
             at(&fds) - 1
         });
         let first_output = at(&fds);
@@ -233,13 +233,11 @@ impl Container {
         }
     }
 
-    /// memory.events changed: the count again; a cgroup that is gone is
-    /// watched no more (its file reports an error forever).
+    /// memory.events changed: the count again (kept once the cgroup is
+    /// gone).
     pub fn read_oom(&mut self) {
         if let Some(w) = &mut self.oom {
-            if !w.read() {
-                self.oom = None;
-            }
+            w.read();
         }
     }
 
