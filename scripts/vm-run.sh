@@ -65,7 +65,9 @@
 # cpio xz-utils kmod (`make vm-deps` installs them).
 # Speed under TCG on 2 vCPUs: 4-12 s to boot and run `true`; a debug build of
 # nsbox runs a container in 1-2 s there.
-# Exit status: CMD's; 124: NSBOX_VM_TIMEOUT hit; 125: the VM itself failed.
+# Exit status: CMD's; 124: NSBOX_VM_TIMEOUT hit; 125: the VM itself failed;
+# 75: the guest's kernel locked up before CMD wrote anything to its stdout
+# (the VM is killed then: booting it again is safe).
 set -u -o pipefail
 
 die() { echo "vm-run: $*" >&2; exit 125; }
@@ -350,6 +352,23 @@ QPID=$!
 tail -q -n +1 -s 0.2 --pid=$QPID -f "$T/stdout" & TPIDS="$TPIDS $!"
 tail -q -n +1 -s 0.2 --pid=$QPID -f "$T/stderr" >&2 & TPIDS="$TPIDS $!"
 [ "$VERBOSE" = 1 ] && { tail -q -n +1 -s 0.2 --pid=$QPID -f "$T/console.log" | sed 's/^/[console] /' >&2 & TPIDS="$TPIDS $!"; }
+# An emulated guest whose kernel locks up never ends by itself (seen once
+# in CI: both vCPUs in a soft lockup while systemd started, under TCG,
+# until NSBOX_VM_TIMEOUT 40 minutes later). Before CMD has written
+# anything of its own, the VM is killed at the kernel's first soft-lockup
+# report (after 20 s stuck), and the caller may boot it again.
+watch_lockup() {
+    while kill -0 "$QPID" 2>/dev/null; do
+        sleep 2
+        [ -s "$T/stdout" ] && return
+        if grep -q 'soft lockup' "$T/console.log"; then
+            touch "$T/lockup"
+            kill "$QPID" 2>/dev/null
+            return
+        fi
+    done
+}
+watch_lockup & TPIDS="$TPIDS $!"
 
 wait "$QPID"; QRC=$?
 T1=$(date +%s.%N)
@@ -361,6 +380,11 @@ for p in $TPIDS; do wait "$p" 2>/dev/null; done; TPIDS=
 if [ "$VERBOSE" = 1 ]; then
     printf 'vm-run: kernel %s, kvm %s; qemu ran %.1f s; guest uptime at the command %s s, at its end %s s; qemu exit %s\n' \
         "$KVER" "$KVM" "$(awk "BEGIN{print $T1 - $T0}")" "$(cat "$T/t_start" 2>/dev/null)" "$(cat "$T/t_end" 2>/dev/null)" "$QRC" >&2
+fi
+if [ -e "$T/lockup" ]; then
+    echo "vm-run: the guest's kernel locked up before the command wrote anything; the VM was killed:" >&2
+    grep -m 3 'soft lockup\|rcu.*stall' "$T/console.log" >&2
+    exit 75
 fi
 if [ "$TIMED_OUT" = 1 ]; then
     echo "vm-run: timed out after ${TMO}s" >&2
