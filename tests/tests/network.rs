@@ -327,6 +327,24 @@ fn each_end_of_a_veth_has_one_queue_and_no_ipv6_address() {
     assert_eq!(queues(&veth, None), (1, 1));
     let pid = t.state("v6")["pid"].to_string();
     assert_eq!(queues("eth0", Some(&pid)), (1, 1));
+    // The host's end has no IPv6 at all, so no route of the host's table
+    // is its (one each, which the kernel walks on every link change), and
+    // the bridge does no multicast snooping (which re-arms every port's
+    // timers whenever one port comes up or goes down).
+    let sysctl = format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6");
+    assert_eq!(std::fs::read_to_string(&sysctl).unwrap().trim(), "1");
+    let routes = std::process::Command::new("ip")
+        .args(["-6", "route", "show", "table", "all", "dev", &veth])
+        .output()
+        .unwrap();
+    assert!(routes.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&routes.stdout),
+        "",
+        "IPv6 routes of {veth}"
+    );
+    let snooping = format!("/sys/class/net/{}/bridge/multicast_snooping", t.bridge());
+    assert_eq!(std::fs::read_to_string(&snooping).unwrap().trim(), "0");
     delete(&t, "v6");
 }
 
