@@ -388,6 +388,21 @@ pub(super) fn check_bridge(
     subnet: &Subnet,
     strict: bool,
 ) -> Result<Found, NetworkError> {
+    check_bridge_or_again(nl, root, bridge, subnet, strict, true)
+}
+
+/// `again`: whether a bridge that appears between the look-up of its name
+/// and the list of the host's addresses (made, with its address, by a
+/// concurrent create's shim) is looked at once more, now that it exists,
+/// rather than refused as an overlap with itself.
+fn check_bridge_or_again(
+    nl: &mut Netlink,
+    root: &Path,
+    bridge: &str,
+    subnet: &Subnet,
+    strict: bool,
+    again: bool,
+) -> Result<Found, NetworkError> {
     // Looked up by name: a dump of every link would grow with the
     // containers (each has a veth here).
     match nl
@@ -443,6 +458,9 @@ pub(super) fn check_bridge(
                         .ok()
                         .flatten()
                         .map_or_else(|| format!("link {}", a.index), |l| l.name);
+                    if again && name == bridge {
+                        return check_bridge_or_again(nl, root, bridge, subnet, strict, false);
+                    }
                     return Err(NetworkError::Refused(format!(
                         "subnet {subnet} overlaps {}/{} on {name}",
                         a.addr, a.prefix
