@@ -76,3 +76,30 @@ pub(super) fn write_rdma(dir: &Path, limits: &[RdmaLimit]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Every device's rdma limits back to max, before the cgroup is removed.
+/// The kernel frees a cgroup's unused pool of a device's limits when they
+/// are all max again, but not when the cgroup goes (Linux before "free
+/// idle pools at offline", Debian 12's 6.1 among them): the pool stays on
+/// the device's list after the cgroup is freed, and removing the device
+/// later writes through it (list_del corruption in free_cg_rpool_locked,
+/// seen in the test VM). Best effort: nothing to do without rdma.max.
+pub(super) fn release_rdma(dir: &Path) {
+    let Ok(text) = super::read_file(dir, "rdma.max") else {
+        return;
+    };
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(device) = fields.next() else {
+            continue;
+        };
+        if fields.all(|f| f.ends_with("=max")) {
+            continue;
+        }
+        let _ = write_file(
+            dir,
+            "rdma.max",
+            &format!("{device} hca_handle=max hca_object=max"),
+        );
+    }
+}

@@ -666,6 +666,9 @@ pub fn destroy(
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let frozen = is_frozen(paths);
+    if let Some(dir) = dir_of(paths, "rdma") {
+        hugetlb_rdma::release_rdma(dir);
+    }
     loop {
         let pids = procs(paths);
         if !pids.is_empty() && kill_all(paths).unwrap_or(false) {

@@ -914,3 +914,27 @@ fn page_sizes_as_the_kernel_names_them() {
     assert_eq!(page_size_name(16 << 20), "16GB");
     assert_eq!(page_size_name(1536), "1536KB");
 }
+
+#[test]
+fn rdma_limits_go_back_to_max_before_the_cgroup_goes() {
+    let f = Fake::new("rdma-release");
+    let dir = f.cgroup(
+        "rdma/c1",
+        &[(
+            "rdma.max",
+            "rxe0 hca_handle=3 hca_object=30\nrxe1 hca_handle=max hca_object=max\n",
+        )],
+    );
+    hugetlb_rdma::release_rdma(&dir);
+    // The fake keeps every write after the kernel's text: the limited
+    // device is set back to max, the other left alone.
+    assert_eq!(
+        read(&dir.join("rdma.max")),
+        "rxe0 hca_handle=3 hca_object=30\nrxe1 hca_handle=max hca_object=max\n\
+         rxe0 hca_handle=max hca_object=max"
+    );
+    // No rdma.max (no rdma controller there): nothing, and no error.
+    let bare = f.cgroup("rdma/c2", &[]);
+    hugetlb_rdma::release_rdma(&bare);
+    assert!(!bare.join("rdma.max").exists());
+}
