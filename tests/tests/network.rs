@@ -4,7 +4,8 @@
 //! --force, and concurrent creates; the nftables table changed element by
 //! element (other containers' rules untouched), made again after someone
 //! deleted it, 500 reservations that cost what the first did, and a veth
-//! made as many containers want it (one queue each way, no IPv6 address).
+//! and bridge made as many containers want them (one queue each way, no
+//! IPv6 address, no IPv6 at all on the host's end, no multicast snooping).
 //!
 //! Every test has a bridge and a /24 of its own (`Test::bridge`,
 //! `Test::subnet`), so tests run in parallel and beside the demo's nsbox0.

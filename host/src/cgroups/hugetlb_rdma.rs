@@ -6,7 +6,7 @@ use std::path::Path;
 
 use protocol::{HugepageLimit, RdmaLimit};
 
-use super::{write_file, CgroupError, Result};
+use super::{read_file, write_file, CgroupError, Result};
 
 /// The huge page sizes of this kernel, named as the hugetlb controller's
 /// files name them ("2MB", "1GB"), smallest first.
@@ -85,7 +85,7 @@ pub(super) fn write_rdma(dir: &Path, limits: &[RdmaLimit]) -> Result<()> {
 /// later writes through it (list_del corruption in free_cg_rpool_locked,
 /// seen in the test VM). Best effort: nothing to do without rdma.max.
 pub(super) fn release_rdma(dir: &Path) {
-    let Ok(text) = super::read_file(dir, "rdma.max") else {
+    let Ok(text) = read_file(dir, "rdma.max") else {
         return;
     };
     for line in text.lines() {
