@@ -444,14 +444,16 @@ fn dir_of<'a>(paths: &'a CgroupPaths, controller: &str) -> Option<&'a Path> {
 /// already is taken over only while it has no process (another container
 /// may be using it).
 pub fn create(paths: &CgroupPaths, resources: &Resources) -> Result<()> {
+    let mut existed = false;
     if paths.unified {
-        v2::create(paths, resources)?;
+        existed = v2::create(paths, resources)?;
     } else {
         for d in &paths.dirs {
-            v1::create(paths, Path::new(&d.dir), &d.controller)?;
+            existed |= v1::create(paths, Path::new(&d.dir), &d.controller)?;
         }
     }
-    let busy = procs(paths);
+    // A cgroup we have just made holds nothing yet.
+    let busy = if existed { procs(paths) } else { Vec::new() };
     if !busy.is_empty() {
         return Err(CgroupError::Busy(format!(
             "cgroup {} already holds processes ({}): is cgroupsPath another container's?",
@@ -665,10 +667,16 @@ pub fn destroy(
     stop_scope: Option<systemd::StopScope>,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let frozen = is_frozen(paths);
     if let Some(dir) = dir_of(paths, "rdma") {
         hugetlb_rdma::release_rdma(dir);
     }
+    // Mostly the processes are gone by now (a run's, a stopped
+    // container's): rmdir first, and look for processes only when it is
+    // refused (the kernel never removes a cgroup that has any).
+    if paths.systemd.is_none() && remove_if_empty(paths) {
+        return Ok(());
+    }
+    let frozen = is_frozen(paths);
     loop {
         let pids = procs(paths);
         if !pids.is_empty() && kill_all(paths).unwrap_or(false) {
@@ -700,6 +708,18 @@ fn kill_each(pids: &[i32]) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+}
+
+/// rmdir each of the cgroup's directories, until one is refused (a
+/// process, or a sub-cgroup, in it): true when none is left.
+fn remove_if_empty(paths: &CgroupPaths) -> bool {
+    paths
+        .dirs
+        .iter()
+        .all(|d| match std::fs::remove_dir(&d.dir) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        })
 }
 
 fn remove_dirs(paths: &CgroupPaths) -> Result<()> {

@@ -6,13 +6,22 @@ use protocol::{CgroupPaths, DeviceRule, Resources};
 
 use super::{dir_of, read_file, write_file, CgroupError, Result};
 
-/// mkdir -p the container's directory in one hierarchy. A new cpuset
-/// cgroup starts with no CPUs and no memory nodes, and no task may join it
-/// until it has some: each level gets its parent's, as runc does.
-pub(super) fn create(paths: &CgroupPaths, dir: &Path, controller: &str) -> Result<()> {
-    super::mkdir_p(dir)?;
+/// mkdir -p the container's directory in one hierarchy: true when it was
+/// there already. A new cpuset cgroup starts with no CPUs and no memory
+/// nodes, and no task may join it until it has some: each level gets its
+/// parent's, as runc does.
+pub(super) fn create(paths: &CgroupPaths, dir: &Path, controller: &str) -> Result<bool> {
+    let existed = match std::fs::create_dir(dir) {
+        Ok(()) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            super::mkdir_p(dir)?;
+            false
+        }
+        Err(e) => return Err(super::io_err(dir)(e)),
+    };
     if !controller.split(',').any(|c| c == "cpuset") {
-        return Ok(());
+        return Ok(existed);
     }
     let depth = Path::new(&paths.path)
         .components()
@@ -31,7 +40,7 @@ pub(super) fn create(paths: &CgroupPaths, dir: &Path, controller: &str) -> Resul
             }
         }
     }
-    Ok(())
+    Ok(existed)
 }
 
 fn controller_dir<'a>(paths: &'a CgroupPaths, controller: &str) -> Result<&'a Path> {

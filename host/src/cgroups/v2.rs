@@ -43,21 +43,23 @@ fn levels(paths: &CgroupPaths) -> Vec<PathBuf> {
 /// mkdir -p the container's directory, enabling the wanted controllers on
 /// the way down. A controller an ancestor cannot pass on (it is not in its
 /// cgroup.controllers, or the ancestor holds processes) is left out: a
-/// limit that needs it then fails with the file missing, clearly.
-pub(super) fn create(paths: &CgroupPaths, r: &Resources) -> Result<()> {
+/// limit that needs it then fails with the file missing, clearly. True
+/// when the container's own directory was there already.
+pub(super) fn create(paths: &CgroupPaths, r: &Resources) -> Result<bool> {
     let mut wanted = WANTED.to_vec();
     wanted.extend(extra(r));
+    let mut existed = false;
     for level in levels(paths) {
         if let Some(parent) = level.parent() {
             enable_controllers(parent, &wanted);
         }
-        match std::fs::create_dir(&level) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        existed = match std::fs::create_dir(&level) {
+            Ok(()) => false,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
             Err(e) => return Err(io_err(&level)(e)),
-        }
+        };
     }
-    Ok(())
+    Ok(existed)
 }
 
 fn enable_controllers(dir: &Path, wanted: &[&str]) {
