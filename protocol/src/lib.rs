@@ -25,7 +25,7 @@ pub use messages::*;
 pub use resources::*;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// runtime's end of a connection to a shim.
 pub type RuntimeChannel = Channel<RuntimeToShim, ShimToRuntime>;
@@ -133,6 +133,15 @@ impl ShimRuntimeChannel {
         match self.recv()? {
             (RuntimeToShim::Create(c), fds) => Ok((c, fds)),
             (other, _) => Err(unexpected("Create", &other)),
+        }
+    }
+
+    /// The runtime's word on the cgroup it makes after `Create`.
+    pub fn wait_for_cgroup(&self) -> Result<(), ChannelError> {
+        match self.recv()?.0 {
+            RuntimeToShim::CgroupMade(None) => Ok(()),
+            RuntimeToShim::CgroupMade(Some(f)) => Err(ChannelError::Failed(f)),
+            other => Err(unexpected("CgroupMade", &other)),
         }
     }
 

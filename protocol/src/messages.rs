@@ -542,6 +542,11 @@ pub enum RuntimeToShim {
         version: u32,
     },
     Create(Box<CreateRequest>),
+    /// After `Create`, for a cgroup the runtime makes (not a systemd
+    /// scope): it exists now (None), or why it could not be made. The
+    /// runtime makes it while the shim prepares the clone, which waits
+    /// for this.
+    CgroupMade(Option<Failure>),
     Start,
     /// Reply with `Exited` when the container has stopped.
     Wait,

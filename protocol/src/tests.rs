@@ -126,6 +126,31 @@ fn fds_travel_with_the_message() {
     assert_eq!(fds.len(), 1);
 }
 
+/// The shim waits for the runtime's word on the cgroup before its clone:
+/// made, or why not (which the shim passes on as its own failure).
+#[test]
+fn the_cgroup_is_made_or_said_why_not() {
+    let (rt, shim): (RuntimeChannel, ShimRuntimeChannel) = pair();
+    rt.send(&RuntimeToShim::CgroupMade(None), &[]).unwrap();
+    shim.wait_for_cgroup().unwrap();
+    let why = Failure {
+        step: "cgroup".into(),
+        message: "cpuset.cpus: Numerical result out of range".into(),
+        exit_code: 1,
+    };
+    rt.send(&RuntimeToShim::CgroupMade(Some(why.clone())), &[])
+        .unwrap();
+    assert!(matches!(shim.wait_for_cgroup(), Err(ChannelError::Failed(f)) if f == why));
+    rt.send(&RuntimeToShim::Start, &[]).unwrap();
+    assert!(matches!(
+        shim.wait_for_cgroup(),
+        Err(ChannelError::Unexpected {
+            expected: "CgroupMade",
+            ..
+        })
+    ));
+}
+
 #[test]
 fn messages_sent_before_a_reset_are_still_read() {
     // The shim answers, then exits with the runtime's next request unread:

@@ -216,25 +216,6 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     };
     dir.save(&state).context("write state")?;
     fault("create", "after-state");
-    // While the shim starts up on another CPU: made here, tiny-init's clone
-    // child only has to move itself in (state.json names it already, for a
-    // rollback). A systemd scope cannot be made empty: the shim asks for it
-    // with tiny-init in it.
-    if let Some(cg) = plan
-        .request
-        .cgroup
-        .as_ref()
-        .filter(|c| c.paths.systemd.is_none())
-    {
-        if let Err(e) = nsbox_host::cgroups::create(&cg.paths, &cg.resources) {
-            if let (CgroupError::Busy(_), Some(host)) = (&e, undo.host.as_mut()) {
-                // Another container's: the undo leaves it alone.
-                host.cgroup = None;
-            }
-            return Err(anyhow::Error::new(e).context("cgroup"));
-        }
-    }
-
     // What the shim will ask systemd for (MakeScope), once it has
     // tiny-init's pid.
     let scope = plan
@@ -243,6 +224,7 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
         .as_ref()
         .filter(|c| c.paths.systemd.is_some())
         .cloned();
+    let plan_cgroup = plan.request.cgroup.clone();
     let mut channel = RuntimeChannel::new(ours);
     channel.set_timeout(Some(CREATE_TIMEOUT))?;
     channel.send_hello().context("talk to shim")?;
@@ -259,6 +241,33 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
             other => anyhow!("send config to shim: {other}"),
         })?;
     fault("create", "after-send");
+    // Made while the shim prepares tiny-init's clone (a v1 cgroup is a
+    // directory in each of a dozen hierarchies, 0.4 ms and more): the
+    // shim waits for our word before the clone, so that tiny-init moves
+    // itself in (v1) or is born there (v2) before anything else. A
+    // systemd scope cannot be made empty: the shim asks for it with
+    // tiny-init in it (MakeScope below).
+    if let Some(cg) = plan_cgroup.filter(|c| c.paths.systemd.is_none()) {
+        let made = nsbox_host::cgroups::create(&cg.paths, &cg.resources);
+        let word = made
+            .as_ref()
+            .err()
+            .map(|e| Failure::from_error("cgroup", e));
+        let told = channel.send(&RuntimeToShim::CgroupMade(word), &[]);
+        if let Err(e) = made {
+            if let (CgroupError::Busy(_), Some(host)) = (&e, undo.host.as_mut()) {
+                // Another container's: the undo leaves it alone.
+                host.cgroup = None;
+            }
+            // The shim undoes its part (a network reservation) and says
+            // so before we undo ours.
+            if told.is_ok() {
+                let _ = channel.wait_for_created(|_| Ok(()));
+            }
+            return Err(anyhow::Error::new(e).context("cgroup"));
+        }
+        told.map_err(|e| anyhow!("send to shim: {e}"))?;
+    }
     let make_scope = |pid: i32| {
         let Some(cg) = &scope else {
             return Err(Failure {

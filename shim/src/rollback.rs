@@ -20,24 +20,24 @@ pub struct Rollback {
 }
 
 impl Rollback {
-    /// For container `id`. From the start its cgroup is ours to remove:
-    /// the runtime made it before it sent `Create` (a systemd scope is
-    /// ours once made: [`Rollback::cgroup_made`]).
-    pub fn new(id: &str, cgroup: Option<CgroupPaths>) -> Rollback {
+    /// For container `id`. Its cgroup is ours to remove once it is made
+    /// ([`Rollback::cgroup_made`]): one of that name that exists already
+    /// is another container's.
+    pub fn new(id: &str) -> Rollback {
         Rollback {
             init: None,
             host: HostSide {
                 id: id.to_string(),
                 network_root: None,
-                cgroup,
+                cgroup: None,
                 stop_scope: None,
             },
             armed: true,
         }
     }
 
-    /// The cgroup is ours from now on: systemd made its scope for us (a
-    /// scope of that name made before is another container's).
+    /// The cgroup is ours from now on: the runtime made it, or systemd
+    /// made its scope, for us.
     pub fn cgroup_made(&mut self, cgroup: CgroupPaths) {
         self.host.cgroup = Some(cgroup);
     }
@@ -101,7 +101,8 @@ mod tests {
             return;
         };
         let (child, dir) = clone_a_sleeper(&root, "rollback-armed");
-        let mut rollback = Rollback::new("c1", Some(v2_paths(&dir)));
+        let mut rollback = Rollback::new("c1");
+        rollback.cgroup_made(v2_paths(&dir));
         rollback.init_cloned(&child).unwrap();
         drop(rollback);
         let left = std::fs::read_to_string(format!("/proc/{}/stat", child.pid));
@@ -115,6 +116,22 @@ mod tests {
         assert!(!dir_left, "the cgroup is still there");
     }
 
+    /// The runtime never said it made the cgroup (it could not, or one
+    /// of that name was another container's): a failed create leaves it.
+    #[test]
+    fn a_cgroup_never_made_for_us_is_left() {
+        let Some(root) = cgroup2_root() else {
+            return;
+        };
+        let (child, dir) = clone_a_sleeper(&root, "rollback-not-ours");
+        let mut rollback = Rollback::new("c1");
+        rollback.init_cloned(&child).unwrap();
+        drop(rollback);
+        let dir_left = dir.exists();
+        let _ = std::fs::remove_dir(&dir);
+        assert!(dir_left, "another container's cgroup was removed");
+    }
+
     /// The runtime heard `Created`: nothing is undone.
     #[test]
     fn a_disarmed_rollback_leaves_everything() {
@@ -122,7 +139,8 @@ mod tests {
             return;
         };
         let (child, dir) = clone_a_sleeper(&root, "rollback-disarmed");
-        let mut rollback = Rollback::new("c1", Some(v2_paths(&dir)));
+        let mut rollback = Rollback::new("c1");
+        rollback.cgroup_made(v2_paths(&dir));
         rollback.init_cloned(&child).unwrap();
         rollback.disarm();
         drop(rollback);

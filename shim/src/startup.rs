@@ -72,12 +72,7 @@ pub fn create(
     let mut state = dir
         .load()
         .map_err(|e| failure("read state", e.to_string()))?;
-    let made_by_runtime = req
-        .cgroup
-        .as_ref()
-        .filter(|c| c.paths.systemd.is_none())
-        .map(|c| c.paths.clone());
-    let mut rollback = Rollback::new(&req.id, made_by_runtime);
+    let mut rollback = Rollback::new(&req.id);
     let reserved = reserve_network(req, dir, &mut rollback)?;
     let exe = Exe::for_container(req).map_err(|e| Failure::from_error("prepare tiny-init", &e))?;
     let (ours, theirs) =
@@ -92,6 +87,7 @@ pub fn create(
     } else {
         Vec::new()
     };
+    wait_for_cgroup(req, runtime, &mut rollback)?;
     let (init, early) = clone_init(
         req,
         &theirs,
@@ -274,6 +270,24 @@ fn clone_init(
         req.time_offsets.as_bytes(),
     )
     .map_err(|e| Failure::from_error("start tiny-init", &e))
+}
+
+/// The runtime makes a cgroupfs cgroup while we prepare the clone, and
+/// says when it exists (or why it does not): ours to remove from then on.
+fn wait_for_cgroup(
+    req: &CreateRequest,
+    runtime: &ShimRuntimeChannel,
+    rollback: &mut Rollback,
+) -> Result<(), Failure> {
+    let Some(cg) = req.cgroup.as_ref().filter(|c| c.paths.systemd.is_none()) else {
+        return Ok(());
+    };
+    runtime.wait_for_cgroup().map_err(|e| match e {
+        ChannelError::Failed(f) => f,
+        other => Failure::from_error("cgroup: wait for the runtime to make it", &other),
+    })?;
+    rollback.cgroup_made(cg.paths.clone());
+    Ok(())
 }
 
 /// `--systemd-cgroup`: systemd makes the scope with tiny-init in it (a

@@ -478,3 +478,26 @@ fn a_cgroup_that_holds_another_containers_processes_is_left_to_it() {
     t.rt(&["delete", "--force", "one"]).ok();
     assert!(!controller_dir("pids", &path).exists());
 }
+
+/// The runtime makes the cgroup while the shim prepares the clone (it has
+/// `Create` by then): a value the kernel refuses then fails the create
+/// with one line, and the shim, told so, undoes its part and leaves; no
+/// state, cgroup or shim is left. Validation cannot see this one coming:
+/// CPU 1023 is a CPU number, just not this host's.
+#[test]
+fn a_value_the_kernel_refuses_fails_the_create_after_the_shim_started() {
+    let Some(t) = Test::new("a_value_the_kernel_refuses_fails_the_create_after_the_shim_started")
+    else {
+        return;
+    };
+    let b = t.bundle_with("b", &["true"], |c| {
+        c["linux"]["resources"] = json!({ "cpu": { "cpus": "1023" } });
+    });
+    let path = t.default_cgroup("cpus");
+    for out in [t.create(&b, "cpus"), t.run(&b, "cpus")] {
+        out.fails_with("cpus", &["cgroup", "cpuset.cpus"]);
+        assert!(!t.root.join("cpus").exists(), "state left: {out:?}");
+        assert!(!controller_dir("cpuset", &path).exists(), "cgroup left");
+        assert!(!controller_dir("pids", &path).exists(), "cgroup left");
+    }
+}
