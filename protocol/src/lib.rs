@@ -164,6 +164,7 @@ impl ShimInitChannel {
     pub fn wait_for_hello(&self) -> Result<(), ChannelError> {
         match self.recv()?.0 {
             InitToShim::Hello { version } => check_version(version),
+            InitToShim::Failed(f) => Err(ChannelError::Failed(f)),
             other => Err(unexpected("Hello", &other)),
         }
     }

@@ -151,6 +151,20 @@ fn the_cgroup_is_made_or_said_why_not() {
     ));
 }
 
+/// The shim sends the config without waiting for tiny-init's Hello: a
+/// tiny-init that failed first says why where its Hello was due.
+#[test]
+fn a_failure_instead_of_hello_is_the_failure() {
+    let (shim, init): (ShimInitChannel, InitChannel) = pair();
+    let why = Failure {
+        step: "block signals".into(),
+        message: "EINVAL".into(),
+        exit_code: 1,
+    };
+    init.send(&InitToShim::Failed(why.clone()), &[]).unwrap();
+    assert!(matches!(shim.wait_for_hello(), Err(ChannelError::Failed(f)) if f == why));
+}
+
 #[test]
 fn messages_sent_before_a_reset_are_still_read() {
     // The shim answers, then exits with the runtime's next request unread:

@@ -61,9 +61,6 @@ impl Handshake<'_> {
                 &[],
             )
             .map_err(|e| self.init_error(e))?;
-        self.channel
-            .wait_for_hello()
-            .map_err(|e| self.init_error(e))?;
         let mut mount_fds = Vec::new();
         for m in &self.req.init.mounts {
             if let Some(maps) = &m.idmap {
@@ -76,7 +73,14 @@ impl Handshake<'_> {
                 mount_fds.push(fd);
             }
         }
+        // The config follows our Hello at once, without a round trip:
+        // tiny-init decodes it only once our Hello has passed its version
+        // check, and its own Hello, checked here, comes before anything
+        // else it sends.
         self.send_config(root_fd, mount_fds, preserved, start == StartWhen::AtOnce)?;
+        self.channel
+            .wait_for_hello()
+            .map_err(|e| self.init_error(e))?;
         meanwhile()?;
         if self.req.init.hook_pause {
             self.channel
