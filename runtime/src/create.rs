@@ -94,11 +94,11 @@ fn wants_log(o: &CreateOpts) -> bool {
 
 pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     let dir = ContainerDir::new(&g.root, id);
-    // The shim first: its exec and start-up (0.5 ms and more, much of it
-    // glibc asking the CPU what it is, which a VM traps) then overlap with
-    // reading and checking config.json. Until it gets Create it touches
-    // nothing; if we give up before, `undo` kills and reaps it. The rest
-    // of what `undo` removes is named once it exists.
+    // The shim first: its exec and start-up can then overlap with reading
+    // and checking config.json (where the scheduler lets a new child run
+    // beside its parent: docs/performance.md, run F). Until it gets
+    // Create it touches nothing; if we give up before, `undo` kills and
+    // reaps it. The rest of what `undo` removes is named once it exists.
     let shim_path = sibling("shim")?;
     let (ours, theirs) = protocol::seqpacket_pair().context("socketpair")?;
     let shim = spawn_shim(g, &shim_path, &dir, &theirs)?;
