@@ -216,15 +216,13 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     };
     dir.save(&state).context("write state")?;
     fault("create", "after-state");
-    // What the shim will ask systemd for (MakeScope), once it has
-    // tiny-init's pid.
-    let scope = plan
-        .request
-        .cgroup
-        .as_ref()
-        .filter(|c| c.paths.systemd.is_some())
-        .cloned();
-    let plan_cgroup = plan.request.cgroup.clone();
+    // A cgroupfs cgroup is ours to make once the shim has Create; a
+    // systemd scope the shim asks for (MakeScope), once it has tiny-init's
+    // pid.
+    let (scope, cgroupfs) = match plan.request.cgroup.clone() {
+        Some(c) if c.paths.systemd.is_some() => (Some(c), None),
+        other => (None, other),
+    };
     let mut channel = RuntimeChannel::new(ours);
     channel.set_timeout(Some(CREATE_TIMEOUT))?;
     channel.send_hello().context("talk to shim")?;
@@ -247,7 +245,7 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     // itself in (v1) or is born there (v2) before anything else. A
     // systemd scope cannot be made empty: the shim asks for it with
     // tiny-init in it (MakeScope below).
-    if let Some(cg) = plan_cgroup.filter(|c| c.paths.systemd.is_none()) {
+    if let Some(cg) = cgroupfs {
         let made = nsbox_host::cgroups::create(&cg.paths, &cg.resources);
         let word = made
             .as_ref()
@@ -262,7 +260,7 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
             // The shim undoes its part (a network reservation) and says
             // so before we undo ours.
             if told.is_ok() {
-                let _ = channel.wait_for_created(|_| Ok(()));
+                let _ = channel.wait_for_created(|_| Err(no_scope()));
             }
             return Err(anyhow::Error::new(e).context("cgroup"));
         }
@@ -270,11 +268,7 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     }
     let make_scope = |pid: i32| {
         let Some(cg) = &scope else {
-            return Err(Failure {
-                step: "cgroup".into(),
-                message: "the shim asked for a systemd scope, and this container has none".into(),
-                exit_code: 1,
-            });
+            return Err(no_scope());
         };
         crate::systemd::start_scope(&cg.paths, pid, &cg.resources)
             .map_err(|e| Failure::from_error("cgroup", &e))?;
@@ -382,6 +376,16 @@ fn rootfs_in_joined_mount_namespace(request: &protocol::CreateRequest) -> Result
             "linux.namespaces: mount namespace {ns} has another directory at {rootfs} than the rootfs ({why})"
         ),
         other => bail!("check the rootfs in mount namespace {ns}: {other:?}"),
+    }
+}
+
+/// The answer to a MakeScope from a shim whose container has no
+/// systemd scope.
+fn no_scope() -> Failure {
+    Failure {
+        step: "cgroup".into(),
+        message: "the shim asked for a systemd scope, and this container has none".into(),
+        exit_code: 1,
     }
 }
 
