@@ -168,14 +168,10 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
             .network
             .as_ref()
             .map(|n| PathBuf::from(&n.root)),
-        // A systemd scope is ours to undo once made (make_scope below):
-        // one of that name that exists already is another container's.
-        cgroup: plan
-            .request
-            .cgroup
-            .as_ref()
-            .filter(|c| c.paths.systemd.is_none())
-            .map(|c| c.paths.clone()),
+        // Ours to undo once we have made it (below), or systemd its scope
+        // (make_scope): until then, one of that name is another
+        // container's.
+        cgroup: None,
         stop_scope: Some(crate::systemd::stop_scope),
     });
     if plan.request.init.overlay.is_some() {
@@ -247,16 +243,20 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     // tiny-init in it (MakeScope below).
     if let Some(cg) = cgroupfs {
         let made = nsbox_host::cgroups::create(&cg.paths, &cg.resources);
+        // Made, or half made (a value the kernel refused): ours to remove
+        // should the create fail. One that holds processes is another
+        // container's.
+        if !matches!(made, Err(CgroupError::Busy(_))) {
+            if let Some(host) = undo.host.as_mut() {
+                host.cgroup = Some(cg.paths.clone());
+            }
+        }
         let word = made
             .as_ref()
             .err()
             .map(|e| Failure::from_error("cgroup", e));
         let told = channel.send(&RuntimeToShim::CgroupMade(word), &[]);
         if let Err(e) = made {
-            if let (CgroupError::Busy(_), Some(host)) = (&e, undo.host.as_mut()) {
-                // Another container's: the undo leaves it alone.
-                host.cgroup = None;
-            }
             // The shim undoes its part (a network reservation) and says
             // so before we undo ours.
             if told.is_ok() {

@@ -471,7 +471,11 @@ fn a_cgroup_that_holds_another_containers_processes_is_left_to_it() {
     let init = t.state("one")["pid"].as_i64().unwrap() as i32;
     t.create(&b, "two")
         .fails_with("two", &["already holds processes"]);
-    // The failed create's undo removed nothing of the first's.
+    // Nor one that failed before it came to the cgroup (the runtime makes
+    // it once the shim has `Create`): fds 3 to 66 are not all open.
+    t.rt(&["create", "-b", b.path(), "--preserve-fds", "64", "three"])
+        .fails_with("three", &["--preserve-fds 64"]);
+    // The failed creates' undo removed nothing of the first's.
     let st = t.state("one");
     assert_eq!(st["status"], "created", "{st}");
     assert_eq!(proc_cgroup(init, "pids").as_deref(), Some(path.as_str()));
