@@ -94,16 +94,29 @@ mod tests {
         }
     }
 
+    /// A sleeper cloned into a cgroup of its own, as tiny-init is, with a
+    /// rollback that knows it; `ours`: the cgroup was made for us. None
+    /// (skipped) without root or a cgroup2 mount.
+    fn rollback_of_a_sleeper(
+        name: &str,
+        ours: bool,
+    ) -> Option<(Rollback, spawn::Child, std::path::PathBuf)> {
+        let root = cgroup2_root()?;
+        let (child, dir) = clone_a_sleeper(&root, name);
+        let mut rollback = Rollback::new("c1");
+        if ours {
+            rollback.cgroup_made(v2_paths(&dir));
+        }
+        rollback.init_cloned(&child).unwrap();
+        Some((rollback, child, dir))
+    }
+
     /// A failed create: tiny-init killed and reaped, its cgroup removed.
     #[test]
     fn an_armed_rollback_undoes_tiny_init_and_the_cgroup() {
-        let Some(root) = cgroup2_root() else {
+        let Some((rollback, child, dir)) = rollback_of_a_sleeper("rollback-armed", true) else {
             return;
         };
-        let (child, dir) = clone_a_sleeper(&root, "rollback-armed");
-        let mut rollback = Rollback::new("c1");
-        rollback.cgroup_made(v2_paths(&dir));
-        rollback.init_cloned(&child).unwrap();
         drop(rollback);
         let left = std::fs::read_to_string(format!("/proc/{}/stat", child.pid));
         let dir_left = dir.exists();
@@ -120,12 +133,10 @@ mod tests {
     /// of that name was another container's): a failed create leaves it.
     #[test]
     fn a_cgroup_never_made_for_us_is_left() {
-        let Some(root) = cgroup2_root() else {
+        let Some((rollback, _child, dir)) = rollback_of_a_sleeper("rollback-not-ours", false)
+        else {
             return;
         };
-        let (child, dir) = clone_a_sleeper(&root, "rollback-not-ours");
-        let mut rollback = Rollback::new("c1");
-        rollback.init_cloned(&child).unwrap();
         drop(rollback);
         let dir_left = dir.exists();
         let _ = std::fs::remove_dir(&dir);
@@ -135,13 +146,10 @@ mod tests {
     /// The runtime heard `Created`: nothing is undone.
     #[test]
     fn a_disarmed_rollback_leaves_everything() {
-        let Some(root) = cgroup2_root() else {
+        let Some((mut rollback, child, dir)) = rollback_of_a_sleeper("rollback-disarmed", true)
+        else {
             return;
         };
-        let (child, dir) = clone_a_sleeper(&root, "rollback-disarmed");
-        let mut rollback = Rollback::new("c1");
-        rollback.cgroup_made(v2_paths(&dir));
-        rollback.init_cloned(&child).unwrap();
         rollback.disarm();
         drop(rollback);
         let alive = spawn::reap(&child.pidfd, false).is_none();
