@@ -194,9 +194,11 @@ pub struct CreateRequest {
     /// The caller's-shim mode: tiny-init is cloned as the caller's child
     /// (CLONE_PARENT) so that the caller reaps it.
     pub caller_reaps: bool,
-    /// The cgroup (made by the runtime) that tiny-init's clone child moves
-    /// itself into before anything else, so that nothing of the container's
-    /// runs outside it.
+    /// The container's cgroup, so that nothing of the container's runs
+    /// outside it: made by the runtime after `Create` (`CgroupMade`), and
+    /// tiny-init born in it (v2) or its clone child moving itself in
+    /// before anything else (v1); or a systemd scope, made on the shim's
+    /// `MakeScope` with tiny-init in it.
     pub cgroup: Option<Cgroup>,
     /// prestart, createRuntime and createContainer run while tiny-init
     /// waits before pivot_root (see `InitConfig::hook_pause`).
@@ -544,8 +546,8 @@ pub enum RuntimeToShim {
     Create(Box<CreateRequest>),
     /// After `Create`, for a cgroup the runtime makes (not a systemd
     /// scope): it exists now (None), or why it could not be made. The
-    /// runtime makes it while the shim prepares the clone, which waits
-    /// for this.
+    /// runtime makes it while the shim prepares the clone (v2, where the
+    /// clone waits for this) or clones (v1, where the clone child does).
     CgroupMade(Option<Failure>),
     Start,
     /// Reply with `Exited` when the container has stopped.

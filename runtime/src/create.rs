@@ -236,9 +236,9 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
         })?;
     fault("create", "after-send");
     // Made while the shim prepares tiny-init's clone (a v1 cgroup is a
-    // directory in each of a dozen hierarchies, 0.4 ms and more): the
-    // shim waits for our word before the clone, so that tiny-init moves
-    // itself in (v1) or is born there (v2) before anything else. A
+    // directory in each of a dozen hierarchies, 0.4 ms and more), or on v1
+    // clones it: tiny-init is born in it (v2), or its clone child waits
+    // for our word and moves itself in (v1), before anything else. A
     // systemd scope cannot be made empty: the shim asks for it with
     // tiny-init in it (MakeScope below).
     if let Some(cg) = cgroupfs {

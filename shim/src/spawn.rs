@@ -79,6 +79,15 @@ pub enum CgroupEntry<'a> {
     None,
     /// v1: the child writes "0" into each of these `tasks` files first.
     Join(&'a [RawFd]),
+    /// v1, the cgroup still being made (by the runtime, while the clone
+    /// makes the namespaces): the child closes its copy of the pipe's
+    /// write end `go.1`, waits for a byte on `go.0` (EOF: it was not
+    /// made, and the shim says why), then opens these `tasks` files and
+    /// writes "0" into each, before anything else.
+    JoinWhenMade {
+        tasks: &'a [CString],
+        go: (RawFd, RawFd),
+    },
     /// v2: the child is born in the cgroup of this directory
     /// (CLONE_INTO_CGROUP), as crun does; where clone3 is refused, it
     /// joins through the directory's cgroup.procs instead.
@@ -147,6 +156,12 @@ pub fn clone_init(
         CgroupEntry::None => clone(flags, &mut pidfd, &plan),
         CgroupEntry::Join(files) => {
             plan.cgroup_join = files.to_vec();
+            plan.place_high();
+            clone(flags, &mut pidfd, &plan)
+        }
+        CgroupEntry::JoinWhenMade { tasks, go } => {
+            plan.cgroup_tasks = tasks.iter().map(|t| t.as_ptr()).collect();
+            plan.cgroup_go = Some(go);
             plan.place_high();
             clone(flags, &mut pidfd, &plan)
         }
@@ -312,6 +327,10 @@ struct ChildPlan<'a> {
     time_offsets: &'a [u8],
     /// v1 `tasks` files (or v2's cgroup.procs) to write "0" into first.
     cgroup_join: Vec<RawFd>,
+    /// Or v1 `tasks` files to open and write "0" into, once a byte has
+    /// come on the pipe `cgroup_go` (read end, write end).
+    cgroup_tasks: Vec<*const libc::c_char>,
+    cgroup_go: Option<(RawFd, RawFd)>,
     socket: RawFd,
     /// The memfd to exec, or -1.
     exe_fd: RawFd,
@@ -354,6 +373,8 @@ impl ChildPlan<'_> {
             new_time: false,
             time_offsets: &[],
             cgroup_join: Vec::new(),
+            cgroup_tasks: Vec::new(),
+            cgroup_go: None,
             socket: socket.as_raw_fd(),
             exe_fd,
             bind,
@@ -389,6 +410,7 @@ impl ChildPlan<'_> {
             .into_iter()
             .chain(self.userns_sync)
             .chain(self.forked_pid)
+            .chain(self.cgroup_go.map(|(rd, _)| rd))
             .chain(self.cgroup_join.iter().copied())
             .chain(self.setns.iter().map(|(fd, _)| *fd));
         self.high = fds.max().unwrap_or(INIT_EXE_FD) + 1;
@@ -498,6 +520,21 @@ fn child(plan: &ChildPlan) -> ! {
         }
         if plan.exe_fd >= 0 && libc::dup2(plan.exe_fd, parked_exe) < 0 {
             fail(Step::InitFds);
+        }
+        if let Some((go, shims)) = plan.cgroup_go {
+            libc::close(shims);
+            let mut b = 0u8;
+            if libc::read(go, (&mut b as *mut u8).cast(), 1) != 1 {
+                // Not made: the shim kills us and says why.
+                libc::_exit(1);
+            }
+            for &path in &plan.cgroup_tasks {
+                let fd = libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                    fail(Step::JoinCgroup);
+                }
+                libc::close(fd);
+            }
         }
         for &fd in &plan.cgroup_join {
             if libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {

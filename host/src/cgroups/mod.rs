@@ -493,6 +493,21 @@ pub fn apply(paths: &CgroupPaths, resources: &Resources, devices: bool) -> Resul
 /// subtrees; "0" into cgroup.procs there takes the lock, so a child is
 /// cloned into a v2 cgroup instead: [`open_dir`].)
 pub fn self_join_files(paths: &CgroupPaths) -> Result<Vec<std::fs::File>> {
+    self_join_paths(paths)
+        .into_iter()
+        .map(|p| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .map_err(io_err(&p))
+        })
+        .collect()
+}
+
+/// The paths of [`self_join_files`], for a child that opens them itself,
+/// once the cgroup exists: the shim clones tiny-init while the runtime
+/// still makes a v1 cgroup.
+pub fn self_join_paths(paths: &CgroupPaths) -> Vec<PathBuf> {
     let file = if paths.unified {
         "cgroup.procs"
     } else {
@@ -501,13 +516,7 @@ pub fn self_join_files(paths: &CgroupPaths) -> Result<Vec<std::fs::File>> {
     paths
         .dirs
         .iter()
-        .map(|d| {
-            let p = Path::new(&d.dir).join(file);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&p)
-                .map_err(io_err(&p))
-        })
+        .map(|d| Path::new(&d.dir).join(file))
         .collect()
 }
 

@@ -36,6 +36,77 @@ fn clone_init_falls_back_to_clone_when_clone3_is_refused() {
     }
 }
 
+/// v1's clone child, cloned while the runtime still makes the cgroup:
+/// it waits, joins once told the cgroup exists (the cgroup2 mount stands
+/// in for v1 here: "0" into cgroup.procs as into `tasks`), and only then
+/// goes on; told nothing (the cgroup was not made), it leaves.
+#[test]
+fn the_clone_child_joins_a_cgroup_made_after_the_clone() {
+    let Some(root) = cgroup2_root() else {
+        return;
+    };
+    let dir = root.join(format!("nsbox-spawn-test-{}-later", std::process::id()));
+    let tasks = [CString::new(
+        dir.join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap()];
+    let clone_waiting = |go: &(OwnedFd, OwnedFd)| {
+        clone_a_shell(CgroupEntry::JoinWhenMade {
+            tasks: &tasks,
+            go: (go.0.as_raw_fd(), go.1.as_raw_fd()),
+        })
+        .unwrap()
+    };
+    let said = |ours: &OwnedFd, ms: u16| {
+        let mut fds = [nix::poll::PollFd::new(
+            ours.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+        let mut buf = [0u8; 16];
+        match fds[0].revents() {
+            Some(r) if !r.is_empty() => nix::unistd::read(ours.as_raw_fd(), &mut buf).ok(),
+            _ => None,
+        }
+    };
+
+    let go = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    let (child, ours) = clone_waiting(&go);
+    let early = said(&ours, 100);
+    std::fs::create_dir(&dir).unwrap();
+    nix::unistd::write(&go.1, &[1]).unwrap();
+    let ready = said(&ours, 5000);
+    let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let theirs_cg = std::fs::read_to_string(format!("/proc/{}/cgroup", child.pid));
+    let _ = nsbox_host::proc::pidfd_send_signal(&child.pidfd, libc::SIGKILL);
+    reap(&child.pidfd, true);
+    let _ = std::fs::remove_dir(&dir);
+    assert_eq!(early, None, "the child went on before the cgroup was made");
+    assert_eq!(ready, Some(6), "the child never went on");
+    let theirs_cg = theirs_cg.unwrap();
+    assert!(
+        theirs_cg.lines().any(|l| l == format!("0::/{name}")),
+        "{theirs_cg}"
+    );
+
+    let go = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    let (child, ours) = clone_waiting(&go);
+    drop(go);
+    // Bounded: a child that waited for ever is killed after 5 s.
+    if !nsbox_host::proc::wait_pidfd(&child.pidfd, std::time::Duration::from_secs(5)) {
+        let _ = nsbox_host::proc::pidfd_send_signal(&child.pidfd, libc::SIGKILL);
+    }
+    let code = reap(&child.pidfd, true);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        said(&ours, 100),
+        Some(0),
+        "the child ran on without a cgroup"
+    );
+}
+
 /// A step of the clone child that fails reaches the shim as a Failure
 /// that names it, not as an exit code.
 #[test]
@@ -149,14 +220,10 @@ fn clone_into_a_v2_cgroup_and_check(root: &std::path::Path, test: &str) {
     );
 }
 
-/// A shell cloned as tiny-init would be, into a new cgroup (returned too)
-/// under the cgroup2 mount `root`, once it runs: it says so (after the
-/// clone child's set-up, the cgroup included) on the socket tiny-init
-/// would have, then sleeps.
-pub fn clone_a_sleeper(root: &std::path::Path, test: &str) -> (Child, std::path::PathBuf) {
-    let dir = root.join(format!("nsbox-spawn-test-{}-{test}", std::process::id()));
-    std::fs::create_dir(&dir).unwrap();
-    let fd = std::fs::File::open(&dir).unwrap();
+/// A shell cloned as tiny-init would be, entering its cgroup by `cgroup`:
+/// once it runs it says "ready" on the socket tiny-init would have (our
+/// end returned), then sleeps.
+fn clone_a_shell(cgroup: CgroupEntry) -> Result<(Child, OwnedFd), SpawnError> {
     let (ours, theirs) = protocol::seqpacket_pair().unwrap();
     let exe = Exe::read_only_bind("/bin/sh").unwrap();
     let argv = ["sh", "-c", "echo ready >&3; exec sleep 30"].map(|a| CString::new(a).unwrap());
@@ -165,18 +232,19 @@ pub fn clone_a_sleeper(root: &std::path::Path, test: &str) -> (Child, std::path:
         kind: NamespaceKind::Mount,
         path: None,
     }];
-    let child = clone_init(
-        false,
-        &mount_ns,
-        &theirs,
-        &exe,
-        &argv,
-        None,
-        CgroupEntry::Into(fd.as_raw_fd()),
-        &[],
-    );
-    drop(theirs);
-    let (child, _early) = child.unwrap_or_else(|e| {
+    let (child, _early) = clone_init(false, &mount_ns, &theirs, &exe, &argv, None, cgroup, &[])?;
+    Ok((child, ours))
+}
+
+/// A shell cloned as tiny-init would be, into a new cgroup (returned too)
+/// under the cgroup2 mount `root`, once it runs: it says so (after the
+/// clone child's set-up, the cgroup included) on the socket tiny-init
+/// would have, then sleeps.
+pub fn clone_a_sleeper(root: &std::path::Path, test: &str) -> (Child, std::path::PathBuf) {
+    let dir = root.join(format!("nsbox-spawn-test-{}-{test}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    let fd = std::fs::File::open(&dir).unwrap();
+    let (child, ours) = clone_a_shell(CgroupEntry::Into(fd.as_raw_fd())).unwrap_or_else(|e| {
         let _ = std::fs::remove_dir(&dir);
         panic!("{}", Failure::from_error("clone", &e))
     });
