@@ -36,6 +36,11 @@ pub struct Created {
     pub pty: Option<OwnedFd>,
     /// config.json has poststart hooks (which `run` runs once started).
     pub poststart: bool,
+    /// config.json has poststop hooks (which a foreground `run` runs once
+    /// the container is gone, with the state the shim left).
+    pub poststop: bool,
+    /// The cgroup as state.json names it: a foreground `run` removes it.
+    pub cgroup: Option<protocol::CgroupPaths>,
 }
 
 /// The shim and tiny-init live next to the runtime binary.
@@ -130,6 +135,7 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
     }
     plan.request.caller_removes_cgroup = o.start && o.foreground;
     let poststart = !plan.request.hooks.poststart.is_empty();
+    let poststop = !plan.request.hooks.poststop.is_empty();
     let terminal = plan.request.init.process.terminal;
     let relay = terminal && o.console_socket.is_none() && o.foreground;
     // A detached terminal without a console socket stays with the shim,
@@ -315,6 +321,8 @@ pub fn create(g: &GlobalOptions, id: &str, o: &CreateOpts) -> Result<Created> {
         init,
         pty,
         poststart,
+        poststop,
+        cgroup: state.cgroup,
     })
 }
 

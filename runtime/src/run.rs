@@ -100,11 +100,14 @@ fn remove(c: &Created) {
         let _ = pidfd_send_signal(&fd, libc::SIGKILL);
         nsbox_host::proc::wait_pidfd(&fd, Duration::from_secs(10));
     }
-    let st = c.dir.load().ok();
+    // state.json only for poststop hooks, which are given it: the cgroup
+    // is the one we recorded at create, and reading it again is on every
+    // run's way out.
+    let st = if c.poststop { c.dir.load().ok() } else { None };
     let host = HostSide {
         id: c.id.clone(),
         network_root: c.dir.path.parent().map(Path::to_path_buf),
-        cgroup: st.as_ref().and_then(|s| s.cgroup.clone()),
+        cgroup: c.cgroup.clone(),
         stop_scope: Some(crate::systemd::stop_scope),
     };
     let warn = |e: TeardownError| log::warn!("{}: {}", c.id, error_chain(&e));
