@@ -456,45 +456,100 @@ fn spawn_shim(g: &GlobalOptions, shim: &Path, dir: &ContainerDir, socket: &Owned
         .map(|a| a.as_ptr() as *mut libc::c_char)
         .chain(std::iter::once(std::ptr::null_mut()))
         .collect();
-    // posix_spawn rather than fork: glibc clones with CLONE_VM|CLONE_VFORK,
-    // so neither the copy of our page tables nor the copy-on-write faults
-    // that a fork makes us pay afterwards.
-    // SAFETY: nix 0.29 has no posix_spawn; the spawn attributes and file
-    // actions are initialised before use and destroyed after; argv and
-    // environ are NULL-terminated and outlive the call.
-    #[allow(unsafe_code)]
-    unsafe {
-        extern "C" {
-            static environ: *const *mut libc::c_char;
-        }
-        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-        libc::posix_spawn_file_actions_init(&mut fa);
-        libc::posix_spawnattr_init(&mut attr);
-        let mut r = libc::posix_spawn_file_actions_adddup2(&mut fa, socket.as_raw_fd(), 3);
-        if r == 0 {
+    spawn_detached(&path, &ptrs, socket.as_raw_fd())
+        .map_err(|e| anyhow!("start the shim {}: {e}", shim.display()))
+}
+
+/// What the child of [`spawn_detached`] reads, and where it leaves
+/// execve's error.
+struct SpawnArgs {
+    path: *const libc::c_char,
+    argv: *const *mut libc::c_char,
+    envp: *const *const libc::c_char,
+    socket: libc::c_int,
+    mask: libc::sigset_t,
+    errno: libc::c_int,
+}
+
+/// Our own posix_spawn: clone with CLONE_VM|CLONE_VFORK (neither the copy
+/// of our page tables nor the copy-on-write faults of a fork), `socket` as
+/// the child's fd 3 and nothing above it, a session of its own, then
+/// execve. glibc's posix_spawn also asks and resets each of the 64
+/// signals' dispositions in the child, 128 system calls while we wait;
+/// here only the handlers Rust's runtime installs are reset (SIGSEGV,
+/// SIGBUS: the runtime installs none of its own), which is all that could
+/// run our code in the child, and exec resets the rest.
+#[allow(unsafe_code)]
+fn spawn_detached(
+    path: &std::ffi::CStr,
+    argv: &[*mut libc::c_char],
+    socket: libc::c_int,
+) -> std::io::Result<Pid> {
+    extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the parent's SpawnArgs, alive while the parent
+        // waits for our exec or exit (CLONE_VFORK); we share its memory,
+        // so only async-signal-safe calls below, each a system call.
+        unsafe {
+            let a = &mut *(arg as *mut SpawnArgs);
+            libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+            libc::signal(libc::SIGBUS, libc::SIG_DFL);
+            let fd3 = if a.socket == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(a.socket, 3)
+            };
             // containerd, for one, leaves a stray socket on our fd 3 and
             // others above it: none of them is the shim's business.
-            r = libc::posix_spawn_file_actions_addclosefrom_np(&mut fa, 4);
+            if fd3 >= 0
+                && libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) == 0
+                && libc::setsid() >= 0
+            {
+                libc::sigprocmask(libc::SIG_SETMASK, &a.mask, std::ptr::null_mut());
+                libc::execve(a.path, a.argv as *const *const libc::c_char, a.envp);
+            }
+            a.errno = *libc::__errno_location();
+            libc::_exit(127)
         }
-        if r == 0 {
-            r = libc::posix_spawnattr_setflags(
-                &mut attr,
-                libc::POSIX_SPAWN_SETSID as libc::c_short,
-            );
+    }
+    // As glibc's: a few calls deep, nothing on it but their frames.
+    const STACK: usize = 32 * 1024;
+    let mut stack: Vec<u8> = Vec::with_capacity(STACK);
+    // SAFETY: environ is the process's NULL-terminated environment; argv
+    // is NULL-terminated and, like `path`, outlives the call; the child
+    // runs on `stack` (the top of it: stacks grow down) until it execs or
+    // exits, and we are suspended meanwhile (CLONE_VFORK); every signal
+    // stays blocked until the child restores our mask.
+    unsafe {
+        extern "C" {
+            static environ: *const *const libc::c_char;
         }
-        let mut pid: libc::pid_t = 0;
-        if r == 0 {
-            r = libc::posix_spawn(&mut pid, path.as_ptr(), &fa, &attr, ptrs.as_ptr(), environ);
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut args = SpawnArgs {
+            path: path.as_ptr(),
+            argv: argv.as_ptr(),
+            envp: environ,
+            socket,
+            mask: std::mem::zeroed(),
+            errno: 0,
+        };
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut args.mask);
+        // malloc's 16-byte alignment, as the ABI wants the stack's.
+        let top = stack.as_mut_ptr().add(STACK) as *mut libc::c_void;
+        let pid = libc::clone(
+            child,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &mut args as *mut SpawnArgs as *mut libc::c_void,
+        );
+        let cloned = std::io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(cloned);
         }
-        libc::posix_spawn_file_actions_destroy(&mut fa);
-        libc::posix_spawnattr_destroy(&mut attr);
-        if r != 0 {
-            return Err(anyhow!(
-                "start the shim {}: {}",
-                shim.display(),
-                std::io::Error::from_raw_os_error(r)
-            ));
+        if args.errno != 0 {
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+            return Err(std::io::Error::from_raw_os_error(args.errno));
         }
         Ok(Pid::from_raw(pid))
     }

@@ -214,6 +214,115 @@ fn no_host_fd_reaches_the_workload() {
     assert_eq!(out.stdout.trim(), "fds 0 1 2", "{out:?}");
 }
 
+/// The runtime starts the shim itself (clone and exec, not glibc's
+/// posix_spawn): in a session of its own, with the socket as fd 3 and
+/// none of the caller's other fds, and with the signal mask the runtime
+/// had (nothing more blocked).
+#[test]
+fn the_shim_starts_in_its_own_session_with_the_runtimes_mask_and_no_stray_fd() {
+    let Some(t) = Test::new("shim_spawn") else {
+        return;
+    };
+    let b = t.bundle("b", &["sleep", "30"]);
+    let file = fs::File::create(t.work.join("leak-me")).unwrap();
+    use std::os::fd::AsRawFd;
+    let mut cmd = t.command(&["run", "-d", "-b", b.path(), "spawned"]);
+    with_inherited_fds(&mut cmd, vec![(file.as_raw_fd(), 42)]);
+    // The caller blocks SIGUSR2: a `run -d` passes its mask on unchanged.
+    // SAFETY: sigprocmask is async-signal-safe, as pre_exec needs.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR2);
+            if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    t.rt_cmd(cmd).ok();
+    t.track_state("spawned");
+    let state = fs::read_to_string(t.root.join("spawned/state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let shim = state["shim"]["pid"]
+        .as_i64()
+        .expect("state.json names the shim") as i32;
+    assert_eq!(comm(shim).as_deref(), Some("shim"), "{state}");
+
+    let stat = fs::read_to_string(format!("/proc/{shim}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    assert_eq!(
+        fields[3],
+        shim.to_string(),
+        "the shim leads no session: {stat}"
+    );
+
+    let status = fs::read_to_string(format!("/proc/{shim}/status")).unwrap();
+    let blocked = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    let caller = u64::from_str_radix(&own_status_field("SigBlk"), 16).unwrap();
+    let usr2 = 1u64 << (libc::SIGUSR2 - 1);
+    assert_eq!(
+        blocked,
+        caller | usr2,
+        "the shim's blocked signals:\n{status}"
+    );
+
+    let leak = t.work.join("leak-me");
+    for fd in fs::read_dir(format!("/proc/{shim}/fd")).unwrap() {
+        let fd = fd.unwrap();
+        let target = fs::read_link(fd.path()).unwrap_or_default();
+        assert_ne!(
+            target,
+            leak,
+            "the shim holds the caller's fd 42 as {:?}",
+            fd.file_name()
+        );
+    }
+
+    t.rt(&["kill", "spawned", "KILL"]).ok();
+    t.wait_status("spawned", "stopped");
+    t.rt(&["delete", "spawned"]).ok();
+}
+
+/// A shim that cannot be exec'd: the create fails with execve's reason
+/// and leaves no state behind.
+#[test]
+fn a_shim_that_cannot_be_executed_fails_the_create_with_the_reason() {
+    let Some(t) = Test::new("shim_not_executable") else {
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let dir = t.work.join("bin");
+    fs::create_dir_all(&dir).unwrap();
+    for (from, name) in [
+        (&bins().runtime, "runtime"),
+        (&bins().shim, "shim"),
+        (&bins().tiny_init, "tiny-init"),
+    ] {
+        fs::copy(from, dir.join(name)).unwrap();
+    }
+    fs::set_permissions(dir.join("shim"), fs::Permissions::from_mode(0o644)).unwrap();
+    let b = t.bundle("b", &["true"]);
+    let mut cmd = std::process::Command::new(dir.join("runtime"));
+    cmd.arg("--root")
+        .arg(&t.root)
+        .args(["run", "-b", b.path(), "noexec"])
+        .stdin(std::process::Stdio::null());
+    let out = t.rt_cmd(cmd);
+    out.fails_with("noexec", &["start the shim", "Permission denied"]);
+    assert!(
+        !t.root.join("noexec").exists(),
+        "the failed create left {}",
+        t.root.join("noexec").display()
+    );
+}
+
 #[test]
 fn stdout_and_stderr_reach_the_caller() {
     let Some(t) = Test::new("stdout_and_stderr_reach_the_caller") else {
