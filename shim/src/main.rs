@@ -1,7 +1,8 @@
 //! shim: one per container, the container's host side.
 //!
-//! `runtime create` starts it (posix_spawn) with a SEQPACKET socket on
-//! fd 3 and the container's stdio on 0, 1 and 2, in a session of its own.
+//! `runtime create` starts it (a clone and exec of its own, see the
+//! runtime's spawn_detached) with a SEQPACKET socket on fd 3 and the
+//! container's stdio on 0, 1 and 2, in a session of its own.
 //! The shim then, still single-threaded:
 //!
 //! 1. receives the validated `CreateRequest` (startup.rs);
