@@ -34,6 +34,13 @@ use protocol::{Failure, InitChannel, InitToShim, ShimToInit, PROTOCOL_VERSION};
 /// Where the shim puts our end of the socketpair.
 const SHIM_FD: i32 = 3;
 
+/// dlmalloc rather than musl's mallocng, as in the shim (see its
+/// main.rs): no page mapped and unmapped at each allocation. tiny-init is
+/// single-threaded, so no lock of it is held when it forks the workload.
+#[cfg(not(test))]
+#[global_allocator]
+static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 fn main() {
     // For `pstree -p`; a name is a nicety, not worth failing for.
     let _ = nix::sys::prctl::set_name(c"tiny-init");
