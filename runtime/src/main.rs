@@ -36,6 +36,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use nsbox_host::state::validate_id;
 
+/// The global options go before the command, as runc's and crun's do and
+/// as every orchestrator sends them (`runtime --root R create ...`). They
+/// are not clap's `global` arguments: clap copies each of those into all
+/// 16 subcommands on every call, which cost a run 33 page faults and about
+/// 0.4 ms (docs/performance.md, run H).
 #[derive(Parser)]
 #[command(
     name = "runtime",
@@ -45,16 +50,16 @@ use nsbox_host::state::validate_id;
 struct Cli {
     /// Directory holding the containers' state [default: /run/nsbox; for
     /// an unprivileged user $XDG_RUNTIME_DIR/nsbox or /tmp/nsbox-UID].
-    #[arg(long, global = true)]
+    #[arg(long)]
     root: Option<PathBuf>,
     /// Append log lines to FILE.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
     /// Format of the log file: text or json.
-    #[arg(long = "log-format", global = true, default_value = "text")]
+    #[arg(long = "log-format", default_value = "text")]
     log_format: String,
     /// Log debug lines too.
-    #[arg(long, global = true)]
+    #[arg(long)]
     debug: bool,
     /// Who reaps the container's processes: `own` (nsbox's shim is
     /// tiny-init's parent, pstree shows shim───tiny-init───workload),
@@ -62,11 +67,11 @@ struct Cli {
     /// children, for conmon and containerd's shim, which reap them), or
     /// `auto`: `caller` when the runtime runs with a parent-death signal, as
     /// orchestrators run it and shells never do.
-    #[arg(long = "shim-mode", global = true, default_value = "auto", value_parser = ["auto", "own", "caller"])]
+    #[arg(long = "shim-mode", default_value = "auto", value_parser = ["auto", "own", "caller"])]
     shim_mode: String,
     /// Have systemd make the container's cgroup, as a transient scope
     /// unit (cgroupsPath is then slice:prefix:name; cgroup v2 only).
-    #[arg(long = "systemd-cgroup", global = true)]
+    #[arg(long = "systemd-cgroup")]
     systemd_cgroup: bool,
     #[command(subcommand)]
     cmd: Cmd,
@@ -264,7 +269,18 @@ impl CreateArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match misplaced_global(&e) {
+            Some(name) => {
+                eprintln!(
+                    "runtime: {name} goes before the command: runtime {name} ... COMMAND (as runc and crun take it)"
+                );
+                std::process::exit(2);
+            }
+            None => e.exit(),
+        },
+    };
     let format = match cli.log_format.parse() {
         Ok(f) => f,
         Err(e) => {
@@ -389,6 +405,25 @@ fn id_of(cmd: &mut Cmd) -> Option<&mut String> {
 
 /// conmon and containerd's shim run the runtime with PR_SET_PDEATHSIG set;
 /// a person's shell never does.
+/// The global option (`--root`, `--log`, ...) that clap found after the
+/// command, where it is not one of the command's own.
+fn misplaced_global(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::CommandFactory;
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let name = arg.split('=').next()?;
+    Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .map(|long| format!("--{long}"))
+        .find(|long| long == name)
+}
+
 fn has_parent_death_signal() -> bool {
     matches!(nix::sys::prctl::get_pdeathsig(), Ok(Some(_)))
 }

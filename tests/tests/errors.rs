@@ -18,6 +18,41 @@ fn root_is_empty(t: &Test) {
     assert!(left.is_empty(), "a failed command left {left:?}");
 }
 
+/// The global options go before the command, as runc and crun take
+/// them; after it they are refused with one line that says where they go,
+/// and nothing is created.
+#[test]
+fn a_global_option_after_the_command_is_refused_saying_where_it_goes() {
+    let Some(t) = Test::new("global_after_command") else {
+        return;
+    };
+    let b = t.bundle("b", &["true"]);
+    let other = t.work.join("other-root");
+    for (option, value) in [
+        ("--root", other.to_str().unwrap()),
+        ("--log-format", "json"),
+    ] {
+        let out = t.rt(&["run", option, value, "-b", b.path(), "late"]);
+        assert_eq!(out.code, Some(2), "{out:?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{out:?}");
+        assert!(
+            lines[0].contains(&format!("{option} goes before the command")),
+            "{out:?}"
+        );
+        root_is_empty(&t);
+        assert!(!other.exists(), "{out:?}");
+    }
+    // Before the command it is taken, and an unknown option still gets
+    // clap's own message.
+    t.rt(&["--log-format", "json", "run", "-b", b.path(), "early"])
+        .ok();
+    let out = t.rt(&["run", "--no-such-option", "-b", b.path(), "x"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--no-such-option"), "{out:?}");
+    root_is_empty(&t);
+}
+
 #[test]
 fn missing_bundle_dir() {
     let Some(t) = Test::new("missing_bundle_dir") else {
