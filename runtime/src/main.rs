@@ -403,8 +403,6 @@ fn id_of(cmd: &mut Cmd) -> Option<&mut String> {
     }
 }
 
-/// conmon and containerd's shim run the runtime with PR_SET_PDEATHSIG set;
-/// a person's shell never does.
 /// The global option (`--root`, `--log`, ...) that clap found after the
 /// command, where it is not one of the command's own.
 fn misplaced_global(e: &clap::Error) -> Option<String> {
@@ -424,6 +422,8 @@ fn misplaced_global(e: &clap::Error) -> Option<String> {
         .find(|long| long == name)
 }
 
+/// conmon and containerd's shim run the runtime with PR_SET_PDEATHSIG set;
+/// a person's shell never does.
 fn has_parent_death_signal() -> bool {
     matches!(nix::sys::prctl::get_pdeathsig(), Ok(Some(_)))
 }

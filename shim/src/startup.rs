@@ -272,34 +272,32 @@ fn clone_init(
     cgroup_go: Option<(RawFd, RawFd)>,
 ) -> Result<(spawn::Child, spawn::EarlyReport), Failure> {
     let cgroup_failure = |e: cgroups::CgroupError| failure("cgroup", e.to_string());
-    let tasks: Vec<CString> = match (&req.cgroup, cgroup_go) {
-        (Some(cg), Some(_)) => cgroups::self_join_paths(&cg.paths)
-            .into_iter()
-            .map(|p| CString::new(p.into_os_string().into_encoded_bytes()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| failure("cgroup", e.to_string()))?,
-        _ => Vec::new(),
-    };
-    let (join, into) = match &req.cgroup {
+    // What the entry borrows, kept here until the clone is done.
+    let tasks: Vec<CString>;
+    let files: Vec<std::fs::File>;
+    let join: Vec<RawFd>;
+    let dir: OwnedFd;
+    let entry = match (&req.cgroup, cgroup_go) {
         // systemd moves tiny-init into its scope once cloned (enter_scope).
-        Some(cg) if cg.paths.systemd.is_some() => (Vec::new(), None),
-        Some(_) if cgroup_go.is_some() => (Vec::new(), None),
-        Some(cg) if cg.paths.unified => (
-            Vec::new(),
-            Some(cgroups::open_dir(&cg.paths).map_err(cgroup_failure)?),
-        ),
-        Some(cg) => (
-            cgroups::self_join_files(&cg.paths).map_err(cgroup_failure)?,
-            None,
-        ),
-        None => (Vec::new(), None),
-    };
-    let join: Vec<RawFd> = join.iter().map(|f| f.as_raw_fd()).collect();
-    let entry = match (cgroup_go, &into, join.is_empty()) {
-        (Some(go), _, _) => CgroupEntry::JoinWhenMade { tasks: &tasks, go },
-        (None, Some(dir), _) => CgroupEntry::Into(dir.as_raw_fd()),
-        (None, None, false) => CgroupEntry::Join(&join),
-        (None, None, true) => CgroupEntry::None,
+        (Some(cg), _) if cg.paths.systemd.is_some() => CgroupEntry::None,
+        (Some(cg), Some(go)) => {
+            tasks = cgroups::self_join_paths(&cg.paths)
+                .into_iter()
+                .map(|p| CString::new(p.into_os_string().into_encoded_bytes()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| failure("cgroup", e.to_string()))?;
+            CgroupEntry::JoinWhenMade { tasks: &tasks, go }
+        }
+        (Some(cg), None) if cg.paths.unified => {
+            dir = cgroups::open_dir(&cg.paths).map_err(cgroup_failure)?;
+            CgroupEntry::Into(dir.as_raw_fd())
+        }
+        (Some(cg), None) => {
+            files = cgroups::self_join_files(&cg.paths).map_err(cgroup_failure)?;
+            join = files.iter().map(|f| f.as_raw_fd()).collect();
+            CgroupEntry::Join(&join)
+        }
+        (None, _) => CgroupEntry::None,
     };
     spawn::clone_init(
         req.caller_reaps,
