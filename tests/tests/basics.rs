@@ -244,33 +244,24 @@ fn the_shim_starts_in_its_own_session_with_the_runtimes_mask_and_no_stray_fd() {
     }
     t.rt_cmd(cmd).ok();
     t.track_state("spawned");
-    let state = fs::read_to_string(t.root.join("spawned/state.json")).unwrap();
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-    let shim = state["shim"]["pid"]
-        .as_i64()
-        .expect("state.json names the shim") as i32;
-    assert_eq!(comm(shim).as_deref(), Some("shim"), "{state}");
+    let shim = t.shim_pid("spawned");
+    assert_eq!(comm(shim).as_deref(), Some("shim"), "pid {shim}");
 
-    let stat = fs::read_to_string(format!("/proc/{shim}/stat")).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
     assert_eq!(
-        fields[3],
-        shim.to_string(),
-        "the shim leads no session: {stat}"
+        session(shim),
+        Some(shim),
+        "the shim leads no session (pid {shim})"
     );
 
-    let status = fs::read_to_string(format!("/proc/{shim}/status")).unwrap();
-    let blocked = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigBlk:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
-        .unwrap();
-    let caller = u64::from_str_radix(&own_status_field("SigBlk"), 16).unwrap();
+    let mask = |pid: &str| {
+        let v = status_field(pid, "SigBlk").unwrap_or_else(|| panic!("no SigBlk of {pid}"));
+        u64::from_str_radix(&v, 16).unwrap()
+    };
     let usr2 = 1u64 << (libc::SIGUSR2 - 1);
     assert_eq!(
-        blocked,
-        caller | usr2,
-        "the shim's blocked signals:\n{status}"
+        mask(&shim.to_string()),
+        mask("self") | usr2,
+        "the shim's blocked signals"
     );
 
     let leak = t.work.join("leak-me");

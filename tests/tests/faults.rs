@@ -46,14 +46,6 @@ fn bridged(t: &Test, name: &str, args: &[&str]) -> Bundle {
     })
 }
 
-fn shim_pid(t: &Test, id: &str) -> i32 {
-    let text = std::fs::read_to_string(t.root.join(id).join("state.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["shim"]["pid"]
-        .as_i64()
-        .expect("state.json names the shim") as i32
-}
-
 fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) of a process this test started.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} {sig}");
@@ -161,7 +153,7 @@ fn shim_killed_under_a_running_container() {
     for (id, finish) in [("sk-kill", "kill"), ("sk-force", "delete")] {
         t.run_detached(&b, id).ok();
         let pid = t.state(id)["pid"].as_i64().unwrap() as i32;
-        let shim = shim_pid(&t, id);
+        let shim = t.shim_pid(id);
         signal(shim, libc::SIGKILL);
         wait_for("the shim to die", Duration::from_secs(5), || {
             let alive = proc_stat(shim).is_some_and(|(state, _, _)| state != "Z");
@@ -203,7 +195,7 @@ fn start_is_bounded_when_the_shim_or_init_stops_answering() {
     let b = t.bundle("st", &[MT, "sleep", "60"]);
     // A shim that stops answering: the runtime gives up on its own.
     t.create(&b, "st-shim").ok();
-    let shim = shim_pid(&t, "st-shim");
+    let shim = t.shim_pid("st-shim");
     signal(shim, libc::SIGSTOP);
     let mut cmd = t.command(&["start", "st-shim"]);
     cmd.env("NSBOX_START_TIMEOUT_MS", "300");

@@ -321,12 +321,16 @@ pub fn host_caps() -> Vec<&'static str> {
 
 /// A field of this (test) process's /proc/self/status.
 pub fn own_status_field(key: &str) -> String {
-    fs::read_to_string("/proc/self/status")
-        .unwrap()
+    status_field("self", key).unwrap_or_else(|| panic!("no {key} in /proc/self/status"))
+}
+
+/// A field of /proc/PID/status (`pid` a number or "self").
+pub fn status_field(pid: &str, key: &str) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key}:")))
         .map(|v| v.trim().to_string())
-        .unwrap_or_else(|| panic!("no {key} in /proc/self/status"))
 }
 
 pub const MASKED_PATHS: &[&str] = &[
@@ -617,16 +621,27 @@ pub fn wait_for_text(path: &Path, needle: &str) -> String {
 // ---------------------------------------------------------------------------
 // /proc helpers
 
-/// (state, ppid, starttime) of a process, from /proc/PID/stat.
-pub fn proc_stat(pid: i32) -> Option<(String, i32, u64)> {
+/// The fields of /proc/PID/stat after the command's name: the state
+/// first, then ppid, pgrp, session...
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// (state, ppid, starttime) of a process, from /proc/PID/stat.
+pub fn proc_stat(pid: i32) -> Option<(String, i32, u64)> {
+    let f = stat_fields(pid)?;
     Some((
         f.first()?.to_string(),
         f.get(1)?.parse().ok()?,
         f.get(19)?.parse().ok()?,
     ))
+}
+
+/// The session a process is in.
+pub fn session(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.get(3)?.parse().ok()
 }
 
 pub fn ppid(pid: i32) -> Option<i32> {
@@ -1028,6 +1043,15 @@ impl Test {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The shim's pid, as state.json names it.
+    pub fn shim_pid(&self, id: &str) -> i32 {
+        let text = fs::read_to_string(self.root.join(id).join("state.json")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["shim"]["pid"]
+            .as_i64()
+            .expect("state.json names the shim") as i32
     }
 
     pub fn track_state(&self, id: &str) {
