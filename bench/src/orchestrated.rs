@@ -26,6 +26,7 @@
 //!    runtime's crowd grows at once, and the samples of a level rotate;
 //! 9. `exec` of /bin/true into a running container.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::measure::{ms, pidfd_open, read_pid_file, rotation, Stats};
+use crate::measure::{ms, pidfd_open, read_pid_file, rotation, round3, Stats};
 use crate::runtimes::Oci;
 use crate::{opt_json, per_runtime, setup, trace, Bench};
 
@@ -86,6 +87,125 @@ fn is_nsbox(rt: &Oci) -> bool {
 struct Live {
     id: String,
     pidfd: OwnedFd,
+}
+
+/// One `run -d` under `perf trace -s`: ms per `process: call`. (Its wall
+/// time is mostly perf's own start-up, so it is not kept.)
+#[derive(Clone)]
+struct TracedRun {
+    calls: BTreeMap<String, f64>,
+}
+
+/// One system call of a process, its median time at two levels.
+struct GrowthRow {
+    call: String,
+    first: f64,
+    last: f64,
+    /// A call that waits (trace::WAITS).
+    waits: bool,
+}
+
+/// Where a run's time grew from one level of containers alive to
+/// another: medians over the traced runs of each level, a call missing
+/// from a run counting 0.
+struct Growth {
+    /// The growth of a run's time in calls that do not wait: the median
+    /// of each run's sum at one level against the other's (a sum of the
+    /// calls' medians would add up the calls' noise).
+    non_wait: f64,
+    /// Largest growth first.
+    rows: Vec<GrowthRow>,
+}
+
+impl Growth {
+    fn of(first: &[TracedRun], last: &[TracedRun]) -> Growth {
+        let median = |xs: &[f64]| Stats::of(xs).map_or(0.0, |s| s.median);
+        let at = |runs: &[TracedRun], call: &str| {
+            median(
+                &runs
+                    .iter()
+                    .map(|r| r.calls.get(call).copied().unwrap_or(0.0))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let waits = |call: &str| {
+            call.rsplit_once(": ")
+                .is_some_and(|(_, name)| trace::WAITS.contains(&name))
+        };
+        let busy = |runs: &[TracedRun]| {
+            median(
+                &runs
+                    .iter()
+                    .map(|r| {
+                        r.calls
+                            .iter()
+                            .filter(|(c, _)| !waits(c))
+                            .map(|(_, t)| t)
+                            .sum()
+                    })
+                    .collect::<Vec<f64>>(),
+            )
+        };
+        let mut calls: Vec<&String> = first
+            .iter()
+            .chain(last)
+            .flat_map(|r| r.calls.keys())
+            .collect();
+        calls.sort();
+        calls.dedup();
+        let mut rows: Vec<GrowthRow> = calls
+            .into_iter()
+            .map(|c| GrowthRow {
+                call: c.clone(),
+                first: at(first, c),
+                last: at(last, c),
+                waits: waits(c),
+            })
+            .collect();
+        rows.sort_by(|a, b| (b.last - b.first).total_cmp(&(a.last - a.first)));
+        Growth {
+            non_wait: busy(last) - busy(first),
+            rows,
+        }
+    }
+
+    fn table(&self, name: &str, lo: usize, hi: usize, runs: usize) -> String {
+        let mut t = format!(
+            "# {name}: run -d under perf trace -s, medians of {runs} runs, ms\n\
+             # from {lo} to {hi} alive, the system calls that do not wait grew {:+.3}\n\
+             # {:<40}{:>10}{:>10}{:>10}\n",
+            self.non_wait, "process: system call", lo, hi, "growth"
+        );
+        for r in self.rows.iter().filter(|r| r.first.max(r.last) >= 0.005) {
+            let mark = if r.waits { "  (waits)" } else { "" };
+            t.push_str(&format!(
+                "  {:<40}{:>10.3}{:>10.3}{:>+10.3}{mark}\n",
+                r.call,
+                r.first,
+                r.last,
+                r.last - r.first
+            ));
+        }
+        t.push('\n');
+        t
+    }
+
+    fn json(&self, lo: usize, hi: usize) -> Value {
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .filter(|r| !r.waits)
+            .take(10)
+            .map(
+                |r| json!({"call": r.call, "first_ms": round3(r.first), "last_ms": round3(r.last)}),
+            )
+            .collect();
+        json!({
+            "levels": [lo, hi],
+            "non_wait_growth_ms": round3(self.non_wait),
+            "largest_growth": rows,
+        })
+    }
 }
 
 impl Bench {
@@ -351,6 +471,15 @@ impl Bench {
         let mut alive: Vec<Vec<Live>> = (0..rts.len()).map(|_| Vec::new()).collect();
         let mut fill: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
         let mut at_level: Vec<Vec<Option<Stats>>> = vec![Vec::new(); rts.len()];
+        // At the first and the last level, each runtime's run -d under
+        // perf trace -s: where the growth goes.
+        let traced_levels = match (levels.first(), levels.last()) {
+            (Some(&lo), Some(&hi)) if lo < hi && self.perf.is_some() && self.args.traced > 0 => {
+                vec![lo, hi]
+            }
+            _ => Vec::new(),
+        };
+        let mut traces: Vec<Vec<Vec<TracedRun>>> = vec![Vec::new(); rts.len()];
         let result = (|| -> Result<()> {
             for &level in &levels {
                 while ks.iter().any(|&k| alive[k].len() < level) {
@@ -375,6 +504,12 @@ impl Bench {
                 }
                 for &k in &ks {
                     at_level[k].push(Stats::of(&xs[k]));
+                }
+                if traced_levels.contains(&level) {
+                    for &k in &ks {
+                        let runs = self.trace_crowd(rts, k, net(k))?;
+                        traces[k].push(runs);
+                    }
                 }
             }
             Ok(())
@@ -415,7 +550,69 @@ impl Bench {
             ));
         }
         self.report.crowd(&levels, &table, self.args.crowd_samples);
+        let mut text = String::new();
+        for &k in &ks {
+            let [first, last] = traces[k].as_slice() else {
+                continue;
+            };
+            let g = Growth::of(first, last);
+            let (lo, hi) = (traced_levels[0], traced_levels[1]);
+            let top: Vec<String> = g
+                .rows
+                .iter()
+                .filter(|r| !r.waits)
+                .take(4)
+                .map(|r| format!("{} {:+.2}", r.call.replace(": ", " "), r.last - r.first))
+                .collect();
+            self.report.note(&format!(
+                "{}: run -d under perf trace -s, from {lo} to {hi} alive: \
+                 system calls that do not wait {:+.2} ms, most in {}",
+                rts[k].name,
+                g.non_wait,
+                top.join(", ")
+            ));
+            text.push_str(&g.table(&rts[k].name, lo, hi, first.len()));
+            if let Some(o) = v.get_mut(&rts[k].name) {
+                o["trace"] = g.json(lo, hi);
+            }
+        }
+        if !text.is_empty() {
+            std::fs::write(self.out.join("trace-crowd.txt"), text)?;
+            self.report
+                .note("(every system call's time at both levels: target/bench/trace-crowd.txt)");
+        }
         Ok(Value::Object(v))
+    }
+
+    /// `run -d` of runtime `k` under `perf trace -s`, as many times as
+    /// --traced (at most --crowd-samples): each run's time in each system
+    /// call.
+    fn trace_crowd(&mut self, rts: &[Oci], k: usize, net: Net) -> Result<Vec<TracedRun>> {
+        let Some(perf) = self.perf.clone() else {
+            return Ok(Vec::new());
+        };
+        let rt = rts[k].clone();
+        let scratch = self.out.join("perf.tmp");
+        let mut runs = Vec::new();
+        for _ in 0..self.args.traced.min(self.args.crowd_samples) {
+            let bundle = self.net_bundle(rts, k, net)?;
+            let id = self.id(&rt.name);
+            let pf = self.pid_file(&id);
+            let inner = rt.run_detached(&bundle, &pf, &id);
+            std::thread::sleep(Duration::from_millis(self.args.gap_ms));
+            self.runner
+                .run(&rt.name, &mut trace::summary_cmd(&perf, &scratch, &inner))?;
+            let pidfd = pidfd_open(read_pid_file(&pf)?)?;
+            let _ = std::fs::remove_file(&pf);
+            let text = std::fs::read_to_string(&scratch).unwrap_or_default();
+            runs.push(TracedRun {
+                calls: trace::syscall_totals(&text),
+            });
+            self.stop_one(&rt, Live { id, pidfd })?;
+        }
+        let _ = std::fs::remove_file(&scratch);
+        let _ = std::fs::remove_file(self.out.join("perf.tmp.old"));
+        Ok(runs)
     }
 
     pub(crate) fn execs(&mut self, rts: &[Oci]) -> Result<Value> {
@@ -457,5 +654,51 @@ impl Bench {
         ));
         self.report.row("exec", rts, &stats);
         Ok(Value::Object(per_runtime(rts, &stats)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(calls: &[(&str, f64)]) -> TracedRun {
+        TracedRun {
+            calls: calls.iter().map(|(c, t)| (c.to_string(), *t)).collect(),
+        }
+    }
+
+    #[test]
+    fn growth_takes_medians_counts_a_missing_call_as_zero_and_leaves_waits_out() {
+        let first = [
+            run(&[("tiny-init: pivot_root", 0.05), ("shim: recvfrom", 2.0)]),
+            run(&[("tiny-init: pivot_root", 0.07), ("shim: recvfrom", 2.2)]),
+            run(&[("tiny-init: pivot_root", 0.06), ("shim: recvfrom", 1.8)]),
+        ];
+        let last = [
+            run(&[("tiny-init: pivot_root", 0.9), ("shim: recvfrom", 5.0)]),
+            run(&[
+                ("tiny-init: pivot_root", 1.1),
+                ("shim: recvfrom", 6.0),
+                ("runtime: write", 0.5),
+            ]),
+            run(&[
+                ("tiny-init: pivot_root", 1.0),
+                ("shim: recvfrom", 5.5),
+                ("runtime: write", 0.3),
+            ]),
+        ];
+        let g = Growth::of(&first, &last);
+        let calls: Vec<&str> = g.rows.iter().map(|r| r.call.as_str()).collect();
+        assert_eq!(
+            calls,
+            ["shim: recvfrom", "tiny-init: pivot_root", "runtime: write"]
+        );
+        assert!(g.rows[0].waits && !g.rows[1].waits && !g.rows[2].waits);
+        assert!((g.rows[1].last - g.rows[1].first - 0.94).abs() < 1e-9);
+        // write: 0 in the first level, median of 0, 0.5 and 0.3 in the last.
+        assert!((g.rows[2].last - 0.3).abs() < 1e-9 && g.rows[2].first == 0.0);
+        // Each run's sum: 0.05, 0.07, 0.06 against 0.9, 1.6, 1.3.
+        assert!((g.non_wait - (1.3 - 0.06)).abs() < 1e-9);
+        assert!(g.table("nsbox", 1, 500, 3).contains("(waits)"));
     }
 }
