@@ -287,6 +287,29 @@ fn pause_freezes_and_resume_thaws() {
     t.rt(&["delete", "--force", "frz2"]).ok();
 }
 
+/// A v1 cpuset nsbox made has the root's CPUs and nodes. Under a level
+/// that balances (the root, by the kernel's default), it does not ask for
+/// balancing of its own, so giving it CPUs and removing it rebuild no
+/// scheduling domains; with none above (a host isolating CPUs), it keeps
+/// the kernel's default, as runc leaves it.
+#[track_caller]
+fn v1_cpuset_is_the_roots_without_balancing_of_its_own(rel: &str) {
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        assert_eq!(
+            read_cg("cpuset", rel, f),
+            read_cg("cpuset", "/", f),
+            "{rel} {f}"
+        );
+    }
+    let flag = "cpuset.sched_load_balance";
+    let above = std::path::Path::new(rel).ancestors().skip(1);
+    let covered = above
+        .map(|a| a.to_string_lossy().into_owned())
+        .any(|a| read_cg("cpuset", &a, flag) == "1");
+    let want = if covered { "0" } else { "1" };
+    assert_eq!(read_cg("cpuset", rel, flag), want, "{rel}");
+}
+
 #[test]
 fn cgroup_made_at_create_and_removed_at_delete() {
     let Some(t) = Test::new("cgroup_made_at_create_and_removed_at_delete") else {
@@ -318,6 +341,9 @@ fn cgroup_made_at_create_and_removed_at_delete() {
         fs::read_to_string("/proc/self/cgroup").unwrap(),
         "the shim is not in its caller's cgroups"
     );
+    if !is_v2() {
+        v1_cpuset_is_the_roots_without_balancing_of_its_own(&p);
+    }
     let ps = t.rt(&["ps", "--format", "json", "c1"]);
     ps.ok();
     assert_eq!(ps.json(), json!([pid]));
@@ -336,6 +362,10 @@ fn cgroup_made_at_create_and_removed_at_delete() {
     });
     t.create(&b, "c2").ok();
     assert_eq!(read_cg("pids", &leaf, "pids.max"), "2048");
+    if !is_v2() {
+        v1_cpuset_is_the_roots_without_balancing_of_its_own(&parent);
+        v1_cpuset_is_the_roots_without_balancing_of_its_own(&leaf);
+    }
     if is_v2() {
         // The parent passes the controllers on to the leaf.
         let enabled = read_cg("pids", &parent, "cgroup.subtree_control");

@@ -199,6 +199,58 @@ fn resources() -> Resources {
     }
 }
 
+/// Where no level above balances its CPUs (a host that isolates them),
+/// a new cpuset keeps its own flag, as runc leaves it; where one does, a
+/// new level's flag is cleared before its CPUs are written.
+#[test]
+fn v1_cpuset_balancing_is_cleared_only_under_a_balancing_level() {
+    for (root_flag, parent_flag, cleared) in [("0\n", "0\n", false), ("0\n", "1\n", true)] {
+        let f = Fake::new("v1-balance");
+        let layout = Layout::V1 {
+            hierarchies: vec![("cpuset".to_string(), f.0.join("cpuset"))],
+            hybrid: false,
+        };
+        let paths = layout.paths(Some("/parent/c1"), "c1", None).unwrap();
+        f.cgroup(
+            "cpuset",
+            &[
+                ("cpuset.cpus", "0-1\n"),
+                ("cpuset.mems", "0\n"),
+                ("cpuset.sched_load_balance", root_flag),
+            ],
+        );
+        f.cgroup(
+            "cpuset/parent",
+            &[
+                ("cpuset.cpus", "0-1\n"),
+                ("cpuset.mems", "0\n"),
+                ("cpuset.sched_load_balance", parent_flag),
+            ],
+        );
+        let cs = f.cgroup(
+            "cpuset/parent/c1",
+            &[
+                ("cpuset.cpus", ""),
+                ("cpuset.mems", ""),
+                ("cpuset.sched_load_balance", ""),
+            ],
+        );
+        create(&paths, &Resources::default()).unwrap();
+        let flag = read(&cs.join("cpuset.sched_load_balance"));
+        assert_eq!(
+            flag == "0",
+            cleared,
+            "root {root_flag:?}, parent {parent_flag:?}: {flag:?}"
+        );
+        assert_eq!(read(&cs.join("cpuset.cpus")), "0-1");
+        assert_eq!(read(&cs.join("cpuset.mems")), "0");
+        assert_eq!(
+            read(&f.0.join("cpuset/parent/cpuset.sched_load_balance")),
+            parent_flag
+        );
+    }
+}
+
 #[test]
 fn v1_create_and_apply_write_each_controller() {
     let f = Fake::new("v1");
@@ -213,13 +265,19 @@ fn v1_create_and_apply_write_each_controller() {
     let paths = layout.paths(Some("/parent/c1"), "c1", None).unwrap();
     f.cgroup(
         "cpuset",
-        &[("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")],
+        &[
+            ("cpuset.cpus", "0-1\n"),
+            ("cpuset.mems", "0\n"),
+            ("cpuset.sched_load_balance", "1\n"),
+        ],
     );
-    f.cgroup("cpuset/parent", &[("cpuset.cpus", ""), ("cpuset.mems", "")]);
-    let cs = f.cgroup(
-        "cpuset/parent/c1",
-        &[("cpuset.cpus", ""), ("cpuset.mems", "")],
-    );
+    let empty_cpuset = [
+        ("cpuset.cpus", ""),
+        ("cpuset.mems", ""),
+        ("cpuset.sched_load_balance", ""),
+    ];
+    f.cgroup("cpuset/parent", &empty_cpuset);
+    let cs = f.cgroup("cpuset/parent/c1", &empty_cpuset);
     let mem = f.cgroup(
         "memory/parent/c1",
         &[
@@ -249,9 +307,15 @@ fn v1_create_and_apply_write_each_controller() {
 
     create(&paths, &resources()).unwrap();
 
-    // cpuset: the parent's CPUs and nodes copied down each level.
+    // cpuset: the parent's CPUs and nodes copied down each level, each
+    // level's balancing cleared first under the balancing root.
     assert_eq!(read(&f.0.join("cpuset/parent/cpuset.cpus")), "0-1");
     assert_eq!(read(&f.0.join("cpuset/parent/cpuset.mems")), "0");
+    assert_eq!(
+        read(&f.0.join("cpuset/parent/cpuset.sched_load_balance")),
+        "0"
+    );
+    assert_eq!(read(&cs.join("cpuset.sched_load_balance")), "0");
     assert_eq!(
         read(&cs.join("cpuset.cpus")),
         "0-10",
