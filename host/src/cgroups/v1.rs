@@ -15,8 +15,8 @@ use super::{dir_of, read_file, write_file, CgroupError, Result};
 /// has its `cpuset.sched_load_balance` cleared. Giving CPUs to a cpuset
 /// that asks for balancing makes the kernel rebuild the scheduling
 /// domains, and removing that cpuset rebuilds them again. Each rebuild
-/// walks every cpuset on the host. With 1500 containers alive that was
-/// 1.2 ms of a `run -d` (the bench's section 8 trace).
+/// walks every cpuset on the host. With 2000 containers alive that was
+/// 1.4 to 1.8 ms of a `run -d` (the bench's section 8 trace).
 ///
 /// Under an ancestor that balances its CPUs, the flag of a cpuset within
 /// changes nothing. The root balances by default, and then the whole
