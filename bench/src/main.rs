@@ -992,9 +992,7 @@ impl Bench {
                 ),
             )?;
         }
-        let _ = std::fs::remove_file(&scratch);
-        // perf keeps the previous output file as FILE.old.
-        let _ = std::fs::remove_file(self.out.join("perf.tmp.old"));
+        self.remove_scratch();
         self.report.breakdown(rts, &cpu, &phases, self.args.traced);
         let mut v = serde_json::Map::new();
         for k in 0..n {

@@ -29,7 +29,8 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -409,31 +410,19 @@ impl Bench {
         };
         let rt = rts[k].clone();
         let events = format!("{},{}", trace::TRACE_EVENTS, trace::NETWORK_EVENTS);
-        let scratch = self.out.join("perf.tmp");
         let anchor = self.start_one(rts, k, Net::Bridge)?.0;
         let result = (|| -> Result<Vec<Vec<trace::Event>>> {
             let mut runs = Vec::new();
             for _ in 0..self.args.traced.min(self.args.bridged) {
-                let bundle = self.net_bundle(rts, k, Net::Port)?;
-                let id = self.id(&rt.name);
-                let pf = self.pid_file(&id);
-                let inner = rt.run_detached(&bundle, &pf, &id);
-                std::thread::sleep(Duration::from_millis(self.args.gap_ms));
-                self.runner.run(
-                    &rt.name,
-                    &mut trace::trace_cmd_with(&perf, &scratch, &inner, &events),
-                )?;
-                let pidfd = pidfd_open(read_pid_file(&pf)?)?;
-                let _ = std::fs::remove_file(&pf);
-                let text = std::fs::read_to_string(&scratch).unwrap_or_default();
+                let text = self.traced_run_d(rts, k, Net::Port, |out, inner| {
+                    trace::trace_cmd_with(&perf, out, inner, &events)
+                })?;
                 runs.push(text.lines().filter_map(trace::parse_line).collect());
-                self.stop_one(&rt, Live { id, pidfd })?;
             }
             Ok(runs)
         })();
         let stopped = self.stop_one(&rt, anchor);
-        let _ = std::fs::remove_file(&scratch);
-        let _ = std::fs::remove_file(self.out.join("perf.tmp.old"));
+        self.remove_scratch();
         let runs = result?;
         stopped?;
         let lines = trace::median_timeline(&runs).join("\n");
@@ -591,28 +580,49 @@ impl Bench {
         let Some(perf) = self.perf.clone() else {
             return Ok(Vec::new());
         };
-        let rt = rts[k].clone();
-        let scratch = self.out.join("perf.tmp");
         let mut runs = Vec::new();
         for _ in 0..self.args.traced.min(self.args.crowd_samples) {
-            let bundle = self.net_bundle(rts, k, net)?;
-            let id = self.id(&rt.name);
-            let pf = self.pid_file(&id);
-            let inner = rt.run_detached(&bundle, &pf, &id);
-            std::thread::sleep(Duration::from_millis(self.args.gap_ms));
-            self.runner
-                .run(&rt.name, &mut trace::summary_cmd(&perf, &scratch, &inner))?;
-            let pidfd = pidfd_open(read_pid_file(&pf)?)?;
-            let _ = std::fs::remove_file(&pf);
-            let text = std::fs::read_to_string(&scratch).unwrap_or_default();
+            let text = self.traced_run_d(rts, k, net, |out, inner| {
+                trace::summary_cmd(&perf, out, inner)
+            })?;
             runs.push(TracedRun {
                 calls: trace::syscall_totals(&text),
             });
-            self.stop_one(&rt, Live { id, pidfd })?;
         }
-        let _ = std::fs::remove_file(&scratch);
-        let _ = std::fs::remove_file(self.out.join("perf.tmp.old"));
+        self.remove_scratch();
         Ok(runs)
+    }
+
+    /// One `run -d` of runtime `k` after the idle gap, under the perf
+    /// command `traced` makes around the runtime's (writing to the file it
+    /// is given), then killed and deleted: what perf wrote.
+    fn traced_run_d(
+        &mut self,
+        rts: &[Oci],
+        k: usize,
+        net: Net,
+        traced: impl Fn(&Path, &Command) -> Command,
+    ) -> Result<String> {
+        let rt = rts[k].clone();
+        let bundle = self.net_bundle(rts, k, net)?;
+        let id = self.id(&rt.name);
+        let pf = self.pid_file(&id);
+        let inner = rt.run_detached(&bundle, &pf, &id);
+        let scratch = self.out.join("perf.tmp");
+        std::thread::sleep(Duration::from_millis(self.args.gap_ms));
+        self.runner.run(&rt.name, &mut traced(&scratch, &inner))?;
+        let pidfd = pidfd_open(read_pid_file(&pf)?)?;
+        let _ = std::fs::remove_file(&pf);
+        let text = std::fs::read_to_string(&scratch).unwrap_or_default();
+        self.stop_one(&rt, Live { id, pidfd })?;
+        Ok(text)
+    }
+
+    /// perf's output file (`perf.tmp`) and the copy perf keeps of the one
+    /// before it (FILE.old).
+    pub(crate) fn remove_scratch(&self) {
+        let _ = std::fs::remove_file(self.out.join("perf.tmp"));
+        let _ = std::fs::remove_file(self.out.join("perf.tmp.old"));
     }
 
     pub(crate) fn execs(&mut self, rts: &[Oci]) -> Result<Value> {

@@ -94,24 +94,22 @@ pub fn trace_cmd(perf: &Path, out: &Path, inner: &Command) -> Command {
 
 /// The same with other events.
 pub fn trace_cmd_with(perf: &Path, out: &Path, inner: &Command, events: &str) -> Command {
-    let mut c = Command::new(perf);
-    c.arg("trace")
-        .arg("-o")
-        .arg(out)
-        .args(["--no-syscalls", "-e", events, "--"])
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    c
+    perf_trace(perf, out, &["--no-syscalls", "-e", events], inner)
 }
 
 /// `perf trace -s -o FILE -- CMD`: every system call of CMD and of the
 /// processes it starts, summed per thread at the end.
 pub fn summary_cmd(perf: &Path, out: &Path, inner: &Command) -> Command {
+    perf_trace(perf, out, &["-s"], inner)
+}
+
+/// `perf trace -o FILE OPTIONS -- CMD`
+fn perf_trace(perf: &Path, out: &Path, options: &[&str], inner: &Command) -> Command {
     let mut c = Command::new(perf);
     c.arg("trace")
-        .arg("-s")
         .arg("-o")
         .arg(out)
+        .args(options)
         .arg("--")
         .arg(inner.get_program())
         .args(inner.get_args());
