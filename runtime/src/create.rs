@@ -500,10 +500,7 @@ fn spawn_detached(
             };
             // containerd, for one, leaves a stray socket on our fd 3 and
             // others above it: none of them is the shim's business.
-            if fd3 >= 0
-                && libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) == 0
-                && libc::setsid() >= 0
-            {
+            if fd3 >= 0 && nsbox_process::close_range(4, u32::MAX, 0) == 0 && libc::setsid() >= 0 {
                 libc::sigprocmask(libc::SIG_SETMASK, &a.mask, std::ptr::null_mut());
                 libc::execve(a.path, a.argv as *const *const libc::c_char, a.envp);
             }
