@@ -160,7 +160,7 @@ test-cgroup2: deps ## the cgroup tests inside a cgroup-v2-only VM and a v1 one (
 	$(TEST_ENV) scripts/test-cgroup2.sh 2>&1 | tee target/test-cgroup2.log || status=$$?; \
 	scripts/test-summary.sh target/test-cgroup2.log target/test-skips.txt $$status
 
-bench: deps bench-deps build ## time and memory of nsbox beside runc and crun (root, ~3 min; table and JSON in target/bench/)
+bench: deps bench-deps build ## time and memory of nsbox beside runc and crun (root, ~8 min; table and JSON in target/bench/)
 	scripts/bench.sh $(BENCH_ARGS)
 
 fuzz: ## run the cargo-fuzz targets (protocol decoder, config.json validation) for FUZZ_SECONDS each (default 60; nightly; installs cargo-fuzz)

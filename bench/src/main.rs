@@ -109,13 +109,21 @@ struct Args {
     /// `--net none`; 0: skip).
     #[arg(long, default_value_t = 30)]
     bridged: usize,
-    /// Section 8: how many containers are alive while `run -d` is timed,
-    /// comma-separated (0: skip).
+    /// Section 8: how many containers of a runtime are alive while its
+    /// `run -d` is timed, comma-separated (0: skip).
     #[arg(long, default_value = "1,100,500", value_delimiter = ',')]
     crowd: Vec<usize>,
-    /// `run -d` samples per level of section 8.
+    /// `run -d` samples per level of section 8, over all its rounds.
     #[arg(long, default_value_t = 20)]
     crowd_samples: usize,
+    /// Section 8's rounds: in each, every runtime in turn grows its crowd
+    /// alone, level by level, and removes it.
+    #[arg(long, default_value_t = 3)]
+    crowd_rounds: usize,
+    /// Section 8 also times `run -d` with every runtime's crowd of the
+    /// last level alive at once (true or false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    crowd_together: bool,
     /// `exec` of /bin/true per runtime (section 9; 0: skip).
     #[arg(long, default_value_t = 50)]
     execs: usize,
@@ -143,6 +151,7 @@ impl Args {
             self.crowd = self.crowd.iter().map(|&n| n.min(5)).collect();
             self.crowd.dedup();
             self.crowd_samples = self.crowd_samples.min(3);
+            self.crowd_rounds = self.crowd_rounds.min(1);
             self.execs = self.execs.min(3);
         }
         self
@@ -411,7 +420,9 @@ impl Bench {
                 "detached": args.detached, "rounds": args.rounds, "alive": args.alive,
                 "traced": args.traced, "quick": args.quick, "variants": args.variant,
                 "bridged": args.bridged, "crowd": args.crowd,
-                "crowd_samples": args.crowd_samples, "execs": args.execs,
+                "crowd_samples": args.crowd_samples,
+                "crowd_rounds": args.crowd_rounds, "crowd_together": args.crowd_together,
+                "execs": args.execs,
                 "bundle": setup::spec(&rootfs, &["/bin/true"]),
             }),
         );

@@ -22,8 +22,9 @@
 //!    with it). Each sample is killed and deleted before the next (timed
 //!    apart).
 //! 8. the same `run -d` (a published port for nsbox, `--net none` for the
-//!    others) with 1, 100, 500 containers of its kind alive: every
-//!    runtime's crowd grows at once, and the samples of a level rotate;
+//!    others) with 1, 100, 500 of the runtime's own containers alive: in
+//!    each of three rounds every runtime in turn grows its crowd alone;
+//!    then with every runtime's 500 alive at once;
 //! 9. `exec` of /bin/true into a running container.
 
 use std::collections::BTreeMap;
@@ -82,6 +83,45 @@ impl Net {
 /// Whether a runtime of the bench is an nsbox build (nsbox or a variant).
 fn is_nsbox(rt: &Oci) -> bool {
     !["crun", "crun-nocg", "runc"].contains(&rt.name.as_str())
+}
+
+/// How section 8 networks a runtime's containers: nsbox on its bridge
+/// with a published port, the others with `lo` only.
+fn crowd_net(rt: &Oci) -> Net {
+    if is_nsbox(rt) {
+        Net::Port
+    } else {
+        Net::None
+    }
+}
+
+/// Round `r`'s share of `total` samples over `rounds` rounds: the
+/// remainder goes to the first rounds.
+fn share(total: usize, rounds: usize, r: usize) -> usize {
+    total / rounds + usize::from(r < total % rounds)
+}
+
+/// One runtime's crowd grown alone in one round (section 8).
+struct Grown {
+    /// Per level, the timed `run -d`.
+    samples: Vec<Vec<f64>>,
+    /// The `run -d` that grew the crowd.
+    fill: Vec<f64>,
+    /// The traced runs, one set per traced level.
+    traces: Vec<Vec<TracedRun>>,
+    /// For an nsbox build, per traced level, the median timeline of its
+    /// `run -d` (as section 7's): which step the growth lands on.
+    timelines: Vec<Vec<String>>,
+}
+
+/// A runtime's line of section 8's table.
+pub struct CrowdRow {
+    pub name: String,
+    /// Per level, its own crowd alone.
+    pub at_level: Vec<Option<Stats>>,
+    /// With every runtime's crowd of the last level at once.
+    pub together: Option<Stats>,
+    pub stop_all_ms: f64,
 }
 
 /// A started detached container.
@@ -438,10 +478,18 @@ impl Bench {
         Ok(true)
     }
 
-    /// Every runtime grows its crowd together, one container each in
-    /// turn, and at each level the samples rotate among the runtimes: a
-    /// busy spell of the machine then hits all of them alike (one runtime
-    /// after another, each met a different machine).
+    /// Section 8. "500 alive" is 500 of the runtime's own containers on the
+    /// host, as the goal reads: in each round every runtime in turn grows
+    /// its crowd alone, timing `run -d` at each level, and removes it. The
+    /// kernel's part of the growth (pivot_root walks every task on the
+    /// host, a mount every superblock of its type) follows what the whole
+    /// host holds, so a runtime timed beside the others' crowds would meet
+    /// four times its own. A round takes a runtime's levels within seconds
+    /// of each other, and the rounds rotate the runtimes' order: a busy
+    /// spell of the machine hits a level of one round, not one runtime's
+    /// every sample. Then, with `--crowd-together`, every runtime's crowd
+    /// of the last level at once, and `run -d` of each in turn: the
+    /// figure of a host that runs them all.
     pub(crate) fn crowd(&mut self, rts: &[Oci]) -> Result<Value> {
         let mut levels = self.args.crowd.clone();
         levels.sort_unstable();
@@ -450,18 +498,12 @@ impl Bench {
         let ks: Vec<usize> = (0..rts.len())
             .filter(|&k| rts[k].name != "crun-nocg")
             .collect();
-        let net = |k: usize| {
-            if is_nsbox(&rts[k]) {
-                Net::Port
-            } else {
-                Net::None
-            }
-        };
-        let mut alive: Vec<Vec<Live>> = (0..rts.len()).map(|_| Vec::new()).collect();
+        let rounds = self.args.crowd_rounds.max(1);
+        let mut xs: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); levels.len()]; rts.len()];
         let mut fill: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
-        let mut at_level: Vec<Vec<Option<Stats>>> = vec![Vec::new(); rts.len()];
-        // At the first and the last level, each runtime's run -d under
-        // perf trace -s: where the growth goes.
+        let mut stop_all: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
+        // In the first round, at the first and the last level, each
+        // runtime's run -d under perf trace -s: where the growth goes.
         let traced_levels = match (levels.first(), levels.last()) {
             (Some(&lo), Some(&hi)) if lo < hi && self.perf.is_some() && self.args.traced > 0 => {
                 vec![lo, hi]
@@ -469,76 +511,73 @@ impl Bench {
             _ => Vec::new(),
         };
         let mut traces: Vec<Vec<Vec<TracedRun>>> = vec![Vec::new(); rts.len()];
-        let result = (|| -> Result<()> {
-            for &level in &levels {
-                while ks.iter().any(|&k| alive[k].len() < level) {
-                    for &k in &ks {
-                        if alive[k].len() < level {
-                            let (c, t) = self.start_one(rts, k, net(k))?;
-                            fill[k].push(t);
-                            alive[k].push(c);
-                        }
-                    }
+        let mut timelines: Vec<Vec<Vec<String>>> = vec![Vec::new(); rts.len()];
+        for r in 0..rounds {
+            let samples = share(self.args.crowd_samples, rounds, r);
+            for j in rotation(ks.len(), r) {
+                let k = ks[j];
+                let trace_at: &[usize] = if r == 0 { &traced_levels } else { &[] };
+                let mut alive = Vec::new();
+                let grown = self.grow_alone(rts, k, &levels, samples, trace_at, &mut alive);
+                let t = Instant::now();
+                let stopped = self.stop_live(&rts[k], alive);
+                stop_all[k].push(ms(t.elapsed()));
+                let grown = grown.with_context(|| format!("{} alone", rts[k].name))?;
+                stopped?;
+                for (li, s) in grown.samples.into_iter().enumerate() {
+                    xs[k][li].extend(s);
                 }
-                let mut xs: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
-                for i in 0..self.args.crowd_samples {
-                    for j in rotation(ks.len(), i) {
-                        let k = ks[j];
-                        std::thread::sleep(Duration::from_millis(self.args.gap_ms));
-                        let (c, t) = self.start_one(rts, k, net(k))?;
-                        xs[k].push(t);
-                        let rt = rts[k].clone();
-                        self.stop_one(&rt, c)?;
-                    }
+                fill[k].extend(grown.fill);
+                if !grown.traces.is_empty() {
+                    traces[k] = grown.traces;
                 }
-                for &k in &ks {
-                    at_level[k].push(Stats::of(&xs[k]));
-                }
-                if traced_levels.contains(&level) {
-                    for &k in &ks {
-                        let runs = self.trace_crowd(rts, k, net(k))?;
-                        traces[k].push(runs);
-                    }
+                if !grown.timelines.is_empty() {
+                    timelines[k] = grown.timelines;
                 }
             }
-            Ok(())
-        })();
-        let mut stopped = Ok(());
-        let mut stop_all = vec![0.0; rts.len()];
-        for &k in &ks {
-            let t = Instant::now();
-            let live: Vec<(String, OwnedFd)> = std::mem::take(&mut alive[k])
-                .into_iter()
-                .map(|c| (c.id, c.pidfd))
-                .collect();
-            let rt = rts[k].clone();
-            if let Err(e) = self.stop_all(&rt, &live) {
-                stopped = Err(e);
-            }
-            stop_all[k] = ms(t.elapsed());
         }
-        result.context("containers alive")?;
-        stopped?;
+        let together = match levels.last() {
+            Some(&hi) if self.args.crowd_together && levels.len() > 1 => {
+                Some(self.crowd_together(rts, &ks, hi)?)
+            }
+            _ => None,
+        };
         let mut v = serde_json::Map::new();
-        let mut table: Vec<(String, Vec<Option<Stats>>, f64)> = Vec::new();
+        let mut table: Vec<CrowdRow> = Vec::new();
         for &k in &ks {
-            v.insert(
-                rts[k].name.clone(),
-                json!({
-                    "net": net(k).label(),
-                    "levels": levels,
-                    "run_d": at_level[k].iter().map(|s| opt_json(*s)).collect::<Vec<_>>(),
-                    "fill_run_d": opt_json(Stats::of(&fill[k])),
-                    "kill_delete_all_ms": crate::measure::round3(stop_all[k]),
-                }),
-            );
-            table.push((
-                format!("{} ({})", rts[k].name, net(k).label()),
-                at_level[k].clone(),
-                stop_all[k],
-            ));
+            let at_level: Vec<Option<Stats>> = xs[k].iter().map(|x| Stats::of(x)).collect();
+            let all = together.as_ref().and_then(|t| Stats::of(&t[k]));
+            let stop = Stats::of(&stop_all[k]).map_or(0.0, |s| s.median);
+            let mut o = json!({
+                "net": crowd_net(&rts[k]).label(),
+                "levels": levels,
+                "rounds": rounds,
+                "run_d": at_level.iter().map(|s| opt_json(*s)).collect::<Vec<_>>(),
+                "fill_run_d": opt_json(Stats::of(&fill[k])),
+                "kill_delete_all_ms": round3(stop),
+            });
+            if together.is_some() {
+                o["together"] = json!({
+                    "runtimes": ks.len(),
+                    "alive_each": levels.last(),
+                    "run_d": opt_json(all),
+                });
+            }
+            v.insert(rts[k].name.clone(), o);
+            table.push(CrowdRow {
+                name: format!("{} ({})", rts[k].name, crowd_net(&rts[k]).label()),
+                at_level,
+                together: all,
+                stop_all_ms: stop,
+            });
         }
-        self.report.crowd(&levels, &table, self.args.crowd_samples);
+        self.report.crowd(
+            &levels,
+            &table,
+            self.args.crowd_samples,
+            rounds,
+            together.is_some().then_some(ks.len()),
+        );
         let mut text = String::new();
         for &k in &ks {
             let [first, last] = traces[k].as_slice() else {
@@ -554,7 +593,7 @@ impl Bench {
                 .map(|r| format!("{} {:+.2}", r.call.replace(": ", " "), r.last - r.first))
                 .collect();
             self.report.note(&format!(
-                "{}: run -d under perf trace -s, from {lo} to {hi} alive: \
+                "{}: run -d under perf trace -s, from {lo} to {hi} of its own alive: \
                  system calls that do not wait {:+.2} ms, most in {}",
                 rts[k].name,
                 g.non_wait,
@@ -570,7 +609,114 @@ impl Bench {
             self.report
                 .note("(every system call's time at both levels: target/bench/trace-crowd.txt)");
         }
+        for &k in &ks {
+            let [first, last] = timelines[k].as_slice() else {
+                continue;
+            };
+            let (lo, hi) = (traced_levels[0], traced_levels[1]);
+            let file = format!("trace-{}-crowd.txt", rts[k].name);
+            std::fs::write(
+                self.out.join(&file),
+                format!(
+                    "# `{} run -d` of sleep on a bridge with one published port, under perf trace:\n\
+                     # median time of each step over {} runs, in ms from the runtime's exec\n\
+                     # (+ms since the step above); sendto: a netlink request\n\
+                     \n# with {lo} of its own alive\n{}\n\n# with {hi} of its own alive\n{}\n",
+                    rts[k].name,
+                    self.args.traced.min(self.args.crowd_samples),
+                    first.join("\n"),
+                    last.join("\n"),
+                ),
+            )?;
+            self.report.note(&format!(
+                "(the timeline of {}'s run -d at both levels: target/bench/{file})",
+                rts[k].name
+            ));
+        }
         Ok(Value::Object(v))
+    }
+
+    /// Runtime `k`'s crowd, alone, grown level by level into `alive`
+    /// (which the caller removes, whatever happens here): `samples` timed
+    /// `run -d` at each level, each killed and deleted before the next,
+    /// and the traced runs at the levels in `trace_at`.
+    fn grow_alone(
+        &mut self,
+        rts: &[Oci],
+        k: usize,
+        levels: &[usize],
+        samples: usize,
+        trace_at: &[usize],
+        alive: &mut Vec<Live>,
+    ) -> Result<Grown> {
+        let net = crowd_net(&rts[k]);
+        let mut g = Grown {
+            samples: vec![Vec::new(); levels.len()],
+            fill: Vec::new(),
+            traces: Vec::new(),
+            timelines: Vec::new(),
+        };
+        for (li, &level) in levels.iter().enumerate() {
+            while alive.len() < level {
+                let (c, t) = self.start_one(rts, k, net)?;
+                g.fill.push(t);
+                alive.push(c);
+            }
+            for _ in 0..samples {
+                std::thread::sleep(Duration::from_millis(self.args.gap_ms));
+                let (c, t) = self.start_one(rts, k, net)?;
+                g.samples[li].push(t);
+                self.stop_one(&rts[k], c)?;
+            }
+            if trace_at.contains(&level) {
+                g.traces.push(self.trace_crowd(rts, k, net)?);
+                if is_nsbox(&rts[k]) {
+                    g.timelines.push(self.timeline(rts, k, net)?);
+                }
+            }
+        }
+        Ok(g)
+    }
+
+    /// Every runtime's crowd of `level` alive at once (grown together, one
+    /// container each in turn), and `run -d` of each runtime in turn with
+    /// the samples rotating among them: per runtime, its times.
+    fn crowd_together(&mut self, rts: &[Oci], ks: &[usize], level: usize) -> Result<Vec<Vec<f64>>> {
+        let mut alive: Vec<Vec<Live>> = (0..rts.len()).map(|_| Vec::new()).collect();
+        let mut xs: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
+        let result = (|| -> Result<()> {
+            for _ in 0..level {
+                for &k in ks {
+                    let (c, _) = self.start_one(rts, k, crowd_net(&rts[k]))?;
+                    alive[k].push(c);
+                }
+            }
+            for i in 0..self.args.crowd_samples {
+                for j in rotation(ks.len(), i) {
+                    let k = ks[j];
+                    std::thread::sleep(Duration::from_millis(self.args.gap_ms));
+                    let (c, t) = self.start_one(rts, k, crowd_net(&rts[k]))?;
+                    xs[k].push(t);
+                    self.stop_one(&rts[k], c)?;
+                }
+            }
+            Ok(())
+        })();
+        let mut stopped = Ok(());
+        for &k in ks {
+            if let Err(e) = self.stop_live(&rts[k], std::mem::take(&mut alive[k])) {
+                stopped = Err(e);
+            }
+        }
+        result.context("every runtime's crowd at once")?;
+        stopped?;
+        Ok(xs)
+    }
+
+    /// kill + delete of the containers in `live`.
+    fn stop_live(&mut self, rt: &Oci, live: Vec<Live>) -> Result<()> {
+        let live: Vec<(String, OwnedFd)> = live.into_iter().map(|c| (c.id, c.pidfd)).collect();
+        self.stop_all(rt, &live)
     }
 
     /// `run -d` of runtime `k` under `perf trace -s`, as many times as
@@ -591,6 +737,25 @@ impl Bench {
         }
         self.remove_scratch();
         Ok(runs)
+    }
+
+    /// The median timeline of `run -d` of runtime `k` (an nsbox build),
+    /// as many runs as --traced (at most --crowd-samples), each under perf
+    /// trace with the events of section 7's timeline.
+    fn timeline(&mut self, rts: &[Oci], k: usize, net: Net) -> Result<Vec<String>> {
+        let Some(perf) = self.perf.clone() else {
+            return Ok(Vec::new());
+        };
+        let events = format!("{},{}", trace::TRACE_EVENTS, trace::NETWORK_EVENTS);
+        let mut runs = Vec::new();
+        for _ in 0..self.args.traced.min(self.args.crowd_samples) {
+            let text = self.traced_run_d(rts, k, net, |out, inner| {
+                trace::trace_cmd_with(&perf, out, inner, &events)
+            })?;
+            runs.push(text.lines().filter_map(trace::parse_line).collect());
+        }
+        self.remove_scratch();
+        Ok(trace::median_timeline(&runs))
     }
 
     /// One `run -d` of runtime `k` after the idle gap, under the perf
@@ -670,6 +835,17 @@ impl Bench {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_share_the_samples_and_the_first_rounds_take_the_remainder() {
+        let shares: Vec<usize> = (0..3).map(|r| share(20, 3, r)).collect();
+        assert_eq!(shares, [7, 7, 6]);
+        assert_eq!(
+            (0..3).map(|r| share(2, 3, r)).collect::<Vec<_>>(),
+            [1, 1, 0]
+        );
+        assert_eq!(share(20, 1, 0), 20);
+    }
 
     fn run(calls: &[(&str, f64)]) -> TracedRun {
         TracedRun {

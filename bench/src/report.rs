@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::measure::{round3, Stats};
+use crate::orchestrated::CrowdRow;
 use crate::runtimes::Oci;
 
 const LABEL: usize = 18;
@@ -208,38 +209,64 @@ impl Report {
 
     /// Section 8: `run -d` per runtime at each level of containers alive,
     /// and each level's median over the first level's.
+    /// Section 8: each runtime's crowd alone per level, and, when
+    /// `together` names how many runtimes, with all their crowds of the
+    /// last level at once.
     pub fn crowd(
         &mut self,
         levels: &[usize],
-        rows: &[(String, Vec<Option<Stats>>, f64)],
+        rows: &[CrowdRow],
         samples: usize,
+        rounds: usize,
+        together: Option<usize>,
     ) {
         self.push(String::new());
         self.push(format!(
-            "8. run -d with containers of its kind alive, {samples} samples per level (ms)"
+            "8. run -d with containers of its own alive, {samples} samples per level \
+             in {rounds} round(s) (ms)"
         ));
+        let (lo, hi) = (levels[0], levels[levels.len() - 1]);
         let mut head = format!("  {:<28}", "");
         for l in levels {
             head.push_str(&format!("{:>CELL$}", format!("{l} alive")));
         }
         if levels.len() > 1 {
+            head.push_str(&format!("{:>12}", format!("{hi}/{lo}")));
+        }
+        if let Some(n) = together {
             head.push_str(&format!(
-                "{:>12}",
-                format!("{}/{}", levels[levels.len() - 1], levels[0])
+                "{:>CELL$}{:>12}",
+                format!("{n} x {hi} at once"),
+                format!("/{lo}")
             ));
         }
         head.push_str(&format!("{:>14}", "stop all ms"));
         self.push(head);
-        for (name, stats, stop_all) in rows {
-            let mut line = format!("  {name:<28}");
-            for s in stats {
-                line.push_str(&format!("{:>CELL$}", cell(*s)));
+        for row in rows {
+            let s = &row.at_level;
+            let mut line = format!("  {:<28}", row.name);
+            for x in s {
+                line.push_str(&format!("{:>CELL$}", cell(*x)));
             }
             if levels.len() > 1 {
-                line.push_str(&format!("{:>12}", ratio(stats[stats.len() - 1], stats[0])));
+                line.push_str(&format!("{:>12}", ratio(s[s.len() - 1], s[0])));
             }
-            line.push_str(&format!("{stop_all:>14.0}"));
+            if together.is_some() {
+                line.push_str(&format!(
+                    "{:>CELL$}{:>12}",
+                    cell(row.together),
+                    ratio(row.together, s[0])
+                ));
+            }
+            line.push_str(&format!("{:>14.0}", row.stop_all_ms));
             self.push(line);
+        }
+        if let Some(n) = together {
+            self.note(&format!(
+                "(\"{hi} alive\": the runtime's own {hi} on the host; \"at once\": \
+                 all {n} runtimes' crowds alive, {} containers)",
+                n * hi
+            ));
         }
     }
 
@@ -399,7 +426,7 @@ impl Report {
         }
         if let (Some(x), Some((lo, hi))) = (crowd, crowd_levels) {
             self.push(format!(
-                "  run -d with {hi} alive <= 1.15 x with {lo}:      {x:.2}  {}",
+                "  run -d with {hi} of its own alive <= 1.15 x with {lo}: {x:.2}  {}",
                 met(x <= 1.15)
             ));
         }
