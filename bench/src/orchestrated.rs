@@ -124,6 +124,14 @@ pub struct CrowdRow {
     pub stop_all_ms: f64,
 }
 
+/// What a timeline file's lines are, after its first words.
+fn timeline_legend(runs: usize) -> String {
+    format!(
+        "median time of each step over {runs} runs, in ms\n\
+         # from the runtime's exec, (+ms since the step above); sendto: a netlink request"
+    )
+}
+
 /// A started detached container.
 struct Live {
     id: String,
@@ -442,37 +450,26 @@ impl Bench {
     /// netlink requests and the network lock, in trace-nsbox-bridged.txt.
     /// False without perf.
     fn trace_bridged(&mut self, rts: &[Oci]) -> Result<bool> {
-        let Some(perf) = self.perf.clone() else {
+        if self.perf.is_none() {
             return Ok(false);
-        };
+        }
         let Some(k) = rts.iter().position(|r| r.name == "nsbox") else {
             return Ok(false);
         };
         let rt = rts[k].clone();
-        let events = format!("{},{}", trace::TRACE_EVENTS, trace::NETWORK_EVENTS);
+        let runs = self.args.traced.min(self.args.bridged);
         let anchor = self.start_one(rts, k, Net::Bridge)?.0;
-        let result = (|| -> Result<Vec<Vec<trace::Event>>> {
-            let mut runs = Vec::new();
-            for _ in 0..self.args.traced.min(self.args.bridged) {
-                let text = self.traced_run_d(rts, k, Net::Port, |out, inner| {
-                    trace::trace_cmd_with(&perf, out, inner, &events)
-                })?;
-                runs.push(text.lines().filter_map(trace::parse_line).collect());
-            }
-            Ok(runs)
-        })();
+        let result = self.timeline(rts, k, Net::Port, runs);
         let stopped = self.stop_one(&rt, anchor);
-        self.remove_scratch();
-        let runs = result?;
+        let lines = result?;
         stopped?;
-        let lines = trace::median_timeline(&runs).join("\n");
         std::fs::write(
             self.out.join("trace-nsbox-bridged.txt"),
             format!(
                 "# `nsbox run -d` of sleep on a bridge with one published port, beside a container\n\
-                 # on that bridge, under perf trace: median time of each step over {} runs, in ms\n\
-                 # from the runtime's exec, (+ms since the step above); sendto: a netlink request\n{lines}\n",
-                runs.len()
+                 # on that bridge, under perf trace: {}\n{}\n",
+                timeline_legend(runs),
+                lines.join("\n")
             ),
         )?;
         Ok(true)
@@ -619,11 +616,9 @@ impl Bench {
                 self.out.join(&file),
                 format!(
                     "# `{} run -d` of sleep on a bridge with one published port, under perf trace:\n\
-                     # median time of each step over {} runs, in ms from the runtime's exec\n\
-                     # (+ms since the step above); sendto: a netlink request\n\
-                     \n# with {lo} of its own alive\n{}\n\n# with {hi} of its own alive\n{}\n",
+                     # {}\n\n# with {lo} of its own alive\n{}\n\n# with {hi} of its own alive\n{}\n",
                     rts[k].name,
-                    self.args.traced.min(self.args.crowd_samples),
+                    timeline_legend(self.args.traced.min(self.args.crowd_samples)),
                     first.join("\n"),
                     last.join("\n"),
                 ),
@@ -671,7 +666,8 @@ impl Bench {
             if trace_at.contains(&level) {
                 g.traces.push(self.trace_crowd(rts, k, net)?);
                 if is_nsbox(&rts[k]) {
-                    g.timelines.push(self.timeline(rts, k, net)?);
+                    let runs = self.args.traced.min(self.args.crowd_samples);
+                    g.timelines.push(self.timeline(rts, k, net, runs)?);
                 }
             }
         }
@@ -735,32 +731,31 @@ impl Bench {
                 calls: trace::syscall_totals(&text),
             });
         }
-        self.remove_scratch();
         Ok(runs)
     }
 
-    /// The median timeline of `run -d` of runtime `k` (an nsbox build),
-    /// as many runs as --traced (at most --crowd-samples), each under perf
-    /// trace with the events of section 7's timeline.
-    fn timeline(&mut self, rts: &[Oci], k: usize, net: Net) -> Result<Vec<String>> {
+    /// The median timeline of `runs` runs of `run -d` of runtime `k` (an
+    /// nsbox build), each under perf trace with the steps' events and the
+    /// network's (netlink requests, the network lock).
+    fn timeline(&mut self, rts: &[Oci], k: usize, net: Net, runs: usize) -> Result<Vec<String>> {
         let Some(perf) = self.perf.clone() else {
             return Ok(Vec::new());
         };
         let events = format!("{},{}", trace::TRACE_EVENTS, trace::NETWORK_EVENTS);
-        let mut runs = Vec::new();
-        for _ in 0..self.args.traced.min(self.args.crowd_samples) {
+        let mut traced = Vec::new();
+        for _ in 0..runs {
             let text = self.traced_run_d(rts, k, net, |out, inner| {
                 trace::trace_cmd_with(&perf, out, inner, &events)
             })?;
-            runs.push(text.lines().filter_map(trace::parse_line).collect());
+            traced.push(text.lines().filter_map(trace::parse_line).collect());
         }
-        self.remove_scratch();
-        Ok(trace::median_timeline(&runs))
+        Ok(trace::median_timeline(&traced))
     }
 
     /// One `run -d` of runtime `k` after the idle gap, under the perf
     /// command `traced` makes around the runtime's (writing to the file it
-    /// is given), then killed and deleted: what perf wrote.
+    /// is given), then killed and deleted: what perf wrote (its file is
+    /// removed).
     fn traced_run_d(
         &mut self,
         rts: &[Oci],
@@ -775,10 +770,12 @@ impl Bench {
         let inner = rt.run_detached(&bundle, &pf, &id);
         let scratch = self.out.join("perf.tmp");
         std::thread::sleep(Duration::from_millis(self.args.gap_ms));
-        self.runner.run(&rt.name, &mut traced(&scratch, &inner))?;
+        let ran = self.runner.run(&rt.name, &mut traced(&scratch, &inner));
+        let text = std::fs::read_to_string(&scratch).unwrap_or_default();
+        self.remove_scratch();
+        ran?;
         let pidfd = pidfd_open(read_pid_file(&pf)?)?;
         let _ = std::fs::remove_file(&pf);
-        let text = std::fs::read_to_string(&scratch).unwrap_or_default();
         self.stop_one(&rt, Live { id, pidfd })?;
         Ok(text)
     }

@@ -207,8 +207,6 @@ impl Report {
         );
     }
 
-    /// Section 8: `run -d` per runtime at each level of containers alive,
-    /// and each level's median over the first level's.
     /// Section 8: each runtime's crowd alone per level, and, when
     /// `together` names how many runtimes, with all their crowds of the
     /// last level at once.
