@@ -4,6 +4,15 @@
 //! poststart and poststop. Each gets the state JSON on stdin, its
 //! own argv and env, and its timeout; its output is kept in a memfd and
 //! shown when it fails, as runc shows it.
+//!
+//! The state is handed over in a memfd too, not a pipe: runc writes it
+//! into a pipe from a goroutine of its own, and we have no thread to
+//! spare for that. Written into a pipe by us, a state over the pipe's
+//! 64 KiB would be cut short (or block us on a hook that never reads it),
+//! and a hook that exits before the write raises SIGPIPE. tiny-init
+//! blocks every signal to read them from its signalfd, so that SIGPIPE
+//! was taken for one sent to the container and passed on to the
+//! workload, which died of it.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -72,7 +81,8 @@ pub fn run(kind: &str, hook: &Hook, state: &str, join: &[OwnedFd]) -> Result<(),
     }
     let err_file = out.try_clone().map_err(output_error)?;
     let out_file = out.try_clone().map_err(output_error)?;
-    cmd.stdin(Stdio::piped())
+    let state_file = state_file(state).map_err(output_error)?;
+    cmd.stdin(Stdio::from(state_file))
         .stdout(Stdio::from(out_file))
         .stderr(Stdio::from(err_file));
     if !join.is_empty() {
@@ -82,11 +92,6 @@ pub fn run(kind: &str, hook: &Hook, state: &str, join: &[OwnedFd]) -> Result<(),
         hook: what.clone(),
         source,
     })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook need not read its stdin: never block on it.
-        set_nonblocking(&stdin);
-        let _ = stdin.write_all(state.as_bytes());
-    }
     let deadline = hook
         .timeout
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
@@ -150,12 +155,17 @@ pub fn run(kind: &str, hook: &Hook, state: &str, join: &[OwnedFd]) -> Result<(),
     })
 }
 
-fn set_nonblocking(fd: &impl AsRawFd) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(flags) = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
-        let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
-        let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags));
-    }
+/// The state, whole, in a memfd at offset 0: the hook reads it as it
+/// would read a pipe, to its end, at its own pace.
+fn state_file(state: &str) -> std::io::Result<std::fs::File> {
+    let fd = nix::sys::memfd::memfd_create(
+        c"nsbox-state",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+    )?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(state.as_bytes())?;
+    f.rewind()?;
+    Ok(f)
 }
 
 /// Run every hook of a list in order; the first failure stops it.
@@ -207,7 +217,20 @@ mod tests {
         assert_eq!(e.to_string(), "test hook /nsbox/no/such/hook");
         assert!(source.unwrap().starts_with("No such file"), "{e:?}");
         // Big state, a hook that never reads it: no hang.
-        run("test", &sh("exit 0", Some(5)), &"x".repeat(1 << 20), &[]).unwrap();
+        let big = format!("{{\"id\":\"{}\"}}", "x".repeat(1 << 20));
+        run("test", &sh("exit 0", Some(5)), &big, &[]).unwrap();
+        // One that reads it gets it whole, past a pipe's 64 KiB.
+        run(
+            "test",
+            &sh(&format!("cat > {}", f.display()), Some(5)),
+            &big,
+            &[],
+        )
+        .unwrap();
+        assert!(
+            std::fs::read_to_string(&f).unwrap() == big,
+            "the state cut short"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

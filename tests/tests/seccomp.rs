@@ -173,6 +173,8 @@ fn hooks_run_in_order_with_the_state() {
             "poststart": [hook("poststart", &host)],
             "poststop": [hook("poststop", &host)]
         });
+        // More state than a pipe holds: each hook must still read it whole.
+        c["annotations"] = json!({ "nsbox.test/big": "x".repeat(80 * 1024) });
     });
     t.create(&b, "hk").ok();
     let pid = t.state("hk")["pid"].as_i64().unwrap();
@@ -184,8 +186,13 @@ fn hooks_run_in_order_with_the_state() {
     assert_eq!(mnt("createRuntime"), host_mnt.to_string_lossy());
     assert_eq!(mnt("createContainer"), ctr_mnt.to_string_lossy());
     let st = |n: &str| -> Value {
-        serde_json::from_str(&read_lossy(&log.join(format!("{n}.json"))))
-            .unwrap_or_else(|e| panic!("{n}'s stdin is not the state ({e})"))
+        let s: Value = serde_json::from_str(&read_lossy(&log.join(format!("{n}.json"))))
+            .unwrap_or_else(|e| panic!("{n}'s stdin is not the state ({e})"));
+        assert_eq!(
+            s["annotations"]["nsbox.test/big"].as_str().map(str::len),
+            Some(80 * 1024)
+        );
+        s
     };
     for n in ["prestart", "createRuntime", "createContainer"] {
         let s = st(n);

@@ -22,6 +22,9 @@ const NEVER_BLOCKED: [Signal; 6] = [
 
 pub struct Signals {
     fd: SignalFd,
+    /// Our own pid as the signals' senders are numbered (1 in the
+    /// container's pid namespace).
+    me: u32,
 }
 
 pub enum Ready {
@@ -37,14 +40,24 @@ impl Signals {
         }
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Signals { fd })
+        Ok(Signals {
+            fd,
+            me: std::process::id(),
+        })
     }
 
-    /// Every signal pending now.
+    /// Every signal pending now, but those we raised ourselves: SIGPIPE
+    /// from a write of ours to a pipe nobody reads any more (a hook's, a
+    /// caller's stderr), SIGXFSZ from a file grown past its limit. The
+    /// kernel names us as their sender. They are about our own writes,
+    /// which see the error too, and were never meant for the workload; a
+    /// blocked signal cannot be ignored, so they wait here like any other.
     pub fn drain(&self) -> Vec<i32> {
         let mut out = Vec::new();
         while let Ok(Some(info)) = self.fd.read_signal() {
-            out.push(info.ssi_signo as i32);
+            if info.ssi_pid != self.me {
+                out.push(info.ssi_signo as i32);
+            }
         }
         out
     }
@@ -117,4 +130,47 @@ pub fn terminates(sig: i32) -> bool {
             | libc::SIGTTIN
             | libc::SIGTTOU
     )
+}
+
+#[cfg(test)]
+// tgkill, to signal this thread, and fork, to signal it from another
+// process: nix has no safe form of either.
+#[allow(unsafe_code)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_we_raised_ourselves_is_not_passed_on() {
+        let signals = Signals::block_all().unwrap();
+        let me = std::process::id() as libc::pid_t;
+        // SAFETY: gettid takes nothing.
+        let tid = unsafe { libc::gettid() };
+        // Sent to this thread, the one that blocked it, as the kernel's
+        // SIGPIPE is sent to the writer.
+        // SAFETY: tgkill takes integers only.
+        assert_eq!(
+            unsafe { libc::syscall(libc::SYS_tgkill, me, tid, libc::SIGPIPE) },
+            0
+        );
+        assert_eq!(signals.drain(), Vec::<i32>::new(), "our own SIGPIPE");
+
+        // The same signal from another process is one to pass on.
+        // SAFETY: the child makes only async-signal-safe calls.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: tgkill takes integers only; _exit is what a
+                // forked child of a threaded process ends with.
+                unsafe {
+                    libc::syscall(libc::SYS_tgkill, me, tid, libc::SIGPIPE);
+                    libc::_exit(0)
+                }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                nix::sys::wait::waitpid(child, None).unwrap();
+            }
+        }
+        // (The child's SIGCHLD goes to the process, whose other threads
+        // leave it at its default, discarded.)
+        assert_eq!(signals.drain(), vec![libc::SIGPIPE]);
+    }
 }
