@@ -152,7 +152,11 @@ mod tests {
             unsafe { libc::syscall(libc::SYS_tgkill, me, tid, libc::SIGPIPE) },
             0
         );
-        assert_eq!(signals.drain(), Vec::<i32>::new(), "our own SIGPIPE");
+        // (Other tests of this process run beside it: the signals they
+        // leave pending for the whole process may come too. Only SIGPIPE
+        // is ours to look at.)
+        let pipes = |got: Vec<i32>| got.into_iter().filter(|&s| s == libc::SIGPIPE).count();
+        assert_eq!(pipes(signals.drain()), 0, "our own SIGPIPE");
 
         // The same signal from another process is one to pass on.
         // SAFETY: the child makes only async-signal-safe calls.
@@ -169,8 +173,6 @@ mod tests {
                 nix::sys::wait::waitpid(child, None).unwrap();
             }
         }
-        // (The child's SIGCHLD goes to the process, whose other threads
-        // leave it at its default, discarded.)
-        assert_eq!(signals.drain(), vec![libc::SIGPIPE]);
+        assert_eq!(pipes(signals.drain()), 1, "another process's SIGPIPE");
     }
 }
