@@ -13,7 +13,7 @@ use nsbox_host::teardown::HostSide;
 use protocol::RuntimeToShim;
 
 use crate::options::GlobalOptions;
-use crate::{hooks, shim_client};
+use crate::{hooks, output, shim_client};
 
 pub fn start(g: &GlobalOptions, id: &str) -> Result<i32> {
     let (dir, st) = g.container(id)?;
@@ -31,7 +31,7 @@ pub fn start(g: &GlobalOptions, id: &str) -> Result<i32> {
 /// `State::current_status`), so "stopped" never shows without its code.
 pub fn state(g: &GlobalOptions, id: &str) -> Result<i32> {
     let (_, st) = g.container(id)?;
-    println!("{}", serde_json::to_string_pretty(&st.oci_state())?);
+    output::println(serde_json::to_string_pretty(&st.oci_state())?)?;
     Ok(0)
 }
 
@@ -241,7 +241,7 @@ pub fn ps(g: &GlobalOptions, id: &str, format: &str, ps_args: &[String]) -> Resu
     let pids = container_pids(g, id)?;
     match format {
         "json" => {
-            println!("{}", serde_json::to_string(&pids)?);
+            output::println(serde_json::to_string(&pids)?)?;
             Ok(0)
         }
         "table" => {
@@ -268,14 +268,14 @@ pub fn ps(g: &GlobalOptions, id: &str, format: &str, ps_args: &[String]) -> Resu
                 .split_whitespace()
                 .position(|h| h == "PID")
                 .ok_or_else(|| anyhow!("ps output has no PID column"))?;
-            println!("{header}");
+            output::println(header)?;
             for line in lines {
                 let pid = line
                     .split_whitespace()
                     .nth(col)
                     .and_then(|p| p.parse().ok());
                 if pid.is_some_and(|p| pids.contains(&p)) {
-                    println!("{line}");
+                    output::println(line)?;
                 }
             }
             Ok(0)
@@ -291,16 +291,16 @@ pub fn list(g: &GlobalOptions, format: &str, quiet: bool) -> Result<i32> {
         .collect();
     if quiet {
         for s in &states {
-            println!("{}", s.id);
+            output::println(&s.id)?;
         }
         return Ok(0);
     }
     match format {
         "json" => {
             let v: Vec<serde_json::Value> = states.iter().map(State::oci_state).collect();
-            println!("{}", serde_json::to_string(&v)?);
+            output::println(serde_json::to_string(&v)?)?;
         }
-        "table" => print!("{}", table(&states)),
+        "table" => output::print(table(&states))?,
         other => bail!("unknown format {other:?} (table or json)"),
     }
     Ok(0)

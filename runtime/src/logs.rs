@@ -8,6 +8,7 @@ use nsbox_host::output_log::{self, Record};
 use nsbox_host::state::Status;
 
 use crate::options::GlobalOptions;
+use crate::output;
 
 /// How often `logs -f` looks for more.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
@@ -35,7 +36,7 @@ pub fn logs(g: &GlobalOptions, id: &str, a: &LogsArgs) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     for r in &all[skip..] {
-        print_record(&mut out, &mut err, r, a.timestamps);
+        output::checked(print_record(&mut out, &mut err, r, a.timestamps))?;
     }
     let Some(follower) = &mut follower else {
         return Ok(0);
@@ -47,9 +48,9 @@ pub fn logs(g: &GlobalOptions, id: &str, a: &LogsArgs) -> Result<i32> {
             .load()
             .map_or(true, |s| s.current_status() == Status::Stopped);
         for r in follower.poll() {
-            print_record(&mut out, &mut err, &r, a.timestamps);
+            output::checked(print_record(&mut out, &mut err, &r, a.timestamps))?;
         }
-        let _ = out.flush();
+        output::checked(out.flush())?;
         if stopped {
             return Ok(0);
         }
@@ -57,11 +58,16 @@ pub fn logs(g: &GlobalOptions, id: &str, a: &LogsArgs) -> Result<i32> {
     }
 }
 
-fn print_record(out: &mut impl Write, err: &mut impl Write, r: &Record, timestamps: bool) {
+fn print_record(
+    out: &mut impl Write,
+    err: &mut impl Write,
+    r: &Record,
+    timestamps: bool,
+) -> std::io::Result<()> {
     let w: &mut dyn Write = if r.stream == "stderr" { err } else { out };
-    let _ = if timestamps {
+    if timestamps {
         writeln!(w, "{} {}", r.time, r.text)
     } else {
         writeln!(w, "{}", r.text)
-    };
+    }
 }

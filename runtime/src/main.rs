@@ -21,6 +21,7 @@ mod run;
 mod handover;
 mod hooks;
 mod options;
+mod output;
 mod reported;
 mod shim_client;
 mod signals;
@@ -489,7 +490,7 @@ fn dispatch(g: &GlobalOptions, cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Kill { all, id, signal } => commands::kill(g, &id, signal.as_deref(), all),
         Cmd::Delete { force, id } => commands::delete(g, &id, force),
         Cmd::Features => {
-            println!("{}", serde_json::to_string_pretty(&features::features())?);
+            output::println(serde_json::to_string_pretty(&features::features())?)?;
             Ok(0)
         }
         Cmd::Pause { id } => commands::pause(g, &id),

@@ -456,3 +456,52 @@ fn json_log_of_a_failing_create() {
         "no error line has a msg naming the container:\n{text}"
     );
 }
+
+/// A reader that goes away (`runtime list | head -1`, `runtime logs -f ID
+/// | grep -m1 ready`) ends every printing command as it ends runc's and
+/// crun's: killed by SIGPIPE, with nothing on stderr. Not a panic with a
+/// backtrace, and not a `logs -f` that follows on for nobody.
+#[test]
+fn a_reader_gone_away_ends_the_output_by_sigpipe() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let Some(t) = Test::new("reader_gone_away") else {
+        return;
+    };
+    let b = t.bundle("b", &["sh", "-c", "echo hello; sleep 30"]);
+    t.rt_cmd(t.command(&["run", "-d", "--log-output", "-b", b.path(), "pp"]))
+        .ok();
+    t.track_state("pp");
+    wait_for("the log's first line", TIMEOUT, || {
+        t.rt(&["logs", "pp"]).stdout.contains("hello").then_some(())
+    });
+    for args in [
+        &["list"][..],
+        &["list", "-q"],
+        &["list", "--format", "json"],
+        &["state", "pp"],
+        &["ps", "pp"],
+        &["ps", "--format", "json", "pp"],
+        &["features"],
+        &["logs", "pp"],
+        &["logs", "-f", "pp"],
+    ] {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let mut cmd = t.command(args);
+        cmd.stdout(Stdio::from(write)).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        drop(cmd);
+        let status = wait_timeout(&mut child, Duration::from_secs(10));
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(
+            status.and_then(|s| s.signal()),
+            Some(libc::SIGPIPE),
+            "runtime {}: {status:?}, stderr: {err}",
+            args.join(" ")
+        );
+        assert_eq!(err, "", "runtime {}", args.join(" "));
+    }
+    t.rt(&["delete", "--force", "pp"]).ok();
+}
