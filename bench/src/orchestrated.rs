@@ -884,4 +884,19 @@ mod tests {
         assert!((g.non_wait - (1.3 - 0.06)).abs() < 1e-9);
         assert!(g.table("nsbox", 1, 500, 3).contains("(waits)"));
     }
+
+    #[test]
+    fn the_shims_exec_behind_its_parent_is_not_growth() {
+        let first = [run(&[
+            ("shim: execve", 1.35),
+            ("tiny-init: pivot_root", 0.05),
+        ])];
+        let last = [run(&[
+            ("shim: execve", 3.03),
+            ("tiny-init: pivot_root", 0.55),
+        ])];
+        let g = Growth::of(&first, &last);
+        assert!((g.non_wait - 0.5).abs() < 1e-9, "{}", g.non_wait);
+        assert!(g.rows.iter().any(|r| r.call == "shim: execve" && r.waits));
+    }
 }
